@@ -1,0 +1,523 @@
+//! The engine: tables, the operator graph, views, and the transactions between them.
+//!
+//! One writer at a time (a mutex) stages a transaction's changes against the base
+//! tables, runs the graph, and publishes the views' deltas under a short write lock;
+//! readers of views only ever take the read lock (see [`crate::view`]). A transaction
+//! is all or nothing: every change is checked and applied to its table with an undo
+//! record, and the first change that fails puts every table back and reports why,
+//! before any operator has seen the transaction. Operators cannot fail, so a checked
+//! transaction always completes; should one panic anyway (a bug), the engine refuses
+//! all further work instead of serving views it can no longer vouch for.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use petgraph::stable_graph::NodeIndex;
+
+use crate::arrow_out::arrow_schema;
+use crate::catalog::{Catalog, Dialect};
+use crate::change::{Change, RowData, TableRef};
+use crate::error::{Error, Result, SchemaError, SqlError, SqlErrorKind, nearest_name};
+use crate::graph::Graph;
+use crate::plan::{Plan, TableId, ViewDef};
+use crate::row::Row;
+use crate::sort::OrderSpec;
+use crate::table::{Table, Undo};
+use crate::types::{MAX_DECIMAL_PRECISION, TableSchema};
+use crate::view::{View, ViewId, ViewInfo, ViewState};
+use crate::zset::ZSet;
+
+/// State shared by an engine and its view handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    writer: Mutex<Writer>,
+    pub published: RwLock<Published>,
+}
+
+/// What readers see: every view's current rows.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    views: Vec<Option<ViewState>>,
+}
+
+impl Published {
+    /// The state of view `id`, unless it was dropped.
+    pub fn view(&self, id: ViewId) -> Option<&ViewState> {
+        self.views.get(id.0 as usize).and_then(Option::as_ref)
+    }
+}
+
+#[derive(Debug)]
+struct ViewEntry {
+    info: Arc<ViewInfo>,
+    def: ViewDef,
+    root: NodeIndex,
+    key: Option<String>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    dialect: Dialect,
+    tables: Vec<Option<Table>>,
+    table_names: HashMap<String, TableId>,
+    graph: Graph,
+    views: Vec<Option<ViewEntry>>,
+    /// Unnamed views by definition, so that registering the same query twice shares.
+    view_keys: HashMap<String, ViewId>,
+    named_views: HashMap<String, ViewId>,
+    /// Views by the graph node they read.
+    views_by_root: HashMap<NodeIndex, Vec<ViewId>>,
+    /// Per table, the delta of the transaction being staged.
+    pending: Vec<ZSet>,
+    pending_tables: Vec<TableId>,
+    poisoned: Option<String>,
+}
+
+/// Sizes of what the engine holds, for memory reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Rows stored in base tables.
+    pub base_rows: usize,
+    /// Graph nodes.
+    pub nodes: usize,
+    /// Approximate heap bytes of the tables' row indexes (not counting the rows).
+    pub table_index_bytes: usize,
+    /// Approximate heap bytes of operator state (not counting shared rows).
+    pub operator_state_bytes: usize,
+    /// Approximate heap bytes of the views' published rows (not counting shared rows).
+    pub view_state_bytes: usize,
+}
+
+/// An incremental view-maintenance engine over in-memory tables.
+///
+/// `Dataflow` knows no SQL: tables arrive as [`TableSchema`]s and views as [`ViewDef`]s
+/// (the `ciuf` crate's `Engine` adds the SQL front end). It is cheap to clone, and
+/// `Send + Sync`: any thread may apply changes (one at a time) and read views.
+#[derive(Debug, Clone)]
+pub struct Dataflow {
+    shared: Arc<Shared>,
+}
+
+impl Default for Dataflow {
+    fn default() -> Self {
+        Dataflow::new(Dialect::default())
+    }
+}
+
+impl Dataflow {
+    /// An empty engine following `dialect` where SQL dialects differ.
+    pub fn new(dialect: Dialect) -> Dataflow {
+        let writer = Writer {
+            dialect,
+            tables: Vec::new(),
+            table_names: HashMap::new(),
+            graph: Graph::default(),
+            views: Vec::new(),
+            view_keys: HashMap::new(),
+            named_views: HashMap::new(),
+            views_by_root: HashMap::new(),
+            pending: Vec::new(),
+            pending_tables: Vec::new(),
+            poisoned: None,
+        };
+        Dataflow {
+            shared: Arc::new(Shared { writer: Mutex::new(writer), published: RwLock::new(Published::default()) }),
+        }
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.shared.writer.lock().dialect
+    }
+
+    /// Creates a table.
+    pub fn create_table(&self, schema: TableSchema) -> Result<TableId> {
+        let mut w = self.writer()?;
+        validate_schema(&schema)?;
+        let lower = schema.name.to_ascii_lowercase();
+        if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
+            return Err(SchemaError::TableExists(schema.name).into());
+        }
+        let id = TableId(w.tables.len() as u32);
+        w.tables.push(Some(Table::new(id, schema)));
+        w.pending.push(ZSet::new());
+        w.table_names.insert(lower, id);
+        Ok(id)
+    }
+
+    /// The id of the table called `name`.
+    pub fn table_id(&self, name: &str) -> Result<TableId> {
+        let w = self.shared.writer.lock();
+        w.resolve(&TableRef::Name(name.to_string()))
+    }
+
+    /// The schema of the table called `name`.
+    pub fn table_schema(&self, name: &str) -> Result<Arc<TableSchema>> {
+        let w = self.shared.writer.lock();
+        let id = w.resolve(&TableRef::Name(name.to_string()))?;
+        Ok(Arc::clone(w.table(id).schema()))
+    }
+
+    /// The names of all tables, in creation order.
+    pub fn table_names(&self) -> Vec<String> {
+        let w = self.shared.writer.lock();
+        w.tables.iter().flatten().map(|t| t.schema().name.clone()).collect()
+    }
+
+    /// Every row of the table called `name` (for inspection and tests).
+    pub fn table_rows(&self, name: &str) -> Result<Vec<Row>> {
+        let w = self.shared.writer.lock();
+        let id = w.resolve(&TableRef::Name(name.to_string()))?;
+        let mut rows = Vec::new();
+        for (r, n) in w.table(id).contents() {
+            rows.extend(std::iter::repeat_n(r, n as usize));
+        }
+        Ok(rows)
+    }
+
+    /// Registers a view. `define` plans it against the catalog, under the same lock
+    /// that registers it, so the catalog cannot change in between. An unnamed view
+    /// equal to one already registered is that view.
+    pub fn define_view(
+        &self,
+        name: Option<&str>,
+        define: impl FnOnce(&dyn Catalog) -> Result<ViewDef>,
+    ) -> Result<View> {
+        let mut w = self.writer()?;
+        if let Some(n) = name {
+            let lower = n.to_ascii_lowercase();
+            if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
+                return Err(SqlError::new(SqlErrorKind::Catalog, format!("a table or view named {n} already exists"))
+                    .into());
+            }
+        }
+        let def = define(&*w)?;
+        validate_plan(&w, &def.plan)?;
+        let key = name.is_none().then(|| def.key());
+        if let Some(id) = key.as_ref().and_then(|k| w.view_keys.get(k)) {
+            let info = Arc::clone(&w.views[id.0 as usize].as_ref().expect("registered").info);
+            return Ok(View { shared: Arc::clone(&self.shared), info });
+        }
+        let id = ViewId(w.views.len() as u32);
+        let order = (!def.order.is_empty()).then(|| Arc::new(OrderSpec::new(def.order.clone())));
+        let info = Arc::new(ViewInfo {
+            id,
+            name: name.map(str::to_string),
+            sql: def.sql.clone(),
+            schema: arrow_schema(&def.columns[..def.visible]),
+            columns: def.columns.clone(),
+            visible: def.visible,
+            order: order.clone(),
+        });
+        let w = &mut *w;
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            let mut created = Vec::new();
+            let root = w.graph.build(&def.plan, &mut created);
+            let initial = w.graph.initialize(&created, root, &w.tables);
+            (root, initial)
+        }));
+        let (root, initial) = match built {
+            Ok(x) => x,
+            Err(panic) => return Err(w.poison(panic)),
+        };
+        let mut state = ViewState::new(order.as_ref());
+        state.apply(&initial, order.as_ref());
+        {
+            let mut p = self.shared.published.write();
+            p.views.resize_with(id.0 as usize + 1, || None);
+            p.views[id.0 as usize] = Some(state);
+        }
+        if let Some(n) = name {
+            w.named_views.insert(n.to_ascii_lowercase(), id);
+        }
+        if let Some(k) = &key {
+            w.view_keys.insert(k.clone(), id);
+        }
+        w.views_by_root.entry(root).or_default().push(id);
+        w.views.push(Some(ViewEntry { info: Arc::clone(&info), def, root, key }));
+        Ok(View { shared: Arc::clone(&self.shared), info })
+    }
+
+    /// The named view `name`.
+    pub fn view(&self, name: &str) -> Option<View> {
+        let w = self.shared.writer.lock();
+        let id = w.named_views.get(&name.to_ascii_lowercase())?;
+        let info = Arc::clone(&w.views[id.0 as usize].as_ref()?.info);
+        Some(View { shared: Arc::clone(&self.shared), info })
+    }
+
+    /// Drops the named view `name`. Views defined on it keep working: they hold their
+    /// own copy of its plan.
+    pub fn drop_view(&self, name: &str) -> Result<()> {
+        let mut w = self.writer()?;
+        let Some(id) = w.named_views.remove(&name.to_ascii_lowercase()) else {
+            let known: Vec<String> = w.named_views.keys().cloned().collect();
+            return Err(SqlError::new(SqlErrorKind::UnknownTable, format!("no view named {name}"))
+                .suggest(nearest_name(name, known.iter().map(String::as_str)))
+                .into());
+        };
+        w.remove_view(id);
+        self.shared.published.write().views[id.0 as usize] = None;
+        Ok(())
+    }
+
+    /// Stops maintaining `view`; later reads of it fail. Other handles on the same
+    /// (shared) view stop too.
+    pub fn drop_view_handle(&self, view: &View) -> Result<()> {
+        let mut w = self.writer()?;
+        if w.views.get(view.info.id.0 as usize).is_none_or(Option::is_none) {
+            return Ok(());
+        }
+        if let Some(n) = &view.info.name {
+            w.named_views.remove(&n.to_ascii_lowercase());
+        }
+        w.remove_view(view.info.id);
+        self.shared.published.write().views[view.info.id.0 as usize] = None;
+        Ok(())
+    }
+
+    /// Applies `changes` as one atomic transaction: either all of them, with every view
+    /// updated, or (on the first change that fails) none, with the error.
+    pub fn apply<I: IntoIterator<Item = Change>>(&self, changes: I) -> Result<()> {
+        let mut w = self.writer()?;
+        let mut undo = Vec::new();
+        for change in changes {
+            if let Err(e) = w.stage(change, &mut undo) {
+                w.rollback(undo);
+                return Err(e);
+            }
+        }
+        let w = &mut *w;
+        let deltas = match catch_unwind(AssertUnwindSafe(|| w.propagate())) {
+            Ok(d) => d,
+            Err(panic) => return Err(w.poison(panic)),
+        };
+        if !deltas.is_empty() {
+            let mut p = self.shared.published.write();
+            for (id, delta) in &deltas {
+                let order = w.views[id.0 as usize].as_ref().and_then(|v| v.info.order.clone());
+                if let Some(state) = p.views[id.0 as usize].as_mut() {
+                    state.apply(delta, order.as_ref());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts one row (a transaction of one change).
+    pub fn insert(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
+        self.apply([Change::insert(table, row)])
+    }
+
+    /// Updates one row (a transaction of one change); `old` may be `None` where the
+    /// table has a primary key.
+    pub fn update(&self, table: impl Into<TableRef>, old: Option<RowData>, new: impl Into<RowData>) -> Result<()> {
+        self.apply([Change::Update { table: table.into(), old, new: new.into() }])
+    }
+
+    /// Deletes one row (a transaction of one change).
+    pub fn delete(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
+        self.apply([Change::delete(table, row)])
+    }
+
+    /// Sizes of what the engine holds.
+    pub fn stats(&self) -> Stats {
+        let w = self.shared.writer.lock();
+        let p = self.shared.published.read();
+        Stats {
+            base_rows: w.tables.iter().flatten().map(Table::len).sum(),
+            nodes: w.graph.node_count(),
+            table_index_bytes: w.tables.iter().flatten().map(Table::index_bytes).sum(),
+            operator_state_bytes: w.graph.state_bytes(),
+            view_state_bytes: p.views.iter().flatten().map(ViewState::state_bytes).sum(),
+        }
+    }
+
+    /// The plan of the named view `name`, as text.
+    pub fn explain_view(&self, name: &str) -> Option<String> {
+        let w = self.shared.writer.lock();
+        let id = w.named_views.get(&name.to_ascii_lowercase())?;
+        Some(w.views[id.0 as usize].as_ref()?.def.plan.to_string())
+    }
+
+    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
+        let w = self.shared.writer.lock();
+        match &w.poisoned {
+            Some(why) => Err(Error::Internal(format!(
+                "the engine stopped after an internal error ({why}); its views can no longer be trusted"
+            ))),
+            None => Ok(w),
+        }
+    }
+}
+
+impl Writer {
+    fn table(&self, id: TableId) -> &Table {
+        self.tables[id.0 as usize].as_ref().expect("resolved ids exist")
+    }
+
+    fn resolve(&self, table: &TableRef) -> Result<TableId> {
+        match table {
+            TableRef::Id(id) => match self.tables.get(id.0 as usize) {
+                Some(Some(_)) => Ok(*id),
+                _ => Err(SchemaError::UnknownTable { name: format!("#{}", id.0), suggestion: None }.into()),
+            },
+            TableRef::Name(name) => self
+                .table_names
+                .get(name.as_str())
+                .or_else(|| self.table_names.get(&name.to_ascii_lowercase()))
+                .copied()
+                .ok_or_else(|| {
+                    SchemaError::UnknownTable {
+                        name: name.clone(),
+                        suggestion: nearest_name(name, self.tables.iter().flatten().map(|t| t.schema().name.as_str())),
+                    }
+                    .into()
+                }),
+        }
+    }
+
+    /// Checks one change and applies it to its table, recording how to undo it.
+    fn stage(&mut self, change: Change, undo: &mut Vec<Undo>) -> Result<()> {
+        let id = self.resolve(change.table())?;
+        let i = id.0 as usize;
+        if self.pending[i].is_empty() {
+            self.pending_tables.push(id);
+        }
+        let table = self.tables[i].as_mut().expect("resolved");
+        let delta = &mut self.pending[i];
+        match change {
+            Change::Insert { row, .. } => table.insert(row, undo, delta),
+            Change::Update { old, new, .. } => table.update(old, new, undo, delta),
+            Change::Delete { row, .. } => table.delete(row, undo, delta),
+        }
+    }
+
+    /// Puts every table back as before the transaction.
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Inserted(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").unstore(&row),
+                Undo::Removed(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").store(row),
+            }
+        }
+        for t in self.pending_tables.drain(..) {
+            self.pending[t.0 as usize].clear();
+        }
+    }
+
+    /// Runs the staged transaction through the graph; returns each changed view's delta.
+    fn propagate(&mut self) -> Vec<(ViewId, ZSet)> {
+        let mut table_deltas: Vec<(TableId, ZSet)> = self
+            .pending_tables
+            .drain(..)
+            .map(|t| (t, std::mem::take(&mut self.pending[t.0 as usize])))
+            .collect();
+        self.graph.run(&mut table_deltas);
+        let mut out = Vec::new();
+        for (root, views) in &self.views_by_root {
+            let delta = self.graph.delta(*root);
+            if !delta.is_empty() {
+                out.extend(views.iter().map(|v| (*v, delta.clone())));
+            }
+        }
+        self.graph.clear();
+        // Give the tables their (now empty) delta buffers back.
+        for (t, mut d) in table_deltas {
+            d.clear();
+            if self.pending[t.0 as usize].is_empty() {
+                self.pending[t.0 as usize] = d;
+            }
+        }
+        out
+    }
+
+    fn remove_view(&mut self, id: ViewId) {
+        let Some(entry) = self.views[id.0 as usize].take() else { return };
+        if let Some(k) = &entry.key {
+            self.view_keys.remove(k);
+        }
+        if let Some(vs) = self.views_by_root.get_mut(&entry.root) {
+            vs.retain(|v| *v != id);
+            if vs.is_empty() {
+                self.views_by_root.remove(&entry.root);
+            }
+        }
+        self.graph.release(entry.root);
+    }
+
+    fn poison(&mut self, panic: Box<dyn std::any::Any + Send>) -> Error {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into());
+        self.poisoned = Some(why.clone());
+        Error::Internal(why)
+    }
+}
+
+impl Catalog for Writer {
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn table(&self, name: &str) -> Option<(TableId, Arc<TableSchema>)> {
+        let id = *self.table_names.get(&name.to_ascii_lowercase())?;
+        Some((id, Arc::clone(Writer::table(self, id).schema())))
+    }
+
+    fn view(&self, name: &str) -> Option<&ViewDef> {
+        let id = self.named_views.get(&name.to_ascii_lowercase())?;
+        Some(&self.views[id.0 as usize].as_ref()?.def)
+    }
+
+    fn relation_names(&self) -> Vec<String> {
+        let tables = self.tables.iter().flatten().map(|t| t.schema().name.clone());
+        let views = self.views.iter().flatten().filter_map(|v| v.info.name.clone());
+        tables.chain(views).collect()
+    }
+}
+
+fn validate_schema(schema: &TableSchema) -> Result<()> {
+    let invalid = |detail: String| -> Error { SchemaError::InvalidTable { table: schema.name.clone(), detail }.into() };
+    if schema.name.is_empty() {
+        return Err(invalid("the name is empty".into()));
+    }
+    if schema.columns.is_empty() {
+        return Err(invalid("a table needs at least one column".into()));
+    }
+    for (i, c) in schema.columns.iter().enumerate() {
+        if schema.columns[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&c.name)) {
+            return Err(invalid(format!("column {} is declared twice", c.name)));
+        }
+        if let crate::types::DataType::Decimal { precision, scale } = c.data_type {
+            if precision == 0 || precision > MAX_DECIMAL_PRECISION || scale > precision {
+                return Err(invalid(format!(
+                    "column {}: DECIMAL({precision},{scale}) needs 1 <= precision <= {MAX_DECIMAL_PRECISION} and scale <= precision",
+                    c.name
+                )));
+            }
+        }
+    }
+    if let Some(key) = &schema.primary_key {
+        if key.is_empty() || key.iter().any(|&k| k >= schema.columns.len()) {
+            return Err(invalid("the primary key names no valid column".into()));
+        }
+        if key.iter().any(|&k| schema.columns[k].nullable) {
+            return Err(invalid("primary-key columns must be NOT NULL".into()));
+        }
+    }
+    Ok(())
+}
+
+fn validate_plan(w: &Writer, plan: &Plan) -> Result<()> {
+    if let Plan::Scan { table, .. } = plan {
+        if w.tables.get(table.0 as usize).is_none_or(Option::is_none) {
+            return Err(Error::Internal(format!("plan reads table #{} which does not exist", table.0)));
+        }
+    }
+    plan.inputs().into_iter().try_for_each(|p| validate_plan(w, p))
+}

@@ -1,0 +1,256 @@
+//! The dataflow graph: operators connected in a DAG (petgraph), shared between views.
+//!
+//! Each plan node becomes a graph node identified by its label and its inputs' nodes,
+//! so two views (or two parts of one view) that compute the same thing from the same
+//! inputs share one node and its state; every table has at most one source node.
+//!
+//! A transaction runs in one pass in topological order: source nodes receive their
+//! table's delta, and every node whose inputs changed steps once. Nodes whose inputs
+//! did not change are skipped, so a transaction costs work in the part of the graph it
+//! touches. Deltas live in a scratch vector indexed by node and are cleared after the
+//! views have taken theirs.
+//!
+//! New nodes (a view registered after data arrived) are filled by stepping them once
+//! with their inputs' whole current outputs, as if every existing row had just been
+//! inserted.
+
+use std::collections::HashMap;
+
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::NodeIndexable;
+
+use crate::operator::Operator;
+use crate::operator::aggregate::Aggregate;
+use crate::operator::distinct::Distinct;
+use crate::operator::filter::Filter;
+use crate::operator::join::Join;
+use crate::operator::outer_join::{OuterJoin, Preserve};
+use crate::operator::project::Project;
+use crate::operator::top_k::TopK;
+use crate::operator::union::Union;
+use crate::operator::values::Values;
+use crate::plan::{JoinKind, Plan, TableId};
+use crate::table::Table;
+use crate::zset::ZSet;
+
+/// A node's identity: its plan label and its inputs.
+type NodeKey = (String, Vec<NodeIndex>);
+
+#[derive(Debug)]
+enum NodeKind {
+    /// A base table's changes.
+    Source(TableId),
+    /// An operator over the inputs.
+    Op(Box<dyn Operator>),
+}
+
+#[derive(Debug)]
+struct Node {
+    kind: NodeKind,
+    inputs: Vec<NodeIndex>,
+    key: NodeKey,
+    /// Parents plus views that use this node.
+    refs: usize,
+}
+
+/// The operator graph and the deltas of the transaction in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Graph {
+    graph: StableDiGraph<Node, usize>,
+    by_key: HashMap<NodeKey, NodeIndex>,
+    sources: HashMap<TableId, NodeIndex>,
+    topo: Vec<NodeIndex>,
+    deltas: Vec<ZSet>,
+    touched: Vec<NodeIndex>,
+}
+
+impl Graph {
+    /// The node computing `plan`, creating missing nodes (appended to `created`). The
+    /// returned node has one more reference, held by the caller.
+    pub fn build(&mut self, plan: &Plan, created: &mut Vec<NodeIndex>) -> NodeIndex {
+        let inputs: Vec<NodeIndex> = plan.inputs().into_iter().map(|p| self.build(p, created)).collect();
+        let key = (plan.label(), inputs.clone());
+        if let Some(&n) = self.by_key.get(&key) {
+            // The inputs' references taken above belong to this node already.
+            for &i in &inputs {
+                self.graph[i].refs -= 1;
+            }
+            self.graph[n].refs += 1;
+            return n;
+        }
+        let kind = match plan {
+            Plan::Scan { table, .. } => NodeKind::Source(*table),
+            _ => NodeKind::Op(make_operator(plan)),
+        };
+        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1 });
+        for (port, &i) in inputs.iter().enumerate() {
+            self.graph.add_edge(i, n, port);
+        }
+        if let Plan::Scan { table, .. } = plan {
+            self.sources.insert(*table, n);
+        }
+        self.by_key.insert(key, n);
+        created.push(n);
+        self.refresh_order();
+        n
+    }
+
+    /// Drops one reference to `node`, removing it (and, recursively, inputs nobody
+    /// else uses) when none is left.
+    pub fn release(&mut self, node: NodeIndex) {
+        let n = &mut self.graph[node];
+        n.refs -= 1;
+        if n.refs > 0 {
+            return;
+        }
+        let removed = self.graph.remove_node(node).expect("node exists");
+        self.by_key.remove(&removed.key);
+        if let NodeKind::Source(t) = removed.kind {
+            self.sources.remove(&t);
+        }
+        for i in removed.inputs {
+            self.release(i);
+        }
+        self.refresh_order();
+    }
+
+    fn refresh_order(&mut self) {
+        self.topo = petgraph::algo::toposort(&self.graph, None).expect("plans build acyclic graphs");
+        if self.deltas.len() < self.graph.node_bound() {
+            self.deltas.resize_with(self.graph.node_bound(), ZSet::new);
+        }
+    }
+
+    /// The source node of `table`, if a view reads it.
+    pub fn source(&self, table: TableId) -> Option<NodeIndex> {
+        self.sources.get(&table).copied()
+    }
+
+    /// Runs one transaction: `table_deltas` into the sources, then every touched node
+    /// in order. Afterwards [`Graph::delta`] gives each node's output delta until
+    /// [`Graph::clear`].
+    pub fn run(&mut self, table_deltas: &mut [(TableId, ZSet)]) {
+        let mut any = false;
+        for (table, delta) in table_deltas.iter_mut() {
+            if let Some(n) = self.source(*table) {
+                if !delta.is_empty() {
+                    self.deltas[n.index()] = std::mem::take(delta);
+                    self.touched.push(n);
+                    any = true;
+                }
+            }
+        }
+        if !any {
+            return;
+        }
+        for i in 0..self.topo.len() {
+            let n = self.topo[i];
+            let node = &self.graph[n];
+            let NodeKind::Op(_) = &node.kind else { continue };
+            if node.inputs.iter().all(|i| self.deltas[i.index()].is_empty()) {
+                continue;
+            }
+            let inputs: Vec<&ZSet> = node.inputs.iter().map(|i| &self.deltas[i.index()]).collect();
+            let node = self.graph.node_weight_mut(n).expect("node exists");
+            let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
+            let out = op.step(&inputs);
+            if !out.is_empty() {
+                self.deltas[n.index()] = out;
+                self.touched.push(n);
+            }
+        }
+    }
+
+    /// The output delta of `node` in the transaction just run.
+    pub fn delta(&self, node: NodeIndex) -> &ZSet {
+        &self.deltas[node.index()]
+    }
+
+    /// Forgets the transaction's deltas.
+    pub fn clear(&mut self) {
+        for n in self.touched.drain(..) {
+            self.deltas[n.index()].clear();
+        }
+    }
+
+    /// The whole current output of `node`.
+    pub fn current_output(&self, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+        match &self.graph[node].kind {
+            NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
+            NodeKind::Op(op) => op.current_output().unwrap_or_else(|| {
+                // A stateless operator: its output is its rule applied to its inputs'.
+                let inputs: Vec<ZSet> =
+                    self.graph[node].inputs.iter().map(|&i| self.current_output(i, tables)).collect();
+                let refs: Vec<&ZSet> = inputs.iter().collect();
+                op.evaluate(&refs).expect("an operator without current output is stateless")
+            }),
+        }
+    }
+
+    /// Fills the nodes in `created` from their inputs' current outputs and returns the
+    /// output of `root`.
+    pub fn initialize(&mut self, created: &[NodeIndex], root: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+        let mut outputs: HashMap<NodeIndex, ZSet> = HashMap::new();
+        let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
+        for n in order {
+            let inputs: Vec<ZSet> = self.graph[n]
+                .inputs
+                .iter()
+                .map(|i| outputs.get(i).cloned().unwrap_or_else(|| self.current_output(*i, tables)))
+                .collect();
+            let refs: Vec<&ZSet> = inputs.iter().collect();
+            let out = match &mut self.graph[n].kind {
+                NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
+                NodeKind::Op(op) => op.step(&refs),
+            };
+            outputs.insert(n, out);
+        }
+        outputs.remove(&root).unwrap_or_else(|| self.current_output(root, tables))
+    }
+
+    /// Approximate heap bytes of all operator state.
+    pub fn state_bytes(&self) -> usize {
+        self.graph
+            .node_weights()
+            .map(|n| match &n.kind {
+                NodeKind::Op(op) => op.state_bytes(),
+                NodeKind::Source(_) => 0,
+            })
+            .sum()
+    }
+
+    /// The number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.graph.node_count()
+    }
+
+}
+
+fn make_operator(plan: &Plan) -> Box<dyn Operator> {
+    match plan {
+        Plan::Scan { .. } => unreachable!("scans are sources"),
+        Plan::Values { rows, .. } => Box::new(Values::new(rows.clone())),
+        Plan::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
+        Plan::Project { exprs, .. } => Box::new(Project::new(exprs.clone())),
+        Plan::Join { left, right, kind, left_keys, right_keys, residual } => match kind {
+            JoinKind::Inner => {
+                debug_assert!(residual.is_none(), "an inner join's residual is a filter above it");
+                Box::new(Join::new(left_keys.clone(), right_keys.clone()))
+            }
+            _ => Box::new(OuterJoin::new(
+                left_keys.clone(),
+                right_keys.clone(),
+                residual.clone(),
+                Preserve {
+                    left: matches!(kind, JoinKind::Left | JoinKind::Full),
+                    right: matches!(kind, JoinKind::Right | JoinKind::Full),
+                },
+                (left.width(), right.width()),
+            )),
+        },
+        Plan::Aggregate { group_by, aggregates, .. } => Box::new(Aggregate::new(group_by.clone(), aggregates.clone())),
+        Plan::Distinct { .. } => Box::new(Distinct::default()),
+        Plan::Union { .. } => Box::new(Union),
+        Plan::TopK { order, limit, offset, .. } => Box::new(TopK::new(order.clone(), *limit, *offset)),
+    }
+}

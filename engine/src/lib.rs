@@ -1,0 +1,56 @@
+//! # ciuf-engine
+//!
+//! The incremental core of ciuf: tables, an operator graph, and views kept exactly up
+//! to date as rows change. It knows no SQL text, does no I/O and spawns no threads;
+//! the `ciuf-sql` crate turns SQL into the [`Plan`]s it runs.
+//!
+//! ```text
+//!  changes ──▶ tables ──(deltas)──▶ graph of operators ──(deltas)──▶ views ──▶ Arrow
+//!  (Change)    checked,             filter, project, join,          published    query()
+//!              undoable             aggregate, distinct, top-k      atomically
+//! ```
+//!
+//! - A *delta* is a Z-set of rows with signed weights ([`ZSet`]); an update is −old
+//!   +new. Every operator turns its inputs' deltas into its output's delta (see
+//!   [`operator`]), keeping only the state its rule needs: work per transaction is
+//!   proportional to what the transaction touches, never to the size of the tables.
+//! - A transaction ([`Dataflow::apply`]) is atomic: checked against the tables first,
+//!   rolled back whole on the first bad change, then run through the graph in one
+//!   pass and published to readers in one step.
+//! - Views ([`View`]) are read concurrently with writes and always show the state
+//!   between two whole transactions.
+
+pub mod arrow_out;
+pub mod catalog;
+pub mod change;
+pub mod dataflow;
+pub mod datetime;
+pub mod decimal;
+pub mod error;
+pub mod expr;
+mod graph;
+pub mod operator;
+pub mod plan;
+pub mod row;
+pub mod sort;
+mod table;
+pub mod types;
+pub mod value;
+pub mod view;
+pub mod zset;
+
+pub use catalog::{Catalog, Dialect};
+pub use change::{Change, RowData, TableRef};
+pub use dataflow::{Dataflow, Stats};
+pub use decimal::Decimal;
+pub use error::{ConstraintError, Error, Position, Result, SchemaError, SqlError, SqlErrorKind};
+pub use expr::Expr;
+pub use plan::{AggFunc, AggregateCall, JoinKind, Plan, SortKey, TableId, ViewDef};
+pub use row::Row;
+pub use table::coerce;
+pub use types::{Column, DataType, TableSchema};
+pub use value::{Str, Value};
+pub use view::{View, ViewId};
+pub use zset::{Weight, ZSet};
+
+pub use arrow_array::RecordBatch;

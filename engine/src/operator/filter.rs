@@ -1,0 +1,52 @@
+//! Filter: σ_p. Stateless: `Δσ_p(R) = σ_p(ΔR)`.
+//!
+//! A row passes when the predicate is true; false and unknown (NULL) both drop it.
+//! Passing rows keep their allocation (the `Arc` is shared, not copied).
+
+use crate::expr::Expr;
+use crate::zset::ZSet;
+
+use super::Operator;
+
+/// Keeps the rows for which `predicate` is true.
+#[derive(Debug)]
+pub struct Filter {
+    predicate: Expr,
+}
+
+impl Filter {
+    /// A filter on `predicate`.
+    pub fn new(predicate: Expr) -> Filter {
+        Filter { predicate }
+    }
+}
+
+impl Operator for Filter {
+    fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
+        self.evaluate(input_deltas).expect("stateless")
+    }
+
+    fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
+        Some(
+            input_deltas[0]
+                .iter()
+                .filter(|(row, _)| self.predicate.eval_truth(row) == Some(true))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::BinaryOp;
+    use crate::{row, zset};
+
+    #[test]
+    fn keeps_true_drops_false_and_unknown() {
+        let mut f = Filter::new(Expr::binary(BinaryOp::Gt, Expr::col(0), Expr::lit(1)));
+        let d = zset! { row![1] => 1, row![2] => 1, row![None::<i64>] => 1, row![3] => -1 };
+        assert_eq!(f.step(&[&d]), zset! { row![2] => 1, row![3] => -1 });
+    }
+}

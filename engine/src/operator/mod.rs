@@ -1,0 +1,57 @@
+//! Incremental operators.
+//!
+//! Every operator obeys one contract, [`Operator::step`]: it receives, for one
+//! transaction, the delta of each of its inputs (an empty Z-set where an input did not
+//! change), updates whatever state it keeps, and returns the delta of its output. If
+//! `out` is the operator applied to the inputs' current contents, then after every
+//! step `out_before + output_delta == out_after`. The delta rules are the textbook ones
+//! (DBSP, differential dataflow); each module states its own.
+//!
+//! Stateless operators (filter, project, union) are pure functions of their input
+//! deltas, so the graph can also run them on whole relations. Stateful ones (join,
+//! aggregate, distinct, top-k) keep exactly the state their rule needs, and can
+//! report their whole current output ([`Operator::current_output`]), which is how a
+//! view registered later is filled from state that already exists.
+
+mod accumulator;
+pub mod aggregate;
+pub mod distinct;
+pub mod filter;
+mod index;
+pub mod join;
+pub mod outer_join;
+pub mod project;
+pub mod top_k;
+pub mod union;
+pub mod values;
+
+use std::fmt::Debug;
+
+use crate::zset::ZSet;
+
+/// An incremental relational operator.
+pub trait Operator: Send + Debug {
+    /// Consumes one transaction's input deltas (one per input, in input order), updates
+    /// the state, and returns the output delta.
+    fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet;
+
+    /// The whole current output, for operators whose state holds it; `None` for
+    /// stateless operators.
+    fn current_output(&self) -> Option<ZSet> {
+        None
+    }
+
+    /// For stateless operators, the output for whole `inputs` (the rule of `step`,
+    /// which for them changes nothing); `None` for stateful operators.
+    fn evaluate(&self, _inputs: &[&ZSet]) -> Option<ZSet> {
+        None
+    }
+
+    /// Approximate heap bytes held as state.
+    fn state_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// Approximate heap bytes of one stored row handle plus its weight in a container.
+pub(crate) const ENTRY_BYTES: usize = std::mem::size_of::<crate::row::Row>() + std::mem::size_of::<i64>();

@@ -1,0 +1,52 @@
+//! Project: π_e. Stateless: `Δπ_e(R) = π_e(ΔR)`.
+//!
+//! Each output row is the list of expressions evaluated on an input row. Projection
+//! does not remove duplicates (bags), so weights pass through unchanged.
+
+use crate::expr::Expr;
+use crate::row::Row;
+use crate::zset::ZSet;
+
+use super::Operator;
+
+/// Computes `exprs` on every row.
+#[derive(Debug)]
+pub struct Project {
+    exprs: Vec<Expr>,
+}
+
+impl Project {
+    /// A projection onto `exprs`.
+    pub fn new(exprs: Vec<Expr>) -> Project {
+        Project { exprs }
+    }
+}
+
+impl Operator for Project {
+    fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
+        self.evaluate(input_deltas).expect("stateless")
+    }
+
+    fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
+        let input = input_deltas[0];
+        let mut out = ZSet::with_capacity(input.len());
+        for (row, w) in input {
+            out.push(self.exprs.iter().map(|e| e.eval(row)).collect::<Row>(), *w);
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::BinaryOp;
+    use crate::{row, zset};
+
+    #[test]
+    fn maps_rows_and_keeps_weights() {
+        let mut p = Project::new(vec![Expr::col(1), Expr::binary(BinaryOp::Mul, Expr::col(0), Expr::lit(10))]);
+        let d = zset! { row![1, "a"] => 2, row![2, "b"] => -1 };
+        assert_eq!(p.step(&[&d]), zset! { row!["a", 10] => 2, row!["b", 20] => -1 });
+    }
+}

@@ -1,0 +1,102 @@
+//! Orderings over rows, for top-k state and ordered views.
+//!
+//! An [`OrderSpec`] compares rows by its keys (direction and NULL placement per key)
+//! and then by the whole row, so it is a total order: equal rows are the only ties,
+//! and which rows fill a LIMIT window never depends on arrival order. [`OrdRow`]
+//! carries its spec so that rows can live in a `BTreeMap`.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use crate::plan::SortKey;
+use crate::row::Row;
+use crate::value::Value;
+
+/// A total order on rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSpec {
+    keys: Vec<SortKey>,
+}
+
+impl OrderSpec {
+    /// An order by `keys`, then by the whole row.
+    pub fn new(keys: Vec<SortKey>) -> OrderSpec {
+        OrderSpec { keys }
+    }
+
+    /// Compares two rows.
+    pub fn compare(&self, a: &[Value], b: &[Value]) -> Ordering {
+        for k in &self.keys {
+            let (x, y) = (&a[k.column], &b[k.column]);
+            let o = match (x.is_null(), y.is_null()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => {
+                    if k.nulls_first { Ordering::Less } else { Ordering::Greater }
+                }
+                (false, true) => {
+                    if k.nulls_first { Ordering::Greater } else { Ordering::Less }
+                }
+                (false, false) => {
+                    let o = x.cmp(y);
+                    if k.descending { o.reverse() } else { o }
+                }
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        a.cmp(b)
+    }
+}
+
+/// A row ordered by a shared [`OrderSpec`].
+#[derive(Debug, Clone)]
+pub struct OrdRow {
+    /// The row.
+    pub row: Row,
+    spec: Arc<OrderSpec>,
+}
+
+impl OrdRow {
+    /// `row` under `spec`.
+    pub fn new(row: Row, spec: &Arc<OrderSpec>) -> OrdRow {
+        OrdRow { row, spec: Arc::clone(spec) }
+    }
+}
+
+impl PartialEq for OrdRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.row == other.row
+    }
+}
+
+impl Eq for OrdRow {}
+
+impl Ord for OrdRow {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.spec.compare(&self.row, &other.row)
+    }
+}
+
+impl PartialOrd for OrdRow {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::row;
+
+    #[test]
+    fn directions_and_nulls() {
+        let spec = OrderSpec::new(vec![
+            SortKey { column: 0, descending: true, nulls_first: false },
+            SortKey { column: 1, descending: false, nulls_first: true },
+        ]);
+        let mut rows = vec![row![1, 2], row![None::<i64>, 0], row![3, 1], row![1, None::<i64>], row![3, 0]];
+        rows.sort_by(|a, b| spec.compare(a, b));
+        assert_eq!(rows, vec![row![3, 0], row![3, 1], row![1, None::<i64>], row![1, 2], row![None::<i64>, 0]]);
+    }
+}

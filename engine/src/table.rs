@@ -1,0 +1,488 @@
+//! Base tables: the rows every view is computed from, and the checks on each change.
+//!
+//! A table with a primary key stores its rows in a hash table addressed by the key
+//! columns (no separate key copies); a table without one stores a bag (row →
+//! multiplicity). Every change is checked here before it reaches any operator: the
+//! table exists, each value fits its column (with the lossless conversions callers
+//! expect, such as an integer into a DOUBLE column), NOT NULL holds, a key is not
+//! inserted twice, and the row an update or delete names is really there. A checked
+//! change is applied at once and written to an undo log, so that a later change of the
+//! same transaction sees it, and a failed transaction can put every table back.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+
+use crate::change::RowData;
+use crate::decimal::{Decimal, pow10};
+use crate::error::{ConstraintError, Error, Result, SchemaError, nearest_name};
+use crate::plan::TableId;
+use crate::row::Row;
+use crate::types::{Column, DataType, TableSchema};
+use crate::value::Value;
+use crate::zset::{Weight, ZSet};
+use crate::datetime;
+
+/// What to do to put a table back after a failed transaction.
+#[derive(Debug)]
+pub(crate) enum Undo {
+    /// The row was inserted: remove it.
+    Inserted(TableId, Row),
+    /// The row was removed: insert it again.
+    Removed(TableId, Row),
+}
+
+#[derive(Debug)]
+enum Rows {
+    Keyed { key: Vec<usize>, rows: HashTable<Row> },
+    Bag { rows: HashMap<Row, Weight>, len: usize },
+}
+
+/// A base table and its rows.
+#[derive(Debug)]
+pub(crate) struct Table {
+    id: TableId,
+    schema: Arc<TableSchema>,
+    rows: Rows,
+    hasher: DefaultHashBuilder,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new(id: TableId, schema: TableSchema) -> Table {
+        let rows = match &schema.primary_key {
+            Some(key) => Rows::Keyed { key: key.clone(), rows: HashTable::new() },
+            None => Rows::Bag { rows: HashMap::new(), len: 0 },
+        };
+        Table { id, schema: Arc::new(schema), rows, hasher: DefaultHashBuilder::default() }
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Arc<TableSchema> {
+        &self.schema
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        match &self.rows {
+            Rows::Keyed { rows, .. } => rows.len(),
+            Rows::Bag { len, .. } => *len,
+        }
+    }
+
+    /// Every row, as a relation.
+    pub fn contents(&self) -> ZSet {
+        match &self.rows {
+            Rows::Keyed { rows, .. } => rows.iter().map(|r| (r.clone(), 1)).collect(),
+            Rows::Bag { rows, .. } => rows.iter().map(|(r, w)| (r.clone(), *w)).collect(),
+        }
+    }
+
+    /// Approximate heap bytes of the row store (not the rows themselves).
+    pub fn index_bytes(&self) -> usize {
+        match &self.rows {
+            Rows::Keyed { rows, .. } => rows.capacity() * (std::mem::size_of::<Row>() + 1),
+            Rows::Bag { rows, .. } => rows.capacity() * (std::mem::size_of::<(Row, Weight)>() + 1),
+        }
+    }
+
+    fn key_hash<'a>(&self, key_values: impl Iterator<Item = &'a Value>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for v in key_values {
+            v.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn find_by_key(&self, key_values: &[Value]) -> Option<&Row> {
+        let Rows::Keyed { key, rows } = &self.rows else { return None };
+        let hash = self.key_hash(key_values.iter());
+        rows.find(hash, |r| key.iter().zip(key_values).all(|(&c, v)| r[c] == *v))
+    }
+
+    /// Stores `row` (already checked). Used by changes and by rollback.
+    pub fn store(&mut self, row: Row) {
+        match &mut self.rows {
+            Rows::Keyed { key, rows } => {
+                let mut h = self.hasher.build_hasher();
+                key.iter().for_each(|&c| row[c].hash(&mut h));
+                let hash = h.finish();
+                let hasher = &self.hasher;
+                let key = &*key;
+                rows.insert_unique(hash, row, |r| {
+                    let mut h = hasher.build_hasher();
+                    key.iter().for_each(|&c| r[c].hash(&mut h));
+                    h.finish()
+                });
+            }
+            Rows::Bag { rows, len } => {
+                *rows.entry(row).or_insert(0) += 1;
+                *len += 1;
+            }
+        }
+    }
+
+    /// Removes one copy of `row`, which must be stored. Used by changes and by rollback.
+    pub fn unstore(&mut self, row: &Row) {
+        match &mut self.rows {
+            Rows::Keyed { key, rows } => {
+                let mut h = self.hasher.build_hasher();
+                key.iter().for_each(|&c| row[c].hash(&mut h));
+                let key = &*key;
+                if let Ok(e) = rows.find_entry(h.finish(), |r| key.iter().all(|&c| r[c] == row[c])) {
+                    e.remove();
+                }
+            }
+            Rows::Bag { rows, len } => {
+                if let Some(c) = rows.get_mut(row) {
+                    *c -= 1;
+                    *len -= 1;
+                    if *c == 0 {
+                        rows.remove(row);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks and applies an insert.
+    pub fn insert(&mut self, data: RowData, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
+        let row = self.full_row(data, None)?;
+        if let Rows::Keyed { key, .. } = &self.rows {
+            let key_values: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
+            if self.find_by_key(&key_values).is_some() {
+                return Err(self.duplicate(&key_values));
+            }
+        }
+        self.store(row.clone());
+        undo.push(Undo::Inserted(self.id, row.clone()));
+        delta.push(row, 1);
+        Ok(())
+    }
+
+    /// Checks and applies a delete.
+    pub fn delete(&mut self, data: RowData, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
+        let stored = self.locate(&data, "delete", true)?;
+        self.unstore(&stored);
+        undo.push(Undo::Removed(self.id, stored.clone()));
+        delta.push(stored, -1);
+        Ok(())
+    }
+
+    /// Checks and applies an update.
+    pub fn update(
+        &mut self,
+        old: Option<RowData>,
+        new: RowData,
+        undo: &mut Vec<Undo>,
+        delta: &mut ZSet,
+    ) -> Result<()> {
+        let stored = match &old {
+            Some(old) => self.locate(old, "update", true)?,
+            None => {
+                if !matches!(self.rows, Rows::Keyed { .. }) {
+                    return Err(SchemaError::NeedsOldRow { table: self.schema.name.clone(), operation: "update" }.into());
+                }
+                self.locate(&new, "update", false)?
+            }
+        };
+        let row = self.full_row(new, Some(&stored))?;
+        if row == stored {
+            return Ok(());
+        }
+        if let Rows::Keyed { key, .. } = &self.rows {
+            let new_key: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
+            let changed = key.iter().zip(&new_key).any(|(&c, v)| stored[c] != *v);
+            if changed && self.find_by_key(&new_key).is_some() {
+                return Err(self.duplicate(&new_key));
+            }
+        }
+        self.unstore(&stored);
+        undo.push(Undo::Removed(self.id, stored.clone()));
+        self.store(row.clone());
+        undo.push(Undo::Inserted(self.id, row.clone()));
+        delta.push(stored, -1);
+        delta.push(row, 1);
+        Ok(())
+    }
+
+    fn duplicate(&self, key_values: &[Value]) -> Error {
+        ConstraintError::DuplicateKey { table: self.schema.name.clone(), key: self.key_text(key_values) }.into()
+    }
+
+    fn key_text(&self, key_values: &[Value]) -> String {
+        let Rows::Keyed { key, .. } = &self.rows else { return Row::new(key_values.to_vec()).to_string() };
+        let names: Vec<&str> = key.iter().map(|&c| self.schema.columns[c].name.as_str()).collect();
+        if names.len() == 1 {
+            format!("{} = {}", names[0], key_values[0])
+        } else {
+            format!("({}) = {}", names.join(", "), Row::new(key_values.to_vec()))
+        }
+    }
+
+    /// The stored row `data` designates: by key where the table has one (checking any
+    /// other values given against the stored row if `check_values`), else the equal row.
+    fn locate(&self, data: &RowData, operation: &'static str, check_values: bool) -> Result<Row> {
+        let given = self.partial_row(data)?;
+        match &self.rows {
+            Rows::Keyed { key, .. } => {
+                let mut key_values = Vec::with_capacity(key.len());
+                for &c in key {
+                    match &given[c] {
+                        Some(v) => key_values.push(v.clone()),
+                        None => {
+                            return Err(SchemaError::MissingColumn {
+                                table: self.schema.name.clone(),
+                                column: self.schema.columns[c].name.clone(),
+                                operation,
+                            }
+                            .into());
+                        }
+                    }
+                }
+                let Some(stored) = self.find_by_key(&key_values) else {
+                    return Err(ConstraintError::RowNotFound {
+                        table: self.schema.name.clone(),
+                        operation,
+                        row: format!("with {}", self.key_text(&key_values)),
+                    }
+                    .into());
+                };
+                if check_values && given.iter().zip(stored.iter()).any(|(g, s)| g.as_ref().is_some_and(|g| g != s)) {
+                    let shown: Row = given.iter().map(|g| g.clone().unwrap_or(Value::Null)).collect();
+                    return Err(ConstraintError::RowMismatch {
+                        table: self.schema.name.clone(),
+                        operation,
+                        stored: stored.to_string(),
+                        given: shown.to_string(),
+                    }
+                    .into());
+                }
+                Ok(stored.clone())
+            }
+            Rows::Bag { rows, .. } => {
+                let mut values = Vec::with_capacity(given.len());
+                for (c, g) in given.into_iter().enumerate() {
+                    match g {
+                        Some(v) => values.push(v),
+                        None => {
+                            return Err(SchemaError::MissingColumn {
+                                table: self.schema.name.clone(),
+                                column: self.schema.columns[c].name.clone(),
+                                operation,
+                            }
+                            .into());
+                        }
+                    }
+                }
+                let row = Row::new(values);
+                match rows.get_key_value(&row) {
+                    Some((stored, _)) => Ok(stored.clone()),
+                    None => Err(ConstraintError::RowNotFound {
+                        table: self.schema.name.clone(),
+                        operation,
+                        row: row.to_string(),
+                    }
+                    .into()),
+                }
+            }
+        }
+    }
+
+    /// Every column's value: positional rows must be complete; a named row's missing
+    /// columns come from `base` (an update's old row) or are NULL.
+    fn full_row(&self, data: RowData, base: Option<&Row>) -> Result<Row> {
+        let n = self.schema.columns.len();
+        let values = match data {
+            RowData::Values(mut values) => {
+                if values.len() != n {
+                    return Err(SchemaError::Arity { table: self.schema.name.clone(), expected: n, got: values.len() }.into());
+                }
+                for (v, col) in values.iter_mut().zip(&self.schema.columns) {
+                    if !fits_exactly(v, col.data_type) {
+                        *v = self.coerce(std::mem::take(v), col)?;
+                    }
+                }
+                values
+            }
+            RowData::Named(pairs) => {
+                let mut values: Vec<Option<Value>> = match base {
+                    Some(b) => b.iter().cloned().map(Some).collect(),
+                    None => vec![None; n],
+                };
+                for (name, v) in pairs {
+                    let c = self.column_index(&name)?;
+                    values[c] = Some(self.coerce(v, &self.schema.columns[c])?);
+                }
+                values.into_iter().map(Option::unwrap_or_default).collect()
+            }
+        };
+        for (v, col) in values.iter().zip(&self.schema.columns) {
+            if v.is_null() && !col.nullable {
+                return Err(ConstraintError::NotNull { table: self.schema.name.clone(), column: col.name.clone() }.into());
+            }
+        }
+        Ok(Row::new(values))
+    }
+
+    /// The values `data` gives, by column, checked and converted.
+    fn partial_row(&self, data: &RowData) -> Result<Vec<Option<Value>>> {
+        let n = self.schema.columns.len();
+        match data {
+            RowData::Values(values) => {
+                if values.len() != n {
+                    return Err(SchemaError::Arity { table: self.schema.name.clone(), expected: n, got: values.len() }.into());
+                }
+                values.iter().zip(&self.schema.columns).map(|(v, col)| self.coerce(v.clone(), col).map(Some)).collect()
+            }
+            RowData::Named(pairs) => {
+                let mut out = vec![None; n];
+                for (name, v) in pairs {
+                    let c = self.column_index(name)?;
+                    out[c] = Some(self.coerce(v.clone(), &self.schema.columns[c])?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn column_index(&self, name: &str) -> Result<usize> {
+        self.schema.column_index(name).ok_or_else(|| {
+            SchemaError::UnknownColumn {
+                table: self.schema.name.clone(),
+                column: name.to_string(),
+                suggestion: nearest_name(name, self.schema.columns.iter().map(|c| c.name.as_str())),
+            }
+            .into()
+        })
+    }
+
+    /// `v` as a value of `col`'s type, or the error saying why it does not fit.
+    fn coerce(&self, v: Value, col: &Column) -> Result<Value> {
+        coerce(v, col.data_type).map_err(|detail| {
+            SchemaError::Type {
+                table: self.schema.name.clone(),
+                column: col.name.clone(),
+                expected: col.data_type.to_string(),
+                detail,
+            }
+            .into()
+        })
+    }
+}
+
+/// Whether `v` already has the representation `t` stores (the fast path of inserts).
+fn fits_exactly(v: &Value, t: DataType) -> bool {
+    match (v, t) {
+        (Value::Int(_), DataType::BigInt) | (Value::Float(_), DataType::Double) | (Value::Text(_), DataType::Text) => true,
+        (Value::Bool(_), DataType::Bool) | (Value::Date(_), DataType::Date) | (Value::Timestamp(_), DataType::Timestamp) => true,
+        (Value::Null, _) => true,
+        _ => false,
+    }
+}
+
+/// `v` converted to type `t` where no information is lost, else a description of the
+/// mismatch. NULL fits every type (NOT NULL is checked separately).
+pub fn coerce(v: Value, t: DataType) -> std::result::Result<Value, String> {
+    let mismatch = |v: &Value| format!("got {} {v}", v.kind_name());
+    match (&v, t) {
+        (Value::Null, _) => Ok(v),
+        (Value::Bool(_), DataType::Bool) => Ok(v),
+        (Value::Int(i), DataType::Bool) if *i == 0 || *i == 1 => Ok(Value::Bool(*i == 1)),
+        (Value::Int(i), DataType::SmallInt) => {
+            if i16::try_from(*i).is_ok() { Ok(v) } else { Err(format!("{i} is out of range for SMALLINT")) }
+        }
+        (Value::Int(i), DataType::Int) => {
+            if i32::try_from(*i).is_ok() { Ok(v) } else { Err(format!("{i} is out of range for INTEGER")) }
+        }
+        (Value::Int(_), DataType::BigInt) => Ok(v),
+        (Value::Int(i), DataType::Double) => Ok(Value::Float(*i as f64)),
+        (Value::Float(_), DataType::Double) => Ok(v),
+        (Value::Decimal(d), DataType::Double) => Ok(Value::Float(d.to_f64())),
+        (Value::Int(_) | Value::Float(_) | Value::Decimal(_), DataType::Decimal { precision, scale }) => {
+            let d = match &v {
+                Value::Int(i) => Decimal::from_i64(*i).rescale(scale),
+                Value::Float(f) => Decimal::from_f64(*f, scale),
+                Value::Decimal(d) => d.rescale(scale),
+                _ => unreachable!(),
+            };
+            match d {
+                Some(d) if pow10(precision).is_some_and(|limit| d.mantissa().abs() < limit) => Ok(Value::Decimal(d)),
+                _ => Err(format!("{v} does not fit in {t}")),
+            }
+        }
+        (Value::Text(_), DataType::Text) => Ok(v),
+        (Value::Date(_), DataType::Date) | (Value::Timestamp(_), DataType::Timestamp) => Ok(v),
+        (Value::Date(d), DataType::Timestamp) => Ok(Value::Timestamp(*d as i64 * 86_400_000_000)),
+        (Value::Text(s), DataType::Date) => {
+            datetime::parse_date(s).map(Value::Date).ok_or_else(|| format!("'{}' is not a date (YYYY-MM-DD)", s.as_str()))
+        }
+        (Value::Text(s), DataType::Timestamp) => datetime::parse_timestamp(s)
+            .map(Value::Timestamp)
+            .ok_or_else(|| format!("'{}' is not a timestamp (YYYY-MM-DD HH:MM:SS)", s.as_str())),
+        _ => Err(mismatch(&v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::row;
+
+    fn orders() -> Table {
+        let schema = TableSchema::new(
+            "orders",
+            vec![
+                Column::new("id", DataType::BigInt),
+                Column::new("amount", DataType::Double),
+                Column::new("note", DataType::Text),
+            ],
+        )
+        .with_primary_key(&["id"]);
+        Table::new(TableId(0), schema)
+    }
+
+    #[test]
+    fn keyed_changes_and_their_errors() {
+        let mut t = orders();
+        let (mut undo, mut delta) = (Vec::new(), ZSet::new());
+        t.insert(RowData::Values(vec![1.into(), 10.into(), "a".into()]), &mut undo, &mut delta).unwrap();
+        assert_eq!(delta, crate::zset! { row![1, 10.0, "a"] => 1 });
+        let dup = t.insert(RowData::Values(vec![1.into(), 1.into(), "b".into()]), &mut undo, &mut delta);
+        assert_eq!(dup.unwrap_err().to_string(), "duplicate primary key in orders: id = 1 already exists");
+        let bad = t.insert(RowData::Values(vec![2.into(), "x".into(), Value::Null]), &mut undo, &mut delta);
+        assert_eq!(bad.unwrap_err().to_string(), "column orders.amount is DOUBLE: got TEXT 'x'");
+        let arity = t.insert(RowData::Values(vec![2.into()]), &mut undo, &mut delta);
+        assert_eq!(arity.unwrap_err().to_string(), "table orders has 3 columns but the row has 1 values");
+        let unknown = t.insert(vec![("id", Value::Int(2)), ("amout", Value::Int(2))].into(), &mut undo, &mut delta);
+        assert_eq!(unknown.unwrap_err().to_string(), "table orders has no column amout (did you mean amount?)");
+        // Update by key with a partial named row keeps the other columns.
+        delta.clear();
+        t.update(None, vec![("id", Value::Int(1)), ("amount", Value::Float(5.5))].into(), &mut undo, &mut delta).unwrap();
+        assert_eq!(delta.clone().consolidated(), crate::zset! { row![1, 10.0, "a"] => -1, row![1, 5.5, "a"] => 1 });
+        let missing = t.delete(vec![("id", Value::Int(9))].into(), &mut undo, &mut delta);
+        assert_eq!(missing.unwrap_err().to_string(), "delete on orders: no row with id = 9");
+        let mismatch = t.delete(vec![("id", Value::Int(1)), ("note", Value::text("zz"))].into(), &mut undo, &mut delta);
+        assert!(mismatch.unwrap_err().to_string().contains("differs from the old row given"));
+        t.delete(vec![("id", Value::Int(1))].into(), &mut undo, &mut delta).unwrap();
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn bags_hold_duplicates() {
+        let schema = TableSchema::new("t", vec![Column::new("x", DataType::Int)]);
+        let mut t = Table::new(TableId(1), schema);
+        let (mut undo, mut delta) = (Vec::new(), ZSet::new());
+        for _ in 0..2 {
+            t.insert(RowData::Values(vec![7.into()]), &mut undo, &mut delta).unwrap();
+        }
+        assert_eq!(t.len(), 2);
+        t.delete(RowData::Values(vec![7.into()]), &mut undo, &mut delta).unwrap();
+        assert_eq!(t.contents(), crate::zset! { row![7] => 1 });
+        let e = t.update(None, RowData::Values(vec![8.into()]), &mut undo, &mut delta).unwrap_err();
+        assert_eq!(e.to_string(), "table t has no primary key: update needs the whole old row");
+        let e = t.insert(RowData::Values(vec![Value::Int(1 << 40)]), &mut undo, &mut delta).unwrap_err();
+        assert!(e.to_string().contains("out of range for INTEGER"));
+    }
+}

@@ -1,0 +1,478 @@
+//! Scalar values.
+//!
+//! A [`Value`] is 24 bytes: a tag and at most 16 bytes of payload (text is a shared
+//! `Arc<str>`, so cloning a row never copies strings).
+//!
+//! Two orders live here, for two purposes:
+//!
+//! - `Eq`/`Hash`/`Ord` are *structural and total*: NULL equals NULL, NaN equals NaN,
+//!   `-0.0` equals `0.0`. They make values usable as group, join and distinct keys and
+//!   in ordered state. Numbers of different variants order by numeric value and then
+//!   by variant, so `Ord` agrees with `Eq`. Planning gives every column a single type,
+//!   so keys never mix variants in practice.
+//! - [`Value::sql_cmp`] is *SQL's comparison*: `None` when either side is NULL, and
+//!   numbers compared by value across variants (`1 = 1.0`). Expressions use it.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::datetime;
+use crate::decimal::Decimal;
+
+/// Shared, immutable text.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Str(Arc<str>);
+
+impl Str {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Str {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Str {
+    fn from(s: &str) -> Self {
+        Str(Arc::from(s))
+    }
+}
+
+impl From<String> for Str {
+    fn from(s: String) -> Self {
+        Str(Arc::from(s))
+    }
+}
+
+impl fmt::Debug for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// One SQL value.
+#[derive(Clone, Default)]
+pub enum Value {
+    /// SQL NULL.
+    #[default]
+    Null,
+    /// BOOLEAN.
+    Bool(bool),
+    /// Any integer type.
+    Int(i64),
+    /// DOUBLE.
+    Float(f64),
+    /// DECIMAL.
+    Decimal(Decimal),
+    /// TEXT.
+    Text(Str),
+    /// DATE: days since 1970-01-01.
+    Date(i32),
+    /// TIMESTAMP: microseconds since 1970-01-01 00:00:00.
+    Timestamp(i64),
+}
+
+impl Value {
+    /// A text value.
+    pub fn text(s: impl Into<Str>) -> Value {
+        Value::Text(s.into())
+    }
+
+    /// Whether this is NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The integer, if this is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The number as f64, if this is a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Decimal(d) => Some(d.to_f64()),
+            _ => None,
+        }
+    }
+
+    /// The text, if this is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    /// A short name of the value's kind, for error messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Bool(_) => "BOOLEAN",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "DOUBLE",
+            Value::Decimal(_) => "DECIMAL",
+            Value::Text(_) => "TEXT",
+            Value::Date(_) => "DATE",
+            Value::Timestamp(_) => "TIMESTAMP",
+        }
+    }
+
+    /// Rank of the value's class in the total order: NULL < BOOLEAN < numbers < TEXT <
+    /// DATE < TIMESTAMP.
+    fn class(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) | Value::Decimal(_) => 2,
+            Value::Text(_) => 3,
+            Value::Date(_) => 4,
+            Value::Timestamp(_) => 5,
+        }
+    }
+
+    /// Variant rank among numbers, to break ties between equal numbers of different
+    /// variants.
+    fn numeric_variant(&self) -> u8 {
+        match self {
+            Value::Int(_) => 0,
+            Value::Decimal(_) => 1,
+            _ => 2,
+        }
+    }
+
+    /// SQL comparison: `None` if either side is NULL. Numbers compare by value across
+    /// integer, decimal and double; a BOOLEAN compares with numbers as 0 or 1; values of
+    /// unrelated kinds order by kind (numbers before text), as SQLite does.
+    pub fn sql_cmp(&self, other: &Value) -> Option<Ordering> {
+        match (self, other) {
+            (Value::Null, _) | (_, Value::Null) => None,
+            (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+            (Value::Bool(a), b) if b.class() == 2 => Value::Int(*a as i64).sql_cmp(b),
+            (a, Value::Bool(b)) if a.class() == 2 => a.sql_cmp(&Value::Int(*b as i64)),
+            _ => Some(self.cmp_same_class(other).unwrap_or_else(|| self.class().cmp(&other.class()))),
+        }
+    }
+
+    /// Compares two values of the same class by value; `None` if the classes differ.
+    fn cmp_same_class(&self, other: &Value) -> Option<Ordering> {
+        Some(match (self, other) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::Float(a), Value::Float(b)) => canonical(*a).total_cmp(&canonical(*b)),
+            (Value::Decimal(a), Value::Decimal(b)) => a.cmp(b),
+            (Value::Int(a), Value::Float(b)) => cmp_i64_f64(*a, *b),
+            (Value::Float(a), Value::Int(b)) => cmp_i64_f64(*b, *a).reverse(),
+            (Value::Int(a), Value::Decimal(b)) => Decimal::from_i64(*a).cmp(b),
+            (Value::Decimal(a), Value::Int(b)) => a.cmp(&Decimal::from_i64(*b)),
+            (Value::Float(a), Value::Decimal(b)) => canonical(*a).total_cmp(&b.to_f64()),
+            (Value::Decimal(a), Value::Float(b)) => a.to_f64().total_cmp(&canonical(*b)),
+            (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Value::Date(a), Value::Date(b)) => a.cmp(b),
+            (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
+            _ => return None,
+        })
+    }
+
+    /// SQL truth value: NULL is unknown; numbers are true when non-zero (SQLite); text
+    /// is read as a number.
+    pub fn truth(&self) -> Option<bool> {
+        match self {
+            Value::Null => None,
+            Value::Bool(b) => Some(*b),
+            Value::Int(i) => Some(*i != 0),
+            Value::Float(f) => Some(*f != 0.0),
+            Value::Decimal(d) => Some(!d.is_zero()),
+            Value::Text(s) => Some(crate::expr::cast::text_to_f64_prefix(s) != 0.0),
+            Value::Date(_) | Value::Timestamp(_) => Some(true),
+        }
+    }
+
+    /// The value as SQL text would show it in a result: numbers plainly, text unquoted.
+    pub fn to_text(&self) -> Option<String> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(b) => (if *b { "1" } else { "0" }).to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => format_float(*f),
+            Value::Decimal(d) => d.to_string(),
+            Value::Text(s) => s.to_string(),
+            Value::Date(d) => datetime::format_date(*d),
+            Value::Timestamp(t) => datetime::format_timestamp(*t),
+        })
+    }
+}
+
+/// `-0.0` as `0.0` and every NaN as one NaN, so that equal floats hash equally.
+fn canonical(f: f64) -> f64 {
+    if f == 0.0 {
+        0.0
+    } else if f.is_nan() {
+        f64::NAN
+    } else {
+        f
+    }
+}
+
+/// Exact comparison of an integer with a float.
+fn cmp_i64_f64(i: i64, f: f64) -> Ordering {
+    if f.is_nan() {
+        return Ordering::Greater;
+    }
+    // i64 -> f64 may round; compare in f64 first, then exactly when they look equal.
+    match (i as f64).partial_cmp(&f).expect("not NaN") {
+        Ordering::Equal => {
+            if f >= 9.223_372_036_854_776e18 {
+                Ordering::Less
+            } else if f < -9.223_372_036_854_776e18 {
+                Ordering::Greater
+            } else {
+                i.cmp(&(f as i64)).then_with(|| {
+                    let frac = f - (f as i64) as f64;
+                    0.0f64.partial_cmp(&frac).expect("finite")
+                })
+            }
+        }
+        o => o,
+    }
+}
+
+/// A double as SQLite renders it as text (`%!.15g`): 15 significant digits, a `.0`
+/// on whole numbers, an exponent outside 1e-4..1e15.
+pub fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Inf".into() } else { "-Inf".into() };
+    }
+    if f == 0.0 {
+        return "0.0".into();
+    }
+    let sci = format!("{f:.14e}");
+    let (mant, exp) = sci.split_once('e').expect("exponent");
+    let exp: i32 = exp.parse().expect("integer exponent");
+    let neg = mant.starts_with('-');
+    let digits: String = mant.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let sign = if neg { "-" } else { "" };
+    if !(-4..15).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let rest = if rest.is_empty() { "0" } else { rest };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{first}.{rest}e{esign}{:02}", exp.abs())
+    } else if exp >= 0 {
+        let int_len = exp as usize + 1;
+        if digits.len() <= int_len {
+            format!("{sign}{}{}.0", digits, "0".repeat(int_len - digits.len()))
+        } else {
+            format!("{sign}{}.{}", &digits[..int_len], &digits[int_len..])
+        }
+    } else {
+        format!("{sign}0.{}{}", "0".repeat((-exp - 1) as usize), digits)
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => canonical(*a).to_bits() == canonical(*b).to_bits(),
+            (Value::Decimal(a), Value::Decimal(b)) => a == b,
+            (Value::Text(a), Value::Text(b)) => a == b,
+            (Value::Date(a), Value::Date(b)) => a == b,
+            (Value::Timestamp(a), Value::Timestamp(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Value {}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Value::Null => state.write_u8(0),
+            Value::Bool(b) => state.write_u8(2 + *b as u8),
+            Value::Int(i) => state.write_i64(*i),
+            Value::Float(f) => state.write_u64(canonical(*f).to_bits()),
+            Value::Decimal(d) => d.hash(state),
+            Value::Text(s) => s.hash(state),
+            Value::Date(d) => state.write_i32(*d),
+            Value::Timestamp(t) => state.write_i64(*t),
+        }
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Value) -> Ordering {
+        match self.cmp_same_class(other) {
+            Some(Ordering::Equal) if self.class() == 2 => self.numeric_variant().cmp(&other.numeric_variant()),
+            Some(o) => o,
+            None => self.class().cmp(&other.class()),
+        }
+    }
+}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Value) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// SQL literal form: `NULL`, `TRUE`, `42`, `1.5`, `'text'`, `DATE '2024-01-31'`.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => f.write_str(if *b { "TRUE" } else { "FALSE" }),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x:?}"),
+            Value::Decimal(d) => write!(f, "{d}"),
+            Value::Text(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            Value::Date(d) => write!(f, "DATE '{}'", datetime::format_date(*d)),
+            Value::Timestamp(t) => write!(f, "TIMESTAMP '{}'", datetime::format_timestamp(*t)),
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value::Int(v as i64)
+    }
+}
+impl From<i16> for Value {
+    fn from(v: i16) -> Self {
+        Value::Int(v as i64)
+    }
+}
+impl From<u32> for Value {
+    fn from(v: u32) -> Self {
+        Value::Int(v as i64)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+impl From<f32> for Value {
+    fn from(v: f32) -> Self {
+        Value::Float(v as f64)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.into())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v.into())
+    }
+}
+impl From<Str> for Value {
+    fn from(v: Str) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<Decimal> for Value {
+    fn from(v: Decimal) -> Self {
+        Value::Decimal(v)
+    }
+}
+impl From<&Value> for Value {
+    fn from(v: &Value) -> Self {
+        v.clone()
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+    }
+
+    #[test]
+    fn sql_cmp_follows_sql() {
+        assert_eq!(Value::Int(1).sql_cmp(&Value::Float(1.0)), Some(Ordering::Equal));
+        assert_eq!(Value::Int(2).sql_cmp(&Value::Float(1.5)), Some(Ordering::Greater));
+        assert_eq!(Value::Null.sql_cmp(&Value::Null), None);
+        assert_eq!(Value::Int(5).sql_cmp(&Value::text("a")), Some(Ordering::Less));
+        assert_eq!(Value::Int(i64::MAX).sql_cmp(&Value::Float(9.223372036854775807e18)), Some(Ordering::Less));
+        assert_eq!(Value::Int(3).sql_cmp(&Value::Float(3.5)), Some(Ordering::Less));
+        assert_eq!(Value::Int(-3).sql_cmp(&Value::Float(-3.5)), Some(Ordering::Greater));
+    }
+
+    #[test]
+    fn total_order_agrees_with_eq() {
+        let vals = [
+            Value::Null,
+            Value::Bool(false),
+            Value::Int(1),
+            Value::Float(1.0),
+            Value::Float(-0.0),
+            Value::Float(0.0),
+            Value::text("a"),
+            Value::Date(3),
+        ];
+        for a in &vals {
+            for b in &vals {
+                assert_eq!(a == b, a.cmp(b) == Ordering::Equal, "{a:?} vs {b:?}");
+            }
+        }
+        assert!(Value::Null < Value::Int(i64::MIN));
+        assert!(Value::Int(1) < Value::Float(1.5));
+    }
+
+    #[test]
+    fn floats_render_as_sqlite_does() {
+        assert_eq!(format_float(1.0), "1.0");
+        assert_eq!(format_float(0.1), "0.1");
+        assert_eq!(format_float(-12.5), "-12.5");
+        assert_eq!(format_float(1e20), "1.0e+20");
+        assert_eq!(format_float(123456789.125), "123456789.125");
+        assert_eq!(format_float(1.0 / 3.0), "0.333333333333333");
+        assert_eq!(format_float(0.00001), "1.0e-05");
+    }
+}

@@ -1,0 +1,173 @@
+//! Z-sets: the one currency between operators.
+//!
+//! A Z-set maps rows to integer weights. A relation (a bag of rows) is a Z-set with
+//! positive weights; a *delta* is any Z-set: +1 inserts a row, −1 deletes one, and an
+//! update is a deletion of the old row plus an insertion of the new. Operators take
+//! the deltas of their inputs and produce the delta of their output, so that applying
+//! every output delta to the output keeps it equal to the query over the inputs.
+//!
+//! A [`ZSet`] is a plain vector of `(row, weight)` and may hold the same row more than
+//! once; [`ZSet::consolidate`] (sort, sum, drop zeros) is the one routine that puts it
+//! in canonical form. Stateful operators and views apply weights one at a time and
+//! tolerate a row's count passing through negative values inside one delta, so most
+//! deltas never need consolidating.
+
+use crate::row::Row;
+
+/// The multiplicity of a row in a Z-set.
+pub type Weight = i64;
+
+/// Rows with weights: a relation or a delta.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ZSet {
+    entries: Vec<(Row, Weight)>,
+}
+
+impl ZSet {
+    /// An empty Z-set.
+    pub fn new() -> ZSet {
+        ZSet::default()
+    }
+
+    /// An empty Z-set with room for `n` entries.
+    pub fn with_capacity(n: usize) -> ZSet {
+        ZSet { entries: Vec::with_capacity(n) }
+    }
+
+    /// Adds `weight` copies of `row` (removes them if negative).
+    #[inline]
+    pub fn push(&mut self, row: Row, weight: Weight) {
+        if weight != 0 {
+            self.entries.push((row, weight));
+        }
+    }
+
+    /// Appends every entry of `other`.
+    pub fn extend_from(&mut self, other: &ZSet) {
+        self.entries.extend(other.entries.iter().cloned());
+    }
+
+    /// Appends every entry of `other`, with weights negated.
+    pub fn extend_negated(&mut self, other: &ZSet) {
+        self.entries.extend(other.entries.iter().map(|(r, w)| (r.clone(), -w)));
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The number of entries (not the sum of weights).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entries.
+    pub fn iter(&self) -> std::slice::Iter<'_, (Row, Weight)> {
+        self.entries.iter()
+    }
+
+    /// Removes every entry, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The entries, by value.
+    pub fn into_entries(self) -> Vec<(Row, Weight)> {
+        self.entries
+    }
+
+    /// Canonical form: rows sorted, one entry per row, no zero weights.
+    pub fn consolidate(&mut self) {
+        if self.entries.len() <= 1 {
+            return;
+        }
+        self.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut out = 0;
+        for i in 0..self.entries.len() {
+            if out > 0 && self.entries[out - 1].0 == self.entries[i].0 {
+                self.entries[out - 1].1 += self.entries[i].1;
+            } else {
+                if out > 0 && self.entries[out - 1].1 == 0 {
+                    out -= 1;
+                }
+                self.entries.swap(out, i);
+                out += 1;
+            }
+        }
+        if out > 0 && self.entries[out - 1].1 == 0 {
+            out -= 1;
+        }
+        self.entries.truncate(out);
+    }
+
+    /// The consolidated form, by value.
+    pub fn consolidated(mut self) -> ZSet {
+        self.consolidate();
+        self
+    }
+
+    /// Whether every weight is positive (a relation rather than a general delta).
+    pub fn is_relation(&self) -> bool {
+        self.entries.iter().all(|(_, w)| *w > 0)
+    }
+}
+
+impl FromIterator<(Row, Weight)> for ZSet {
+    fn from_iter<I: IntoIterator<Item = (Row, Weight)>>(iter: I) -> ZSet {
+        ZSet { entries: iter.into_iter().filter(|(_, w)| *w != 0).collect() }
+    }
+}
+
+impl IntoIterator for ZSet {
+    type Item = (Row, Weight);
+    type IntoIter = std::vec::IntoIter<(Row, Weight)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a ZSet {
+    type Item = &'a (Row, Weight);
+    type IntoIter = std::slice::Iter<'a, (Row, Weight)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}
+
+impl std::fmt::Debug for ZSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("{")?;
+        for (i, (r, w)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{r}: {w:+}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// A consolidated Z-set from `row => weight` pairs:
+/// `zset! { row![1, "a"] => 1, row![2, "b"] => -1 }`.
+#[macro_export]
+macro_rules! zset {
+    ($($row:expr => $w:expr),* $(,)?) => {
+        $crate::ZSet::from_iter(vec![$(($row, $w)),*]).consolidated()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::row;
+
+    #[test]
+    fn consolidate_sums_and_drops_zeros() {
+        let z = zset! { row![2] => 1, row![1] => 1, row![2] => -1, row![1] => 2, row![3] => 1, row![3] => -1 };
+        assert_eq!(z.consolidated(), zset! { row![1] => 3 });
+        let z = zset! { row![1] => 1, row![1] => -1, row![2] => 5 };
+        assert_eq!(z.consolidated(), zset! { row![2] => 5 });
+        let z = zset! { row![1] => 1, row![1] => -1 };
+        assert!(z.consolidated().is_empty());
+    }
+}
