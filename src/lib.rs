@@ -1,1 +1,43 @@
+//! # ciuf
+//!
+//! Embedded incremental view maintenance: register SQL queries as views once, feed row
+//! changes, and read every view — always exactly up to date — in microseconds, as
+//! Arrow record batches.
+//!
+//! ```
+//! use ciuf::{Engine, Value};
+//!
+//! let engine = Engine::in_memory();
+//! engine.execute("CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT, amount DOUBLE)")?;
+//! let totals = engine.from_sql(
+//!     "SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY customer_id",
+//! )?;
+//! engine.on_insert("orders", vec![Value::Int(1), Value::Int(42), Value::Float(99.0)])?;
+//! engine.on_insert("orders", [("id", Value::Int(2)), ("customer_id", Value::Int(42)), ("amount", Value::Float(1.0))])?;
+//! let batch = totals.query()?; // arrow RecordBatch: customer_id=42, n=2, total=100.0
+//! assert_eq!(batch.num_rows(), 1);
+//! # Ok::<(), ciuf::Error>(())
+//! ```
+//!
+//! The data path:
+//!
+//! ```text
+//!  SQL ─▶ ciuf-sql: parse, resolve, type ─▶ Plan ─▶ ciuf-engine: operator graph
+//!  on_insert/on_update/on_delete/apply ─▶ tables ─▶ deltas through the graph ─▶ views
+//!  View::query() ─▶ Arrow RecordBatch (cached until the view changes)
+//! ```
+//!
+//! This crate is the facade: [`Engine`] joins the engine ([`ciuf_engine`]) and the SQL
+//! front end ([`ciuf_sql`]); change sources live in [`ciuf_connectors`].
 
+mod engine;
+
+pub use engine::{Engine, Outcome, from_sql};
+
+pub use ciuf_connectors as connectors;
+pub use ciuf_engine as core;
+pub use ciuf_engine::{
+    Change, Column, ConstraintError, DataType, Decimal, Dialect, Error, Position, RecordBatch, Result, Row, RowData,
+    SchemaError, SqlError, SqlErrorKind, Stats, TableRef, TableSchema, Value, View, row,
+};
+pub use ciuf_sql as sql;

@@ -240,6 +240,12 @@ impl Dataflow {
         Ok(View { shared: Arc::clone(&self.shared), info })
     }
 
+    /// Runs `f` on the catalog (for planning without registering, as EXPLAIN does).
+    pub fn with_catalog<T>(&self, f: impl FnOnce(&dyn Catalog) -> T) -> T {
+        let w = self.shared.writer.lock();
+        f(&*w)
+    }
+
     /// The named view `name`.
     pub fn view(&self, name: &str) -> Option<View> {
         let w = self.shared.writer.lock();

@@ -1,0 +1,529 @@
+//! Queries: SELECT (projection, GROUP BY, HAVING, DISTINCT), set operations, VALUES,
+//! WITH, ORDER BY and LIMIT.
+//!
+//! ORDER BY may name an output column (by position or alias) or any expression over
+//! the input; the latter is computed as a *hidden* column after the visible ones, which
+//! the view keeps for ordering and never shows. LIMIT/OFFSET become a top-k node over
+//! that order; ORDER BY alone only orders what `query()` returns.
+
+use ciuf_engine::plan::SortKey;
+use ciuf_engine::{DataType, Error, Expr, Plan, Row, SqlErrorKind, Value};
+use sqlparser::ast::{self, Spanned};
+
+use crate::aggregate::{AggContext, collect_aggregates, contains_aggregate, plan_call};
+use crate::error::{sql_error, type_error, unsupported};
+use crate::expr::{ExprCtx, Typed};
+use crate::planner::{Planner, Rel};
+use crate::scope::{Scope, ScopeColumn};
+use crate::types::{common_type, same_representation};
+
+/// A planned query: its relation (visible columns, then hidden sort columns), and the
+/// order its rows are read in.
+#[derive(Debug)]
+pub(crate) struct QueryOut {
+    pub rel: Rel,
+    pub visible: usize,
+    pub order: Vec<SortKey>,
+}
+
+impl Planner<'_> {
+    /// Plans a whole query, keeping its ORDER BY.
+    pub(crate) fn plan_query(&self, q: &ast::Query) -> Result<QueryOut, Error> {
+        let depth = self.cte_depth();
+        let out = self.plan_query_in_scope(q);
+        self.pop_ctes(depth);
+        out
+    }
+
+    /// Plans a query used as a relation: its visible columns only.
+    pub(crate) fn plan_subquery(&self, q: &ast::Query) -> Result<Rel, Error> {
+        let out = self.plan_query(q)?;
+        let mut rel = out.rel;
+        if out.visible < rel.scope.columns.len() {
+            rel.plan = Plan::Project { input: Box::new(rel.plan), exprs: (0..out.visible).map(Expr::Column).collect() };
+            rel.scope.columns.truncate(out.visible);
+        }
+        Ok(rel)
+    }
+
+    fn plan_query_in_scope(&self, q: &ast::Query) -> Result<QueryOut, Error> {
+        if let Some(with) = &q.with {
+            if with.recursive {
+                return Err(unsupported("WITH RECURSIVE", with.with_token.0.span));
+            }
+            for cte in &with.cte_tables {
+                let rel = self.plan_subquery(&cte.query)?;
+                let mut scope = rel.scope.requalify(Some(&cte.alias.name.value));
+                if cte.alias.columns.len() > scope.columns.len() {
+                    return Err(sql_error(
+                        SqlErrorKind::Invalid,
+                        format!("WITH {} names more columns than its query has", cte.alias.name.value),
+                        cte.alias.name.span,
+                    ));
+                }
+                for (c, n) in scope.columns.iter_mut().zip(&cte.alias.columns) {
+                    c.name = n.name.value.clone();
+                }
+                self.push_cte(cte.alias.name.value.clone(), Rel { plan: rel.plan, scope });
+            }
+        }
+        if let Some(f) = &q.fetch {
+            return Err(unsupported(format!("{f}"), q.span()));
+        }
+        if !q.locks.is_empty() || q.for_clause.is_some() || !q.pipe_operators.is_empty() {
+            return Err(unsupported("FOR UPDATE, FOR XML and pipe operators", q.span()));
+        }
+        let order_items: &[ast::OrderByExpr] = match &q.order_by {
+            None => &[],
+            Some(ob) => match &ob.kind {
+                ast::OrderByKind::Expressions(items) => items,
+                ast::OrderByKind::All(_) => return Err(unsupported("ORDER BY ALL", q.span())),
+            },
+        };
+        let mut out = match &*q.body {
+            ast::SetExpr::Select(s) => self.plan_select(s, order_items)?,
+            body => {
+                let rel = self.plan_set_expr(body)?;
+                let visible = rel.scope.columns.len();
+                let mut order = Vec::new();
+                for item in order_items {
+                    let column = self.output_position(&item.expr, &rel.scope)?;
+                    order.push(self.sort_key(column, item));
+                }
+                QueryOut { rel, visible, order }
+            }
+        };
+        let (limit, offset) = self.limit_clause(q.limit_clause.as_ref())?;
+        if limit.is_some() || offset > 0 {
+            out.rel.plan = Plan::TopK { input: Box::new(out.rel.plan), order: out.order.clone(), limit, offset };
+        }
+        Ok(out)
+    }
+
+    fn sort_key(&self, column: usize, item: &ast::OrderByExpr) -> SortKey {
+        let descending = matches!(item.options.sort, Some(ast::OrderBySort::Desc));
+        let asc_first = self.dialect.nulls_first_when_ascending();
+        let nulls_first = item.options.nulls_first.unwrap_or(if descending { !asc_first } else { asc_first });
+        SortKey { column, descending, nulls_first }
+    }
+
+    /// An ORDER BY item of a set operation: a position or an output name.
+    fn output_position(&self, e: &ast::Expr, scope: &Scope) -> Result<usize, Error> {
+        if let Some(p) = position_literal(e)? {
+            return check_position(p, scope.columns.len(), e);
+        }
+        match e {
+            ast::Expr::Identifier(id) => scope
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(&id.value))
+                .ok_or_else(|| sql_error(SqlErrorKind::UnknownColumn, format!("ORDER BY {} is not an output column", id.value), id.span)),
+            other => Err(unsupported("ORDER BY expressions on UNION (order by an output column)", other.span())),
+        }
+    }
+
+    fn limit_clause(&self, clause: Option<&ast::LimitClause>) -> Result<(Option<u64>, u64), Error> {
+        let (limit, offset) = match clause {
+            None => return Ok((None, 0)),
+            Some(ast::LimitClause::LimitOffset { limit, offset, limit_by }) => {
+                if !limit_by.is_empty() {
+                    return Err(unsupported("LIMIT … BY", limit_by[0].span()));
+                }
+                (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+            }
+            Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => (Some(limit), Some(offset)),
+        };
+        let eval = |e: &ast::Expr| -> Result<i64, Error> {
+            let empty = Scope::default();
+            let t = ExprCtx::row(&empty, self.dialect).plan(e)?;
+            match t.expr.eval(&[]) {
+                Value::Int(i) if t.expr.is_constant() => Ok(i),
+                _ => Err(type_error("LIMIT and OFFSET take a constant integer", e.span())),
+            }
+        };
+        // SQLite: a negative LIMIT means no limit, a negative OFFSET none.
+        let limit = limit.map(eval).transpose()?.and_then(|l| u64::try_from(l).ok());
+        let offset = offset.map(eval).transpose()?.map_or(0, |o| o.max(0) as u64);
+        Ok((limit, offset))
+    }
+
+    /// Plans a SELECT with the ORDER BY items of its query.
+    fn plan_select(&self, s: &ast::Select, order_items: &[ast::OrderByExpr]) -> Result<QueryOut, Error> {
+        reject_select_extras(s)?;
+        let input = self.plan_from(&s.from, s.selection.as_ref())?;
+        let group_exprs: &[ast::Expr] = match &s.group_by {
+            ast::GroupByExpr::Expressions(exprs, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err(unsupported("GROUP BY modifiers (ROLLUP, CUBE, TOTALS)", s.span()));
+                }
+                exprs
+            }
+            ast::GroupByExpr::All(_) => return Err(unsupported("GROUP BY ALL", s.span())),
+        };
+        let mut calls = Vec::new();
+        for item in &s.projection {
+            if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
+                collect_aggregates(e, &mut calls)?;
+            }
+        }
+        if let Some(h) = &s.having {
+            collect_aggregates(h, &mut calls)?;
+        }
+        for o in order_items {
+            collect_aggregates(&o.expr, &mut calls)?;
+        }
+        let aggregating = !group_exprs.is_empty() || !calls.is_empty() || s.having.is_some();
+        let row_ctx = ExprCtx::row(&input.scope, self.dialect);
+        let mut agg_ctx = AggContext::default();
+        let mut plan = input.plan;
+        if aggregating {
+            for g in group_exprs {
+                let g = self.group_expr(g, s)?;
+                if contains_aggregate(g) {
+                    return Err(sql_error(SqlErrorKind::Invalid, "GROUP BY cannot contain an aggregate", g.span()));
+                }
+                let t = row_ctx.plan(g)?;
+                if !agg_ctx.groups.iter().any(|x| x.expr == t.expr) {
+                    agg_ctx.groups.push(t);
+                }
+            }
+            let mut aggregates = Vec::new();
+            for c in &calls {
+                let (call, ty, nullable) = plan_call(c, &row_ctx)?;
+                aggregates.push(call);
+                agg_ctx.calls.push((c.clone(), ty, nullable));
+            }
+            plan = Plan::Aggregate {
+                input: Box::new(plan),
+                group_by: agg_ctx.groups.iter().map(|g| g.expr.clone()).collect(),
+                aggregates,
+            };
+        }
+        let ctx = ExprCtx { scope: &input.scope, agg: aggregating.then_some(&agg_ctx), dialect: self.dialect };
+        if let Some(h) = &s.having {
+            let cond = ctx.plan_condition(h)?;
+            plan = Plan::Filter { input: Box::new(plan), predicate: cond.expr };
+        }
+        // The select list.
+        let mut outputs: Vec<(Typed, String)> = Vec::new();
+        let mut explicit_alias: Vec<bool> = Vec::new();
+        for item in &s.projection {
+            match item {
+                ast::SelectItem::UnnamedExpr(e) => {
+                    outputs.push((ctx.plan(e)?, output_name(e)));
+                    explicit_alias.push(false);
+                }
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    outputs.push((ctx.plan(expr)?, alias.value.clone()));
+                    explicit_alias.push(true);
+                }
+                ast::SelectItem::Wildcard(opts) => {
+                    reject_wildcard_options(opts, item.span())?;
+                    self.expand_star(&input.scope, None, aggregating, &ctx, item.span(), &mut outputs, &mut explicit_alias)?;
+                }
+                ast::SelectItem::QualifiedWildcard(kind, opts) => {
+                    reject_wildcard_options(opts, item.span())?;
+                    let ast::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
+                        return Err(unsupported(format!("{item}"), item.span()));
+                    };
+                    let q = crate::ddl::object_name(name)?;
+                    if !input.scope.has_qualifier(&q) {
+                        return Err(sql_error(SqlErrorKind::UnknownTable, format!("unknown table {q} in {q}.*"), item.span()));
+                    }
+                    self.expand_star(&input.scope, Some(&q), aggregating, &ctx, item.span(), &mut outputs, &mut explicit_alias)?;
+                }
+                other => return Err(unsupported(format!("select item {other}"), other.span())),
+            }
+        }
+        let visible = outputs.len();
+        let distinct = match &s.distinct {
+            None | Some(ast::Distinct::All) => false,
+            Some(ast::Distinct::Distinct) => true,
+            Some(ast::Distinct::On(_)) => return Err(unsupported("DISTINCT ON", s.span())),
+        };
+        // ORDER BY: an output column, or a hidden one.
+        let mut order = Vec::new();
+        for item in order_items {
+            let e = &item.expr;
+            let column = if let Some(p) = position_literal(e)? {
+                check_position(p, visible, e)?
+            } else if let Some(i) = match e {
+                ast::Expr::Identifier(id) => outputs[..visible]
+                    .iter()
+                    .zip(&explicit_alias)
+                    .position(|((_, n), alias)| *alias && n.eq_ignore_ascii_case(&id.value)),
+                _ => None,
+            } {
+                i
+            } else {
+                let t = ctx.plan(e)?;
+                match outputs.iter().position(|(o, _)| o.expr == t.expr) {
+                    Some(i) => i,
+                    None => {
+                        if distinct {
+                            return Err(sql_error(
+                                SqlErrorKind::Invalid,
+                                "with SELECT DISTINCT, ORDER BY expressions must appear in the select list",
+                                e.span(),
+                            ));
+                        }
+                        outputs.push((t, format!("__order_{}", outputs.len() - visible)));
+                        outputs.len() - 1
+                    }
+                }
+            };
+            order.push(self.sort_key(column, item));
+        }
+        let width = plan.width();
+        let identity = outputs.len() == width && outputs.iter().enumerate().all(|(i, (t, _))| t.expr == Expr::Column(i));
+        let scope = Scope {
+            columns: outputs
+                .iter()
+                .map(|(t, n)| ScopeColumn { qualifier: None, name: n.clone(), ty: t.ty, nullable: t.nullable, merged: false })
+                .collect(),
+        };
+        if !identity {
+            plan = Plan::Project { input: Box::new(plan), exprs: outputs.into_iter().map(|(t, _)| t.expr).collect() };
+        }
+        if distinct {
+            plan = Plan::Distinct { input: Box::new(plan) };
+        }
+        Ok(QueryOut { rel: Rel { plan, scope }, visible, order })
+    }
+
+    /// A GROUP BY item: a position or output alias stands for that select item.
+    fn group_expr<'s>(&self, g: &'s ast::Expr, s: &'s ast::Select) -> Result<&'s ast::Expr, Error> {
+        if let Some(p) = position_literal(g)? {
+            let i = check_position(p, s.projection.len(), g)?;
+            return match &s.projection[i] {
+                ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => Ok(e),
+                other => Err(unsupported(format!("GROUP BY position of {other}"), g.span())),
+            };
+        }
+        if let ast::Expr::Identifier(id) = g {
+            for item in &s.projection {
+                if let ast::SelectItem::ExprWithAlias { expr, alias } = item {
+                    if alias.value.eq_ignore_ascii_case(&id.value) && !matches!(expr, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&id.value)) {
+                        // An alias stands for its expression unless the input has a
+                        // column of that name (which SQL prefers).
+                        if !self.input_has_column(s, &id.value) {
+                            return Ok(expr);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(g)
+    }
+
+    fn input_has_column(&self, s: &ast::Select, name: &str) -> bool {
+        self.plan_from(&s.from, None)
+            .map(|r| r.scope.columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)))
+            .unwrap_or(false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn expand_star(
+        &self,
+        scope: &Scope,
+        qualifier: Option<&str>,
+        aggregating: bool,
+        ctx: &ExprCtx,
+        span: sqlparser::tokenizer::Span,
+        outputs: &mut Vec<(Typed, String)>,
+        explicit: &mut Vec<bool>,
+    ) -> Result<(), Error> {
+        for (i, c) in scope.columns.iter().enumerate() {
+            let selected = match qualifier {
+                Some(q) => c.qualifier.as_deref().is_some_and(|cq| cq.eq_ignore_ascii_case(q)),
+                None => !c.merged,
+            };
+            if !selected {
+                continue;
+            }
+            let t = if aggregating {
+                ctx.agg.and_then(|a| a.lookup_group(&Expr::Column(i))).ok_or_else(|| {
+                    sql_error(
+                        SqlErrorKind::Invalid,
+                        format!("* includes column {}, which is neither grouped nor aggregated", c.name),
+                        span,
+                    )
+                })?
+            } else {
+                Typed::new(Expr::Column(i), c.ty, c.nullable)
+            };
+            outputs.push((t, c.name.clone()));
+            explicit.push(false);
+        }
+        Ok(())
+    }
+
+    /// A query body that is not a plain SELECT.
+    fn plan_set_expr(&self, body: &ast::SetExpr) -> Result<Rel, Error> {
+        match body {
+            ast::SetExpr::Select(s) => Ok(self.plan_select(s, &[])?.rel),
+            ast::SetExpr::Query(q) => self.plan_subquery(q),
+            ast::SetExpr::SetOperation { left, op, set_quantifier, right } => {
+                let all = match set_quantifier {
+                    ast::SetQuantifier::All => true,
+                    ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
+                    other => return Err(unsupported(format!("{op} {other}"), body.span())),
+                };
+                match op {
+                    ast::SetOperator::Union => {}
+                    other => return Err(unsupported(other.to_string(), body.span())),
+                }
+                let (l, r) = (self.plan_set_expr(left)?, self.plan_set_expr(right)?);
+                self.union(l, r, all, body.span())
+            }
+            ast::SetExpr::Values(v) => self.plan_values(v),
+            other => Err(unsupported(format!("{other}"), other.span())),
+        }
+    }
+
+    fn union(&self, l: Rel, r: Rel, all: bool, span: sqlparser::tokenizer::Span) -> Result<Rel, Error> {
+        let (lw, rw) = (l.scope.columns.len(), r.scope.columns.len());
+        if lw != rw {
+            return Err(sql_error(SqlErrorKind::Invalid, format!("UNION of {lw} and {rw} columns"), span));
+        }
+        let mut columns = Vec::with_capacity(lw);
+        for (a, b) in l.scope.columns.iter().zip(&r.scope.columns) {
+            let ty = common_type(a.ty, b.ty)
+                .ok_or_else(|| type_error(format!("UNION column {} mixes {} and {}", a.name, a.ty, b.ty), span))?;
+            columns.push(ScopeColumn { qualifier: None, name: a.name.clone(), ty, nullable: a.nullable || b.nullable, merged: false });
+        }
+        let conform = |rel: Rel| -> Plan {
+            if rel.scope.columns.iter().zip(&columns).all(|(c, t)| same_representation(c.ty, t.ty)) {
+                return rel.plan;
+            }
+            let exprs = rel
+                .scope
+                .columns
+                .iter()
+                .zip(&columns)
+                .enumerate()
+                .map(|(i, (c, t))| Typed::new(Expr::Column(i), c.ty, c.nullable).coerce(t.ty).expr)
+                .collect();
+            Plan::Project { input: Box::new(rel.plan), exprs }
+        };
+        let mut inputs = Vec::new();
+        for p in [conform(l), conform(r)] {
+            match p {
+                Plan::Union { inputs: nested } => inputs.extend(nested),
+                other => inputs.push(other),
+            }
+        }
+        let mut plan = Plan::Union { inputs };
+        if !all {
+            plan = Plan::Distinct { input: Box::new(plan) };
+        }
+        Ok(Rel { plan, scope: Scope { columns } })
+    }
+
+    fn plan_values(&self, v: &ast::Values) -> Result<Rel, Error> {
+        let empty = Scope::default();
+        let ctx = ExprCtx::row(&empty, self.dialect);
+        let mut rows: Vec<Vec<Typed>> = Vec::new();
+        for row in &v.rows {
+            let mut planned = Vec::new();
+            for e in row.iter() {
+                let t = ctx.plan(e)?;
+                if !t.expr.is_constant() {
+                    return Err(type_error("VALUES takes constants", e.span()));
+                }
+                planned.push(t);
+            }
+            if rows.first().is_some_and(|f| f.len() != planned.len()) {
+                return Err(sql_error(SqlErrorKind::Invalid, "VALUES rows have different lengths", v.span()));
+            }
+            rows.push(planned);
+        }
+        let width = rows.first().map_or(0, Vec::len);
+        let mut types = vec![DataType::Null; width];
+        for row in &rows {
+            for (t, x) in types.iter_mut().zip(row) {
+                *t = common_type(*t, x.ty).ok_or_else(|| type_error(format!("VALUES mixes {t} and {}", x.ty), v.span()))?;
+            }
+        }
+        let columns = (0..width)
+            .map(|i| ScopeColumn {
+                qualifier: None,
+                name: format!("column{}", i + 1),
+                ty: types[i],
+                nullable: rows.iter().any(|r| r[i].nullable),
+                merged: false,
+            })
+            .collect();
+        let rows = rows
+            .into_iter()
+            .map(|r| r.into_iter().zip(&types).map(|(x, t)| x.coerce(*t).expr.eval(&[])).collect::<Row>())
+            .collect();
+        Ok(Rel { plan: Plan::Values { rows, width }, scope: Scope { columns } })
+    }
+}
+
+/// The name SQL gives an unaliased select item: the column's name, else the text.
+fn output_name(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Identifier(id) => id.value.clone(),
+        ast::Expr::CompoundIdentifier(ids) => ids.last().map_or_else(|| e.to_string(), |i| i.value.clone()),
+        ast::Expr::Nested(inner) => output_name(inner),
+        other => other.to_string(),
+    }
+}
+
+/// `Some(n)` if `e` is an integer literal (an ORDER BY or GROUP BY position).
+fn position_literal(e: &ast::Expr) -> Result<Option<i64>, Error> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) if !n.contains(['.', 'e', 'E']) => n
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| type_error(format!("bad position {n}"), e.span())),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
+fn check_position(p: i64, n: usize, e: &ast::Expr) -> Result<usize, Error> {
+    if p >= 1 && (p as usize) <= n {
+        Ok(p as usize - 1)
+    } else {
+        Err(sql_error(SqlErrorKind::Invalid, format!("position {p} is not in the select list (1 to {n})"), e.span()))
+    }
+}
+
+fn reject_wildcard_options(opts: &ast::WildcardAdditionalOptions, span: sqlparser::tokenizer::Span) -> Result<(), Error> {
+    if opts.opt_exclude.is_some() || opts.opt_except.is_some() || opts.opt_replace.is_some() || opts.opt_rename.is_some() || opts.opt_ilike.is_some() {
+        return Err(unsupported("* with EXCLUDE, EXCEPT, REPLACE, RENAME or ILIKE", span));
+    }
+    Ok(())
+}
+
+fn reject_select_extras(s: &ast::Select) -> Result<(), Error> {
+    let span = s.span();
+    let extra = if s.top.is_some() {
+        Some("TOP")
+    } else if s.into.is_some() {
+        Some("SELECT INTO")
+    } else if !s.lateral_views.is_empty() {
+        Some("LATERAL VIEW")
+    } else if s.prewhere.is_some() {
+        Some("PREWHERE")
+    } else if !s.connect_by.is_empty() {
+        Some("CONNECT BY")
+    } else if !s.cluster_by.is_empty() || !s.distribute_by.is_empty() || !s.sort_by.is_empty() {
+        Some("CLUSTER BY, DISTRIBUTE BY and SORT BY")
+    } else if !s.named_window.is_empty() {
+        Some("WINDOW")
+    } else if s.qualify.is_some() {
+        Some("QUALIFY")
+    } else {
+        None
+    };
+    match extra {
+        Some(what) => Err(unsupported(what, span)),
+        None => Ok(()),
+    }
+}

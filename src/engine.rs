@@ -1,0 +1,216 @@
+//! [`Engine`]: the engine with its SQL front end, as users hold it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ciuf_engine::{Change, Dataflow, Dialect, Error, Result, RowData, SqlError, Stats, TableRef, View};
+use ciuf_sql::Statement;
+use parking_lot::Mutex;
+
+/// What [`Engine::execute`] did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A statement that returns nothing (CREATE TABLE, INSERT, DROP VIEW, …).
+    Done,
+    /// A view was registered (CREATE VIEW, or a query).
+    View(View),
+    /// EXPLAIN's text.
+    Explain(String),
+}
+
+/// An incremental view-maintenance engine with SQL.
+///
+/// Cheap to clone (clones share one engine) and `Send + Sync`: any thread may apply
+/// changes — transactions run one at a time — while any number of threads read views.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    dataflow: Dataflow,
+    /// Views by SQL text, so that repeating a query costs a lookup, not a parse.
+    by_sql: Arc<Mutex<HashMap<String, View>>>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::in_memory()
+    }
+}
+
+impl Engine {
+    /// An engine whose tables are declared with [`Engine::execute`] and fed by the
+    /// application's own change events, following SQLite's rules where SQL dialects
+    /// differ.
+    pub fn in_memory() -> Engine {
+        Engine::with_dialect(Dialect::Sqlite)
+    }
+
+    /// An in-memory engine following `dialect` where SQL dialects differ.
+    pub fn with_dialect(dialect: Dialect) -> Engine {
+        Engine { dataflow: Dataflow::new(dialect), by_sql: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// An engine for the database at `url`. `memory:` (or an empty URL) is an in-memory
+    /// engine; database sources (`sqlite://…`, `postgresql://…`) are not available in
+    /// this build and are refused with an error that says so.
+    pub fn open(url: &str) -> Result<Engine> {
+        let scheme = url.split_once(':').map_or(url, |(s, _)| s).to_ascii_lowercase();
+        match scheme.as_str() {
+            "" | "memory" => Ok(Engine::in_memory()),
+            "sqlite" | "postgres" | "postgresql" | "postgresql+psycopg" | "postgresql+asyncpg" => {
+                Err(Error::Source {
+                    message: format!(
+                        "{scheme} sources are not available in this build of ciuf; use Engine::in_memory() and push changes"
+                    ),
+                    retryable: false,
+                })
+            }
+            _ => Err(Error::Source { message: format!("unknown database URL scheme {scheme:?} in {url:?}"), retryable: false }),
+        }
+    }
+
+    /// The engine without SQL.
+    pub fn dataflow(&self) -> &Dataflow {
+        &self.dataflow
+    }
+
+    /// Runs SQL statements: CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,
+    /// EXPLAIN, and queries (registered as views). Returns the last statement's outcome.
+    pub fn execute(&self, sql: &str) -> Result<Outcome> {
+        let mut outcome = Outcome::Done;
+        for statement in ciuf_sql::parse(sql)? {
+            outcome = self.run(statement)?;
+        }
+        Ok(outcome)
+    }
+
+    fn run(&self, statement: Statement) -> Result<Outcome> {
+        Ok(match statement {
+            Statement::CreateTable(schema) => {
+                self.dataflow.create_table(schema)?;
+                Outcome::Done
+            }
+            Statement::CreateView { name, query, sql, if_not_exists } => {
+                if if_not_exists {
+                    if let Some(v) = self.dataflow.view(&name) {
+                        return Ok(Outcome::View(v));
+                    }
+                }
+                Outcome::View(self.dataflow.define_view(Some(&name), |cat| ciuf_sql::plan_query(&query, &sql, cat))?)
+            }
+            Statement::DropView { names, if_exists } => {
+                for n in names {
+                    match self.dataflow.drop_view(&n) {
+                        Err(_) if if_exists => {}
+                        other => other?,
+                    }
+                }
+                self.by_sql.lock().clear();
+                Outcome::Done
+            }
+            Statement::DropTable { .. } => {
+                return Err(SqlError::unsupported("DROP TABLE").into());
+            }
+            Statement::Query { query, sql } => Outcome::View(self.register(&query, &sql)?),
+            Statement::Insert { table, columns, rows } => {
+                let changes: Vec<Change> = rows
+                    .into_iter()
+                    .map(|values| {
+                        let row = if columns.is_empty() {
+                            RowData::Values(values)
+                        } else {
+                            RowData::Named(columns.iter().cloned().zip(values).collect())
+                        };
+                        Change::insert(table.as_str(), row)
+                    })
+                    .collect();
+                self.dataflow.apply(changes)?;
+                Outcome::Done
+            }
+            Statement::Explain(query) => Outcome::Explain(self.dataflow.with_catalog(|cat| ciuf_sql::explain(&query, cat))?),
+            Statement::NoOp(_) => Outcome::Done,
+        })
+    }
+
+    /// Registers a query as a view (or returns the view already registered for it).
+    pub fn from_sql(&self, sql: &str) -> Result<View> {
+        if let Some(v) = self.by_sql.lock().get(sql) {
+            return Ok(v.clone());
+        }
+        let (query, text) = ciuf_sql::parse_query(sql)?;
+        let view = self.register(&query, &text)?;
+        self.by_sql.lock().insert(sql.to_string(), view.clone());
+        Ok(view)
+    }
+
+    fn register(&self, query: &ciuf_sql::Query, sql: &str) -> Result<View> {
+        self.dataflow.define_view(None, |cat| ciuf_sql::plan_query(query, sql, cat))
+    }
+
+    /// Registers `sql` as a named view, which later queries can read like a table.
+    pub fn create_view(&self, name: &str, sql: &str) -> Result<View> {
+        let (query, text) = ciuf_sql::parse_query(sql)?;
+        self.dataflow.define_view(Some(name), |cat| ciuf_sql::plan_query(&query, &text, cat))
+    }
+
+    /// The named view `name`.
+    pub fn view(&self, name: &str) -> Option<View> {
+        self.dataflow.view(name)
+    }
+
+    /// Stops maintaining `view` (and every handle on it).
+    pub fn drop_view(&self, view: &View) -> Result<()> {
+        self.by_sql.lock().retain(|_, v| v.id() != view.id());
+        self.dataflow.drop_view_handle(view)
+    }
+
+    /// The operator plan of a query, as text.
+    pub fn explain(&self, sql: &str) -> Result<String> {
+        let (query, _) = ciuf_sql::parse_query(sql)?;
+        match self.run(Statement::Explain(query))? {
+            Outcome::Explain(text) => Ok(text),
+            _ => unreachable!("EXPLAIN explains"),
+        }
+    }
+
+    /// Inserts a row (values in column order, or by name) as one transaction.
+    pub fn on_insert(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
+        self.dataflow.apply([Change::insert(table, row)])
+    }
+
+    /// Replaces the row `old` by `new`, as one transaction.
+    pub fn on_update(&self, table: impl Into<TableRef>, old: impl Into<RowData>, new: impl Into<RowData>) -> Result<()> {
+        self.dataflow.apply([Change::update(table, old, new)])
+    }
+
+    /// Replaces the row with `new`'s primary key (columns `new` leaves out keep their
+    /// values), as one transaction.
+    pub fn on_update_by_key(&self, table: impl Into<TableRef>, new: impl Into<RowData>) -> Result<()> {
+        self.dataflow.apply([Change::update_by_key(table, new)])
+    }
+
+    /// Deletes a row (by primary key where the table has one), as one transaction.
+    pub fn on_delete(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
+        self.dataflow.apply([Change::delete(table, row)])
+    }
+
+    /// Applies `changes` as one atomic transaction: all of them, or none and the error.
+    pub fn apply<I: IntoIterator<Item = Change>>(&self, changes: I) -> Result<()> {
+        self.dataflow.apply(changes)
+    }
+
+    /// Inserts many rows into one table as one transaction.
+    pub fn insert_many<R: Into<RowData>>(&self, table: &str, rows: impl IntoIterator<Item = R>) -> Result<()> {
+        let id = self.dataflow.table_id(table)?;
+        self.dataflow.apply(rows.into_iter().map(|r| Change::insert(id, r)))
+    }
+
+    /// Sizes of what the engine holds.
+    pub fn stats(&self) -> Stats {
+        self.dataflow.stats()
+    }
+}
+
+/// Registers `sql` as a view of `engine` (the free-function spelling of
+/// [`Engine::from_sql`]).
+pub fn from_sql(engine: &Engine, sql: &str) -> Result<View> {
+    engine.from_sql(sql)
+}
