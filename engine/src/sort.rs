@@ -31,10 +31,18 @@ impl OrderSpec {
             let o = match (x.is_null(), y.is_null()) {
                 (true, true) => Ordering::Equal,
                 (true, false) => {
-                    if k.nulls_first { Ordering::Less } else { Ordering::Greater }
+                    if k.nulls_first {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
                 }
                 (false, true) => {
-                    if k.nulls_first { Ordering::Greater } else { Ordering::Less }
+                    if k.nulls_first {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
                 }
                 (false, false) => {
                     let o = x.cmp(y);
@@ -60,7 +68,10 @@ pub struct OrdRow {
 impl OrdRow {
     /// `row` under `spec`.
     pub fn new(row: Row, spec: &Arc<OrderSpec>) -> OrdRow {
-        OrdRow { row, spec: Arc::clone(spec) }
+        OrdRow {
+            row,
+            spec: Arc::clone(spec),
+        }
     }
 }
 
@@ -92,11 +103,34 @@ mod tests {
     #[test]
     fn directions_and_nulls() {
         let spec = OrderSpec::new(vec![
-            SortKey { column: 0, descending: true, nulls_first: false },
-            SortKey { column: 1, descending: false, nulls_first: true },
+            SortKey {
+                column: 0,
+                descending: true,
+                nulls_first: false,
+            },
+            SortKey {
+                column: 1,
+                descending: false,
+                nulls_first: true,
+            },
         ]);
-        let mut rows = vec![row![1, 2], row![None::<i64>, 0], row![3, 1], row![1, None::<i64>], row![3, 0]];
+        let mut rows = vec![
+            row![1, 2],
+            row![None::<i64>, 0],
+            row![3, 1],
+            row![1, None::<i64>],
+            row![3, 0],
+        ];
         rows.sort_by(|a, b| spec.compare(a, b));
-        assert_eq!(rows, vec![row![3, 0], row![3, 1], row![1, None::<i64>], row![1, 2], row![None::<i64>, 0]]);
+        assert_eq!(
+            rows,
+            vec![
+                row![3, 0],
+                row![3, 1],
+                row![1, None::<i64>],
+                row![1, 2],
+                row![None::<i64>, 0]
+            ]
+        );
     }
 }

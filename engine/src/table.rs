@@ -15,6 +15,7 @@ use std::sync::Arc;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::change::RowData;
+use crate::datetime;
 use crate::decimal::{Decimal, pow10};
 use crate::error::{ConstraintError, Error, Result, SchemaError, nearest_name};
 use crate::plan::TableId;
@@ -22,7 +23,6 @@ use crate::row::Row;
 use crate::types::{Column, DataType, TableSchema};
 use crate::value::Value;
 use crate::zset::{Weight, ZSet};
-use crate::datetime;
 
 /// What to do to put a table back after a failed transaction.
 #[derive(Debug)]
@@ -35,8 +35,14 @@ pub(crate) enum Undo {
 
 #[derive(Debug)]
 enum Rows {
-    Keyed { key: Vec<usize>, rows: HashTable<Row> },
-    Bag { rows: HashMap<Row, Weight>, len: usize },
+    Keyed {
+        key: Vec<usize>,
+        rows: HashTable<Row>,
+    },
+    Bag {
+        rows: HashMap<Row, Weight>,
+        len: usize,
+    },
 }
 
 /// A base table and its rows.
@@ -52,10 +58,21 @@ impl Table {
     /// An empty table.
     pub fn new(id: TableId, schema: TableSchema) -> Table {
         let rows = match &schema.primary_key {
-            Some(key) => Rows::Keyed { key: key.clone(), rows: HashTable::new() },
-            None => Rows::Bag { rows: HashMap::new(), len: 0 },
+            Some(key) => Rows::Keyed {
+                key: key.clone(),
+                rows: HashTable::new(),
+            },
+            None => Rows::Bag {
+                rows: HashMap::new(),
+                len: 0,
+            },
         };
-        Table { id, schema: Arc::new(schema), rows, hasher: DefaultHashBuilder::default() }
+        Table {
+            id,
+            schema: Arc::new(schema),
+            rows,
+            hasher: DefaultHashBuilder::default(),
+        }
     }
 
     /// The schema.
@@ -96,9 +113,13 @@ impl Table {
     }
 
     fn find_by_key(&self, key_values: &[Value]) -> Option<&Row> {
-        let Rows::Keyed { key, rows } = &self.rows else { return None };
+        let Rows::Keyed { key, rows } = &self.rows else {
+            return None;
+        };
         let hash = self.key_hash(key_values.iter());
-        rows.find(hash, |r| key.iter().zip(key_values).all(|(&c, v)| r[c] == *v))
+        rows.find(hash, |r| {
+            key.iter().zip(key_values).all(|(&c, v)| r[c] == *v)
+        })
     }
 
     /// Stores `row` (already checked). Used by changes and by rollback.
@@ -130,7 +151,8 @@ impl Table {
                 let mut h = self.hasher.build_hasher();
                 key.iter().for_each(|&c| row[c].hash(&mut h));
                 let key = &*key;
-                if let Ok(e) = rows.find_entry(h.finish(), |r| key.iter().all(|&c| r[c] == row[c])) {
+                if let Ok(e) = rows.find_entry(h.finish(), |r| key.iter().all(|&c| r[c] == row[c]))
+                {
                     e.remove();
                 }
             }
@@ -182,7 +204,11 @@ impl Table {
             Some(old) => self.locate(old, "update", true)?,
             None => {
                 if !matches!(self.rows, Rows::Keyed { .. }) {
-                    return Err(SchemaError::NeedsOldRow { table: self.schema.name.clone(), operation: "update" }.into());
+                    return Err(SchemaError::NeedsOldRow {
+                        table: self.schema.name.clone(),
+                        operation: "update",
+                    }
+                    .into());
                 }
                 self.locate(&new, "update", false)?
             }
@@ -208,12 +234,21 @@ impl Table {
     }
 
     fn duplicate(&self, key_values: &[Value]) -> Error {
-        ConstraintError::DuplicateKey { table: self.schema.name.clone(), key: self.key_text(key_values) }.into()
+        ConstraintError::DuplicateKey {
+            table: self.schema.name.clone(),
+            key: self.key_text(key_values),
+        }
+        .into()
     }
 
     fn key_text(&self, key_values: &[Value]) -> String {
-        let Rows::Keyed { key, .. } = &self.rows else { return Row::new(key_values.to_vec()).to_string() };
-        let names: Vec<&str> = key.iter().map(|&c| self.schema.columns[c].name.as_str()).collect();
+        let Rows::Keyed { key, .. } = &self.rows else {
+            return Row::new(key_values.to_vec()).to_string();
+        };
+        let names: Vec<&str> = key
+            .iter()
+            .map(|&c| self.schema.columns[c].name.as_str())
+            .collect();
         if names.len() == 1 {
             format!("{} = {}", names[0], key_values[0])
         } else {
@@ -249,8 +284,16 @@ impl Table {
                     }
                     .into());
                 };
-                if check_values && given.iter().zip(stored.iter()).any(|(g, s)| g.as_ref().is_some_and(|g| g != s)) {
-                    let shown: Row = given.iter().map(|g| g.clone().unwrap_or(Value::Null)).collect();
+                if check_values
+                    && given
+                        .iter()
+                        .zip(stored.iter())
+                        .any(|(g, s)| g.as_ref().is_some_and(|g| g != s))
+                {
+                    let shown: Row = given
+                        .iter()
+                        .map(|g| g.clone().unwrap_or(Value::Null))
+                        .collect();
                     return Err(ConstraintError::RowMismatch {
                         table: self.schema.name.clone(),
                         operation,
@@ -297,7 +340,12 @@ impl Table {
         let values = match data {
             RowData::Values(mut values) => {
                 if values.len() != n {
-                    return Err(SchemaError::Arity { table: self.schema.name.clone(), expected: n, got: values.len() }.into());
+                    return Err(SchemaError::Arity {
+                        table: self.schema.name.clone(),
+                        expected: n,
+                        got: values.len(),
+                    }
+                    .into());
                 }
                 for (v, col) in values.iter_mut().zip(&self.schema.columns) {
                     if !fits_exactly(v, col.data_type) {
@@ -320,7 +368,11 @@ impl Table {
         };
         for (v, col) in values.iter().zip(&self.schema.columns) {
             if v.is_null() && !col.nullable {
-                return Err(ConstraintError::NotNull { table: self.schema.name.clone(), column: col.name.clone() }.into());
+                return Err(ConstraintError::NotNull {
+                    table: self.schema.name.clone(),
+                    column: col.name.clone(),
+                }
+                .into());
             }
         }
         Ok(Row::new(values))
@@ -332,9 +384,18 @@ impl Table {
         match data {
             RowData::Values(values) => {
                 if values.len() != n {
-                    return Err(SchemaError::Arity { table: self.schema.name.clone(), expected: n, got: values.len() }.into());
+                    return Err(SchemaError::Arity {
+                        table: self.schema.name.clone(),
+                        expected: n,
+                        got: values.len(),
+                    }
+                    .into());
                 }
-                values.iter().zip(&self.schema.columns).map(|(v, col)| self.coerce(v.clone(), col).map(Some)).collect()
+                values
+                    .iter()
+                    .zip(&self.schema.columns)
+                    .map(|(v, col)| self.coerce(v.clone(), col).map(Some))
+                    .collect()
             }
             RowData::Named(pairs) => {
                 let mut out = vec![None; n];
@@ -375,8 +436,12 @@ impl Table {
 /// Whether `v` already has the representation `t` stores (the fast path of inserts).
 fn fits_exactly(v: &Value, t: DataType) -> bool {
     match (v, t) {
-        (Value::Int(_), DataType::BigInt) | (Value::Float(_), DataType::Double) | (Value::Text(_), DataType::Text) => true,
-        (Value::Bool(_), DataType::Bool) | (Value::Date(_), DataType::Date) | (Value::Timestamp(_), DataType::Timestamp) => true,
+        (Value::Int(_), DataType::BigInt)
+        | (Value::Float(_), DataType::Double)
+        | (Value::Text(_), DataType::Text) => true,
+        (Value::Bool(_), DataType::Bool)
+        | (Value::Date(_), DataType::Date)
+        | (Value::Timestamp(_), DataType::Timestamp) => true,
         (Value::Null, _) => true,
         _ => false,
     }
@@ -391,16 +456,27 @@ pub fn coerce(v: Value, t: DataType) -> std::result::Result<Value, String> {
         (Value::Bool(_), DataType::Bool) => Ok(v),
         (Value::Int(i), DataType::Bool) if *i == 0 || *i == 1 => Ok(Value::Bool(*i == 1)),
         (Value::Int(i), DataType::SmallInt) => {
-            if i16::try_from(*i).is_ok() { Ok(v) } else { Err(format!("{i} is out of range for SMALLINT")) }
+            if i16::try_from(*i).is_ok() {
+                Ok(v)
+            } else {
+                Err(format!("{i} is out of range for SMALLINT"))
+            }
         }
         (Value::Int(i), DataType::Int) => {
-            if i32::try_from(*i).is_ok() { Ok(v) } else { Err(format!("{i} is out of range for INTEGER")) }
+            if i32::try_from(*i).is_ok() {
+                Ok(v)
+            } else {
+                Err(format!("{i} is out of range for INTEGER"))
+            }
         }
         (Value::Int(_), DataType::BigInt) => Ok(v),
         (Value::Int(i), DataType::Double) => Ok(Value::Float(*i as f64)),
         (Value::Float(_), DataType::Double) => Ok(v),
         (Value::Decimal(d), DataType::Double) => Ok(Value::Float(d.to_f64())),
-        (Value::Int(_) | Value::Float(_) | Value::Decimal(_), DataType::Decimal { precision, scale }) => {
+        (
+            Value::Int(_) | Value::Float(_) | Value::Decimal(_),
+            DataType::Decimal { precision, scale },
+        ) => {
             let d = match &v {
                 Value::Int(i) => Decimal::from_i64(*i).rescale(scale),
                 Value::Float(f) => Decimal::from_f64(*f, scale),
@@ -408,16 +484,18 @@ pub fn coerce(v: Value, t: DataType) -> std::result::Result<Value, String> {
                 _ => unreachable!(),
             };
             match d {
-                Some(d) if pow10(precision).is_some_and(|limit| d.mantissa().abs() < limit) => Ok(Value::Decimal(d)),
+                Some(d) if pow10(precision).is_some_and(|limit| d.mantissa().abs() < limit) => {
+                    Ok(Value::Decimal(d))
+                }
                 _ => Err(format!("{v} does not fit in {t}")),
             }
         }
         (Value::Text(_), DataType::Text) => Ok(v),
         (Value::Date(_), DataType::Date) | (Value::Timestamp(_), DataType::Timestamp) => Ok(v),
         (Value::Date(d), DataType::Timestamp) => Ok(Value::Timestamp(*d as i64 * 86_400_000_000)),
-        (Value::Text(s), DataType::Date) => {
-            datetime::parse_date(s).map(Value::Date).ok_or_else(|| format!("'{}' is not a date (YYYY-MM-DD)", s.as_str()))
-        }
+        (Value::Text(s), DataType::Date) => datetime::parse_date(s)
+            .map(Value::Date)
+            .ok_or_else(|| format!("'{}' is not a date (YYYY-MM-DD)", s.as_str())),
         (Value::Text(s), DataType::Timestamp) => datetime::parse_timestamp(s)
             .map(Value::Timestamp)
             .ok_or_else(|| format!("'{}' is not a timestamp (YYYY-MM-DD HH:MM:SS)", s.as_str())),
@@ -447,25 +525,76 @@ mod tests {
     fn keyed_changes_and_their_errors() {
         let mut t = orders();
         let (mut undo, mut delta) = (Vec::new(), ZSet::new());
-        t.insert(RowData::Values(vec![1.into(), 10.into(), "a".into()]), &mut undo, &mut delta).unwrap();
+        t.insert(
+            RowData::Values(vec![1.into(), 10.into(), "a".into()]),
+            &mut undo,
+            &mut delta,
+        )
+        .unwrap();
         assert_eq!(delta, crate::zset! { row![1, 10.0, "a"] => 1 });
-        let dup = t.insert(RowData::Values(vec![1.into(), 1.into(), "b".into()]), &mut undo, &mut delta);
-        assert_eq!(dup.unwrap_err().to_string(), "duplicate primary key in orders: id = 1 already exists");
-        let bad = t.insert(RowData::Values(vec![2.into(), "x".into(), Value::Null]), &mut undo, &mut delta);
-        assert_eq!(bad.unwrap_err().to_string(), "column orders.amount is DOUBLE: got TEXT 'x'");
+        let dup = t.insert(
+            RowData::Values(vec![1.into(), 1.into(), "b".into()]),
+            &mut undo,
+            &mut delta,
+        );
+        assert_eq!(
+            dup.unwrap_err().to_string(),
+            "duplicate primary key in orders: id = 1 already exists"
+        );
+        let bad = t.insert(
+            RowData::Values(vec![2.into(), "x".into(), Value::Null]),
+            &mut undo,
+            &mut delta,
+        );
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "column orders.amount is DOUBLE: got TEXT 'x'"
+        );
         let arity = t.insert(RowData::Values(vec![2.into()]), &mut undo, &mut delta);
-        assert_eq!(arity.unwrap_err().to_string(), "table orders has 3 columns but the row has 1 values");
-        let unknown = t.insert(vec![("id", Value::Int(2)), ("amout", Value::Int(2))].into(), &mut undo, &mut delta);
-        assert_eq!(unknown.unwrap_err().to_string(), "table orders has no column amout (did you mean amount?)");
+        assert_eq!(
+            arity.unwrap_err().to_string(),
+            "table orders has 3 columns but the row has 1 values"
+        );
+        let unknown = t.insert(
+            vec![("id", Value::Int(2)), ("amout", Value::Int(2))].into(),
+            &mut undo,
+            &mut delta,
+        );
+        assert_eq!(
+            unknown.unwrap_err().to_string(),
+            "table orders has no column amout (did you mean amount?)"
+        );
         // Update by key with a partial named row keeps the other columns.
         delta.clear();
-        t.update(None, vec![("id", Value::Int(1)), ("amount", Value::Float(5.5))].into(), &mut undo, &mut delta).unwrap();
-        assert_eq!(delta.clone().consolidated(), crate::zset! { row![1, 10.0, "a"] => -1, row![1, 5.5, "a"] => 1 });
+        t.update(
+            None,
+            vec![("id", Value::Int(1)), ("amount", Value::Float(5.5))].into(),
+            &mut undo,
+            &mut delta,
+        )
+        .unwrap();
+        assert_eq!(
+            delta.clone().consolidated(),
+            crate::zset! { row![1, 10.0, "a"] => -1, row![1, 5.5, "a"] => 1 }
+        );
         let missing = t.delete(vec![("id", Value::Int(9))].into(), &mut undo, &mut delta);
-        assert_eq!(missing.unwrap_err().to_string(), "delete on orders: no row with id = 9");
-        let mismatch = t.delete(vec![("id", Value::Int(1)), ("note", Value::text("zz"))].into(), &mut undo, &mut delta);
-        assert!(mismatch.unwrap_err().to_string().contains("differs from the old row given"));
-        t.delete(vec![("id", Value::Int(1))].into(), &mut undo, &mut delta).unwrap();
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            "delete on orders: no row with id = 9"
+        );
+        let mismatch = t.delete(
+            vec![("id", Value::Int(1)), ("note", Value::text("zz"))].into(),
+            &mut undo,
+            &mut delta,
+        );
+        assert!(
+            mismatch
+                .unwrap_err()
+                .to_string()
+                .contains("differs from the old row given")
+        );
+        t.delete(vec![("id", Value::Int(1))].into(), &mut undo, &mut delta)
+            .unwrap();
         assert_eq!(t.len(), 0);
     }
 
@@ -475,14 +604,27 @@ mod tests {
         let mut t = Table::new(TableId(1), schema);
         let (mut undo, mut delta) = (Vec::new(), ZSet::new());
         for _ in 0..2 {
-            t.insert(RowData::Values(vec![7.into()]), &mut undo, &mut delta).unwrap();
+            t.insert(RowData::Values(vec![7.into()]), &mut undo, &mut delta)
+                .unwrap();
         }
         assert_eq!(t.len(), 2);
-        t.delete(RowData::Values(vec![7.into()]), &mut undo, &mut delta).unwrap();
+        t.delete(RowData::Values(vec![7.into()]), &mut undo, &mut delta)
+            .unwrap();
         assert_eq!(t.contents(), crate::zset! { row![7] => 1 });
-        let e = t.update(None, RowData::Values(vec![8.into()]), &mut undo, &mut delta).unwrap_err();
-        assert_eq!(e.to_string(), "table t has no primary key: update needs the whole old row");
-        let e = t.insert(RowData::Values(vec![Value::Int(1 << 40)]), &mut undo, &mut delta).unwrap_err();
+        let e = t
+            .update(None, RowData::Values(vec![8.into()]), &mut undo, &mut delta)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "table t has no primary key: update needs the whole old row"
+        );
+        let e = t
+            .insert(
+                RowData::Values(vec![Value::Int(1 << 40)]),
+                &mut undo,
+                &mut delta,
+            )
+            .unwrap_err();
         assert!(e.to_string().contains("out of range for INTEGER"));
     }
 }

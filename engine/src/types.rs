@@ -101,7 +101,11 @@ pub struct Column {
 impl Column {
     /// A nullable column.
     pub fn new(name: impl Into<String>, data_type: DataType) -> Self {
-        Column { name: name.into(), data_type, nullable: true }
+        Column {
+            name: name.into(),
+            data_type,
+            nullable: true,
+        }
     }
 
     /// The same column, NOT NULL.
@@ -125,7 +129,11 @@ pub struct TableSchema {
 impl TableSchema {
     /// A schema without a primary key.
     pub fn new(name: impl Into<String>, columns: Vec<Column>) -> Self {
-        TableSchema { name: name.into(), columns, primary_key: None }
+        TableSchema {
+            name: name.into(),
+            columns,
+            primary_key: None,
+        }
     }
 
     /// Sets the primary key by column names.
@@ -135,7 +143,10 @@ impl TableSchema {
     pub fn with_primary_key(mut self, names: &[&str]) -> Self {
         let key = names
             .iter()
-            .map(|n| self.column_index(n).unwrap_or_else(|| panic!("no column {n} in {}", self.name)))
+            .map(|n| {
+                self.column_index(n)
+                    .unwrap_or_else(|| panic!("no column {n} in {}", self.name))
+            })
             .collect();
         self.primary_key = Some(key);
         for &i in self.primary_key.as_ref().into_iter().flatten() {
@@ -149,6 +160,10 @@ impl TableSchema {
         self.columns
             .iter()
             .position(|c| c.name == name)
-            .or_else(|| self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name)))
+            .or_else(|| {
+                self.columns
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(name))
+            })
     }
 }

@@ -70,7 +70,13 @@ impl ViewState {
             Some(_) => ViewRows::Ordered(BTreeMap::new()),
             None => ViewRows::Unordered(IndexMap::new()),
         };
-        ViewState { rows, len: 0, version: 0, cache: Mutex::new(None), broken: None }
+        ViewState {
+            rows,
+            len: 0,
+            version: 0,
+            cache: Mutex::new(None),
+            broken: None,
+        }
     }
 
     /// Applies a delta. `order` must be the spec the view was created with.
@@ -126,7 +132,10 @@ impl ViewState {
         if let Some(b) = &*cache {
             return b.clone();
         }
-        let types: Vec<DataType> = info.columns[..info.visible].iter().map(|c| c.data_type).collect();
+        let types: Vec<DataType> = info.columns[..info.visible]
+            .iter()
+            .map(|c| c.data_type)
+            .collect();
         let batch = match &self.rows {
             ViewRows::Unordered(m) => arrow_out::rows_to_batch(
                 &info.schema,
@@ -165,7 +174,10 @@ pub struct View {
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("View").field("id", &self.info.id).field("sql", &self.info.sql).finish()
+        f.debug_struct("View")
+            .field("id", &self.info.id)
+            .field("sql", &self.info.sql)
+            .finish()
     }
 }
 
@@ -182,7 +194,11 @@ impl View {
         self.with_state(|s| {
             let mut out = Vec::with_capacity(s.len());
             for (r, n) in s.rows() {
-                let r = if r.len() == visible { r.clone() } else { r.iter().take(visible).cloned().collect() };
+                let r = if r.len() == visible {
+                    r.clone()
+                } else {
+                    r.iter().take(visible).cloned().collect()
+                };
                 out.extend(std::iter::repeat_n(r, n));
             }
             out
@@ -234,7 +250,10 @@ impl View {
         let state = published.view(self.info.id).ok_or_else(|| {
             Error::Sql(crate::error::SqlError::new(
                 crate::error::SqlErrorKind::Catalog,
-                format!("view {} was dropped", self.info.name.as_deref().unwrap_or(&self.info.sql)),
+                format!(
+                    "view {} was dropped",
+                    self.info.name.as_deref().unwrap_or(&self.info.sql)
+                ),
             ))
         })?;
         if let Some(e) = &state.broken {

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeSet;
 
+use ciuf_engine::error::nearest_name;
 use ciuf_engine::expr::BinaryOp;
 use ciuf_engine::{DataType, Error, Expr, JoinKind, Plan, SqlError, SqlErrorKind};
-use ciuf_engine::error::nearest_name;
 use sqlparser::ast::{self, Spanned};
 use sqlparser::tokenizer::Span;
 
@@ -48,11 +48,23 @@ enum Pending<'q> {
 /// Splits `e` at its top-level ANDs.
 pub(crate) fn split_and<'q>(e: &'q ast::Expr, out: &mut Vec<&'q ast::Expr>) {
     match e {
-        ast::Expr::BinaryOp { left, op: ast::BinaryOperator::And, right } => {
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
             split_and(left, out);
             split_and(right, out);
         }
-        ast::Expr::Nested(inner) if matches!(**inner, ast::Expr::BinaryOp { op: ast::BinaryOperator::And, .. }) => {
+        ast::Expr::Nested(inner)
+            if matches!(
+                **inner,
+                ast::Expr::BinaryOp {
+                    op: ast::BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
             split_and(inner, out)
         }
         other => out.push(other),
@@ -61,12 +73,19 @@ pub(crate) fn split_and<'q>(e: &'q ast::Expr, out: &mut Vec<&'q ast::Expr>) {
 
 /// Which of `offsets`' parts a set of column positions falls in.
 fn parts_of(columns: &[usize], offsets: &[usize]) -> BTreeSet<usize> {
-    columns.iter().map(|&c| offsets.partition_point(|&o| o <= c) - 1).collect()
+    columns
+        .iter()
+        .map(|&c| offsets.partition_point(|&o| o <= c) - 1)
+        .collect()
 }
 
 impl Planner<'_> {
     /// The relation of a FROM clause with its WHERE condition applied.
-    pub(crate) fn plan_from(&self, from: &[ast::TableWithJoins], selection: Option<&ast::Expr>) -> Result<Rel, Error> {
+    pub(crate) fn plan_from(
+        &self,
+        from: &[ast::TableWithJoins],
+        selection: Option<&ast::Expr>,
+    ) -> Result<Rel, Error> {
         let mut parts: Vec<Rel> = Vec::new();
         let mut pending: Vec<Pending<'_>> = Vec::new();
         for item in from {
@@ -81,17 +100,30 @@ impl Planner<'_> {
                     J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, c),
                     J::Right(c) | J::RightOuter(c) => (JoinKind::Right, c),
                     J::FullOuter(c) => (JoinKind::Full, c),
-                    _ => return Err(unsupported("SEMI, ANTI, APPLY and ASOF joins", join.relation.span())),
+                    _ => {
+                        return Err(unsupported(
+                            "SEMI, ANTI, APPLY and ASOF joins",
+                            join.relation.span(),
+                        ));
+                    }
                 };
                 if kind == JoinKind::Inner {
                     let offset: usize = group.iter().map(|r| r.scope.columns.len()).sum();
-                    let left_scope = group.iter().fold(Scope::default(), |s, r| s.concat(&r.scope));
+                    let left_scope = group
+                        .iter()
+                        .fold(Scope::default(), |s, r| s.concat(&r.scope));
                     let mut right = right;
                     match constraint {
                         ast::JoinConstraint::On(e) => group_pending.push(Pending::Sql(e)),
                         ast::JoinConstraint::None => {}
                         ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural => {
-                            for (l, r) in self.using_pairs(constraint, &left_scope, &mut right, offset, join.relation.span())? {
+                            for (l, r) in self.using_pairs(
+                                constraint,
+                                &left_scope,
+                                &mut right,
+                                offset,
+                                join.relation.span(),
+                            )? {
                                 group_pending.push(Pending::Equal(l, r));
                             }
                         }
@@ -101,8 +133,17 @@ impl Planner<'_> {
                     }
                     group.push(right);
                 } else {
-                    let left = self.join_inner(std::mem::take(&mut group), std::mem::take(&mut group_pending))?;
-                    group = vec![self.join_outer(left, right, kind, constraint, join.relation.span())?];
+                    let left = self.join_inner(
+                        std::mem::take(&mut group),
+                        std::mem::take(&mut group_pending),
+                    )?;
+                    group = vec![self.join_outer(
+                        left,
+                        right,
+                        kind,
+                        constraint,
+                        join.relation.span(),
+                    )?];
                 }
             }
             parts.extend(group);
@@ -112,7 +153,13 @@ impl Planner<'_> {
             pending.push(Pending::Sql(w));
         }
         if parts.is_empty() {
-            parts.push(Rel { plan: Plan::Values { rows: vec![ciuf_engine::Row::empty()], width: 0 }, scope: Scope::default() });
+            parts.push(Rel {
+                plan: Plan::Values {
+                    rows: vec![ciuf_engine::Row::empty()],
+                    width: 0,
+                },
+                scope: Scope::default(),
+            });
         }
         self.join_inner(parts, pending)
     }
@@ -136,7 +183,11 @@ impl Planner<'_> {
                 .scope
                 .columns
                 .iter()
-                .filter(|c| left.columns.iter().any(|l| !l.merged && l.name.eq_ignore_ascii_case(&c.name)))
+                .filter(|c| {
+                    left.columns
+                        .iter()
+                        .any(|l| !l.merged && l.name.eq_ignore_ascii_case(&c.name))
+                })
                 .map(|c| c.name.clone())
                 .collect(),
         };
@@ -154,7 +205,11 @@ impl Planner<'_> {
         Ok(pairs)
     }
 
-    fn plan_conjuncts(&self, pending: Vec<Pending<'_>>, scope: &Scope) -> Result<Vec<Conjunct>, Error> {
+    fn plan_conjuncts(
+        &self,
+        pending: Vec<Pending<'_>>,
+        scope: &Scope,
+    ) -> Result<Vec<Conjunct>, Error> {
         let ctx = ExprCtx::row(scope, self.dialect);
         let mut out = Vec::new();
         for p in pending {
@@ -165,8 +220,13 @@ impl Planner<'_> {
                     split_and(e, &mut split);
                     for c in split {
                         out.push(match strip_nested(c) {
-                            ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } => {
-                                let (l, r) = ctx.comparable(ctx.plan(left)?, ctx.plan(right)?, c.span())?;
+                            ast::Expr::BinaryOp {
+                                left,
+                                op: ast::BinaryOperator::Eq,
+                                right,
+                            } => {
+                                let (l, r) =
+                                    ctx.comparable(ctx.plan(left)?, ctx.plan(right)?, c.span())?;
                                 Conjunct::Equal(l, r)
                             }
                             _ => Conjunct::Other(ctx.plan_condition(c)?),
@@ -180,7 +240,9 @@ impl Planner<'_> {
 
     /// Inner-joins `parts` under `pending` conditions (see the module docs).
     fn join_inner(&self, parts: Vec<Rel>, pending: Vec<Pending<'_>>) -> Result<Rel, Error> {
-        let scope = parts.iter().fold(Scope::default(), |s, r| s.concat(&r.scope));
+        let scope = parts
+            .iter()
+            .fold(Scope::default(), |s, r| s.concat(&r.scope));
         let mut offsets = Vec::with_capacity(parts.len());
         let mut total = 0;
         for p in &parts {
@@ -197,7 +259,16 @@ impl Planner<'_> {
                 let p = *touched.iter().next().expect("one part");
                 let local = c.expr().remap_columns(&|i| i - offsets[p]);
                 let rel = &mut parts[p];
-                rel.plan = Plan::Filter { input: Box::new(std::mem::replace(&mut rel.plan, Plan::Values { rows: vec![], width: 0 })), predicate: local };
+                rel.plan = Plan::Filter {
+                    input: Box::new(std::mem::replace(
+                        &mut rel.plan,
+                        Plan::Values {
+                            rows: vec![],
+                            width: 0,
+                        },
+                    )),
+                    predicate: local,
+                };
             } else {
                 rest.push((c, touched));
             }
@@ -231,9 +302,15 @@ impl Planner<'_> {
             while i < rest.len() {
                 let (c, t) = &rest[i];
                 if is_key(c, t, &joined, next, &offsets) {
-                    let Conjunct::Equal(a, b) = &rest[i].0 else { unreachable!() };
+                    let Conjunct::Equal(a, b) = &rest[i].0 else {
+                        unreachable!()
+                    };
                     let a_is_left = parts_of(&a.expr.columns(), &offsets).is_subset(&joined);
-                    let (l, r) = if a_is_left { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+                    let (l, r) = if a_is_left {
+                        (a.clone(), b.clone())
+                    } else {
+                        (b.clone(), a.clone())
+                    };
                     let (l, r) = key_types(l, r);
                     left_keys.push(remap(&placed, &l.expr));
                     right_keys.push(r.expr.remap_columns(&|c| c - offsets[next]));
@@ -258,14 +335,25 @@ impl Planner<'_> {
         }
         // Conditions on no table at all (constants).
         for (c, _) in rest.drain(..) {
-            current = Plan::Filter { input: Box::new(current), predicate: c.expr() };
+            current = Plan::Filter {
+                input: Box::new(current),
+                predicate: c.expr(),
+            };
         }
         // Back to FROM order.
         if order.windows(2).any(|w| w[0] > w[1]) {
-            let exprs = (0..total).map(|c| remap(&placed, &Expr::Column(c))).collect();
-            current = Plan::Project { input: Box::new(current), exprs };
+            let exprs = (0..total)
+                .map(|c| remap(&placed, &Expr::Column(c)))
+                .collect();
+            current = Plan::Project {
+                input: Box::new(current),
+                exprs,
+            };
         }
-        Ok(Rel { plan: current, scope })
+        Ok(Rel {
+            plan: current,
+            scope,
+        })
     }
 
     fn join_outer(
@@ -281,13 +369,19 @@ impl Planner<'_> {
         match constraint {
             ast::JoinConstraint::On(e) => pending.push(Pending::Sql(e)),
             ast::JoinConstraint::None => {
-                return Err(sql_error(SqlErrorKind::Syntax, "an outer join needs ON or USING", span));
+                return Err(sql_error(
+                    SqlErrorKind::Syntax,
+                    "an outer join needs ON or USING",
+                    span,
+                ));
             }
             ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural => {
                 if kind == JoinKind::Full {
                     return Err(unsupported("FULL JOIN with USING or NATURAL", span));
                 }
-                for (l, r) in self.using_pairs(constraint, &left.scope, &mut right, left_width, span)? {
+                for (l, r) in
+                    self.using_pairs(constraint, &left.scope, &mut right, left_width, span)?
+                {
                     pending.push(Pending::Equal(l, r));
                 }
                 if kind == JoinKind::Right {
@@ -299,9 +393,16 @@ impl Planner<'_> {
             }
             ast::JoinConstraint::UsingAlias(..) => return Err(unsupported("USING … AS", span)),
         }
-        let left_scope = if matches!(kind, JoinKind::Right | JoinKind::Full) { left.scope.nullable() } else { left.scope };
-        let right_scope =
-            if matches!(kind, JoinKind::Left | JoinKind::Full) { right.scope.nullable() } else { right.scope };
+        let left_scope = if matches!(kind, JoinKind::Right | JoinKind::Full) {
+            left.scope.nullable()
+        } else {
+            left.scope
+        };
+        let right_scope = if matches!(kind, JoinKind::Left | JoinKind::Full) {
+            right.scope.nullable()
+        } else {
+            right.scope
+        };
         let scope = left_scope.concat(&right_scope);
         let offsets = [0, left_width];
         let mut left_keys = Vec::new();
@@ -309,8 +410,14 @@ impl Planner<'_> {
         let mut residual: Option<Expr> = None;
         for c in self.plan_conjuncts(pending, &scope)? {
             if let Conjunct::Equal(a, b) = &c {
-                let (pa, pb) = (parts_of(&a.expr.columns(), &offsets), parts_of(&b.expr.columns(), &offsets));
-                let split = match (pa.iter().collect::<Vec<_>>().as_slice(), pb.iter().collect::<Vec<_>>().as_slice()) {
+                let (pa, pb) = (
+                    parts_of(&a.expr.columns(), &offsets),
+                    parts_of(&b.expr.columns(), &offsets),
+                );
+                let split = match (
+                    pa.iter().collect::<Vec<_>>().as_slice(),
+                    pb.iter().collect::<Vec<_>>().as_slice(),
+                ) {
                     ([0], [1]) => Some((a.clone(), b.clone())),
                     ([1], [0]) => Some((b.clone(), a.clone())),
                     _ => None,
@@ -344,47 +451,81 @@ impl Planner<'_> {
     /// The relation a FROM item names.
     fn plan_factor(&self, factor: &ast::TableFactor) -> Result<Rel, Error> {
         match factor {
-            ast::TableFactor::Table { name, alias, args, .. } => {
+            ast::TableFactor::Table {
+                name, alias, args, ..
+            } => {
                 if args.is_some() {
                     return Err(unsupported(format!("table function {name}"), name.span()));
                 }
                 let table = crate::ddl::object_name(name)?;
-                let qualifier = alias.as_ref().map_or(table.clone(), |a| a.name.value.clone());
+                let qualifier = alias
+                    .as_ref()
+                    .map_or(table.clone(), |a| a.name.value.clone());
                 let rel = if let Some(cte) = self.cte(&table) {
-                    Rel { plan: cte.plan, scope: cte.scope.requalify(Some(&qualifier)) }
+                    Rel {
+                        plan: cte.plan,
+                        scope: cte.scope.requalify(Some(&qualifier)),
+                    }
                 } else if let Some(def) = self.catalog.view(&table) {
                     let mut plan = def.plan.clone();
                     if def.visible < def.columns.len() {
-                        plan = Plan::Project { input: Box::new(plan), exprs: (0..def.visible).map(Expr::Column).collect() };
+                        plan = Plan::Project {
+                            input: Box::new(plan),
+                            exprs: (0..def.visible).map(Expr::Column).collect(),
+                        };
                     }
-                    Rel { plan, scope: Scope::from_columns(&def.columns[..def.visible], Some(&qualifier)) }
+                    Rel {
+                        plan,
+                        scope: Scope::from_columns(&def.columns[..def.visible], Some(&qualifier)),
+                    }
                 } else if let Some((id, schema)) = self.catalog.table(&table) {
                     Rel {
-                        plan: Plan::Scan { table: id, name: schema.name.clone(), width: schema.columns.len() },
+                        plan: Plan::Scan {
+                            table: id,
+                            name: schema.name.clone(),
+                            width: schema.columns.len(),
+                        },
                         scope: Scope::from_columns(&schema.columns, Some(&qualifier)),
                     }
                 } else {
                     let mut known = self.catalog.relation_names();
                     known.extend(self.cte_names());
-                    return Err(SqlError::new(SqlErrorKind::UnknownTable, format!("unknown table {table}"))
-                        .at(position(name.span()))
-                        .suggest(nearest_name(&table, known.iter().map(String::as_str)))
-                        .into());
+                    return Err(SqlError::new(
+                        SqlErrorKind::UnknownTable,
+                        format!("unknown table {table}"),
+                    )
+                    .at(position(name.span()))
+                    .suggest(nearest_name(&table, known.iter().map(String::as_str)))
+                    .into());
                 };
                 rename_columns(rel, alias.as_ref(), name.span())
             }
-            ast::TableFactor::Derived { lateral, subquery, alias, .. } => {
+            ast::TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                ..
+            } => {
                 if *lateral {
                     return Err(unsupported("LATERAL", factor.span()));
                 }
                 let rel = self.plan_subquery(subquery)?;
                 let q = alias.as_ref().map(|a| a.name.value.clone());
-                let rel = Rel { plan: rel.plan, scope: rel.scope.requalify(q.as_deref()) };
+                let rel = Rel {
+                    plan: rel.plan,
+                    scope: rel.scope.requalify(q.as_deref()),
+                };
                 rename_columns(rel, alias.as_ref(), factor.span())
             }
-            ast::TableFactor::NestedJoin { table_with_joins, alias } => {
+            ast::TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
                 if alias.is_some() {
-                    return Err(unsupported("an alias on a parenthesized join", factor.span()));
+                    return Err(unsupported(
+                        "an alias on a parenthesized join",
+                        factor.span(),
+                    ));
                 }
                 self.plan_from(std::slice::from_ref(table_with_joins), None)
             }
@@ -406,7 +547,12 @@ fn rename_columns(mut rel: Rel, alias: Option<&ast::TableAlias>, span: Span) -> 
     if alias.columns.len() > rel.scope.columns.len() {
         return Err(sql_error(
             SqlErrorKind::Invalid,
-            format!("{} has {} columns but {} names are given", alias.name.value, rel.scope.columns.len(), alias.columns.len()),
+            format!(
+                "{} has {} columns but {} names are given",
+                alias.name.value,
+                rel.scope.columns.len(),
+                alias.columns.len()
+            ),
             span,
         ));
     }
@@ -418,12 +564,23 @@ fn rename_columns(mut rel: Rel, alias: Option<&ast::TableAlias>, span: Span) -> 
 
 /// Whether conjunct `c` (touching parts `t`) is an equality between the joined parts
 /// and part `next`.
-fn is_key(c: &Conjunct, t: &BTreeSet<usize>, joined: &BTreeSet<usize>, next: usize, offsets: &[usize]) -> bool {
-    let Conjunct::Equal(a, b) = c else { return false };
+fn is_key(
+    c: &Conjunct,
+    t: &BTreeSet<usize>,
+    joined: &BTreeSet<usize>,
+    next: usize,
+    offsets: &[usize],
+) -> bool {
+    let Conjunct::Equal(a, b) = c else {
+        return false;
+    };
     if !t.contains(&next) {
         return false;
     }
-    let (pa, pb) = (parts_of(&a.expr.columns(), offsets), parts_of(&b.expr.columns(), offsets));
+    let (pa, pb) = (
+        parts_of(&a.expr.columns(), offsets),
+        parts_of(&b.expr.columns(), offsets),
+    );
     let only_next = |p: &BTreeSet<usize>| p.len() == 1 && p.contains(&next);
     let in_joined = |p: &BTreeSet<usize>| !p.is_empty() && p.is_subset(joined);
     (in_joined(&pa) && only_next(&pb)) || (in_joined(&pb) && only_next(&pa))
@@ -453,7 +610,10 @@ fn apply_ready(
     while i < rest.len() {
         if !rest[i].1.is_empty() && rest[i].1.is_subset(&joined) {
             let (c, _) = rest.remove(i);
-            current = Plan::Filter { input: Box::new(current), predicate: remap(placed, &c.expr()) };
+            current = Plan::Filter {
+                input: Box::new(current),
+                predicate: remap(placed, &c.expr()),
+            };
         } else {
             i += 1;
         }

@@ -118,10 +118,16 @@ impl Func {
             }
             Func::NullIf => {
                 let (a, b) = (arg(0), arg(1));
-                if a.sql_cmp(&b) == Some(std::cmp::Ordering::Equal) { Value::Null } else { a.into_owned() }
+                if a.sql_cmp(&b) == Some(std::cmp::Ordering::Equal) {
+                    Value::Null
+                } else {
+                    a.into_owned()
+                }
             }
             Func::Abs => match &*arg(0) {
-                Value::Int(i) => i.checked_abs().map_or(Value::Float((*i as f64).abs()), Value::Int),
+                Value::Int(i) => i
+                    .checked_abs()
+                    .map_or(Value::Float((*i as f64).abs()), Value::Int),
                 Value::Float(f) => Value::Float(f.abs()),
                 Value::Decimal(d) => Value::Decimal(d.abs()),
                 Value::Null => Value::Null,
@@ -132,11 +138,15 @@ impl Func {
             },
             Func::Lower => map_text(&arg(0), |s| s.to_ascii_lowercase()),
             Func::Upper => map_text(&arg(0), |s| s.to_ascii_uppercase()),
-            Func::Length => arg(0).to_text().map_or(Value::Null, |s| Value::Int(s.chars().count() as i64)),
+            Func::Length => arg(0)
+                .to_text()
+                .map_or(Value::Null, |s| Value::Int(s.chars().count() as i64)),
             Func::Round => round(&arg(0), args.get(1).map(|d| d.eval_cow(row))),
             Func::Substr => substr(&arg(0), &arg(1), args.get(2).map(|e| e.eval_cow(row))),
             Func::Trim | Func::LTrim | Func::RTrim => {
-                let Some(s) = arg(0).to_text() else { return Value::Null };
+                let Some(s) = arg(0).to_text() else {
+                    return Value::Null;
+                };
                 let set: Vec<char> = match args.get(1) {
                     Some(e) => match e.eval_cow(row).to_text() {
                         Some(t) => t.chars().collect(),
@@ -152,15 +162,18 @@ impl Func {
                 })
             }
             Func::Replace => match (arg(0).to_text(), arg(1).to_text(), arg(2).to_text()) {
-                (Some(s), Some(from), Some(to)) => {
-                    Value::text(if from.is_empty() { s } else { s.replace(&from, &to) })
-                }
+                (Some(s), Some(from), Some(to)) => Value::text(if from.is_empty() {
+                    s
+                } else {
+                    s.replace(&from, &to)
+                }),
                 _ => Value::Null,
             },
             Func::Instr => match (arg(0).to_text(), arg(1).to_text()) {
-                (Some(s), Some(n)) => {
-                    Value::Int(s.find(&n).map_or(0, |byte| s[..byte].chars().count() as i64 + 1))
-                }
+                (Some(s), Some(n)) => Value::Int(
+                    s.find(&n)
+                        .map_or(0, |byte| s[..byte].chars().count() as i64 + 1),
+                ),
                 _ => Value::Null,
             },
             Func::Least | Func::Greatest => {
@@ -174,7 +187,11 @@ impl Func {
                         None => true,
                         Some(b) => {
                             let o = v.sql_cmp(b).expect("not null");
-                            if self == Func::Least { o.is_lt() } else { o.is_gt() }
+                            if self == Func::Least {
+                                o.is_lt()
+                            } else {
+                                o.is_gt()
+                            }
                         }
                     };
                     if better {
@@ -212,8 +229,12 @@ fn round(x: &Value, digits: Option<Cow<'_, Value>>) -> Value {
 }
 
 fn substr(s: &Value, start: &Value, len: Option<Cow<'_, Value>>) -> Value {
-    let Some(s) = s.to_text() else { return Value::Null };
-    let Some(mut p1) = start.as_f64().map(|f| f as i64) else { return Value::Null };
+    let Some(s) = s.to_text() else {
+        return Value::Null;
+    };
+    let Some(mut p1) = start.as_f64().map(|f| f as i64) else {
+        return Value::Null;
+    };
     let chars: Vec<char> = s.chars().collect();
     let n = chars.len() as i64;
     // SQLite's rules: p1 is 1-based, 0 is "before the first character", a negative p1
@@ -260,24 +281,72 @@ mod tests {
 
     #[test]
     fn null_handling() {
-        assert_eq!(call(Func::Coalesce, vec![Value::Null, Value::Int(2), Value::Int(3)]), Value::Int(2));
-        assert_eq!(call(Func::NullIf, vec![Value::Int(2), Value::Int(2)]), Value::Null);
-        assert_eq!(call(Func::NullIf, vec![Value::Int(2), Value::Null]), Value::Int(2));
+        assert_eq!(
+            call(
+                Func::Coalesce,
+                vec![Value::Null, Value::Int(2), Value::Int(3)]
+            ),
+            Value::Int(2)
+        );
+        assert_eq!(
+            call(Func::NullIf, vec![Value::Int(2), Value::Int(2)]),
+            Value::Null
+        );
+        assert_eq!(
+            call(Func::NullIf, vec![Value::Int(2), Value::Null]),
+            Value::Int(2)
+        );
         assert_eq!(call(Func::Abs, vec![Value::Null]), Value::Null);
-        assert_eq!(call(Func::Least, vec![Value::Int(2), Value::Null]), Value::Null);
+        assert_eq!(
+            call(Func::Least, vec![Value::Int(2), Value::Null]),
+            Value::Null
+        );
     }
 
     #[test]
     fn text_functions() {
         assert_eq!(call(Func::Abs, vec![Value::Int(-4)]), Value::Int(4));
-        assert_eq!(call(Func::Upper, vec![Value::text("abc")]), Value::text("ABC"));
-        assert_eq!(call(Func::Length, vec![Value::text("héllo")]), Value::Int(5));
-        assert_eq!(call(Func::Substr, vec![Value::text("hello"), Value::Int(2), Value::Int(3)]), Value::text("ell"));
-        assert_eq!(call(Func::Substr, vec![Value::text("hello"), Value::Int(-3)]), Value::text("llo"));
-        assert_eq!(call(Func::Substr, vec![Value::text("hello"), Value::Int(0), Value::Int(2)]), Value::text("h"));
-        assert_eq!(call(Func::Round, vec![Value::Float(2.5)]), Value::Float(3.0));
-        assert_eq!(call(Func::Round, vec![Value::Float(-2.345), Value::Int(2)]), Value::Float(-2.35));
-        assert_eq!(call(Func::Instr, vec![Value::text("hello"), Value::text("l")]), Value::Int(3));
-        assert_eq!(call(Func::Greatest, vec![Value::Int(2), Value::Float(2.5)]), Value::Float(2.5));
+        assert_eq!(
+            call(Func::Upper, vec![Value::text("abc")]),
+            Value::text("ABC")
+        );
+        assert_eq!(
+            call(Func::Length, vec![Value::text("héllo")]),
+            Value::Int(5)
+        );
+        assert_eq!(
+            call(
+                Func::Substr,
+                vec![Value::text("hello"), Value::Int(2), Value::Int(3)]
+            ),
+            Value::text("ell")
+        );
+        assert_eq!(
+            call(Func::Substr, vec![Value::text("hello"), Value::Int(-3)]),
+            Value::text("llo")
+        );
+        assert_eq!(
+            call(
+                Func::Substr,
+                vec![Value::text("hello"), Value::Int(0), Value::Int(2)]
+            ),
+            Value::text("h")
+        );
+        assert_eq!(
+            call(Func::Round, vec![Value::Float(2.5)]),
+            Value::Float(3.0)
+        );
+        assert_eq!(
+            call(Func::Round, vec![Value::Float(-2.345), Value::Int(2)]),
+            Value::Float(-2.35)
+        );
+        assert_eq!(
+            call(Func::Instr, vec![Value::text("hello"), Value::text("l")]),
+            Value::Int(3)
+        );
+        assert_eq!(
+            call(Func::Greatest, vec![Value::Int(2), Value::Float(2.5)]),
+            Value::Float(2.5)
+        );
     }
 }

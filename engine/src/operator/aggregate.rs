@@ -43,23 +43,41 @@ impl Aggregate {
     /// Aggregates `calls` per distinct value of `group_by`.
     pub fn new(group_by: Vec<Expr>, calls: Vec<AggregateCall>) -> Aggregate {
         let global = group_by.is_empty();
-        Aggregate { group_by, calls, groups: HashMap::new(), global, started: false }
+        Aggregate {
+            group_by,
+            calls,
+            groups: HashMap::new(),
+            global,
+            started: false,
+        }
     }
 
     fn new_group(&self) -> Group {
-        Group { rows: 0, accumulators: self.calls.iter().map(Accumulator::new).collect() }
+        Group {
+            rows: 0,
+            accumulators: self.calls.iter().map(Accumulator::new).collect(),
+        }
     }
 
     fn output(&self, key: &Row, group: &Group) -> Row {
         key.iter()
             .cloned()
-            .chain(self.calls.iter().zip(&group.accumulators).map(|(c, a)| a.result(c.func)))
+            .chain(
+                self.calls
+                    .iter()
+                    .zip(&group.accumulators)
+                    .map(|(c, a)| a.result(c.func)),
+            )
             .collect()
     }
 
     /// The group's visible row, if it has one.
     fn visible(&self, key: &Row, group: &Group) -> Option<Row> {
-        let exists = if self.global { self.started } else { group.rows > 0 };
+        let exists = if self.global {
+            self.started
+        } else {
+            group.rows > 0
+        };
         exists.then(|| self.output(key, group))
     }
 }
@@ -111,7 +129,13 @@ impl Operator for Aggregate {
     }
 
     fn current_output(&self) -> Option<ZSet> {
-        Some(self.groups.iter().filter_map(|(k, g)| self.visible(k, g)).map(|r| (r, 1)).collect())
+        Some(
+            self.groups
+                .iter()
+                .filter_map(|(k, g)| self.visible(k, g))
+                .map(|r| (r, 1))
+                .collect(),
+        )
     }
 
     fn state_bytes(&self) -> usize {
@@ -119,9 +143,17 @@ impl Operator for Aggregate {
             + std::mem::size_of::<Group>()
             + self.calls.len() * std::mem::size_of::<Accumulator>();
         self.groups.capacity() * (per_group + 1)
-            + self.groups.iter().map(|(k, g)| {
-                k.len() * std::mem::size_of::<Value>() + g.accumulators.iter().map(Accumulator::state_bytes).sum::<usize>()
-            }).sum::<usize>()
+            + self
+                .groups
+                .iter()
+                .map(|(k, g)| {
+                    k.len() * std::mem::size_of::<Value>()
+                        + g.accumulators
+                            .iter()
+                            .map(Accumulator::state_bytes)
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
     }
 }
 
@@ -138,9 +170,24 @@ mod tests {
 
     fn calls() -> Vec<AggregateCall> {
         vec![
-            AggregateCall { func: AggFunc::CountStar, arg: None, distinct: false, arg_type: DataType::Null },
-            AggregateCall { func: AggFunc::Sum, arg: Some(Expr::col(1)), distinct: false, arg_type: DataType::BigInt },
-            AggregateCall { func: AggFunc::Max, arg: Some(Expr::col(1)), distinct: false, arg_type: DataType::BigInt },
+            AggregateCall {
+                func: AggFunc::CountStar,
+                arg: None,
+                distinct: false,
+                arg_type: DataType::Null,
+            },
+            AggregateCall {
+                func: AggFunc::Sum,
+                arg: Some(Expr::col(1)),
+                distinct: false,
+                arg_type: DataType::BigInt,
+            },
+            AggregateCall {
+                func: AggFunc::Max,
+                arg: Some(Expr::col(1)),
+                distinct: false,
+                arg_type: DataType::BigInt,
+            },
         ]
     }
 
@@ -148,23 +195,41 @@ mod tests {
     fn groups_appear_change_and_disappear() {
         let mut a = Aggregate::new(vec![Expr::col(0)], calls());
         let out = a.step(&[&zset! { row!["a", 1] => 1, row!["a", 5] => 1, row!["b", 2] => 1 }]);
-        assert_eq!(out.consolidated(), zset! { row!["a", 2, 6, 5] => 1, row!["b", 1, 2, 2] => 1 });
+        assert_eq!(
+            out.consolidated(),
+            zset! { row!["a", 2, 6, 5] => 1, row!["b", 1, 2, 2] => 1 }
+        );
         let out = a.step(&[&zset! { row!["a", 5] => -1 }]);
-        assert_eq!(out.consolidated(), zset! { row!["a", 2, 6, 5] => -1, row!["a", 1, 1, 1] => 1 });
+        assert_eq!(
+            out.consolidated(),
+            zset! { row!["a", 2, 6, 5] => -1, row!["a", 1, 1, 1] => 1 }
+        );
         let out = a.step(&[&zset! { row!["b", 2] => -1 }]);
         assert_eq!(out.consolidated(), zset! { row!["b", 1, 2, 2] => -1 });
         let out = a.step(&[&zset! { row!["b", 7] => 1 }]);
         assert_eq!(out.consolidated(), zset! { row!["b", 1, 7, 7] => 1 });
-        assert_eq!(a.current_output().unwrap().consolidated(), zset! { row!["a", 1, 1, 1] => 1, row!["b", 1, 7, 7] => 1 });
+        assert_eq!(
+            a.current_output().unwrap().consolidated(),
+            zset! { row!["a", 1, 1, 1] => 1, row!["b", 1, 7, 7] => 1 }
+        );
     }
 
     #[test]
     fn global_aggregate_always_has_one_row() {
         let mut a = Aggregate::new(vec![], calls());
-        assert_eq!(a.step(&[&ZSet::new()]), zset! { row![0, None::<i64>, None::<i64>] => 1 });
+        assert_eq!(
+            a.step(&[&ZSet::new()]),
+            zset! { row![0, None::<i64>, None::<i64>] => 1 }
+        );
         let out = a.step(&[&zset! { row!["x", 3] => 1 }]);
-        assert_eq!(out.consolidated(), zset! { row![0, None::<i64>, None::<i64>] => -1, row![1, 3, 3] => 1 });
+        assert_eq!(
+            out.consolidated(),
+            zset! { row![0, None::<i64>, None::<i64>] => -1, row![1, 3, 3] => 1 }
+        );
         let out = a.step(&[&zset! { row!["x", 3] => -1 }]);
-        assert_eq!(out.consolidated(), zset! { row![0, None::<i64>, None::<i64>] => 1, row![1, 3, 3] => -1 });
+        assert_eq!(
+            out.consolidated(),
+            zset! { row![0, None::<i64>, None::<i64>] => 1, row![1, 3, 3] => -1 }
+        );
     }
 }

@@ -58,13 +58,21 @@ impl KeyedBag {
                         }
                     }
                     None => {
-                        bucket.push(Stored { row: row.clone(), weight, matches });
+                        bucket.push(Stored {
+                            row: row.clone(),
+                            weight,
+                            matches,
+                        });
                         self.rows += 1;
                     }
                 }
             }
             Entry::Vacant(v) => {
-                v.insert(vec![Stored { row: row.clone(), weight, matches }]);
+                v.insert(vec![Stored {
+                    row: row.clone(),
+                    weight,
+                    matches,
+                }]);
                 self.rows += 1;
             }
         }
@@ -77,7 +85,8 @@ impl KeyedBag {
 
     /// Approximate heap bytes.
     pub fn state_bytes(&self) -> usize {
-        self.buckets.capacity() * (std::mem::size_of::<Row>() + std::mem::size_of::<Vec<Stored>>() + 1)
+        self.buckets.capacity()
+            * (std::mem::size_of::<Row>() + std::mem::size_of::<Vec<Stored>>() + 1)
             + self.rows * (ENTRY_BYTES + std::mem::size_of::<Weight>())
     }
 }

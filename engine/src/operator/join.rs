@@ -12,8 +12,8 @@
 use crate::expr::Expr;
 use crate::zset::ZSet;
 
-use super::index::{KeyedBag, join_key};
 use super::Operator;
+use super::index::{KeyedBag, join_key};
 
 /// An inner equi-join.
 #[derive(Debug)]
@@ -28,7 +28,12 @@ impl Join {
     /// A join on `left_keys[i] = right_keys[i]` for all i.
     pub fn new(left_keys: Vec<Expr>, right_keys: Vec<Expr>) -> Join {
         assert_eq!(left_keys.len(), right_keys.len(), "join keys come in pairs");
-        Join { left_keys, right_keys, left: KeyedBag::default(), right: KeyedBag::default() }
+        Join {
+            left_keys,
+            right_keys,
+            left: KeyedBag::default(),
+            right: KeyedBag::default(),
+        }
     }
 }
 
@@ -37,14 +42,18 @@ impl Operator for Join {
         let (left_delta, right_delta) = (input_deltas[0], input_deltas[1]);
         let mut out = ZSet::new();
         for (l, w) in left_delta {
-            let Some(key) = join_key(&self.left_keys, l) else { continue };
+            let Some(key) = join_key(&self.left_keys, l) else {
+                continue;
+            };
             for r in self.right.get(&key) {
                 out.push(l.concat(&r.row), w * r.weight);
             }
             self.left.add(key, l, *w, 0);
         }
         for (r, w) in right_delta {
-            let Some(key) = join_key(&self.right_keys, r) else { continue };
+            let Some(key) = join_key(&self.right_keys, r) else {
+                continue;
+            };
             for l in self.left.get(&key) {
                 out.push(l.row.concat(r), l.weight * w);
             }
@@ -92,9 +101,18 @@ mod tests {
     fn deltas_sum_to_the_join_of_the_totals() {
         let mut j = Join::new(vec![Expr::col(0)], vec![Expr::col(0)]);
         let steps = [
-            (zset! { row![1, "a"] => 1, row![2, "b"] => 1 }, zset! { row![1, "x"] => 1 }),
-            (zset! { row![1, "a2"] => 1 }, zset! { row![1, "y"] => 2, row![2, "z"] => 1 }),
-            (zset! { row![1, "a"] => -1, row![None::<i64>, "n"] => 1 }, zset! { row![1, "x"] => -1, row![None::<i64>, "m"] => 1 }),
+            (
+                zset! { row![1, "a"] => 1, row![2, "b"] => 1 },
+                zset! { row![1, "x"] => 1 },
+            ),
+            (
+                zset! { row![1, "a2"] => 1 },
+                zset! { row![1, "y"] => 2, row![2, "z"] => 1 },
+            ),
+            (
+                zset! { row![1, "a"] => -1, row![None::<i64>, "n"] => 1 },
+                zset! { row![1, "x"] => -1, row![None::<i64>, "m"] => 1 },
+            ),
         ];
         let (mut l, mut r, mut out) = (ZSet::new(), ZSet::new(), ZSet::new());
         for (dl, dr) in &steps {
@@ -102,7 +120,10 @@ mod tests {
             l.extend_from(dl);
             r.extend_from(dr);
             assert_eq!(out.clone().consolidated(), reference(&l, &r));
-            assert_eq!(j.current_output().unwrap().consolidated(), reference(&l, &r));
+            assert_eq!(
+                j.current_output().unwrap().consolidated(),
+                reference(&l, &r)
+            );
         }
     }
 

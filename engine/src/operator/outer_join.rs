@@ -72,7 +72,9 @@ impl OuterJoin {
     }
 
     fn matches(&self, joined: &[crate::value::Value]) -> bool {
-        self.residual.as_ref().is_none_or(|p| p.eval_truth(joined) == Some(true))
+        self.residual
+            .as_ref()
+            .is_none_or(|p| p.eval_truth(joined) == Some(true))
     }
 }
 
@@ -100,7 +102,10 @@ impl Operator for OuterJoin {
             let residual = &self.residual;
             for r in self.right.get_mut(&key) {
                 let joined = l.concat(&r.row);
-                if residual.as_ref().is_some_and(|p| p.eval_truth(&joined) != Some(true)) {
+                if residual
+                    .as_ref()
+                    .is_some_and(|p| p.eval_truth(&joined) != Some(true))
+                {
                     continue;
                 }
                 out.push(joined, w * r.weight);
@@ -132,7 +137,10 @@ impl Operator for OuterJoin {
             let residual = &self.residual;
             for l in self.left.get_mut(&key) {
                 let joined = l.row.concat(r);
-                if residual.as_ref().is_some_and(|p| p.eval_truth(&joined) != Some(true)) {
+                if residual
+                    .as_ref()
+                    .is_some_and(|p| p.eval_truth(&joined) != Some(true))
+                {
                     continue;
                 }
                 out.push(joined, l.weight * w);
@@ -190,7 +198,8 @@ impl Operator for OuterJoin {
     fn state_bytes(&self) -> usize {
         self.left.state_bytes()
             + self.right.state_bytes()
-            + (self.left_unmatchable.capacity() + self.right_unmatchable.capacity()) * (ENTRY_BYTES + 1)
+            + (self.left_unmatchable.capacity() + self.right_unmatchable.capacity())
+                * (ENTRY_BYTES + 1)
     }
 }
 
@@ -206,7 +215,11 @@ mod tests {
         let (l, r) = (l.clone().consolidated(), r.clone().consolidated());
         let ok = |a: &Row, b: &Row| {
             let j = a.concat(b);
-            !a[0].is_null() && a[0] == b[0] && residual.as_ref().is_none_or(|e| e.eval_truth(&j) == Some(true))
+            !a[0].is_null()
+                && a[0] == b[0]
+                && residual
+                    .as_ref()
+                    .is_none_or(|e| e.eval_truth(&j) == Some(true))
         };
         let mut out = ZSet::new();
         for (a, wa) in &l {
@@ -235,18 +248,42 @@ mod tests {
     fn full_join_with_residual_matches_the_reference() {
         let residual = Some(Expr::binary(BinaryOp::Lt, Expr::col(1), Expr::col(3)));
         for preserve in [
-            Preserve { left: true, right: false },
-            Preserve { left: false, right: true },
-            Preserve { left: true, right: true },
+            Preserve {
+                left: true,
+                right: false,
+            },
+            Preserve {
+                left: false,
+                right: true,
+            },
+            Preserve {
+                left: true,
+                right: true,
+            },
         ] {
-            let mut j = OuterJoin::new(vec![Expr::col(0)], vec![Expr::col(0)], residual.clone(), preserve, (2, 2));
+            let mut j = OuterJoin::new(
+                vec![Expr::col(0)],
+                vec![Expr::col(0)],
+                residual.clone(),
+                preserve,
+                (2, 2),
+            );
             let null = Value::Null;
             let steps = [
                 (zset! { row![1, 5] => 1, row![2, 1] => 1 }, ZSet::new()),
-                (ZSet::new(), zset! { row![1, 9] => 1, row![1, 3] => 1, row![3, 0] => 1 }),
-                (zset! { row![1, 5] => 1, row![null.clone(), 1] => 1 }, zset! { row![2, 0] => 1 }),
+                (
+                    ZSet::new(),
+                    zset! { row![1, 9] => 1, row![1, 3] => 1, row![3, 0] => 1 },
+                ),
+                (
+                    zset! { row![1, 5] => 1, row![null.clone(), 1] => 1 },
+                    zset! { row![2, 0] => 1 },
+                ),
                 (ZSet::new(), zset! { row![1, 9] => -1 }),
-                (zset! { row![1, 5] => -2 }, zset! { row![2, 4] => 1, row![null, 7] => 1 }),
+                (
+                    zset! { row![1, 5] => -2 },
+                    zset! { row![2, 4] => 1, row![null, 7] => 1 },
+                ),
                 (zset! { row![2, 1] => -1 }, zset! { row![1, 3] => -1 }),
             ];
             let (mut l, mut r, mut out) = (ZSet::new(), ZSet::new(), ZSet::new());
