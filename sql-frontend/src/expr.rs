@@ -507,9 +507,9 @@ impl<'a> ExprCtx<'a> {
         match (l.ty, r.ty) {
             (a, b) if a == b || a == Null || b == Null => Ok((l, r)),
             (a, b) if numberish(a) && numberish(b) => Ok((l, r)),
-            (Text, b) if numberish(b) => Ok((numeric_literal(l, span)?, r)),
+            (Text, b) if numberish(b) => Ok((numeric_literal(l, b, span)?, r)),
             (a, Text) if numberish(a) => {
-                let r = numeric_literal(r, span)?;
+                let r = numeric_literal(r, a, span)?;
                 Ok((l, r))
             }
             (a, b) => match common_type(a, b) {
@@ -694,8 +694,9 @@ fn check_boolean(t: &Typed, span: Span) -> Result<(), Error> {
     }
 }
 
-/// A text literal compared with a number: read as the number it spells, if it is one.
-fn numeric_literal(t: Typed, span: Span) -> Result<Typed, Error> {
+/// A text literal compared with a number (of type `other`): read as the number it
+/// spells, if it is one.
+fn numeric_literal(t: Typed, other: DataType, span: Span) -> Result<Typed, Error> {
     match &t.expr {
         Expr::Literal(Value::Text(s)) => {
             let trimmed = s.trim();
@@ -709,7 +710,7 @@ fn numeric_literal(t: Typed, span: Span) -> Result<Typed, Error> {
             }
         }
         _ => Err(type_error(
-            format!("cannot compare {} with a number", t.ty),
+            format!("cannot compare {other} with {}", t.ty),
             span,
         )),
     }
