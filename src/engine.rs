@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ciuf_engine::{
-    Change, Dataflow, Dialect, Error, Result, RowData, SqlError, Stats, TableRef, View,
-};
+use ciuf_engine::{Change, Dataflow, Dialect, Error, Result, RowData, SqlError, Stats, TableRef, View};
 use ciuf_sql::Statement;
 use parking_lot::Mutex;
 
@@ -47,30 +45,22 @@ impl Engine {
 
     /// An in-memory engine following `dialect` where SQL dialects differ.
     pub fn with_dialect(dialect: Dialect) -> Engine {
-        Engine {
-            dataflow: Dataflow::new(dialect),
-            by_sql: Arc::new(Mutex::new(HashMap::new())),
-        }
+        Engine { dataflow: Dataflow::new(dialect), by_sql: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     /// An engine for the database at `url`. `memory:` (or an empty URL) is an in-memory
     /// engine; database sources (`sqlite://…`, `postgresql://…`) are not available in
     /// this build and are refused with an error that says so.
     pub fn open(url: &str) -> Result<Engine> {
-        let scheme = url
-            .split_once(':')
-            .map_or(url, |(s, _)| s)
-            .to_ascii_lowercase();
+        let scheme = url.split_once(':').map_or(url, |(s, _)| s).to_ascii_lowercase();
         match scheme.as_str() {
             "" | "memory" => Ok(Engine::in_memory()),
-            "sqlite" | "postgres" | "postgresql" | "postgresql+psycopg" | "postgresql+asyncpg" => {
-                Err(Error::Source {
-                    message: format!(
-                        "{scheme} sources are not available in this build of ciuf; use Engine::in_memory() and push changes"
-                    ),
-                    retryable: false,
-                })
-            }
+            "sqlite" | "postgres" | "postgresql" | "postgresql+psycopg" | "postgresql+asyncpg" => Err(Error::Source {
+                message: format!(
+                    "{scheme} sources are not available in this build of ciuf; use Engine::in_memory() and push changes"
+                ),
+                retryable: false,
+            }),
             _ => Err(Error::Source {
                 message: format!("unknown database URL scheme {scheme:?} in {url:?}"),
                 retryable: false,
@@ -99,21 +89,13 @@ impl Engine {
                 self.dataflow.create_table(schema)?;
                 Outcome::Done
             }
-            Statement::CreateView {
-                name,
-                query,
-                sql,
-                if_not_exists,
-            } => {
+            Statement::CreateView { name, query, sql, if_not_exists } => {
                 if if_not_exists {
                     if let Some(v) = self.dataflow.view(&name) {
                         return Ok(Outcome::View(v));
                     }
                 }
-                Outcome::View(
-                    self.dataflow
-                        .define_view(Some(&name), |cat| ciuf_sql::plan_query(&query, &sql, cat))?,
-                )
+                Outcome::View(self.dataflow.define_view(Some(&name), |cat| ciuf_sql::plan_query(&query, &sql, cat))?)
             }
             Statement::DropView { names, if_exists } => {
                 for n in names {
@@ -129,11 +111,7 @@ impl Engine {
                 return Err(SqlError::unsupported("DROP TABLE").into());
             }
             Statement::Query { query, sql } => Outcome::View(self.register(&query, &sql)?),
-            Statement::Insert {
-                table,
-                columns,
-                rows,
-            } => {
+            Statement::Insert { table, columns, rows } => {
                 let changes: Vec<Change> = rows
                     .into_iter()
                     .map(|values| {
@@ -148,10 +126,9 @@ impl Engine {
                 self.dataflow.apply(changes)?;
                 Outcome::Done
             }
-            Statement::Explain(query) => Outcome::Explain(
-                self.dataflow
-                    .with_catalog(|cat| ciuf_sql::explain(&query, cat))?,
-            ),
+            Statement::Explain(query) => {
+                Outcome::Explain(self.dataflow.with_catalog(|cat| ciuf_sql::explain(&query, cat))?)
+            }
             Statement::NoOp(_) => Outcome::Done,
         })
     }
@@ -168,15 +145,13 @@ impl Engine {
     }
 
     fn register(&self, query: &ciuf_sql::Query, sql: &str) -> Result<View> {
-        self.dataflow
-            .define_view(None, |cat| ciuf_sql::plan_query(query, sql, cat))
+        self.dataflow.define_view(None, |cat| ciuf_sql::plan_query(query, sql, cat))
     }
 
     /// Registers `sql` as a named view, which later queries can read like a table.
     pub fn create_view(&self, name: &str, sql: &str) -> Result<View> {
         let (query, text) = ciuf_sql::parse_query(sql)?;
-        self.dataflow
-            .define_view(Some(name), |cat| ciuf_sql::plan_query(&query, &text, cat))
+        self.dataflow.define_view(Some(name), |cat| ciuf_sql::plan_query(&query, &text, cat))
     }
 
     /// The named view `name`.
@@ -216,11 +191,7 @@ impl Engine {
 
     /// Replaces the row with `new`'s primary key (columns `new` leaves out keep their
     /// values), as one transaction.
-    pub fn on_update_by_key(
-        &self,
-        table: impl Into<TableRef>,
-        new: impl Into<RowData>,
-    ) -> Result<()> {
+    pub fn on_update_by_key(&self, table: impl Into<TableRef>, new: impl Into<RowData>) -> Result<()> {
         self.dataflow.apply([Change::update_by_key(table, new)])
     }
 
@@ -235,14 +206,9 @@ impl Engine {
     }
 
     /// Inserts many rows into one table as one transaction.
-    pub fn insert_many<R: Into<RowData>>(
-        &self,
-        table: &str,
-        rows: impl IntoIterator<Item = R>,
-    ) -> Result<()> {
+    pub fn insert_many<R: Into<RowData>>(&self, table: &str, rows: impl IntoIterator<Item = R>) -> Result<()> {
         let id = self.dataflow.table_id(table)?;
-        self.dataflow
-            .apply(rows.into_iter().map(|r| Change::insert(id, r)))
+        self.dataflow.apply(rows.into_iter().map(|r| Change::insert(id, r)))
     }
 
     /// Sizes of what the engine holds.

@@ -37,8 +37,7 @@ pub use engine::{Engine, Outcome, from_sql};
 pub use ciuf_connectors as connectors;
 pub use ciuf_engine as core;
 pub use ciuf_engine::{
-    Change, Column, ConstraintError, DataType, Decimal, Dialect, Error, Position, RecordBatch,
-    Result, Row, RowData, SchemaError, SqlError, SqlErrorKind, Stats, TableRef, TableSchema, Value,
-    View, row,
+    Change, Column, ConstraintError, DataType, Decimal, Dialect, Error, Position, RecordBatch, Result, Row, RowData,
+    SchemaError, SqlError, SqlErrorKind, Stats, TableRef, TableSchema, Value, View, row,
 };
 pub use ciuf_sql as sql;

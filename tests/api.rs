@@ -17,48 +17,25 @@ fn shop() -> Engine {
 }
 
 fn order(id: i64, customer: i64, product: i64, amount: f64, status: &str) -> Vec<Value> {
-    vec![
-        Value::Int(id),
-        Value::Int(customer),
-        Value::Int(product),
-        Value::Float(amount),
-        Value::text(status),
-    ]
+    vec![Value::Int(id), Value::Int(customer), Value::Int(product), Value::Float(amount), Value::text(status)]
 }
 
 #[test]
 fn the_same_query_is_one_view_and_views_share_nodes() {
     let e = shop();
-    let a = e
-        .from_sql("SELECT id, amount FROM orders WHERE status = 'paid'")
-        .unwrap();
+    let a = e.from_sql("SELECT id, amount FROM orders WHERE status = 'paid'").unwrap();
     let b = from_sql(&e, "SELECT id, amount FROM orders WHERE status = 'paid'").unwrap();
-    let c = e
-        .from_sql("select id,  amount\nfrom orders where status = 'paid'")
-        .unwrap();
+    let c = e.from_sql("select id,  amount\nfrom orders where status = 'paid'").unwrap();
     assert_eq!(a.id(), b.id());
-    assert_eq!(
-        a.id(),
-        c.id(),
-        "the same plan is the same view whatever the spelling"
-    );
+    assert_eq!(a.id(), c.id(), "the same plan is the same view whatever the spelling");
     let nodes = e.stats().nodes;
-    // Scan + Filter + Project.
-    assert_eq!(nodes, 3);
+    // Scan + Filter; the view stores the filter's rows and projects when read.
+    assert_eq!(nodes, 2);
     // A second view over the same filter shares its scan and filter.
     e.from_sql("SELECT id, customer_id FROM orders WHERE status = 'paid' ORDER BY amount DESC, id LIMIT 10").unwrap();
-    assert_eq!(
-        e.stats().nodes,
-        nodes + 2,
-        "TopK and Project are new; Scan and Filter are shared"
-    );
-    e.from_sql("SELECT o.id, p.name FROM orders o JOIN products p ON o.product_id = p.id")
-        .unwrap();
-    assert_eq!(
-        e.stats().nodes,
-        nodes + 2 + 3,
-        "one more scan, a join and a project"
-    );
+    assert_eq!(e.stats().nodes, nodes + 1, "only the TopK is new; Scan and Filter are shared");
+    e.from_sql("SELECT o.id, p.name FROM orders o JOIN products p ON o.product_id = p.id").unwrap();
+    assert_eq!(e.stats().nodes, nodes + 1 + 2, "one more scan, and a join that emits the two columns");
 }
 
 #[test]
@@ -68,9 +45,7 @@ fn query_returns_arrow_with_the_view_types() {
         "CREATE TABLE t (a BIGINT, b INTEGER, c SMALLINT, d DOUBLE, e DECIMAL(10,2), f TEXT, g BOOLEAN, h DATE, i TIMESTAMP)",
     )
     .unwrap();
-    let v = e
-        .from_sql("SELECT a, b, c, d, e, f, g, h, i, a + b AS s FROM t")
-        .unwrap();
+    let v = e.from_sql("SELECT a, b, c, d, e, f, g, h, i, a + b AS s FROM t").unwrap();
     e.on_insert(
         "t",
         vec![
@@ -87,12 +62,7 @@ fn query_returns_arrow_with_the_view_types() {
     )
     .unwrap();
     let batch = v.query().unwrap();
-    let types: Vec<Arrow> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.data_type().clone())
-        .collect();
+    let types: Vec<Arrow> = batch.schema().fields().iter().map(|f| f.data_type().clone()).collect();
     assert_eq!(
         types,
         vec![
@@ -111,20 +81,8 @@ fn query_returns_arrow_with_the_view_types() {
     let schema = batch.schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, ["a", "b", "c", "d", "e", "f", "g", "h", "i", "s"]);
-    assert_eq!(
-        batch
-            .column(4)
-            .as_primitive::<arrow_array::types::Decimal128Type>()
-            .value(0),
-        225
-    );
-    assert_eq!(
-        batch
-            .column(7)
-            .as_primitive::<arrow_array::types::Date32Type>()
-            .value(0),
-        19782
-    );
+    assert_eq!(batch.column(4).as_primitive::<arrow_array::types::Decimal128Type>().value(0), 225);
+    assert_eq!(batch.column(7).as_primitive::<arrow_array::types::Date32Type>().value(0), 19782);
     assert_eq!(v.schema(), batch.schema());
     assert_eq!(v.columns().len(), 10);
     // Unchanged: the same batch, not a rebuilt one.
@@ -136,59 +94,26 @@ fn query_returns_arrow_with_the_view_types() {
 fn rows_by_position_or_by_name() {
     let e = shop();
     let v = e.from_sql("SELECT id, status, amount FROM orders").unwrap();
-    e.on_insert("orders", order(1, 10, 100, 5.0, "paid"))
+    e.on_insert("orders", order(1, 10, 100, 5.0, "paid")).unwrap();
+    e.on_insert("orders", [("id", Value::Int(2)), ("amount", Value::Float(7.0)), ("status", Value::text("new"))])
         .unwrap();
-    e.on_insert(
-        "orders",
-        [
-            ("id", Value::Int(2)),
-            ("amount", Value::Float(7.0)),
-            ("status", Value::text("new")),
-        ],
-    )
-    .unwrap();
-    e.on_update(
-        "orders",
-        order(1, 10, 100, 5.0, "paid"),
-        order(1, 10, 100, 6.0, "paid"),
-    )
-    .unwrap();
-    e.on_update_by_key(
-        "orders",
-        [("id", Value::Int(2)), ("status", Value::text("paid"))],
-    )
-    .unwrap();
+    e.on_update("orders", order(1, 10, 100, 5.0, "paid"), order(1, 10, 100, 6.0, "paid")).unwrap();
+    e.on_update_by_key("orders", [("id", Value::Int(2)), ("status", Value::text("paid"))]).unwrap();
     let mut rows = v.rows().unwrap();
     rows.sort();
-    assert_eq!(
-        rows,
-        vec![ciuf::row![1, "paid", 6.0], ciuf::row![2, "paid", 7.0]]
-    );
+    assert_eq!(rows, vec![ciuf::row![1, "paid", 6.0], ciuf::row![2, "paid", 7.0]]);
     e.on_delete("orders", [("id", 1)]).unwrap();
-    e.on_delete(
-        "orders",
-        vec![
-            Value::Int(2),
-            Value::Null,
-            Value::Null,
-            Value::Float(7.0),
-            Value::text("paid"),
-        ],
-    )
-    .unwrap();
+    e.on_delete("orders", vec![Value::Int(2), Value::Null, Value::Null, Value::Float(7.0), Value::text("paid")])
+        .unwrap();
     assert!(v.is_empty().unwrap());
 }
 
 #[test]
 fn top_k_views_hold_the_window_in_order() {
     let e = shop();
-    let top = e
-        .from_sql(
-            "SELECT id, amount FROM orders WHERE status = 'paid' ORDER BY amount DESC, id LIMIT 3",
-        )
-        .unwrap();
-    e.apply((1..=10).map(|i| Change::insert("orders", order(i, 1, 1, (i % 4) as f64, "paid"))))
-        .unwrap();
+    let top =
+        e.from_sql("SELECT id, amount FROM orders WHERE status = 'paid' ORDER BY amount DESC, id LIMIT 3").unwrap();
+    e.apply((1..=10).map(|i| Change::insert("orders", order(i, 1, 1, (i % 4) as f64, "paid")))).unwrap();
     let ids = |v: &ciuf::View| -> Vec<i64> {
         let b = v.query().unwrap();
         b.column(0).as_primitive::<Int64Type>().values().to_vec()
@@ -197,35 +122,21 @@ fn top_k_views_hold_the_window_in_order() {
     assert_eq!(top.len().unwrap(), 3);
     e.on_delete("orders", [("id", 3)]).unwrap();
     assert_eq!(ids(&top), vec![7, 2, 6]);
-    e.on_update_by_key(
-        "orders",
-        [("id", Value::Int(10)), ("amount", Value::Float(9.0))],
-    )
-    .unwrap();
+    e.on_update_by_key("orders", [("id", Value::Int(10)), ("amount", Value::Float(9.0))]).unwrap();
     assert_eq!(ids(&top), vec![10, 7, 2]);
     // ORDER BY without LIMIT orders the whole view, on a column not selected.
-    let by_amount = e
-        .from_sql("SELECT id FROM orders ORDER BY amount, id DESC")
-        .unwrap();
+    let by_amount = e.from_sql("SELECT id FROM orders ORDER BY amount, id DESC").unwrap();
     assert_eq!(ids(&by_amount), vec![8, 4, 9, 5, 1, 6, 2, 7, 10]);
 }
 
 #[test]
 fn groups_disappear_and_return_and_global_aggregates_always_have_a_row() {
     let e = shop();
-    let per = e.from_sql("SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY customer_id").unwrap();
-    let all = e
-        .from_sql("SELECT COUNT(*) AS n, SUM(amount) AS total FROM orders")
-        .unwrap();
+    let per =
+        e.from_sql("SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY customer_id").unwrap();
+    let all = e.from_sql("SELECT COUNT(*) AS n, SUM(amount) AS total FROM orders").unwrap();
     let b = all.query().unwrap();
-    assert_eq!(
-        (
-            b.num_rows(),
-            b.column(0).as_primitive::<Int64Type>().value(0),
-            b.column(1).is_null(0)
-        ),
-        (1, 0, true)
-    );
+    assert_eq!((b.num_rows(), b.column(0).as_primitive::<Int64Type>().value(0), b.column(1).is_null(0)), (1, 0, true));
     e.on_insert("orders", order(1, 7, 1, 2.5, "paid")).unwrap();
     assert_eq!(per.rows().unwrap(), vec![ciuf::row![7, 1, 2.5]]);
     e.on_delete("orders", [("id", 1)]).unwrap();
@@ -240,19 +151,15 @@ fn groups_disappear_and_return_and_global_aggregates_always_have_a_row() {
 #[test]
 fn named_views_and_views_on_views() {
     let e = shop();
-    e.apply((1..=6).map(|i| Change::insert("orders", order(i, i % 2, 1, i as f64, "paid"))))
-        .unwrap();
-    let Outcome::View(paid) = e
-        .execute("CREATE VIEW big AS SELECT id, customer_id, amount FROM orders WHERE amount > 2")
-        .unwrap()
+    e.apply((1..=6).map(|i| Change::insert("orders", order(i, i % 2, 1, i as f64, "paid")))).unwrap();
+    let Outcome::View(paid) =
+        e.execute("CREATE VIEW big AS SELECT id, customer_id, amount FROM orders WHERE amount > 2").unwrap()
     else {
         panic!("CREATE VIEW makes a view")
     };
     assert_eq!(paid.name(), Some("big"));
     // Registered after the data: filled from existing state.
-    let per = e
-        .from_sql("SELECT customer_id, SUM(amount) FROM big GROUP BY customer_id")
-        .unwrap();
+    let per = e.from_sql("SELECT customer_id, SUM(amount) FROM big GROUP BY customer_id").unwrap();
     let mut rows = per.rows().unwrap();
     rows.sort();
     assert_eq!(rows, vec![ciuf::row![0, 10.0], ciuf::row![1, 8.0]]);
@@ -260,9 +167,7 @@ fn named_views_and_views_on_views() {
     let mut rows = per.rows().unwrap();
     rows.sort();
     assert_eq!(rows, vec![ciuf::row![0, 4.0], ciuf::row![1, 8.0]]);
-    let v2 = e
-        .create_view("bigger", "SELECT id FROM big WHERE amount > 4")
-        .unwrap();
+    let v2 = e.create_view("bigger", "SELECT id FROM big WHERE amount > 4").unwrap();
     assert_eq!(v2.rows().unwrap(), vec![ciuf::row![5]]);
     e.execute("DROP VIEW big").unwrap();
     assert!(paid.query().is_err());
@@ -280,21 +185,15 @@ fn explain_prints_the_operator_graph() {
         .unwrap();
     let expected = "\
 View [category TEXT, n BIGINT]
-  Aggregate group=[#7] aggs=[count(*)]
-    Join Inner on [#2 = #0]
+  Aggregate group=[#0] aggs=[count(*)]
+    Join Inner on [#2 = #0] output [#7]
       Filter (#4 = 'paid')
         Scan orders (table 0)
       Scan products (table 1)
 ";
     assert_eq!(text, expected);
-    let Outcome::Explain(same) = e
-        .execute("EXPLAIN SELECT id FROM orders ORDER BY amount LIMIT 2")
-        .unwrap()
-    else {
+    let Outcome::Explain(same) = e.execute("EXPLAIN SELECT id FROM orders ORDER BY amount LIMIT 2").unwrap() else {
         panic!("EXPLAIN explains")
     };
-    assert!(
-        same.contains("TopK order=[#1 NULLS FIRST] limit=2 offset=0"),
-        "{same}"
-    );
+    assert!(same.contains("Project [#0, #3]\n    TopK order=[#3 NULLS FIRST] limit=2 offset=0"), "{same}");
 }

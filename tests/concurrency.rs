@@ -32,40 +32,21 @@ fn readers_see_whole_transactions_while_a_writer_runs() {
         )
         .unwrap();
     const ACCOUNTS: i64 = 50;
-    engine
-        .insert_many(
-            "accounts",
-            (0..ACCOUNTS).map(|i| vec![Value::Int(i), Value::Float(100.0)]),
-        )
-        .unwrap();
-    let total = engine
-        .from_sql("SELECT SUM(balance) AS total, COUNT(*) AS n FROM accounts")
-        .unwrap();
-    let ledger = engine
-        .from_sql("SELECT COUNT(*) AS n, SUM(delta) AS s FROM ledger")
-        .unwrap();
-    let rich = engine
-        .from_sql("SELECT id, balance FROM accounts ORDER BY balance DESC, id LIMIT 5")
-        .unwrap();
+    engine.insert_many("accounts", (0..ACCOUNTS).map(|i| vec![Value::Int(i), Value::Float(100.0)])).unwrap();
+    let total = engine.from_sql("SELECT SUM(balance) AS total, COUNT(*) AS n FROM accounts").unwrap();
+    let ledger = engine.from_sql("SELECT COUNT(*) AS n, SUM(delta) AS s FROM ledger").unwrap();
+    let rich = engine.from_sql("SELECT id, balance FROM accounts ORDER BY balance DESC, id LIMIT 5").unwrap();
 
     let done = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..3 {
-        let (total, ledger, rich, done) = (
-            total.clone(),
-            ledger.clone(),
-            rich.clone(),
-            Arc::clone(&done),
-        );
+        let (total, ledger, rich, done) = (total.clone(), ledger.clone(), rich.clone(), Arc::clone(&done));
         readers.push(thread::spawn(move || {
             let mut reads = 0u64;
             while !done.load(Ordering::Relaxed) || reads < 100 {
                 let t = total.query().unwrap();
                 let sum = t.column(0).as_primitive::<Float64Type>().value(0);
-                assert!(
-                    (sum - 100.0 * ACCOUNTS as f64).abs() < 1e-6,
-                    "a reader saw half a transfer: {sum}"
-                );
+                assert!((sum - 100.0 * ACCOUNTS as f64).abs() < 1e-6, "a reader saw half a transfer: {sum}");
                 let l = ledger.query().unwrap();
                 let n = l.column(0).as_primitive::<Int64Type>().value(0);
                 assert_eq!(n % 2, 0, "a reader saw half of a pair of ledger rows");
@@ -104,14 +85,8 @@ fn readers_see_whole_transactions_while_a_writer_runs() {
                             vec![Value::Int(to), Value::Float(t)],
                             vec![Value::Int(to), Value::Float(t + amount)],
                         ),
-                        Change::insert(
-                            "ledger",
-                            vec![Value::Int(2 * i), Value::Int(from), Value::Float(-amount)],
-                        ),
-                        Change::insert(
-                            "ledger",
-                            vec![Value::Int(2 * i + 1), Value::Int(to), Value::Float(amount)],
-                        ),
+                        Change::insert("ledger", vec![Value::Int(2 * i), Value::Int(from), Value::Float(-amount)]),
+                        Change::insert("ledger", vec![Value::Int(2 * i + 1), Value::Int(to), Value::Float(amount)]),
                     ])
                     .unwrap();
             }

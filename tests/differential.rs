@@ -101,11 +101,8 @@ const T1: usize = 0;
 const T2: usize = 1;
 const T3: usize = 2;
 const TABLES: [&str; 3] = ["t1", "t2", "t3"];
-const COLUMNS: [&[&str]; 3] = [
-    &["id", "a", "b", "c", "d", "dt"],
-    &["id", "a", "e", "f", "m", "flag"],
-    &["x", "y", "z"],
-];
+const COLUMNS: [&[&str]; 3] =
+    [&["id", "a", "b", "c", "d", "dt"], &["id", "a", "e", "f", "m", "flag"], &["x", "y", "z"]];
 
 struct Harness {
     rng: Rng,
@@ -143,10 +140,7 @@ impl Harness {
 
     fn register(&mut self, queries: &[&'static str]) {
         for q in queries {
-            let view = self
-                .engine
-                .from_sql(q)
-                .unwrap_or_else(|e| panic!("ciuf refuses {q}: {e}"));
+            let view = self.engine.from_sql(q).unwrap_or_else(|e| panic!("ciuf refuses {q}: {e}"));
             self.views.push((q, view));
         }
     }
@@ -158,9 +152,7 @@ impl Harness {
                 Value::Int(id),
                 maybe_null(r, 0.15, |r| Value::Int(r.below(6) as i64)),
                 maybe_null(r, 0.15, |r| Value::Float((r.below(17) as f64 - 4.0) * 0.5)),
-                maybe_null(r, 0.15, |r| {
-                    Value::text(*r.pick(&["x", "y", "z", "xy", "Xa", "ya"]))
-                }),
+                maybe_null(r, 0.15, |r| Value::text(*r.pick(&["x", "y", "z", "xy", "Xa", "ya"]))),
                 maybe_null(r, 0.2, |r| Value::Int(r.below(5) as i64)),
                 maybe_null(r, 0.2, |r| Value::Date(19723 + r.below(6) as i32)),
             ],
@@ -169,9 +161,7 @@ impl Harness {
                 maybe_null(r, 0.15, |r| Value::Int(r.below(6) as i64)),
                 maybe_null(r, 0.15, |r| Value::text(*r.pick(&["p", "q", "r"]))),
                 maybe_null(r, 0.1, |r| Value::Float(r.below(40) as f64 * 0.25)),
-                maybe_null(r, 0.1, |r| {
-                    Value::Decimal(Decimal::new(r.below(400) as i128 * 5 - 500, 2).expect("fits"))
-                }),
+                maybe_null(r, 0.1, |r| Value::Decimal(Decimal::new(r.below(400) as i128 * 5 - 500, 2).expect("fits"))),
                 maybe_null(r, 0.2, |r| Value::Bool(r.chance(0.5))),
             ],
             _ => vec![
@@ -184,11 +174,7 @@ impl Harness {
     }
 
     /// One random change against `model`: the engine's change and the SQLite statement.
-    fn random_change(
-        &mut self,
-        model: &mut [Vec<Row>; 3],
-        out: &mut Vec<(Change, String, Vec<Value>)>,
-    ) {
+    fn random_change(&mut self, model: &mut [Vec<Row>; 3], out: &mut Vec<(Change, String, Vec<Value>)>) {
         let t = match self.rng.below(10) {
             0..=3 => T1,
             4..=6 => T2,
@@ -197,11 +183,7 @@ impl Harness {
         let name = TABLES[t];
         let cols = COLUMNS[t];
         let placeholders = vec!["?"; cols.len()].join(", ");
-        let op = if model[t].len() < 3 {
-            0
-        } else {
-            self.rng.below(20)
-        };
+        let op = if model[t].len() < 3 { 0 } else { self.rng.below(20) };
         match op {
             // Insert (a duplicate row now and then where the table has no key).
             0..=8 => {
@@ -233,11 +215,7 @@ impl Harness {
                 }
                 let new = Row::new(new);
                 model[t][i] = new.clone();
-                let set = cols
-                    .iter()
-                    .map(|c| format!("{c} = ?"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let set = cols.iter().map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
                 let mut params = new.to_vec();
                 let (change, sql) = if t == T3 {
                     params.extend(old.iter().cloned());
@@ -251,10 +229,7 @@ impl Harness {
                     params.push(old[0].clone());
                     let change = if new[0] == old[0] && self.rng.chance(0.5) {
                         // By key, naming only what changed.
-                        Change::update_by_key(
-                            name,
-                            vec![(cols[0], new[0].clone()), (cols[k], new[k].clone())],
-                        )
+                        Change::update_by_key(name, vec![(cols[0], new[0].clone()), (cols[k], new[k].clone())])
                     } else {
                         Change::update(name, old.to_vec(), new.to_vec())
                     };
@@ -299,14 +274,7 @@ impl Harness {
             1 => Change::delete("t2", vec![("id", Value::Int(-7))]),
             2 => Change::insert(
                 "t1",
-                vec![
-                    Value::Int(-1),
-                    Value::text("not a number"),
-                    Value::Null,
-                    Value::Null,
-                    Value::Null,
-                    Value::Null,
-                ],
+                vec![Value::Int(-1), Value::text("not a number"), Value::Null, Value::Null, Value::Null, Value::Null],
             ),
             3 => Change::insert("t3", vec![Value::Int(1)]),
             4 => Change::insert("nope", vec![Value::Int(1)]),
@@ -329,46 +297,22 @@ impl Harness {
             let bad = self.bad_change(&model);
             let mut all: Vec<Change> = changes.into_iter().map(|(c, _, _)| c).collect();
             all.push(bad.clone());
-            let before: Vec<usize> = self
-                .views
-                .iter()
-                .map(|(_, v)| v.version().unwrap())
-                .map(|v| v as usize)
-                .collect();
+            let before: Vec<usize> = self.views.iter().map(|(_, v)| v.version().unwrap()).map(|v| v as usize).collect();
             let err = self.engine.apply(all);
-            assert!(
-                err.is_err(),
-                "txn {}: the engine accepted {bad:?}",
-                self.txn
-            );
-            let after: Vec<usize> = self
-                .views
-                .iter()
-                .map(|(_, v)| v.version().unwrap())
-                .map(|v| v as usize)
-                .collect();
-            assert_eq!(
-                before, after,
-                "txn {}: a refused transaction changed a view",
-                self.txn
-            );
+            assert!(err.is_err(), "txn {}: the engine accepted {bad:?}", self.txn);
+            let after: Vec<usize> = self.views.iter().map(|(_, v)| v.version().unwrap()).map(|v| v as usize).collect();
+            assert_eq!(before, after, "txn {}: a refused transaction changed a view", self.txn);
             return;
         }
         let tx = self.sqlite.unchecked_transaction().expect("begin");
         for (_, sql, params) in &changes {
             let params: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
-            tx.execute(sql, rusqlite::params_from_iter(params))
-                .unwrap_or_else(|e| panic!("SQLite: {sql}: {e}"));
+            tx.execute(sql, rusqlite::params_from_iter(params)).unwrap_or_else(|e| panic!("SQLite: {sql}: {e}"));
         }
         tx.commit().expect("commit");
         self.engine
             .apply(changes.into_iter().map(|(c, _, _)| c))
-            .unwrap_or_else(|e| {
-                panic!(
-                    "txn {}: the engine refused a valid transaction: {e}",
-                    self.txn
-                )
-            });
+            .unwrap_or_else(|e| panic!("txn {}: the engine refused a valid transaction: {e}", self.txn));
         self.model = model;
     }
 
@@ -381,16 +325,8 @@ impl Harness {
             }
             if self.txn % 16 == 0 {
                 let batch = view.query().expect("arrow");
-                assert_eq!(
-                    batch.num_rows(),
-                    view.len().unwrap(),
-                    "{q}: Arrow row count"
-                );
-                assert_eq!(
-                    batch.num_columns(),
-                    view.columns().len(),
-                    "{q}: Arrow column count"
-                );
+                assert_eq!(batch.num_rows(), view.len().unwrap(), "{q}: Arrow row count");
+                assert_eq!(batch.num_columns(), view.columns().len(), "{q}: Arrow column count");
             }
         }
     }
@@ -421,9 +357,7 @@ fn run(seed: u64, transactions: usize) {
         stmts.push(format!("DELETE FROM {}", TABLES[t]));
     }
     h.engine.apply(changes).expect("delete all");
-    h.sqlite
-        .execute_batch(&stmts.join(";"))
-        .expect("sqlite delete all");
+    h.sqlite.execute_batch(&stmts.join(";")).expect("sqlite delete all");
     h.check(seed);
 }
 
@@ -431,11 +365,7 @@ fn settings() -> (Vec<u64>, usize) {
     if let Ok(s) = std::env::var("CIUF_SEED") {
         return (vec![s.parse().expect("CIUF_SEED is a number")], 400);
     }
-    if std::env::var("CIUF_LONG").is_ok_and(|v| v != "0") {
-        ((0..40).collect(), 500)
-    } else {
-        ((0..3).collect(), 60)
-    }
+    if std::env::var("CIUF_LONG").is_ok_and(|v| v != "0") { ((0..40).collect(), 500) } else { ((0..3).collect(), 60) }
 }
 
 #[test]

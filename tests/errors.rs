@@ -23,40 +23,18 @@ fn sql_error(e: Error) -> ciuf::SqlError {
 fn unsupported_constructs_are_named_with_their_position() {
     let e = engine();
     let cases = [
-        (
-            "SELECT id FROM orders WHERE id IN (SELECT n FROM tags)",
-            "IN (subquery)",
-            (1, 29),
-        ),
-        (
-            "SELECT id,\n  row_number() OVER (ORDER BY id) FROM orders",
-            "window function",
-            (2, 3),
-        ),
-        (
-            "SELECT id FROM orders\nEXCEPT SELECT n FROM tags",
-            "EXCEPT",
-            (1, 1),
-        ),
-        (
-            "WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r",
-            "WITH RECURSIVE",
-            (1, 1),
-        ),
-        (
-            "SELECT id FROM orders WHERE amount > $1",
-            "parameter $1",
-            (1, 38),
-        ),
+        ("SELECT id FROM orders WHERE id IN (SELECT n FROM tags)", "IN (subquery)", (1, 29)),
+        ("SELECT id,\n  row_number() OVER (ORDER BY id) FROM orders", "window function", (2, 3)),
+        ("SELECT id FROM orders\nEXCEPT SELECT n FROM tags", "EXCEPT", (1, 1)),
+        ("WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r", "WITH RECURSIVE", (1, 1)),
+        ("SELECT id FROM orders WHERE amount > $1", "parameter $1", (1, 38)),
         ("SELECT random() FROM orders", "function random()", (1, 8)),
     ];
     for (sql, construct, (line, column)) in cases {
         let err = sql_error(e.from_sql(sql).unwrap_err());
         assert_eq!(err.kind, SqlErrorKind::Unsupported, "{sql}: {err}");
         assert!(err.message.contains(construct), "{sql}: {err}");
-        let p = err
-            .position
-            .unwrap_or_else(|| panic!("{sql}: no position in {err}"));
+        let p = err.position.unwrap_or_else(|| panic!("{sql}: no position in {err}"));
         assert_eq!((p.line, p.column), (line, column), "{sql}: {err}");
     }
 }
@@ -67,75 +45,37 @@ fn unknown_names_suggest_the_nearest() {
     let err = sql_error(e.from_sql("SELECT id FROM order").unwrap_err());
     assert_eq!(err.kind, SqlErrorKind::UnknownTable);
     assert_eq!(err.suggestion.as_deref(), Some("orders"));
-    assert_eq!(
-        err.to_string(),
-        "unknown table order at line 1, column 16 (did you mean orders?)"
-    );
+    assert_eq!(err.to_string(), "unknown table order at line 1, column 16 (did you mean orders?)");
 
     let err = sql_error(e.from_sql("SELECT amout FROM orders").unwrap_err());
     assert_eq!(err.kind, SqlErrorKind::UnknownColumn);
-    assert_eq!(
-        err.to_string(),
-        "unknown column amout at line 1, column 8 (did you mean amount?)"
-    );
+    assert_eq!(err.to_string(), "unknown column amout at line 1, column 8 (did you mean amount?)");
 
-    let err = sql_error(
-        e.from_sql("SELECT o.id FROM orders AS o JOIN tags t ON t.nme = o.status")
-            .unwrap_err(),
-    );
-    assert_eq!(
-        err.to_string(),
-        "unknown column t.nme at line 1, column 47 (did you mean name?)"
-    );
+    let err = sql_error(e.from_sql("SELECT o.id FROM orders AS o JOIN tags t ON t.nme = o.status").unwrap_err());
+    assert_eq!(err.to_string(), "unknown column t.nme at line 1, column 47 (did you mean name?)");
 
     let err = sql_error(e.from_sql("SELECT x.id FROM orders o").unwrap_err());
     assert_eq!(err.kind, SqlErrorKind::UnknownTable);
 
     let err = e.on_insert("ordrs", vec![Value::Int(1)]).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "unknown table ordrs (did you mean orders?)"
-    );
-    let err = e
-        .on_insert(
-            "orders",
-            [("id", Value::Int(1)), ("statuss", Value::text("x"))],
-        )
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "table orders has no column statuss (did you mean status?)"
-    );
+    assert_eq!(err.to_string(), "unknown table ordrs (did you mean orders?)");
+    let err = e.on_insert("orders", [("id", Value::Int(1)), ("statuss", Value::text("x"))]).unwrap_err();
+    assert_eq!(err.to_string(), "table orders has no column statuss (did you mean status?)");
 }
 
 #[test]
 fn type_and_meaning_errors_are_clear() {
     let e = engine();
     let cases = [
-        (
-            "SELECT status + 1 FROM orders",
-            "cannot apply + to TEXT and BIGINT",
-        ),
-        (
-            "SELECT id FROM orders WHERE status",
-            "expected a condition, got TEXT",
-        ),
+        ("SELECT status + 1 FROM orders", "cannot apply + to TEXT and BIGINT"),
+        ("SELECT id FROM orders WHERE status", "expected a condition, got TEXT"),
         (
             "SELECT customer_id, amount FROM orders GROUP BY customer_id",
             "column amount must appear in the GROUP BY clause",
         ),
-        (
-            "SELECT id FROM orders WHERE SUM(amount) > 1",
-            "aggregate function sum() is not allowed here",
-        ),
-        (
-            "SELECT id FROM orders ORDER BY 3",
-            "position 3 is not in the select list",
-        ),
-        (
-            "SELECT name FROM tags UNION SELECT id, status FROM orders",
-            "UNION of 1 and 2 columns",
-        ),
+        ("SELECT id FROM orders WHERE SUM(amount) > 1", "aggregate function sum() is not allowed here"),
+        ("SELECT id FROM orders ORDER BY 3", "position 3 is not in the select list"),
+        ("SELECT name FROM tags UNION SELECT id, status FROM orders", "UNION of 1 and 2 columns"),
         (
             "SELECT id FROM orders JOIN tags ON name = status WHERE id = n AND id = name",
             "cannot compare BIGINT with TEXT at line 1, column 67",
@@ -151,37 +91,17 @@ fn type_and_meaning_errors_are_clear() {
 #[test]
 fn bad_changes_are_refused_with_the_reason() {
     let e = engine();
-    e.on_insert(
-        "orders",
-        vec![
-            Value::Int(1),
-            Value::Int(7),
-            Value::Float(10.0),
-            Value::text("paid"),
-        ],
-    )
-    .unwrap();
+    e.on_insert("orders", vec![Value::Int(1), Value::Int(7), Value::Float(10.0), Value::text("paid")]).unwrap();
     let check = |r: ciuf::Result<()>, expected: &str| {
         let err = r.unwrap_err();
         assert_eq!(err.to_string(), expected);
     };
     check(
-        e.on_insert(
-            "orders",
-            vec![Value::Int(1), Value::Int(7), Value::Float(1.0), Value::Null],
-        ),
+        e.on_insert("orders", vec![Value::Int(1), Value::Int(7), Value::Float(1.0), Value::Null]),
         "duplicate primary key in orders: id = 1 already exists",
     );
     check(
-        e.on_insert(
-            "orders",
-            vec![
-                Value::Int(2),
-                Value::Int(7),
-                Value::text("ten"),
-                Value::Null,
-            ],
-        ),
+        e.on_insert("orders", vec![Value::Int(2), Value::Int(7), Value::text("ten"), Value::Null]),
         "column orders.amount is DOUBLE: got TEXT 'ten'",
     );
     check(
@@ -189,39 +109,24 @@ fn bad_changes_are_refused_with_the_reason() {
         "table orders has 4 columns but the row has 2 values",
     );
     check(
-        e.on_insert(
-            "orders",
-            [("id", Value::Int(3)), ("amount", Value::Float(1.0))],
-        ),
+        e.on_insert("orders", [("id", Value::Int(3)), ("amount", Value::Float(1.0))]),
         "column orders.customer_id is NOT NULL but the row has NULL",
     );
     check(
         e.on_insert("tags", vec![Value::text("a"), Value::Int(1 << 40)]),
         "column tags.n is INTEGER: 1099511627776 is out of range for INTEGER",
     );
+    check(e.on_delete("orders", [("id", 9)]), "delete on orders: no row with id = 9");
     check(
-        e.on_delete("orders", [("id", 9)]),
-        "delete on orders: no row with id = 9",
-    );
-    check(
-        e.on_update_by_key(
-            "orders",
-            [("id", Value::Int(9)), ("amount", Value::Float(2.0))],
-        ),
+        e.on_update_by_key("orders", [("id", Value::Int(9)), ("amount", Value::Float(2.0))]),
         "update on orders: no row with id = 9",
     );
-    check(
-        e.on_delete("tags", vec![Value::text("zz"), Value::Int(1)]),
-        "delete on tags: no row ('zz', 1)",
-    );
+    check(e.on_delete("tags", vec![Value::text("zz"), Value::Int(1)]), "delete on tags: no row ('zz', 1)");
     check(
         e.on_update_by_key("tags", vec![Value::text("zz"), Value::Int(1)]),
         "table tags has no primary key: update needs the whole old row",
     );
-    check(
-        e.on_delete("orders", [("amount", 10.0)]),
-        "delete on orders needs column id",
-    );
+    check(e.on_delete("orders", [("amount", 10.0)]), "delete on orders needs column id");
     assert!(matches!(
         e.on_delete("orders", [("id", 9)]).unwrap_err(),
         Error::Constraint(ConstraintError::RowNotFound { .. })
@@ -238,34 +143,12 @@ fn bad_changes_are_refused_with_the_reason() {
 #[test]
 fn a_refused_transaction_leaves_every_table_and_view_as_before() {
     let e = engine();
-    let totals = e
-        .from_sql("SELECT customer_id, COUNT(*), SUM(amount) FROM orders GROUP BY customer_id")
-        .unwrap();
-    let joined = e
-        .from_sql("SELECT o.id, t.name FROM orders o LEFT JOIN tags t ON t.n = o.customer_id")
-        .unwrap();
-    let top = e
-        .from_sql("SELECT id, amount FROM orders ORDER BY amount DESC, id LIMIT 2")
-        .unwrap();
+    let totals = e.from_sql("SELECT customer_id, COUNT(*), SUM(amount) FROM orders GROUP BY customer_id").unwrap();
+    let joined = e.from_sql("SELECT o.id, t.name FROM orders o LEFT JOIN tags t ON t.n = o.customer_id").unwrap();
+    let top = e.from_sql("SELECT id, amount FROM orders ORDER BY amount DESC, id LIMIT 2").unwrap();
     e.apply([
-        Change::insert(
-            "orders",
-            vec![
-                Value::Int(1),
-                Value::Int(7),
-                Value::Float(10.0),
-                Value::text("paid"),
-            ],
-        ),
-        Change::insert(
-            "orders",
-            vec![
-                Value::Int(2),
-                Value::Int(8),
-                Value::Float(20.0),
-                Value::text("paid"),
-            ],
-        ),
+        Change::insert("orders", vec![Value::Int(1), Value::Int(7), Value::Float(10.0), Value::text("paid")]),
+        Change::insert("orders", vec![Value::Int(2), Value::Int(8), Value::Float(20.0), Value::text("paid")]),
         Change::insert("tags", vec![Value::text("vip"), Value::Int(7)]),
     ])
     .unwrap();
@@ -276,63 +159,27 @@ fn a_refused_transaction_leaves_every_table_and_view_as_before() {
             totals.rows().unwrap(),
             joined.rows().unwrap(),
             top.rows().unwrap(),
-            (
-                totals.version().unwrap(),
-                joined.version().unwrap(),
-                top.version().unwrap(),
-            ),
+            (totals.version().unwrap(), joined.version().unwrap(), top.version().unwrap()),
         )
     };
     let before = snapshot(&e);
     // Valid changes to every table first (an update, a delete, inserts), then one bad
     // change: all of it must be undone.
     let bad_changes = [
-        Change::insert(
-            "orders",
-            vec![Value::Int(3), Value::Int(1), Value::Float(1.0), Value::Null],
-        ),
+        Change::insert("orders", vec![Value::Int(3), Value::Int(1), Value::Float(1.0), Value::Null]),
         Change::delete("tags", vec![Value::text("nope"), Value::Int(0)]),
-        Change::insert(
-            "orders",
-            vec![
-                Value::Int(5),
-                Value::text("x"),
-                Value::Float(1.0),
-                Value::Null,
-            ],
-        ),
+        Change::insert("orders", vec![Value::Int(5), Value::text("x"), Value::Float(1.0), Value::Null]),
         Change::update(
             "orders",
-            vec![
-                Value::Int(77),
-                Value::Int(1),
-                Value::Float(1.0),
-                Value::Null,
-            ],
-            vec![
-                Value::Int(77),
-                Value::Int(1),
-                Value::Float(2.0),
-                Value::Null,
-            ],
+            vec![Value::Int(77), Value::Int(1), Value::Float(1.0), Value::Null],
+            vec![Value::Int(77), Value::Int(1), Value::Float(2.0), Value::Null],
         ),
     ];
     for bad in bad_changes {
         let err = e.apply([
-            Change::update_by_key(
-                "orders",
-                [("id", Value::Int(1)), ("amount", Value::Float(99.0))],
-            ),
+            Change::update_by_key("orders", [("id", Value::Int(1)), ("amount", Value::Float(99.0))]),
             Change::delete("orders", [("id", 2)]),
-            Change::insert(
-                "orders",
-                vec![
-                    Value::Int(3),
-                    Value::Int(7),
-                    Value::Float(30.0),
-                    Value::Null,
-                ],
-            ),
+            Change::insert("orders", vec![Value::Int(3), Value::Int(7), Value::Float(30.0), Value::Null]),
             Change::insert("tags", vec![Value::text("new"), Value::Int(8)]),
             Change::delete("tags", vec![Value::text("vip"), Value::Int(7)]),
             bad.clone(),
@@ -351,15 +198,10 @@ fn bad_statements_change_nothing() {
     assert!(e.execute("CREATE TABLE orders (id BIGINT)").is_err());
     assert!(e.execute("CREATE TABLE t (a DECIMAL(40, 2))").is_err());
     assert!(e.execute("CREATE TABLE t (a BIGINT, a TEXT)").is_err());
-    assert!(
-        e.execute("CREATE TABLE t (a BIGINT, PRIMARY KEY (b))")
-            .is_err()
-    );
+    assert!(e.execute("CREATE TABLE t (a BIGINT, PRIMARY KEY (b))").is_err());
     assert!(e.execute("CREATE VIEW orders AS SELECT 1").is_err());
     assert_eq!(e.dataflow().table_names(), vec!["orders", "tags"]);
-    let err = e
-        .execute("INSERT INTO orders VALUES (1, 2, 3.0, 'a'), (1, 2, 3.0, 'b')")
-        .unwrap_err();
+    let err = e.execute("INSERT INTO orders VALUES (1, 2, 3.0, 'a'), (1, 2, 3.0, 'b')").unwrap_err();
     assert!(err.to_string().contains("duplicate primary key"));
     assert!(e.dataflow().table_rows("orders").unwrap().is_empty());
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int16Builder, Int32Builder,
-    Int64Builder, NullBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
+    NullBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::{Field, Schema, SchemaRef};
@@ -21,18 +21,16 @@ use crate::value::Value;
 /// The Arrow schema of `columns`.
 pub fn arrow_schema(columns: &[Column]) -> SchemaRef {
     Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| Field::new(&c.name, c.data_type.arrow_type(), c.nullable))
-            .collect::<Vec<_>>(),
+        columns.iter().map(|c| Field::new(&c.name, c.data_type.arrow_type(), c.nullable)).collect::<Vec<_>>(),
     ))
 }
 
 /// Builds a batch of `schema` from `rows` (row, multiplicity): column `i` of the batch is
-/// value `i` of each row, of type `types[i]`.
+/// value `positions[i]` of each row, of type `types[i]`.
 pub fn rows_to_batch<'a, I>(
     schema: &SchemaRef,
     types: &[DataType],
+    positions: &[usize],
     rows: I,
     n_rows: usize,
 ) -> RecordBatch
@@ -41,15 +39,8 @@ where
 {
     let columns: Vec<ArrayRef> = types
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            build_column(
-                *t,
-                rows.clone()
-                    .flat_map(|(r, n)| std::iter::repeat_n(&r[i], n)),
-                n_rows,
-            )
-        })
+        .zip(positions)
+        .map(|(t, &p)| build_column(*t, rows.clone().flat_map(move |(r, n)| std::iter::repeat_n(&r[p], n)), n_rows))
         .collect();
     RecordBatch::try_new_with_options(
         Arc::clone(schema),
@@ -66,21 +57,14 @@ fn as_type<'v>(v: &'v Value, t: DataType) -> std::borrow::Cow<'v, Value> {
         (v, t),
         (Value::Null, _)
             | (Value::Bool(_), DataType::Bool)
-            | (
-                Value::Int(_),
-                DataType::SmallInt | DataType::Int | DataType::BigInt
-            )
+            | (Value::Int(_), DataType::SmallInt | DataType::Int | DataType::BigInt)
             | (Value::Float(_), DataType::Double)
             | (Value::Decimal(_), DataType::Decimal { .. })
             | (Value::Text(_), DataType::Text)
             | (Value::Date(_), DataType::Date)
             | (Value::Timestamp(_), DataType::Timestamp)
     );
-    if fits {
-        std::borrow::Cow::Borrowed(v)
-    } else {
-        std::borrow::Cow::Owned(cast(v, t))
-    }
+    if fits { std::borrow::Cow::Borrowed(v) } else { std::borrow::Cow::Owned(cast(v, t)) }
 }
 
 fn build_column<'a>(t: DataType, values: impl Iterator<Item = &'a Value>, n: usize) -> ArrayRef {
@@ -149,18 +133,10 @@ mod tests {
 
     #[test]
     fn multiplicities_repeat_rows() {
-        let cols = vec![
-            Column::new("a", DataType::BigInt),
-            Column::new("b", DataType::Text),
-        ];
+        let cols = vec![Column::new("a", DataType::BigInt), Column::new("b", DataType::Text)];
         let schema = arrow_schema(&cols);
         let rows = [row![1, "x"], row![None::<i64>, "y"]];
-        let batch = rows_to_batch(
-            &schema,
-            &[DataType::BigInt, DataType::Text],
-            rows.iter().zip([2, 1]),
-            3,
-        );
+        let batch = rows_to_batch(&schema, &[DataType::BigInt, DataType::Text], &[0, 1], rows.iter().zip([2, 1]), 3);
         assert_eq!(batch.num_rows(), 3);
         let a = batch.column(0).as_primitive::<Int64Type>();
         assert_eq!((a.value(0), a.value(1), a.is_null(2)), (1, 1, true));

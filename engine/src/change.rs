@@ -106,48 +106,28 @@ pub enum Change {
 impl Change {
     /// An insert.
     pub fn insert(table: impl Into<TableRef>, row: impl Into<RowData>) -> Change {
-        Change::Insert {
-            table: table.into(),
-            row: row.into(),
-        }
+        Change::Insert { table: table.into(), row: row.into() }
     }
 
     /// An update from `old` to `new`.
-    pub fn update(
-        table: impl Into<TableRef>,
-        old: impl Into<RowData>,
-        new: impl Into<RowData>,
-    ) -> Change {
-        Change::Update {
-            table: table.into(),
-            old: Some(old.into()),
-            new: new.into(),
-        }
+    pub fn update(table: impl Into<TableRef>, old: impl Into<RowData>, new: impl Into<RowData>) -> Change {
+        Change::Update { table: table.into(), old: Some(old.into()), new: new.into() }
     }
 
     /// An update of the row with `new`'s primary key.
     pub fn update_by_key(table: impl Into<TableRef>, new: impl Into<RowData>) -> Change {
-        Change::Update {
-            table: table.into(),
-            old: None,
-            new: new.into(),
-        }
+        Change::Update { table: table.into(), old: None, new: new.into() }
     }
 
     /// A delete.
     pub fn delete(table: impl Into<TableRef>, row: impl Into<RowData>) -> Change {
-        Change::Delete {
-            table: table.into(),
-            row: row.into(),
-        }
+        Change::Delete { table: table.into(), row: row.into() }
     }
 
     /// The table the change is for.
     pub fn table(&self) -> &TableRef {
         match self {
-            Change::Insert { table, .. }
-            | Change::Update { table, .. }
-            | Change::Delete { table, .. } => table,
+            Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => table,
         }
     }
 }

@@ -123,10 +123,7 @@ impl Dataflow {
             poisoned: None,
         };
         Dataflow {
-            shared: Arc::new(Shared {
-                writer: Mutex::new(writer),
-                published: RwLock::new(Published::default()),
-            }),
+            shared: Arc::new(Shared { writer: Mutex::new(writer), published: RwLock::new(Published::default()) }),
         }
     }
 
@@ -166,11 +163,7 @@ impl Dataflow {
     /// The names of all tables, in creation order.
     pub fn table_names(&self) -> Vec<String> {
         let w = self.shared.writer.lock();
-        w.tables
-            .iter()
-            .flatten()
-            .map(|t| t.schema().name.clone())
-            .collect()
+        w.tables.iter().flatten().map(|t| t.schema().name.clone()).collect()
     }
 
     /// Every row of the table called `name` (for inspection and tests).
@@ -196,11 +189,9 @@ impl Dataflow {
         if let Some(n) = name {
             let lower = n.to_ascii_lowercase();
             if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
-                return Err(SqlError::new(
-                    SqlErrorKind::Catalog,
-                    format!("a table or view named {n} already exists"),
-                )
-                .into());
+                return Err(
+                    SqlError::new(SqlErrorKind::Catalog, format!("a table or view named {n} already exists")).into()
+                );
             }
         }
         let def = define(&*w)?;
@@ -208,13 +199,23 @@ impl Dataflow {
         let key = name.is_none().then(|| def.key());
         if let Some(id) = key.as_ref().and_then(|k| w.view_keys.get(k)) {
             let info = Arc::clone(&w.views[id.0 as usize].as_ref().expect("registered").info);
-            return Ok(View {
-                shared: Arc::clone(&self.shared),
-                info,
-            });
+            return Ok(View { shared: Arc::clone(&self.shared), info });
         }
         let id = ViewId(w.views.len() as u32);
-        let order = (!def.order.is_empty()).then(|| Arc::new(OrderSpec::new(def.order.clone())));
+        // A view ending in a projection of plain columns over rows shared with a table
+        // stores those rows and projects when read: no copy per row.
+        let (stored_plan, positions) = match &def.plan {
+            Plan::Project { input, exprs } if input.passes_base_rows() => match Plan::column_projection(exprs) {
+                Some(cols) => (input.as_ref().clone(), cols),
+                None => (def.plan.clone(), (0..def.columns.len()).collect()),
+            },
+            _ => (def.plan.clone(), (0..def.columns.len()).collect::<Vec<usize>>()),
+        };
+        let order = (!def.order.is_empty()).then(|| {
+            Arc::new(OrderSpec::new(
+                def.order.iter().map(|k| crate::plan::SortKey { column: positions[k.column], ..*k }).collect(),
+            ))
+        });
         let info = Arc::new(ViewInfo {
             id,
             name: name.map(str::to_string),
@@ -222,12 +223,13 @@ impl Dataflow {
             schema: arrow_schema(&def.columns[..def.visible]),
             columns: def.columns.clone(),
             visible: def.visible,
+            positions,
             order: order.clone(),
         });
         let w = &mut *w;
         let built = catch_unwind(AssertUnwindSafe(|| {
             let mut created = Vec::new();
-            let root = w.graph.build(&def.plan, &mut created);
+            let root = w.graph.build(&stored_plan, &mut created);
             let initial = w.graph.initialize(&created, root, &w.tables);
             (root, initial)
         }));
@@ -249,16 +251,8 @@ impl Dataflow {
             w.view_keys.insert(k.clone(), id);
         }
         w.views_by_root.entry(root).or_default().push(id);
-        w.views.push(Some(ViewEntry {
-            info: Arc::clone(&info),
-            def,
-            root,
-            key,
-        }));
-        Ok(View {
-            shared: Arc::clone(&self.shared),
-            info,
-        })
+        w.views.push(Some(ViewEntry { info: Arc::clone(&info), def, root, key }));
+        Ok(View { shared: Arc::clone(&self.shared), info })
     }
 
     /// Runs `f` on the catalog (for planning without registering, as EXPLAIN does).
@@ -272,10 +266,7 @@ impl Dataflow {
         let w = self.shared.writer.lock();
         let id = w.named_views.get(&name.to_ascii_lowercase())?;
         let info = Arc::clone(&w.views[id.0 as usize].as_ref()?.info);
-        Some(View {
-            shared: Arc::clone(&self.shared),
-            info,
-        })
+        Some(View { shared: Arc::clone(&self.shared), info })
     }
 
     /// Drops the named view `name`. Views defined on it keep working: they hold their
@@ -284,11 +275,9 @@ impl Dataflow {
         let mut w = self.writer()?;
         let Some(id) = w.named_views.remove(&name.to_ascii_lowercase()) else {
             let known: Vec<String> = w.named_views.keys().cloned().collect();
-            return Err(
-                SqlError::new(SqlErrorKind::UnknownTable, format!("no view named {name}"))
-                    .suggest(nearest_name(name, known.iter().map(String::as_str)))
-                    .into(),
-            );
+            return Err(SqlError::new(SqlErrorKind::UnknownTable, format!("no view named {name}"))
+                .suggest(nearest_name(name, known.iter().map(String::as_str)))
+                .into());
         };
         w.remove_view(id);
         self.shared.published.write().views[id.0 as usize] = None;
@@ -299,10 +288,7 @@ impl Dataflow {
     /// (shared) view stop too.
     pub fn drop_view_handle(&self, view: &View) -> Result<()> {
         let mut w = self.writer()?;
-        if w.views
-            .get(view.info.id.0 as usize)
-            .is_none_or(Option::is_none)
-        {
+        if w.views.get(view.info.id.0 as usize).is_none_or(Option::is_none) {
             return Ok(());
         }
         if let Some(n) = &view.info.name {
@@ -332,9 +318,7 @@ impl Dataflow {
         if !deltas.is_empty() {
             let mut p = self.shared.published.write();
             for (id, delta) in &deltas {
-                let order = w.views[id.0 as usize]
-                    .as_ref()
-                    .and_then(|v| v.info.order.clone());
+                let order = w.views[id.0 as usize].as_ref().and_then(|v| v.info.order.clone());
                 if let Some(state) = p.views[id.0 as usize].as_mut() {
                     state.apply(delta, order.as_ref());
                 }
@@ -350,17 +334,8 @@ impl Dataflow {
 
     /// Updates one row (a transaction of one change); `old` may be `None` where the
     /// table has a primary key.
-    pub fn update(
-        &self,
-        table: impl Into<TableRef>,
-        old: Option<RowData>,
-        new: impl Into<RowData>,
-    ) -> Result<()> {
-        self.apply([Change::Update {
-            table: table.into(),
-            old,
-            new: new.into(),
-        }])
+    pub fn update(&self, table: impl Into<TableRef>, old: Option<RowData>, new: impl Into<RowData>) -> Result<()> {
+        self.apply([Change::Update { table: table.into(), old, new: new.into() }])
     }
 
     /// Deletes one row (a transaction of one change).
@@ -401,20 +376,14 @@ impl Dataflow {
 
 impl Writer {
     fn table(&self, id: TableId) -> &Table {
-        self.tables[id.0 as usize]
-            .as_ref()
-            .expect("resolved ids exist")
+        self.tables[id.0 as usize].as_ref().expect("resolved ids exist")
     }
 
     fn resolve(&self, table: &TableRef) -> Result<TableId> {
         match table {
             TableRef::Id(id) => match self.tables.get(id.0 as usize) {
                 Some(Some(_)) => Ok(*id),
-                _ => Err(SchemaError::UnknownTable {
-                    name: format!("#{}", id.0),
-                    suggestion: None,
-                }
-                .into()),
+                _ => Err(SchemaError::UnknownTable { name: format!("#{}", id.0), suggestion: None }.into()),
             },
             TableRef::Name(name) => self
                 .table_names
@@ -424,13 +393,7 @@ impl Writer {
                 .ok_or_else(|| {
                     SchemaError::UnknownTable {
                         name: name.clone(),
-                        suggestion: nearest_name(
-                            name,
-                            self.tables
-                                .iter()
-                                .flatten()
-                                .map(|t| t.schema().name.as_str()),
-                        ),
+                        suggestion: nearest_name(name, self.tables.iter().flatten().map(|t| t.schema().name.as_str())),
                     }
                     .into()
                 }),
@@ -457,14 +420,8 @@ impl Writer {
     fn rollback(&mut self, undo: Vec<Undo>) {
         for u in undo.into_iter().rev() {
             match u {
-                Undo::Inserted(t, row) => self.tables[t.0 as usize]
-                    .as_mut()
-                    .expect("exists")
-                    .unstore(&row),
-                Undo::Removed(t, row) => self.tables[t.0 as usize]
-                    .as_mut()
-                    .expect("exists")
-                    .store(row),
+                Undo::Inserted(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").unstore(&row),
+                Undo::Removed(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").store(row),
             }
         }
         for t in self.pending_tables.drain(..) {
@@ -474,11 +431,8 @@ impl Writer {
 
     /// Runs the staged transaction through the graph; returns each changed view's delta.
     fn propagate(&mut self) -> Vec<(ViewId, ZSet)> {
-        let mut table_deltas: Vec<(TableId, ZSet)> = self
-            .pending_tables
-            .drain(..)
-            .map(|t| (t, std::mem::take(&mut self.pending[t.0 as usize])))
-            .collect();
+        let mut table_deltas: Vec<(TableId, ZSet)> =
+            self.pending_tables.drain(..).map(|t| (t, std::mem::take(&mut self.pending[t.0 as usize]))).collect();
         self.graph.run(&mut table_deltas);
         let mut out = Vec::new();
         for (root, views) in &self.views_by_root {
@@ -541,28 +495,14 @@ impl Catalog for Writer {
     }
 
     fn relation_names(&self) -> Vec<String> {
-        let tables = self
-            .tables
-            .iter()
-            .flatten()
-            .map(|t| t.schema().name.clone());
-        let views = self
-            .views
-            .iter()
-            .flatten()
-            .filter_map(|v| v.info.name.clone());
+        let tables = self.tables.iter().flatten().map(|t| t.schema().name.clone());
+        let views = self.views.iter().flatten().filter_map(|v| v.info.name.clone());
         tables.chain(views).collect()
     }
 }
 
 fn validate_schema(schema: &TableSchema) -> Result<()> {
-    let invalid = |detail: String| -> Error {
-        SchemaError::InvalidTable {
-            table: schema.name.clone(),
-            detail,
-        }
-        .into()
-    };
+    let invalid = |detail: String| -> Error { SchemaError::InvalidTable { table: schema.name.clone(), detail }.into() };
     if schema.name.is_empty() {
         return Err(invalid("the name is empty".into()));
     }
@@ -570,10 +510,7 @@ fn validate_schema(schema: &TableSchema) -> Result<()> {
         return Err(invalid("a table needs at least one column".into()));
     }
     for (i, c) in schema.columns.iter().enumerate() {
-        if schema.columns[..i]
-            .iter()
-            .any(|d| d.name.eq_ignore_ascii_case(&c.name))
-        {
+        if schema.columns[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&c.name)) {
             return Err(invalid(format!("column {} is declared twice", c.name)));
         }
         if let crate::types::DataType::Decimal { precision, scale } = c.data_type {
@@ -599,13 +536,8 @@ fn validate_schema(schema: &TableSchema) -> Result<()> {
 fn validate_plan(w: &Writer, plan: &Plan) -> Result<()> {
     if let Plan::Scan { table, .. } = plan {
         if w.tables.get(table.0 as usize).is_none_or(Option::is_none) {
-            return Err(Error::Internal(format!(
-                "plan reads table #{} which does not exist",
-                table.0
-            )));
+            return Err(Error::Internal(format!("plan reads table #{} which does not exist", table.0)));
         }
     }
-    plan.inputs()
-        .into_iter()
-        .try_for_each(|p| validate_plan(w, p))
+    plan.inputs().into_iter().try_for_each(|p| validate_plan(w, p))
 }

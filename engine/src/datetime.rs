@@ -118,13 +118,7 @@ mod tests {
 
     #[test]
     fn dates_round_trip() {
-        for s in [
-            "1970-01-01",
-            "2000-02-29",
-            "1969-12-31",
-            "2024-12-31",
-            "0001-01-01",
-        ] {
+        for s in ["1970-01-01", "2000-02-29", "1969-12-31", "2024-12-31", "0001-01-01"] {
             assert_eq!(format_date(parse_date(s).unwrap()), s);
         }
         assert_eq!(parse_date("1970-01-02"), Some(1));
@@ -135,15 +129,9 @@ mod tests {
     #[test]
     fn timestamps_round_trip() {
         assert_eq!(parse_timestamp("1970-01-01 00:00:01"), Some(1_000_000));
-        assert_eq!(
-            format_timestamp(parse_timestamp("2024-03-05T10:20:30.5").unwrap()),
-            "2024-03-05 10:20:30.500000"
-        );
+        assert_eq!(format_timestamp(parse_timestamp("2024-03-05T10:20:30.5").unwrap()), "2024-03-05 10:20:30.500000");
         assert_eq!(format_timestamp(-1), "1969-12-31 23:59:59.999999");
-        assert_eq!(
-            parse_timestamp("2024-03-05"),
-            Some(days_from_civil(2024, 3, 5) * MICROS_PER_DAY)
-        );
+        assert_eq!(parse_timestamp("2024-03-05"), Some(days_from_civil(2024, 3, 5) * MICROS_PER_DAY));
         assert_eq!(parse_timestamp("2024-03-05 25:00:00"), None);
     }
 }

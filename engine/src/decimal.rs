@@ -150,12 +150,7 @@ impl Decimal {
 
     /// `|self|`.
     pub fn abs(self) -> Decimal {
-        if self.mantissa() < 0 {
-            self.checked_neg()
-                .expect("negation of a 120-bit value fits")
-        } else {
-            self
-        }
+        if self.mantissa() < 0 { self.checked_neg().expect("negation of a 120-bit value fits") } else { self }
     }
 
     /// The integer part, truncated toward zero, if it fits in i64.
@@ -183,11 +178,7 @@ impl Decimal {
 /// `m / div` rounded half away from zero (`div` > 0).
 fn div_round(m: i128, div: i128) -> i128 {
     let q = m / div;
-    if (m % div).abs() * 2 >= div {
-        q + m.signum()
-    } else {
-        q
-    }
+    if (m % div).abs() * 2 >= div { q + m.signum() } else { q }
 }
 
 /// 10^n, or `None` past i128.
@@ -261,13 +252,7 @@ mod tests {
 
     #[test]
     fn packs_and_unpacks_sign_and_scale() {
-        for (m, s) in [
-            (0i128, 0u8),
-            (-1, 2),
-            (12345, 3),
-            (MAX_MANTISSA, 35),
-            (MIN_MANTISSA, 7),
-        ] {
+        for (m, s) in [(0i128, 0u8), (-1, 2), (12345, 3), (MAX_MANTISSA, 35), (MIN_MANTISSA, 7)] {
             let x = Decimal::new(m, s).unwrap();
             assert_eq!((x.mantissa(), x.scale()), (m, s));
         }

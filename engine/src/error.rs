@@ -98,20 +98,12 @@ pub struct SqlError {
 impl SqlError {
     /// An error of `kind` with `message` and no position.
     pub fn new(kind: SqlErrorKind, message: impl Into<String>) -> Self {
-        SqlError {
-            kind,
-            message: message.into(),
-            position: None,
-            suggestion: None,
-        }
+        SqlError { kind, message: message.into(), position: None, suggestion: None }
     }
 
     /// A construct ciuf does not support.
     pub fn unsupported(construct: impl fmt::Display) -> Self {
-        Self::new(
-            SqlErrorKind::Unsupported,
-            format!("unsupported: {construct}"),
-        )
+        Self::new(SqlErrorKind::Unsupported, format!("unsupported: {construct}"))
     }
 
     /// Sets the position if none is set yet (the innermost position wins).
@@ -248,9 +240,7 @@ pub enum ConstraintError {
         row: String,
     },
     /// An update or delete named a key whose stored row differs from the old row given.
-    #[error(
-        "{operation} on {table}: the stored row {stored} differs from the old row given {given}"
-    )]
+    #[error("{operation} on {table}: the stored row {stored} differs from the old row given {given}")]
     RowMismatch {
         /// The table.
         table: String,
@@ -319,9 +309,6 @@ mod tests {
         let e = SqlError::new(SqlErrorKind::UnknownColumn, "unknown column amout")
             .at(Some(Position { line: 1, column: 8 }))
             .suggest(Some("amount".into()));
-        assert_eq!(
-            e.to_string(),
-            "unknown column amout at line 1, column 8 (did you mean amount?)"
-        );
+        assert_eq!(e.to_string(), "unknown column amout at line 1, column 8 (did you mean amount?)");
     }
 }

@@ -23,7 +23,7 @@ use crate::operator::Operator;
 use crate::operator::aggregate::Aggregate;
 use crate::operator::distinct::Distinct;
 use crate::operator::filter::Filter;
-use crate::operator::join::Join;
+use crate::operator::join::{Emit, Join};
 use crate::operator::outer_join::{OuterJoin, Preserve};
 use crate::operator::project::Project;
 use crate::operator::top_k::TopK;
@@ -68,11 +68,7 @@ impl Graph {
     /// The node computing `plan`, creating missing nodes (appended to `created`). The
     /// returned node has one more reference, held by the caller.
     pub fn build(&mut self, plan: &Plan, created: &mut Vec<NodeIndex>) -> NodeIndex {
-        let inputs: Vec<NodeIndex> = plan
-            .inputs()
-            .into_iter()
-            .map(|p| self.build(p, created))
-            .collect();
+        let inputs: Vec<NodeIndex> = plan.inputs().into_iter().map(|p| self.build(p, created)).collect();
         let key = (plan.label(), inputs.clone());
         if let Some(&n) = self.by_key.get(&key) {
             // The inputs' references taken above belong to this node already.
@@ -86,12 +82,7 @@ impl Graph {
             Plan::Scan { table, .. } => NodeKind::Source(*table),
             _ => NodeKind::Op(make_operator(plan)),
         };
-        let n = self.graph.add_node(Node {
-            kind,
-            inputs: inputs.clone(),
-            key: key.clone(),
-            refs: 1,
-        });
+        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1 });
         for (port, &i) in inputs.iter().enumerate() {
             self.graph.add_edge(i, n, port);
         }
@@ -124,8 +115,7 @@ impl Graph {
     }
 
     fn refresh_order(&mut self) {
-        self.topo =
-            petgraph::algo::toposort(&self.graph, None).expect("plans build acyclic graphs");
+        self.topo = petgraph::algo::toposort(&self.graph, None).expect("plans build acyclic graphs");
         if self.deltas.len() < self.graph.node_bound() {
             self.deltas.resize_with(self.graph.node_bound(), ZSet::new);
         }
@@ -159,22 +149,12 @@ impl Graph {
             let NodeKind::Op(_) = &node.kind else {
                 continue;
             };
-            if node
-                .inputs
-                .iter()
-                .all(|i| self.deltas[i.index()].is_empty())
-            {
+            if node.inputs.iter().all(|i| self.deltas[i.index()].is_empty()) {
                 continue;
             }
-            let inputs: Vec<&ZSet> = node
-                .inputs
-                .iter()
-                .map(|i| &self.deltas[i.index()])
-                .collect();
+            let inputs: Vec<&ZSet> = node.inputs.iter().map(|i| &self.deltas[i.index()]).collect();
             let node = self.graph.node_weight_mut(n).expect("node exists");
-            let NodeKind::Op(op) = &mut node.kind else {
-                unreachable!()
-            };
+            let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
             let out = op.step(&inputs);
             if !out.is_empty() {
                 self.deltas[n.index()] = out;
@@ -198,63 +178,36 @@ impl Graph {
     /// The whole current output of `node`.
     pub fn current_output(&self, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
         match &self.graph[node].kind {
-            NodeKind::Source(t) => tables[t.0 as usize]
-                .as_ref()
-                .map(Table::contents)
-                .unwrap_or_default(),
+            NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
             NodeKind::Op(op) => op.current_output().unwrap_or_else(|| {
                 // A stateless operator: its output is its rule applied to its inputs'.
-                let inputs: Vec<ZSet> = self.graph[node]
-                    .inputs
-                    .iter()
-                    .map(|&i| self.current_output(i, tables))
-                    .collect();
+                let inputs: Vec<ZSet> =
+                    self.graph[node].inputs.iter().map(|&i| self.current_output(i, tables)).collect();
                 let refs: Vec<&ZSet> = inputs.iter().collect();
-                op.evaluate(&refs)
-                    .expect("an operator without current output is stateless")
+                op.evaluate(&refs).expect("an operator without current output is stateless")
             }),
         }
     }
 
     /// Fills the nodes in `created` from their inputs' current outputs and returns the
     /// output of `root`.
-    pub fn initialize(
-        &mut self,
-        created: &[NodeIndex],
-        root: NodeIndex,
-        tables: &[Option<Table>],
-    ) -> ZSet {
+    pub fn initialize(&mut self, created: &[NodeIndex], root: NodeIndex, tables: &[Option<Table>]) -> ZSet {
         let mut outputs: HashMap<NodeIndex, ZSet> = HashMap::new();
-        let order: Vec<NodeIndex> = self
-            .topo
-            .iter()
-            .copied()
-            .filter(|n| created.contains(n))
-            .collect();
+        let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
         for n in order {
             let inputs: Vec<ZSet> = self.graph[n]
                 .inputs
                 .iter()
-                .map(|i| {
-                    outputs
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| self.current_output(*i, tables))
-                })
+                .map(|i| outputs.get(i).cloned().unwrap_or_else(|| self.current_output(*i, tables)))
                 .collect();
             let refs: Vec<&ZSet> = inputs.iter().collect();
             let out = match &mut self.graph[n].kind {
-                NodeKind::Source(t) => tables[t.0 as usize]
-                    .as_ref()
-                    .map(Table::contents)
-                    .unwrap_or_default(),
+                NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
                 NodeKind::Op(op) => op.step(&refs),
             };
             outputs.insert(n, out);
         }
-        outputs
-            .remove(&root)
-            .unwrap_or_else(|| self.current_output(root, tables))
+        outputs.remove(&root).unwrap_or_else(|| self.current_output(root, tables))
     }
 
     /// Approximate heap bytes of all operator state.
@@ -280,44 +233,28 @@ fn make_operator(plan: &Plan) -> Box<dyn Operator> {
         Plan::Values { rows, .. } => Box::new(Values::new(rows.clone())),
         Plan::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
         Plan::Project { exprs, .. } => Box::new(Project::new(exprs.clone())),
-        Plan::Join {
-            left,
-            right,
-            kind,
-            left_keys,
-            right_keys,
-            residual,
-        } => match kind {
-            JoinKind::Inner => {
-                debug_assert!(
-                    residual.is_none(),
-                    "an inner join's residual is a filter above it"
-                );
-                Box::new(Join::new(left_keys.clone(), right_keys.clone()))
+        Plan::Join { left, right, kind, left_keys, right_keys, residual, output } => {
+            let emit = Emit::new(output.clone(), left.width(), right.width());
+            match kind {
+                JoinKind::Inner => {
+                    debug_assert!(residual.is_none(), "an inner join's residual is a filter above it");
+                    Box::new(Join::new(left_keys.clone(), right_keys.clone(), emit))
+                }
+                _ => Box::new(OuterJoin::new(
+                    left_keys.clone(),
+                    right_keys.clone(),
+                    residual.clone(),
+                    Preserve {
+                        left: matches!(kind, JoinKind::Left | JoinKind::Full),
+                        right: matches!(kind, JoinKind::Right | JoinKind::Full),
+                    },
+                    emit,
+                )),
             }
-            _ => Box::new(OuterJoin::new(
-                left_keys.clone(),
-                right_keys.clone(),
-                residual.clone(),
-                Preserve {
-                    left: matches!(kind, JoinKind::Left | JoinKind::Full),
-                    right: matches!(kind, JoinKind::Right | JoinKind::Full),
-                },
-                (left.width(), right.width()),
-            )),
-        },
-        Plan::Aggregate {
-            group_by,
-            aggregates,
-            ..
-        } => Box::new(Aggregate::new(group_by.clone(), aggregates.clone())),
+        }
+        Plan::Aggregate { group_by, aggregates, .. } => Box::new(Aggregate::new(group_by.clone(), aggregates.clone())),
         Plan::Distinct { .. } => Box::new(Distinct::default()),
         Plan::Union { .. } => Box::new(Union),
-        Plan::TopK {
-            order,
-            limit,
-            offset,
-            ..
-        } => Box::new(TopK::new(order.clone(), *limit, *offset)),
+        Plan::TopK { order, limit, offset, .. } => Box::new(TopK::new(order.clone(), *limit, *offset)),
     }
 }

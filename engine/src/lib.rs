@@ -30,6 +30,7 @@ pub mod error;
 pub mod expr;
 mod graph;
 pub mod operator;
+mod optimize;
 pub mod plan;
 pub mod row;
 pub mod sort;

@@ -63,6 +63,9 @@ pub enum Plan {
         /// The rest of an outer join's ON condition, over the joined row (an inner
         /// join's rest is a Filter above it).
         residual: Option<Expr>,
+        /// The columns of the joined row (left then right) that the join emits, in
+        /// order; `None` emits them all. Set by column pruning.
+        output: Option<Vec<usize>>,
     },
     /// One output row per group: the group values, then the aggregates.
     Aggregate {
@@ -184,11 +187,7 @@ impl fmt::Display for SortKey {
         if self.descending {
             f.write_str(" DESC")?;
         }
-        f.write_str(if self.nulls_first {
-            " NULLS FIRST"
-        } else {
-            " NULLS LAST"
-        })
+        f.write_str(if self.nulls_first { " NULLS FIRST" } else { " NULLS LAST" })
     }
 }
 
@@ -197,16 +196,11 @@ impl Plan {
     pub fn width(&self) -> usize {
         match self {
             Plan::Scan { width, .. } | Plan::Values { width, .. } => *width,
-            Plan::Filter { input, .. } | Plan::Distinct { input } | Plan::TopK { input, .. } => {
-                input.width()
-            }
+            Plan::Filter { input, .. } | Plan::Distinct { input } | Plan::TopK { input, .. } => input.width(),
             Plan::Project { exprs, .. } => exprs.len(),
+            Plan::Join { output: Some(cols), .. } => cols.len(),
             Plan::Join { left, right, .. } => left.width() + right.width(),
-            Plan::Aggregate {
-                group_by,
-                aggregates,
-                ..
-            } => group_by.len() + aggregates.len(),
+            Plan::Aggregate { group_by, aggregates, .. } => group_by.len() + aggregates.len(),
             Plan::Union { inputs } => inputs.first().map_or(0, Plan::width),
         }
     }
@@ -229,11 +223,7 @@ impl Plan {
     /// the operator (two views whose plans share a node share its state).
     pub fn label(&self) -> String {
         fn list<T: fmt::Display>(items: &[T]) -> String {
-            items
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         }
         match self {
             Plan::Scan { name, table, .. } => format!("Scan {name} (table {})", table.0),
@@ -242,43 +232,24 @@ impl Plan {
             }
             Plan::Filter { predicate, .. } => format!("Filter {predicate}"),
             Plan::Project { exprs, .. } => format!("Project [{}]", list(exprs)),
-            Plan::Join {
-                kind,
-                left_keys,
-                right_keys,
-                residual,
-                ..
-            } => {
-                let keys: Vec<String> = left_keys
-                    .iter()
-                    .zip(right_keys)
-                    .map(|(l, r)| format!("{l} = {r}"))
-                    .collect();
+            Plan::Join { kind, left_keys, right_keys, residual, output, .. } => {
+                let keys: Vec<String> = left_keys.iter().zip(right_keys).map(|(l, r)| format!("{l} = {r}")).collect();
                 let mut s = format!("Join {kind:?} on [{}]", keys.join(", "));
                 if let Some(r) = residual {
                     s += &format!(" and {r}");
                 }
+                if let Some(cols) = output {
+                    let cols: Vec<String> = cols.iter().map(|c| format!("#{c}")).collect();
+                    s += &format!(" output [{}]", cols.join(", "));
+                }
                 s
             }
-            Plan::Aggregate {
-                group_by,
-                aggregates,
-                ..
-            } => {
-                format!(
-                    "Aggregate group=[{}] aggs=[{}]",
-                    list(group_by),
-                    list(aggregates)
-                )
+            Plan::Aggregate { group_by, aggregates, .. } => {
+                format!("Aggregate group=[{}] aggs=[{}]", list(group_by), list(aggregates))
             }
             Plan::Distinct { .. } => "Distinct".into(),
             Plan::Union { inputs } => format!("Union all of {}", inputs.len()),
-            Plan::TopK {
-                order,
-                limit,
-                offset,
-                ..
-            } => {
+            Plan::TopK { order, limit, offset, .. } => {
                 let limit = limit.map_or("none".to_string(), |l| l.to_string());
                 format!("TopK order=[{}] limit={limit} offset={offset}", list(order))
             }
@@ -319,18 +290,8 @@ pub struct ViewDef {
 impl ViewDef {
     /// What identifies the view: two definitions with equal keys are one view.
     pub fn key(&self) -> String {
-        let cols: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", c.name, c.data_type))
-            .collect();
+        let cols: Vec<String> = self.columns.iter().map(|c| format!("{} {}", c.name, c.data_type)).collect();
         let order: Vec<String> = self.order.iter().map(ToString::to_string).collect();
-        format!(
-            "{}columns [{}] visible {} order [{}]",
-            self.plan,
-            cols.join(", "),
-            self.visible,
-            order.join(", ")
-        )
+        format!("{}columns [{}] visible {} order [{}]", self.plan, cols.join(", "), self.visible, order.join(", "))
     }
 }

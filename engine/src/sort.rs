@@ -68,10 +68,7 @@ pub struct OrdRow {
 impl OrdRow {
     /// `row` under `spec`.
     pub fn new(row: Row, spec: &Arc<OrderSpec>) -> OrdRow {
-        OrdRow {
-            row,
-            spec: Arc::clone(spec),
-        }
+        OrdRow { row, spec: Arc::clone(spec) }
     }
 }
 
@@ -103,34 +100,11 @@ mod tests {
     #[test]
     fn directions_and_nulls() {
         let spec = OrderSpec::new(vec![
-            SortKey {
-                column: 0,
-                descending: true,
-                nulls_first: false,
-            },
-            SortKey {
-                column: 1,
-                descending: false,
-                nulls_first: true,
-            },
+            SortKey { column: 0, descending: true, nulls_first: false },
+            SortKey { column: 1, descending: false, nulls_first: true },
         ]);
-        let mut rows = vec![
-            row![1, 2],
-            row![None::<i64>, 0],
-            row![3, 1],
-            row![1, None::<i64>],
-            row![3, 0],
-        ];
+        let mut rows = vec![row![1, 2], row![None::<i64>, 0], row![3, 1], row![1, None::<i64>], row![3, 0]];
         rows.sort_by(|a, b| spec.compare(a, b));
-        assert_eq!(
-            rows,
-            vec![
-                row![3, 0],
-                row![3, 1],
-                row![1, None::<i64>],
-                row![1, 2],
-                row![None::<i64>, 0]
-            ]
-        );
+        assert_eq!(rows, vec![row![3, 0], row![3, 1], row![1, None::<i64>], row![1, 2], row![None::<i64>, 0]]);
     }
 }

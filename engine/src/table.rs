@@ -35,14 +35,8 @@ pub(crate) enum Undo {
 
 #[derive(Debug)]
 enum Rows {
-    Keyed {
-        key: Vec<usize>,
-        rows: HashTable<Row>,
-    },
-    Bag {
-        rows: HashMap<Row, Weight>,
-        len: usize,
-    },
+    Keyed { key: Vec<usize>, rows: HashTable<Row> },
+    Bag { rows: HashMap<Row, Weight>, len: usize },
 }
 
 /// A base table and its rows.
@@ -58,21 +52,10 @@ impl Table {
     /// An empty table.
     pub fn new(id: TableId, schema: TableSchema) -> Table {
         let rows = match &schema.primary_key {
-            Some(key) => Rows::Keyed {
-                key: key.clone(),
-                rows: HashTable::new(),
-            },
-            None => Rows::Bag {
-                rows: HashMap::new(),
-                len: 0,
-            },
+            Some(key) => Rows::Keyed { key: key.clone(), rows: HashTable::new() },
+            None => Rows::Bag { rows: HashMap::new(), len: 0 },
         };
-        Table {
-            id,
-            schema: Arc::new(schema),
-            rows,
-            hasher: DefaultHashBuilder::default(),
-        }
+        Table { id, schema: Arc::new(schema), rows, hasher: DefaultHashBuilder::default() }
     }
 
     /// The schema.
@@ -112,14 +95,10 @@ impl Table {
         h.finish()
     }
 
-    fn find_by_key(&self, key_values: &[Value]) -> Option<&Row> {
-        let Rows::Keyed { key, rows } = &self.rows else {
-            return None;
-        };
-        let hash = self.key_hash(key_values.iter());
-        rows.find(hash, |r| {
-            key.iter().zip(key_values).all(|(&c, v)| r[c] == *v)
-        })
+    /// The stored row whose key columns equal `value(c)` for each key column `c`.
+    fn find_hashed<'v>(&self, hash: u64, value: impl Fn(usize) -> &'v Value) -> Option<&Row> {
+        let Rows::Keyed { key, rows } = &self.rows else { return None };
+        rows.find(hash, |r| key.iter().all(|&c| r[c] == *value(c)))
     }
 
     /// Stores `row` (already checked). Used by changes and by rollback.
@@ -151,8 +130,7 @@ impl Table {
                 let mut h = self.hasher.build_hasher();
                 key.iter().for_each(|&c| row[c].hash(&mut h));
                 let key = &*key;
-                if let Ok(e) = rows.find_entry(h.finish(), |r| key.iter().all(|&c| r[c] == row[c]))
-                {
+                if let Ok(e) = rows.find_entry(h.finish(), |r| key.iter().all(|&c| r[c] == row[c])) {
                     e.remove();
                 }
             }
@@ -172,8 +150,9 @@ impl Table {
     pub fn insert(&mut self, data: RowData, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
         let row = self.full_row(data, None)?;
         if let Rows::Keyed { key, .. } = &self.rows {
-            let key_values: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
-            if self.find_by_key(&key_values).is_some() {
+            let hash = self.key_hash(key.iter().map(|&c| &row[c]));
+            if self.find_hashed(hash, |c| &row[c]).is_some() {
+                let key_values: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
                 return Err(self.duplicate(&key_values));
             }
         }
@@ -193,22 +172,14 @@ impl Table {
     }
 
     /// Checks and applies an update.
-    pub fn update(
-        &mut self,
-        old: Option<RowData>,
-        new: RowData,
-        undo: &mut Vec<Undo>,
-        delta: &mut ZSet,
-    ) -> Result<()> {
+    pub fn update(&mut self, old: Option<RowData>, new: RowData, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
         let stored = match &old {
             Some(old) => self.locate(old, "update", true)?,
             None => {
                 if !matches!(self.rows, Rows::Keyed { .. }) {
-                    return Err(SchemaError::NeedsOldRow {
-                        table: self.schema.name.clone(),
-                        operation: "update",
-                    }
-                    .into());
+                    return Err(
+                        SchemaError::NeedsOldRow { table: self.schema.name.clone(), operation: "update" }.into()
+                    );
                 }
                 self.locate(&new, "update", false)?
             }
@@ -218,10 +189,12 @@ impl Table {
             return Ok(());
         }
         if let Rows::Keyed { key, .. } = &self.rows {
-            let new_key: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
-            let changed = key.iter().zip(&new_key).any(|(&c, v)| stored[c] != *v);
-            if changed && self.find_by_key(&new_key).is_some() {
-                return Err(self.duplicate(&new_key));
+            if key.iter().any(|&c| stored[c] != row[c]) {
+                let hash = self.key_hash(key.iter().map(|&c| &row[c]));
+                if self.find_hashed(hash, |c| &row[c]).is_some() {
+                    let new_key: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
+                    return Err(self.duplicate(&new_key));
+                }
             }
         }
         self.unstore(&stored);
@@ -234,21 +207,14 @@ impl Table {
     }
 
     fn duplicate(&self, key_values: &[Value]) -> Error {
-        ConstraintError::DuplicateKey {
-            table: self.schema.name.clone(),
-            key: self.key_text(key_values),
-        }
-        .into()
+        ConstraintError::DuplicateKey { table: self.schema.name.clone(), key: self.key_text(key_values) }.into()
     }
 
     fn key_text(&self, key_values: &[Value]) -> String {
         let Rows::Keyed { key, .. } = &self.rows else {
             return Row::new(key_values.to_vec()).to_string();
         };
-        let names: Vec<&str> = key
-            .iter()
-            .map(|&c| self.schema.columns[c].name.as_str())
-            .collect();
+        let names: Vec<&str> = key.iter().map(|&c| self.schema.columns[c].name.as_str()).collect();
         if names.len() == 1 {
             format!("{} = {}", names[0], key_values[0])
         } else {
@@ -259,24 +225,23 @@ impl Table {
     /// The stored row `data` designates: by key where the table has one (checking any
     /// other values given against the stored row if `check_values`), else the equal row.
     fn locate(&self, data: &RowData, operation: &'static str, check_values: bool) -> Result<Row> {
-        let given = self.partial_row(data)?;
+        let given = self.given_values(data)?;
         match &self.rows {
             Rows::Keyed { key, .. } => {
-                let mut key_values = Vec::with_capacity(key.len());
                 for &c in key {
-                    match &given[c] {
-                        Some(v) => key_values.push(v.clone()),
-                        None => {
-                            return Err(SchemaError::MissingColumn {
-                                table: self.schema.name.clone(),
-                                column: self.schema.columns[c].name.clone(),
-                                operation,
-                            }
-                            .into());
+                    if given.get(c).is_none() {
+                        return Err(SchemaError::MissingColumn {
+                            table: self.schema.name.clone(),
+                            column: self.schema.columns[c].name.clone(),
+                            operation,
                         }
+                        .into());
                     }
                 }
-                let Some(stored) = self.find_by_key(&key_values) else {
+                let value = |c: usize| given.get(c).expect("key columns are given");
+                let hash = self.key_hash(key.iter().map(|&c| value(c)));
+                let Some(stored) = self.find_hashed(hash, value) else {
+                    let key_values: Vec<Value> = key.iter().map(|&c| value(c).clone()).collect();
                     return Err(ConstraintError::RowNotFound {
                         table: self.schema.name.clone(),
                         operation,
@@ -284,42 +249,28 @@ impl Table {
                     }
                     .into());
                 };
-                if check_values
-                    && given
-                        .iter()
-                        .zip(stored.iter())
-                        .any(|(g, s)| g.as_ref().is_some_and(|g| g != s))
-                {
-                    let shown: Row = given
-                        .iter()
-                        .map(|g| g.clone().unwrap_or(Value::Null))
-                        .collect();
+                if check_values && (0..stored.len()).any(|c| given.get(c).is_some_and(|g| *g != stored[c])) {
                     return Err(ConstraintError::RowMismatch {
                         table: self.schema.name.clone(),
                         operation,
                         stored: stored.to_string(),
-                        given: shown.to_string(),
+                        given: given.shown(),
                     }
                     .into());
                 }
                 Ok(stored.clone())
             }
             Rows::Bag { rows, .. } => {
-                let mut values = Vec::with_capacity(given.len());
-                for (c, g) in given.into_iter().enumerate() {
-                    match g {
-                        Some(v) => values.push(v),
-                        None => {
-                            return Err(SchemaError::MissingColumn {
-                                table: self.schema.name.clone(),
-                                column: self.schema.columns[c].name.clone(),
-                                operation,
-                            }
-                            .into());
-                        }
+                let Given::Full(values) = given else {
+                    let missing = (0..self.schema.columns.len()).find(|&c| given.get(c).is_none()).unwrap_or(0);
+                    return Err(SchemaError::MissingColumn {
+                        table: self.schema.name.clone(),
+                        column: self.schema.columns[missing].name.clone(),
+                        operation,
                     }
-                }
-                let row = Row::new(values);
+                    .into());
+                };
+                let row = Row::new(values.into_owned());
                 match rows.get_key_value(&row) {
                     Some((stored, _)) => Ok(stored.clone()),
                     None => Err(ConstraintError::RowNotFound {
@@ -340,12 +291,9 @@ impl Table {
         let values = match data {
             RowData::Values(mut values) => {
                 if values.len() != n {
-                    return Err(SchemaError::Arity {
-                        table: self.schema.name.clone(),
-                        expected: n,
-                        got: values.len(),
-                    }
-                    .into());
+                    return Err(
+                        SchemaError::Arity { table: self.schema.name.clone(), expected: n, got: values.len() }.into()
+                    );
                 }
                 for (v, col) in values.iter_mut().zip(&self.schema.columns) {
                     if !fits_exactly(v, col.data_type) {
@@ -368,34 +316,34 @@ impl Table {
         };
         for (v, col) in values.iter().zip(&self.schema.columns) {
             if v.is_null() && !col.nullable {
-                return Err(ConstraintError::NotNull {
-                    table: self.schema.name.clone(),
-                    column: col.name.clone(),
-                }
-                .into());
+                return Err(
+                    ConstraintError::NotNull { table: self.schema.name.clone(), column: col.name.clone() }.into()
+                );
             }
         }
         Ok(Row::new(values))
     }
 
-    /// The values `data` gives, by column, checked and converted.
-    fn partial_row(&self, data: &RowData) -> Result<Vec<Option<Value>>> {
+    /// The values `data` gives, by column, checked and converted (borrowed when they
+    /// already have their column's representation).
+    fn given_values<'d>(&self, data: &'d RowData) -> Result<Given<'d>> {
         let n = self.schema.columns.len();
         match data {
             RowData::Values(values) => {
                 if values.len() != n {
-                    return Err(SchemaError::Arity {
-                        table: self.schema.name.clone(),
-                        expected: n,
-                        got: values.len(),
-                    }
-                    .into());
+                    return Err(
+                        SchemaError::Arity { table: self.schema.name.clone(), expected: n, got: values.len() }.into()
+                    );
                 }
-                values
+                if values.iter().zip(&self.schema.columns).all(|(v, c)| fits_exactly(v, c.data_type)) {
+                    return Ok(Given::Full(std::borrow::Cow::Borrowed(values)));
+                }
+                let converted = values
                     .iter()
                     .zip(&self.schema.columns)
-                    .map(|(v, col)| self.coerce(v.clone(), col).map(Some))
-                    .collect()
+                    .map(|(v, col)| self.coerce(v.clone(), col))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Given::Full(std::borrow::Cow::Owned(converted)))
             }
             RowData::Named(pairs) => {
                 let mut out = vec![None; n];
@@ -403,7 +351,12 @@ impl Table {
                     let c = self.column_index(name)?;
                     out[c] = Some(self.coerce(v.clone(), &self.schema.columns[c])?);
                 }
-                Ok(out)
+                if out.iter().all(Option::is_some) {
+                    return Ok(Given::Full(std::borrow::Cow::Owned(
+                        out.into_iter().map(Option::unwrap_or_default).collect(),
+                    )));
+                }
+                Ok(Given::Partial(out))
             }
         }
     }
@@ -433,12 +386,34 @@ impl Table {
     }
 }
 
+/// Values a caller gave for a row: all of them, or some by name.
+enum Given<'d> {
+    Full(std::borrow::Cow<'d, [Value]>),
+    Partial(Vec<Option<Value>>),
+}
+
+impl Given<'_> {
+    fn get(&self, c: usize) -> Option<&Value> {
+        match self {
+            Given::Full(v) => v.get(c),
+            Given::Partial(v) => v.get(c).and_then(Option::as_ref),
+        }
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Given::Full(v) => Row::new(v.to_vec()).to_string(),
+            Given::Partial(v) => v.iter().map(|g| g.clone().unwrap_or(Value::Null)).collect::<Row>().to_string(),
+        }
+    }
+}
+
 /// Whether `v` already has the representation `t` stores (the fast path of inserts).
 fn fits_exactly(v: &Value, t: DataType) -> bool {
     match (v, t) {
-        (Value::Int(_), DataType::BigInt)
-        | (Value::Float(_), DataType::Double)
-        | (Value::Text(_), DataType::Text) => true,
+        (Value::Int(_), DataType::BigInt) | (Value::Float(_), DataType::Double) | (Value::Text(_), DataType::Text) => {
+            true
+        }
         (Value::Bool(_), DataType::Bool)
         | (Value::Date(_), DataType::Date)
         | (Value::Timestamp(_), DataType::Timestamp) => true,
@@ -473,10 +448,7 @@ pub fn coerce(v: Value, t: DataType) -> std::result::Result<Value, String> {
         (Value::Int(i), DataType::Double) => Ok(Value::Float(*i as f64)),
         (Value::Float(_), DataType::Double) => Ok(v),
         (Value::Decimal(d), DataType::Double) => Ok(Value::Float(d.to_f64())),
-        (
-            Value::Int(_) | Value::Float(_) | Value::Decimal(_),
-            DataType::Decimal { precision, scale },
-        ) => {
+        (Value::Int(_) | Value::Float(_) | Value::Decimal(_), DataType::Decimal { precision, scale }) => {
             let d = match &v {
                 Value::Int(i) => Decimal::from_i64(*i).rescale(scale),
                 Value::Float(f) => Decimal::from_f64(*f, scale),
@@ -484,9 +456,7 @@ pub fn coerce(v: Value, t: DataType) -> std::result::Result<Value, String> {
                 _ => unreachable!(),
             };
             match d {
-                Some(d) if pow10(precision).is_some_and(|limit| d.mantissa().abs() < limit) => {
-                    Ok(Value::Decimal(d))
-                }
+                Some(d) if pow10(precision).is_some_and(|limit| d.mantissa().abs() < limit) => Ok(Value::Decimal(d)),
                 _ => Err(format!("{v} does not fit in {t}")),
             }
         }
@@ -525,76 +495,26 @@ mod tests {
     fn keyed_changes_and_their_errors() {
         let mut t = orders();
         let (mut undo, mut delta) = (Vec::new(), ZSet::new());
-        t.insert(
-            RowData::Values(vec![1.into(), 10.into(), "a".into()]),
-            &mut undo,
-            &mut delta,
-        )
-        .unwrap();
+        t.insert(RowData::Values(vec![1.into(), 10.into(), "a".into()]), &mut undo, &mut delta).unwrap();
         assert_eq!(delta, crate::zset! { row![1, 10.0, "a"] => 1 });
-        let dup = t.insert(
-            RowData::Values(vec![1.into(), 1.into(), "b".into()]),
-            &mut undo,
-            &mut delta,
-        );
-        assert_eq!(
-            dup.unwrap_err().to_string(),
-            "duplicate primary key in orders: id = 1 already exists"
-        );
-        let bad = t.insert(
-            RowData::Values(vec![2.into(), "x".into(), Value::Null]),
-            &mut undo,
-            &mut delta,
-        );
-        assert_eq!(
-            bad.unwrap_err().to_string(),
-            "column orders.amount is DOUBLE: got TEXT 'x'"
-        );
+        let dup = t.insert(RowData::Values(vec![1.into(), 1.into(), "b".into()]), &mut undo, &mut delta);
+        assert_eq!(dup.unwrap_err().to_string(), "duplicate primary key in orders: id = 1 already exists");
+        let bad = t.insert(RowData::Values(vec![2.into(), "x".into(), Value::Null]), &mut undo, &mut delta);
+        assert_eq!(bad.unwrap_err().to_string(), "column orders.amount is DOUBLE: got TEXT 'x'");
         let arity = t.insert(RowData::Values(vec![2.into()]), &mut undo, &mut delta);
-        assert_eq!(
-            arity.unwrap_err().to_string(),
-            "table orders has 3 columns but the row has 1 values"
-        );
-        let unknown = t.insert(
-            vec![("id", Value::Int(2)), ("amout", Value::Int(2))].into(),
-            &mut undo,
-            &mut delta,
-        );
-        assert_eq!(
-            unknown.unwrap_err().to_string(),
-            "table orders has no column amout (did you mean amount?)"
-        );
+        assert_eq!(arity.unwrap_err().to_string(), "table orders has 3 columns but the row has 1 values");
+        let unknown = t.insert(vec![("id", Value::Int(2)), ("amout", Value::Int(2))].into(), &mut undo, &mut delta);
+        assert_eq!(unknown.unwrap_err().to_string(), "table orders has no column amout (did you mean amount?)");
         // Update by key with a partial named row keeps the other columns.
         delta.clear();
-        t.update(
-            None,
-            vec![("id", Value::Int(1)), ("amount", Value::Float(5.5))].into(),
-            &mut undo,
-            &mut delta,
-        )
-        .unwrap();
-        assert_eq!(
-            delta.clone().consolidated(),
-            crate::zset! { row![1, 10.0, "a"] => -1, row![1, 5.5, "a"] => 1 }
-        );
-        let missing = t.delete(vec![("id", Value::Int(9))].into(), &mut undo, &mut delta);
-        assert_eq!(
-            missing.unwrap_err().to_string(),
-            "delete on orders: no row with id = 9"
-        );
-        let mismatch = t.delete(
-            vec![("id", Value::Int(1)), ("note", Value::text("zz"))].into(),
-            &mut undo,
-            &mut delta,
-        );
-        assert!(
-            mismatch
-                .unwrap_err()
-                .to_string()
-                .contains("differs from the old row given")
-        );
-        t.delete(vec![("id", Value::Int(1))].into(), &mut undo, &mut delta)
+        t.update(None, vec![("id", Value::Int(1)), ("amount", Value::Float(5.5))].into(), &mut undo, &mut delta)
             .unwrap();
+        assert_eq!(delta.clone().consolidated(), crate::zset! { row![1, 10.0, "a"] => -1, row![1, 5.5, "a"] => 1 });
+        let missing = t.delete(vec![("id", Value::Int(9))].into(), &mut undo, &mut delta);
+        assert_eq!(missing.unwrap_err().to_string(), "delete on orders: no row with id = 9");
+        let mismatch = t.delete(vec![("id", Value::Int(1)), ("note", Value::text("zz"))].into(), &mut undo, &mut delta);
+        assert!(mismatch.unwrap_err().to_string().contains("differs from the old row given"));
+        t.delete(vec![("id", Value::Int(1))].into(), &mut undo, &mut delta).unwrap();
         assert_eq!(t.len(), 0);
     }
 
@@ -604,27 +524,14 @@ mod tests {
         let mut t = Table::new(TableId(1), schema);
         let (mut undo, mut delta) = (Vec::new(), ZSet::new());
         for _ in 0..2 {
-            t.insert(RowData::Values(vec![7.into()]), &mut undo, &mut delta)
-                .unwrap();
+            t.insert(RowData::Values(vec![7.into()]), &mut undo, &mut delta).unwrap();
         }
         assert_eq!(t.len(), 2);
-        t.delete(RowData::Values(vec![7.into()]), &mut undo, &mut delta)
-            .unwrap();
+        t.delete(RowData::Values(vec![7.into()]), &mut undo, &mut delta).unwrap();
         assert_eq!(t.contents(), crate::zset! { row![7] => 1 });
-        let e = t
-            .update(None, RowData::Values(vec![8.into()]), &mut undo, &mut delta)
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "table t has no primary key: update needs the whole old row"
-        );
-        let e = t
-            .insert(
-                RowData::Values(vec![Value::Int(1 << 40)]),
-                &mut undo,
-                &mut delta,
-            )
-            .unwrap_err();
+        let e = t.update(None, RowData::Values(vec![8.into()]), &mut undo, &mut delta).unwrap_err();
+        assert_eq!(e.to_string(), "table t has no primary key: update needs the whole old row");
+        let e = t.insert(RowData::Values(vec![Value::Int(1 << 40)]), &mut undo, &mut delta).unwrap_err();
         assert!(e.to_string().contains("out of range for INTEGER"));
     }
 }

@@ -101,11 +101,7 @@ pub struct Column {
 impl Column {
     /// A nullable column.
     pub fn new(name: impl Into<String>, data_type: DataType) -> Self {
-        Column {
-            name: name.into(),
-            data_type,
-            nullable: true,
-        }
+        Column { name: name.into(), data_type, nullable: true }
     }
 
     /// The same column, NOT NULL.
@@ -129,11 +125,7 @@ pub struct TableSchema {
 impl TableSchema {
     /// A schema without a primary key.
     pub fn new(name: impl Into<String>, columns: Vec<Column>) -> Self {
-        TableSchema {
-            name: name.into(),
-            columns,
-            primary_key: None,
-        }
+        TableSchema { name: name.into(), columns, primary_key: None }
     }
 
     /// Sets the primary key by column names.
@@ -143,10 +135,7 @@ impl TableSchema {
     pub fn with_primary_key(mut self, names: &[&str]) -> Self {
         let key = names
             .iter()
-            .map(|n| {
-                self.column_index(n)
-                    .unwrap_or_else(|| panic!("no column {n} in {}", self.name))
-            })
+            .map(|n| self.column_index(n).unwrap_or_else(|| panic!("no column {n} in {}", self.name)))
             .collect();
         self.primary_key = Some(key);
         for &i in self.primary_key.as_ref().into_iter().flatten() {
@@ -160,10 +149,6 @@ impl TableSchema {
         self.columns
             .iter()
             .position(|c| c.name == name)
-            .or_else(|| {
-                self.columns
-                    .iter()
-                    .position(|c| c.name.eq_ignore_ascii_case(name))
-            })
+            .or_else(|| self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name)))
     }
 }

@@ -162,10 +162,7 @@ impl Value {
             (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
             (Value::Bool(a), b) if b.class() == 2 => Value::Int(*a as i64).sql_cmp(b),
             (a, Value::Bool(b)) if a.class() == 2 => a.sql_cmp(&Value::Int(*b as i64)),
-            _ => Some(
-                self.cmp_same_class(other)
-                    .unwrap_or_else(|| self.class().cmp(&other.class())),
-            ),
+            _ => Some(self.cmp_same_class(other).unwrap_or_else(|| self.class().cmp(&other.class()))),
         }
     }
 
@@ -296,9 +293,7 @@ impl PartialEq for Value {
             (Value::Null, Value::Null) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Int(a), Value::Int(b)) => a == b,
-            (Value::Float(a), Value::Float(b)) => {
-                canonical(*a).to_bits() == canonical(*b).to_bits()
-            }
+            (Value::Float(a), Value::Float(b)) => canonical(*a).to_bits() == canonical(*b).to_bits(),
             (Value::Decimal(a), Value::Decimal(b)) => a == b,
             (Value::Text(a), Value::Text(b)) => a == b,
             (Value::Date(a), Value::Date(b)) => a == b,
@@ -328,9 +323,7 @@ impl Hash for Value {
 impl Ord for Value {
     fn cmp(&self, other: &Value) -> Ordering {
         match self.cmp_same_class(other) {
-            Some(Ordering::Equal) if self.class() == 2 => {
-                self.numeric_variant().cmp(&other.numeric_variant())
-            }
+            Some(Ordering::Equal) if self.class() == 2 => self.numeric_variant().cmp(&other.numeric_variant()),
             Some(o) => o,
             None => self.class().cmp(&other.class()),
         }
@@ -442,31 +435,13 @@ mod tests {
 
     #[test]
     fn sql_cmp_follows_sql() {
-        assert_eq!(
-            Value::Int(1).sql_cmp(&Value::Float(1.0)),
-            Some(Ordering::Equal)
-        );
-        assert_eq!(
-            Value::Int(2).sql_cmp(&Value::Float(1.5)),
-            Some(Ordering::Greater)
-        );
+        assert_eq!(Value::Int(1).sql_cmp(&Value::Float(1.0)), Some(Ordering::Equal));
+        assert_eq!(Value::Int(2).sql_cmp(&Value::Float(1.5)), Some(Ordering::Greater));
         assert_eq!(Value::Null.sql_cmp(&Value::Null), None);
-        assert_eq!(
-            Value::Int(5).sql_cmp(&Value::text("a")),
-            Some(Ordering::Less)
-        );
-        assert_eq!(
-            Value::Int(i64::MAX).sql_cmp(&Value::Float(9.223372036854775807e18)),
-            Some(Ordering::Less)
-        );
-        assert_eq!(
-            Value::Int(3).sql_cmp(&Value::Float(3.5)),
-            Some(Ordering::Less)
-        );
-        assert_eq!(
-            Value::Int(-3).sql_cmp(&Value::Float(-3.5)),
-            Some(Ordering::Greater)
-        );
+        assert_eq!(Value::Int(5).sql_cmp(&Value::text("a")), Some(Ordering::Less));
+        assert_eq!(Value::Int(i64::MAX).sql_cmp(&Value::Float(9.223372036854775807e18)), Some(Ordering::Less));
+        assert_eq!(Value::Int(3).sql_cmp(&Value::Float(3.5)), Some(Ordering::Less));
+        assert_eq!(Value::Int(-3).sql_cmp(&Value::Float(-3.5)), Some(Ordering::Greater));
     }
 
     #[test]

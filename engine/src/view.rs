@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use hashbrown::DefaultHashBuilder;
 use indexmap::IndexMap;
 use parking_lot::Mutex;
 
@@ -39,13 +40,17 @@ pub(crate) struct ViewInfo {
     /// Every output column, the hidden sort columns after the visible ones.
     pub columns: Vec<Column>,
     pub visible: usize,
+    /// Where each output column sits in a stored row (a view whose query ends in a
+    /// projection of plain columns stores the unprojected rows it shares with its
+    /// input, and projects when read).
+    pub positions: Vec<usize>,
     pub schema: SchemaRef,
     pub order: Option<Arc<OrderSpec>>,
 }
 
 #[derive(Debug)]
 enum ViewRows {
-    Unordered(IndexMap<Row, Weight>),
+    Unordered(IndexMap<Row, Weight, DefaultHashBuilder>),
     Ordered(BTreeMap<OrdRow, Weight>),
 }
 
@@ -68,15 +73,9 @@ impl ViewState {
     pub fn new(order: Option<&Arc<OrderSpec>>) -> ViewState {
         let rows = match order {
             Some(_) => ViewRows::Ordered(BTreeMap::new()),
-            None => ViewRows::Unordered(IndexMap::new()),
+            None => ViewRows::Unordered(IndexMap::default()),
         };
-        ViewState {
-            rows,
-            len: 0,
-            version: 0,
-            cache: Mutex::new(None),
-            broken: None,
-        }
+        ViewState { rows, len: 0, version: 0, cache: Mutex::new(None), broken: None }
     }
 
     /// Applies a delta. `order` must be the spec the view was created with.
@@ -132,20 +131,20 @@ impl ViewState {
         if let Some(b) = &*cache {
             return b.clone();
         }
-        let types: Vec<DataType> = info.columns[..info.visible]
-            .iter()
-            .map(|c| c.data_type)
-            .collect();
+        let types: Vec<DataType> = info.columns[..info.visible].iter().map(|c| c.data_type).collect();
+        let positions = &info.positions[..info.visible];
         let batch = match &self.rows {
             ViewRows::Unordered(m) => arrow_out::rows_to_batch(
                 &info.schema,
                 &types,
+                positions,
                 m.iter().map(|(r, w)| (r, (*w).max(0) as usize)),
                 self.len,
             ),
             ViewRows::Ordered(m) => arrow_out::rows_to_batch(
                 &info.schema,
                 &types,
+                positions,
                 m.iter().map(|(r, w)| (&r.row, (*w).max(0) as usize)),
                 self.len,
             ),
@@ -174,10 +173,7 @@ pub struct View {
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("View")
-            .field("id", &self.info.id)
-            .field("sql", &self.info.sql)
-            .finish()
+        f.debug_struct("View").field("id", &self.info.id).field("sql", &self.info.sql).finish()
     }
 }
 
@@ -190,15 +186,12 @@ impl View {
 
     /// The view's current rows as engine rows (visible columns only), in order.
     pub fn rows(&self) -> Result<Vec<Row>> {
-        let visible = self.info.visible;
+        let positions = &self.info.positions[..self.info.visible];
+        let identity = positions.iter().enumerate().all(|(i, p)| i == *p);
         self.with_state(|s| {
             let mut out = Vec::with_capacity(s.len());
             for (r, n) in s.rows() {
-                let r = if r.len() == visible {
-                    r.clone()
-                } else {
-                    r.iter().take(visible).cloned().collect()
-                };
+                let r = if identity && r.len() == positions.len() { r.clone() } else { r.project(positions) };
                 out.extend(std::iter::repeat_n(r, n));
             }
             out
@@ -250,10 +243,7 @@ impl View {
         let state = published.view(self.info.id).ok_or_else(|| {
             Error::Sql(crate::error::SqlError::new(
                 crate::error::SqlErrorKind::Catalog,
-                format!(
-                    "view {} was dropped",
-                    self.info.name.as_deref().unwrap_or(&self.info.sql)
-                ),
+                format!("view {} was dropped", self.info.name.as_deref().unwrap_or(&self.info.sql)),
             ))
         })?;
         if let Some(e) = &state.broken {

@@ -31,9 +31,7 @@ impl ZSet {
 
     /// An empty Z-set with room for `n` entries.
     pub fn with_capacity(n: usize) -> ZSet {
-        ZSet {
-            entries: Vec::with_capacity(n),
-        }
+        ZSet { entries: Vec::with_capacity(n) }
     }
 
     /// Adds `weight` copies of `row` (removes them if negative).
@@ -51,8 +49,7 @@ impl ZSet {
 
     /// Appends every entry of `other`, with weights negated.
     pub fn extend_negated(&mut self, other: &ZSet) {
-        self.entries
-            .extend(other.entries.iter().map(|(r, w)| (r.clone(), -w)));
+        self.entries.extend(other.entries.iter().map(|(r, w)| (r.clone(), -w)));
     }
 
     /// Whether there are no entries.
@@ -118,9 +115,7 @@ impl ZSet {
 
 impl FromIterator<(Row, Weight)> for ZSet {
     fn from_iter<I: IntoIterator<Item = (Row, Weight)>>(iter: I) -> ZSet {
-        ZSet {
-            entries: iter.into_iter().filter(|(_, w)| *w != 0).collect(),
-        }
+        ZSet { entries: iter.into_iter().filter(|(_, w)| *w != 0).collect() }
     }
 }
 

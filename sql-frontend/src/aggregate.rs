@@ -20,21 +20,14 @@ pub(crate) struct FnArgs<'a> {
 
 /// The plain positional arguments of `f`.
 pub(crate) fn function_args(f: &ast::Function, span: Span) -> Result<FnArgs<'_>, Error> {
-    let mut out = FnArgs {
-        exprs: Vec::new(),
-        star: false,
-        distinct: false,
-    };
+    let mut out = FnArgs { exprs: Vec::new(), star: false, distinct: false };
     match &f.args {
         ast::FunctionArguments::None => {}
         ast::FunctionArguments::Subquery(_) => {
             return Err(unsupported("a subquery as a function argument", span));
         }
         ast::FunctionArguments::List(list) => {
-            out.distinct = matches!(
-                list.duplicate_treatment,
-                Some(ast::DuplicateTreatment::Distinct)
-            );
+            out.distinct = matches!(list.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct));
             if !list.clauses.is_empty() {
                 return Err(unsupported(format!("clauses in {}(…)", f.name), span));
             }
@@ -90,27 +83,14 @@ fn children(e: &ast::Expr) -> Vec<&ast::Expr> {
         | E::IsFalse(expr)
         | E::IsNotFalse(expr)
         | E::Cast { expr, .. } => vec![expr],
-        E::BinaryOp { left, right, .. }
-        | E::IsDistinctFrom(left, right)
-        | E::IsNotDistinctFrom(left, right) => {
+        E::BinaryOp { left, right, .. } | E::IsDistinctFrom(left, right) | E::IsNotDistinctFrom(left, right) => {
             vec![left, right]
         }
-        E::In {
-            expr,
-            target: ast::InTarget::List(list),
-            ..
-        } => std::iter::once(&**expr).chain(list.iter()).collect(),
+        E::In { expr, target: ast::InTarget::List(list), .. } => std::iter::once(&**expr).chain(list.iter()).collect(),
         E::In { expr, .. } => vec![expr],
-        E::Between {
-            expr, low, high, ..
-        } => vec![expr, low, high],
+        E::Between { expr, low, high, .. } => vec![expr, low, high],
         E::Like { expr, pattern, .. } | E::ILike { expr, pattern, .. } => vec![expr, pattern],
-        E::Case {
-            operand,
-            conditions,
-            else_result,
-            ..
-        } => operand
+        E::Case { operand, conditions, else_result, .. } => operand
             .iter()
             .map(|o| &**o)
             .chain(conditions.iter().flat_map(|c| [&c.condition, &c.result]))
@@ -127,20 +107,11 @@ fn children(e: &ast::Expr) -> Vec<&ast::Expr> {
                 .collect(),
             _ => vec![],
         },
-        E::Substring {
-            expr,
-            substring_from,
-            substring_for,
-            ..
-        } => std::iter::once(&**expr)
+        E::Substring { expr, substring_from, substring_for, .. } => std::iter::once(&**expr)
             .chain(substring_from.iter().map(|x| &**x))
             .chain(substring_for.iter().map(|x| &**x))
             .collect(),
-        E::Trim {
-            expr, trim_what, ..
-        } => std::iter::once(&**expr)
-            .chain(trim_what.iter().map(|x| &**x))
-            .collect(),
+        E::Trim { expr, trim_what, .. } => std::iter::once(&**expr).chain(trim_what.iter().map(|x| &**x)).collect(),
         _ => vec![],
     }
 }
@@ -154,56 +125,33 @@ pub(crate) fn contains_aggregate(e: &ast::Expr) -> bool {
 pub(crate) fn collect_aggregates(e: &ast::Expr, out: &mut Vec<ast::Expr>) -> Result<(), Error> {
     if let Some(f) = as_aggregate(e) {
         if children(e).into_iter().any(contains_aggregate) {
-            return Err(sql_error(
-                SqlErrorKind::Invalid,
-                "aggregate calls cannot be nested",
-                f.span(),
-            ));
+            return Err(sql_error(SqlErrorKind::Invalid, "aggregate calls cannot be nested", f.span()));
         }
         if !out.contains(e) {
             out.push(e.clone());
         }
         return Ok(());
     }
-    children(e)
-        .into_iter()
-        .try_for_each(|c| collect_aggregates(c, out))
+    children(e).into_iter().try_for_each(|c| collect_aggregates(c, out))
 }
 
 /// Plans the aggregate call `e` over the input (row mode): the call and its result's
 /// type and nullability.
-pub(crate) fn plan_call(
-    e: &ast::Expr,
-    ctx: &ExprCtx,
-) -> Result<(AggregateCall, DataType, bool), Error> {
+pub(crate) fn plan_call(e: &ast::Expr, ctx: &ExprCtx) -> Result<(AggregateCall, DataType, bool), Error> {
     let f = as_aggregate(e).expect("collected calls are aggregates");
     let span = e.span();
     if f.filter.is_some() {
         return Err(unsupported("FILTER (WHERE …) on an aggregate", span));
     }
-    let name = f
-        .name
-        .0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(|i| i.value.to_ascii_lowercase())
-        .unwrap_or_default();
+    let name = f.name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase()).unwrap_or_default();
     let args = function_args(f, span)?;
     let func = aggregate_func(&name, args.exprs.len()).expect("an aggregate");
     if args.star {
         if func != AggFunc::Count || !args.exprs.is_empty() {
-            return Err(type_error(
-                format!("{name}(*) is not valid; only count(*) is"),
-                span,
-            ));
+            return Err(type_error(format!("{name}(*) is not valid; only count(*) is"), span));
         }
         return Ok((
-            AggregateCall {
-                func: AggFunc::CountStar,
-                arg: None,
-                distinct: false,
-                arg_type: DataType::Null,
-            },
+            AggregateCall { func: AggFunc::CountStar, arg: None, distinct: false, arg_type: DataType::Null },
             DataType::BigInt,
             false,
         ));
@@ -217,35 +165,19 @@ pub(crate) fn plan_call(
         AggFunc::Count | AggFunc::CountStar => (DataType::BigInt, false),
         AggFunc::Min | AggFunc::Max => (t.ty, true),
         _ if !numeric => {
-            return Err(type_error(
-                format!("{name}() needs numbers, not {}", t.ty),
-                arg.span(),
-            ));
+            return Err(type_error(format!("{name}() needs numbers, not {}", t.ty), arg.span()));
         }
         AggFunc::Total => (DataType::Double, false),
         AggFunc::Avg => (DataType::Double, true),
         AggFunc::Sum => match t.ty {
-            DataType::Decimal { scale, .. } => (
-                DataType::Decimal {
-                    precision: ciuf_engine::types::MAX_DECIMAL_PRECISION,
-                    scale,
-                },
-                true,
-            ),
+            DataType::Decimal { scale, .. } => {
+                (DataType::Decimal { precision: ciuf_engine::types::MAX_DECIMAL_PRECISION, scale }, true)
+            }
             DataType::Double => (DataType::Double, true),
             _ => (DataType::BigInt, true),
         },
     };
-    Ok((
-        AggregateCall {
-            func,
-            arg: Some(t.expr),
-            distinct: args.distinct,
-            arg_type: t.ty,
-        },
-        ty,
-        nullable,
-    ))
+    Ok((AggregateCall { func, arg: Some(t.expr), distinct: args.distinct, arg_type: t.ty }, ty, nullable))
 }
 
 /// How post-aggregate expressions refer to the aggregate's output: its group values
@@ -263,11 +195,7 @@ impl AggContext {
     pub fn lookup_call(&self, e: &ast::Expr) -> Option<Typed> {
         let i = self.calls.iter().position(|(c, _, _)| c == e)?;
         let (_, ty, nullable) = &self.calls[i];
-        Some(Typed::new(
-            Expr::Column(self.groups.len() + i),
-            *ty,
-            *nullable,
-        ))
+        Some(Typed::new(Expr::Column(self.groups.len() + i), *ty, *nullable))
     }
 
     /// The output column of the group expression equal to `expr`, if any.

@@ -43,10 +43,7 @@ pub(crate) fn create_table(ct: &ast::CreateTable) -> Result<TableSchema, Error> 
                 match &ic.column.expr {
                     ast::Expr::Identifier(id) => names.push(id.value.clone()),
                     other => {
-                        return Err(unsupported(
-                            format!("PRIMARY KEY on expression {other}"),
-                            other.span(),
-                        ));
+                        return Err(unsupported(format!("PRIMARY KEY on expression {other}"), other.span()));
                     }
                 }
             }
@@ -58,10 +55,7 @@ pub(crate) fn create_table(ct: &ast::CreateTable) -> Result<TableSchema, Error> 
         let mut positions = Vec::new();
         for n in &names {
             let Some(i) = schema.column_index(n) else {
-                return Err(invalid(
-                    &name,
-                    &format!("PRIMARY KEY names {n}, which is not a column"),
-                ));
+                return Err(invalid(&name, &format!("PRIMARY KEY names {n}, which is not a column")));
             };
             schema.columns[i].nullable = false;
             positions.push(i);
@@ -72,11 +66,7 @@ pub(crate) fn create_table(ct: &ast::CreateTable) -> Result<TableSchema, Error> 
 }
 
 fn invalid(table: &str, detail: &str) -> Error {
-    SchemaError::InvalidTable {
-        table: table.to_string(),
-        detail: detail.to_string(),
-    }
-    .into()
+    SchemaError::InvalidTable { table: table.to_string(), detail: detail.to_string() }.into()
 }
 
 /// The last part of a possibly qualified name (`main.orders` is `orders`).

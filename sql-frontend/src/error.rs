@@ -5,10 +5,7 @@ use sqlparser::tokenizer::Span;
 
 /// The start of `span` as a position, unless the span is empty.
 pub(crate) fn position(span: Span) -> Option<Position> {
-    (span.start.line > 0).then_some(Position {
-        line: span.start.line,
-        column: span.start.column,
-    })
+    (span.start.line > 0).then_some(Position { line: span.start.line, column: span.start.column })
 }
 
 /// An error of `kind` at `span`.

@@ -32,11 +32,7 @@ impl Typed {
 
     fn literal(v: Value, ty: DataType) -> Typed {
         let nullable = v.is_null();
-        Typed {
-            expr: Expr::Literal(v),
-            ty,
-            nullable,
-        }
+        Typed { expr: Expr::Literal(v), ty, nullable }
     }
 
     /// The expression converted to `ty`: no-op for a shared representation, folded for
@@ -47,11 +43,7 @@ impl Typed {
         }
         match self.expr {
             Expr::Literal(v) => Typed::literal(cast(&v, ty), ty),
-            e => Typed {
-                expr: e.cast(ty),
-                ty,
-                nullable: self.nullable,
-            },
+            e => Typed { expr: e.cast(ty), ty, nullable: self.nullable },
         }
     }
 }
@@ -67,19 +59,11 @@ pub(crate) struct ExprCtx<'a> {
 impl<'a> ExprCtx<'a> {
     /// Row mode over `scope`.
     pub fn row(scope: &'a Scope, dialect: Dialect) -> ExprCtx<'a> {
-        ExprCtx {
-            scope,
-            agg: None,
-            dialect,
-        }
+        ExprCtx { scope, agg: None, dialect }
     }
 
     fn row_mode(&self) -> ExprCtx<'a> {
-        ExprCtx {
-            scope: self.scope,
-            agg: None,
-            dialect: self.dialect,
-        }
+        ExprCtx { scope: self.scope, agg: None, dialect: self.dialect }
     }
 
     /// Plans `e`.
@@ -153,11 +137,7 @@ impl<'a> ExprCtx<'a> {
                 match op {
                     ast::UnaryOperator::Not => {
                         check_boolean(&t, expr.span())?;
-                        Ok(Typed::new(
-                            Expr::Not(Box::new(t.expr)),
-                            DataType::Bool,
-                            t.nullable,
-                        ))
+                        Ok(Typed::new(Expr::Not(Box::new(t.expr)), DataType::Bool, t.nullable))
                     }
                     ast::UnaryOperator::Minus => {
                         let ty = numeric_operand(&t, "-", expr.span())?;
@@ -174,10 +154,7 @@ impl<'a> ExprCtx<'a> {
             E::IsNull(x) | E::IsNotNull(x) => {
                 let t = self.plan(x)?;
                 Ok(Typed::new(
-                    Expr::IsNull {
-                        expr: Box::new(t.expr),
-                        negated: matches!(e, E::IsNotNull(_)),
-                    },
+                    Expr::IsNull { expr: Box::new(t.expr), negated: matches!(e, E::IsNotNull(_)) },
                     DataType::Bool,
                     false,
                 ))
@@ -191,15 +168,8 @@ impl<'a> ExprCtx<'a> {
                 } else {
                     BinaryOp::IsDistinctFrom
                 };
-                let truth = Expr::Cast {
-                    expr: Box::new(t.expr),
-                    to: DataType::Bool,
-                };
-                Ok(Typed::new(
-                    Expr::binary(op, truth, Expr::lit(want)),
-                    DataType::Bool,
-                    false,
-                ))
+                let truth = Expr::Cast { expr: Box::new(t.expr), to: DataType::Bool };
+                Ok(Typed::new(Expr::binary(op, truth, Expr::lit(want)), DataType::Bool, false))
             }
             E::IsDistinctFrom(a, b) | E::IsNotDistinctFrom(a, b) => {
                 let (l, r) = self.comparable(self.plan(a)?, self.plan(b)?, span)?;
@@ -208,18 +178,9 @@ impl<'a> ExprCtx<'a> {
                 } else {
                     BinaryOp::IsNotDistinctFrom
                 };
-                Ok(Typed::new(
-                    Expr::binary(op, l.expr, r.expr),
-                    DataType::Bool,
-                    false,
-                ))
+                Ok(Typed::new(Expr::binary(op, l.expr, r.expr), DataType::Bool, false))
             }
-            E::In {
-                expr,
-                target: ast::InTarget::List(list),
-                negated,
-                ..
-            } => {
+            E::In { expr, target: ast::InTarget::List(list), negated, .. } => {
                 let mut t = self.plan(expr)?;
                 let mut items = Vec::with_capacity(list.len());
                 let mut nullable = t.nullable;
@@ -230,11 +191,7 @@ impl<'a> ExprCtx<'a> {
                     items.push(r.expr);
                 }
                 Ok(Typed::new(
-                    Expr::InList {
-                        expr: Box::new(t.expr),
-                        list: items,
-                        negated: *negated,
-                    },
+                    Expr::InList { expr: Box::new(t.expr), list: items, negated: *negated },
                     DataType::Bool,
                     nullable,
                 ))
@@ -242,12 +199,7 @@ impl<'a> ExprCtx<'a> {
             E::In { .. } => Err(unsupported("IN (subquery)", span)),
             E::Exists { .. } => Err(unsupported("EXISTS (subquery)", span)),
             E::Subquery(_) => Err(unsupported("scalar subquery", span)),
-            E::Between {
-                expr,
-                negated,
-                low,
-                high,
-            } => {
+            E::Between { expr, negated, low, high } => {
                 let t = self.plan(expr)?;
                 let (t, lo) = self.comparable(t, self.plan(low)?, low.span())?;
                 let (t, hi) = self.comparable(t, self.plan(high)?, high.span())?;
@@ -263,32 +215,17 @@ impl<'a> ExprCtx<'a> {
                     nullable,
                 ))
             }
-            E::Like {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            }
-            | E::ILike {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            } => {
+            E::Like { negated, any, expr, pattern, escape_char }
+            | E::ILike { negated, any, expr, pattern, escape_char } => {
                 if *any {
                     return Err(unsupported("LIKE ANY", span));
                 }
-                let case_insensitive =
-                    matches!(e, E::ILike { .. }) || self.dialect.like_is_case_insensitive();
+                let case_insensitive = matches!(e, E::ILike { .. }) || self.dialect.like_is_case_insensitive();
                 let (t, p) = (self.plan(expr)?, self.plan(pattern)?);
                 let escape = match escape_char.as_deref() {
                     None => None,
                     Some(E::Value(v)) => match &v.value {
-                        ast::Value::SingleQuotedString(s) if s.chars().count() == 1 => {
-                            s.chars().next()
-                        }
+                        ast::Value::SingleQuotedString(s) if s.chars().count() == 1 => s.chars().next(),
                         _ => return Err(type_error("ESCAPE takes a single character", span)),
                     },
                     Some(other) => {
@@ -307,18 +244,10 @@ impl<'a> ExprCtx<'a> {
                     t.nullable || p.nullable,
                 ))
             }
-            E::Case {
-                operand,
-                conditions,
-                else_result,
-                ..
-            } => self.case(operand.as_deref(), conditions, else_result.as_deref(), span),
-            E::Cast {
-                expr,
-                data_type,
-                format,
-                ..
-            } => {
+            E::Case { operand, conditions, else_result, .. } => {
+                self.case(operand.as_deref(), conditions, else_result.as_deref(), span)
+            }
+            E::Cast { expr, data_type, format, .. } => {
                 if format.is_some() {
                     return Err(unsupported("CAST … FORMAT", span));
                 }
@@ -330,12 +259,7 @@ impl<'a> ExprCtx<'a> {
                 })
             }
             E::Function(f) => self.function(f, span),
-            E::Substring {
-                expr,
-                substring_from,
-                substring_for,
-                ..
-            } => {
+            E::Substring { expr, substring_from, substring_for, .. } => {
                 let mut args = vec![self.plan(expr)?];
                 args.push(match substring_from {
                     Some(f) => self.plan(f)?,
@@ -346,20 +270,12 @@ impl<'a> ExprCtx<'a> {
                 }
                 let nullable = args.iter().any(|a| a.nullable);
                 Ok(Typed::new(
-                    Expr::Call {
-                        func: Func::Substr,
-                        args: args.into_iter().map(|a| a.expr).collect(),
-                    },
+                    Expr::Call { func: Func::Substr, args: args.into_iter().map(|a| a.expr).collect() },
                     DataType::Text,
                     nullable,
                 ))
             }
-            E::Trim {
-                expr,
-                trim_where,
-                trim_what,
-                trim_characters,
-            } => {
+            E::Trim { expr, trim_where, trim_what, trim_characters } => {
                 if trim_characters.is_some() {
                     return Err(unsupported("TRIM with a character list", span));
                 }
@@ -374,10 +290,7 @@ impl<'a> ExprCtx<'a> {
                 }
                 let nullable = args.iter().any(|a| a.nullable);
                 Ok(Typed::new(
-                    Expr::Call {
-                        func,
-                        args: args.into_iter().map(|a| a.expr).collect(),
-                    },
+                    Expr::Call { func, args: args.into_iter().map(|a| a.expr).collect() },
                     DataType::Text,
                     nullable,
                 ))
@@ -396,25 +309,16 @@ impl<'a> ExprCtx<'a> {
                         Some(d) => Typed::literal(
                             Value::Decimal(d),
                             DataType::Decimal {
-                                precision: (d.mantissa().unsigned_abs().to_string().len() as u8)
-                                    .max(d.scale())
-                                    .max(1),
+                                precision: (d.mantissa().unsigned_abs().to_string().len() as u8).max(d.scale()).max(1),
                                 scale: d.scale(),
                             },
                         ),
-                        None => Typed::literal(
-                            Value::Float(n.parse().unwrap_or(f64::NAN)),
-                            DataType::Double,
-                        ),
+                        None => Typed::literal(Value::Float(n.parse().unwrap_or(f64::NAN)), DataType::Double),
                     },
                     _ => match n.parse::<f64>() {
                         Ok(f) => Typed::literal(Value::Float(f), DataType::Double),
                         Err(_) => {
-                            return Err(sql_error(
-                                SqlErrorKind::Syntax,
-                                format!("bad number {n}"),
-                                span,
-                            ));
+                            return Err(sql_error(SqlErrorKind::Syntax, format!("bad number {n}"), span));
                         }
                     },
                 }
@@ -440,16 +344,11 @@ impl<'a> ExprCtx<'a> {
         let (l, r) = (self.plan(left)?, self.plan(right)?);
         let nullable = l.nullable || r.nullable;
         let arith = |bop: BinaryOp| -> Result<Typed, Error> {
-            let ty = arithmetic_type(bop, l.ty, r.ty).ok_or_else(|| {
-                type_error(format!("cannot apply {bop} to {} and {}", l.ty, r.ty), span)
-            })?;
+            let ty = arithmetic_type(bop, l.ty, r.ty)
+                .ok_or_else(|| type_error(format!("cannot apply {bop} to {} and {}", l.ty, r.ty), span))?;
             // Division and modulo by zero give NULL.
             let nullable = nullable || matches!(bop, BinaryOp::Div | BinaryOp::Mod);
-            Ok(Typed::new(
-                Expr::binary(bop, l.expr.clone(), r.expr.clone()),
-                ty,
-                nullable,
-            ))
+            Ok(Typed::new(Expr::binary(bop, l.expr.clone(), r.expr.clone()), ty, nullable))
         };
         match op {
             B::Plus => arith(BinaryOp::Add),
@@ -457,24 +356,12 @@ impl<'a> ExprCtx<'a> {
             B::Multiply => arith(BinaryOp::Mul),
             B::Divide => arith(BinaryOp::Div),
             B::Modulo => arith(BinaryOp::Mod),
-            B::StringConcat => Ok(Typed::new(
-                Expr::binary(BinaryOp::Concat, l.expr, r.expr),
-                DataType::Text,
-                nullable,
-            )),
+            B::StringConcat => Ok(Typed::new(Expr::binary(BinaryOp::Concat, l.expr, r.expr), DataType::Text, nullable)),
             B::And | B::Or => {
                 check_boolean(&l, left.span())?;
                 check_boolean(&r, right.span())?;
-                let bop = if matches!(op, B::And) {
-                    BinaryOp::And
-                } else {
-                    BinaryOp::Or
-                };
-                Ok(Typed::new(
-                    Expr::binary(bop, l.expr, r.expr),
-                    DataType::Bool,
-                    nullable,
-                ))
+                let bop = if matches!(op, B::And) { BinaryOp::And } else { BinaryOp::Or };
+                Ok(Typed::new(Expr::binary(bop, l.expr, r.expr), DataType::Bool, nullable))
             }
             B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship => {
                 let bop = match op {
@@ -488,11 +375,7 @@ impl<'a> ExprCtx<'a> {
                 };
                 let (l, r) = self.comparable(l, r, span)?;
                 let nullable = nullable && bop != BinaryOp::IsNotDistinctFrom;
-                Ok(Typed::new(
-                    Expr::binary(bop, l.expr, r.expr),
-                    DataType::Bool,
-                    nullable,
-                ))
+                Ok(Typed::new(Expr::binary(bop, l.expr, r.expr), DataType::Bool, nullable))
             }
             other => Err(unsupported(format!("operator {other}"), span)),
         }
@@ -535,8 +418,7 @@ impl<'a> ExprCtx<'a> {
         for c in conditions {
             let w = match &mut subject {
                 Some(s) => {
-                    let (l, r) =
-                        self.comparable(s.clone(), self.plan(&c.condition)?, c.condition.span())?;
+                    let (l, r) = self.comparable(s.clone(), self.plan(&c.condition)?, c.condition.span())?;
                     *s = l;
                     r
                 }
@@ -551,13 +433,8 @@ impl<'a> ExprCtx<'a> {
             ty = common_type(ty, r.ty)
                 .ok_or_else(|| type_error(format!("CASE mixes {ty} and {} results", r.ty), span))?;
         }
-        let nullable =
-            otherwise.is_none() || results.iter().chain(otherwise.iter()).any(|r| r.nullable);
-        let branches = whens
-            .into_iter()
-            .zip(results)
-            .map(|(w, r)| (w, r.coerce(ty).expr))
-            .collect();
+        let nullable = otherwise.is_none() || results.iter().chain(otherwise.iter()).any(|r| r.nullable);
+        let branches = whens.into_iter().zip(results).map(|(w, r)| (w, r.coerce(ty).expr)).collect();
         Ok(Typed::new(
             Expr::Case {
                 operand: subject.map(|s| Box::new(s.expr)),
@@ -572,10 +449,7 @@ impl<'a> ExprCtx<'a> {
     fn function(&self, f: &ast::Function, span: Span) -> Result<Typed, Error> {
         let name = crate::ddl::object_name(&f.name)?.to_ascii_lowercase();
         if f.over.is_some() {
-            return Err(unsupported(
-                format!("window function {name}() OVER (…)"),
-                span,
-            ));
+            return Err(unsupported(format!("window function {name}() OVER (…)"), span));
         }
         if f.filter.is_some() {
             return Err(unsupported("FILTER (WHERE …) on an aggregate", span));
@@ -612,35 +486,19 @@ impl<'a> ExprCtx<'a> {
             ));
         }
         if args.star {
-            return Err(type_error(
-                format!("{name}(*) is not a function call"),
-                span,
-            ));
+            return Err(type_error(format!("{name}(*) is not a function call"), span));
         }
-        let planned: Vec<Typed> = args
-            .exprs
-            .iter()
-            .map(|a| self.plan(a))
-            .collect::<Result<_, _>>()?;
+        let planned: Vec<Typed> = args.exprs.iter().map(|a| self.plan(a)).collect::<Result<_, _>>()?;
         let any_null = planned.iter().any(|a| a.nullable);
         let (ty, nullable, planned) = match func {
             Func::Coalesce | Func::Least | Func::Greatest => {
                 let mut ty = DataType::Null;
                 for a in &planned {
-                    ty = common_type(ty, a.ty).ok_or_else(|| {
-                        type_error(format!("{name}() mixes {ty} and {}", a.ty), span)
-                    })?;
+                    ty = common_type(ty, a.ty)
+                        .ok_or_else(|| type_error(format!("{name}() mixes {ty} and {}", a.ty), span))?;
                 }
-                let nullable = if func == Func::Coalesce {
-                    planned.iter().all(|a| a.nullable)
-                } else {
-                    any_null
-                };
-                (
-                    ty,
-                    nullable,
-                    planned.into_iter().map(|a| a.coerce(ty)).collect(),
-                )
+                let nullable = if func == Func::Coalesce { planned.iter().all(|a| a.nullable) } else { any_null };
+                (ty, nullable, planned.into_iter().map(|a| a.coerce(ty)).collect())
             }
             Func::NullIf => {
                 let (a, b) = self.comparable(planned[0].clone(), planned[1].clone(), span)?;
@@ -652,31 +510,18 @@ impl<'a> ExprCtx<'a> {
             }
             Func::Round => (DataType::Double, any_null, planned),
             Func::Length | Func::Instr => (DataType::BigInt, any_null, planned),
-            Func::Lower
-            | Func::Upper
-            | Func::Substr
-            | Func::Trim
-            | Func::LTrim
-            | Func::RTrim
-            | Func::Replace => (DataType::Text, any_null, planned),
+            Func::Lower | Func::Upper | Func::Substr | Func::Trim | Func::LTrim | Func::RTrim | Func::Replace => {
+                (DataType::Text, any_null, planned)
+            }
         };
-        Ok(Typed::new(
-            Expr::Call {
-                func,
-                args: planned.into_iter().map(|a| a.expr).collect(),
-            },
-            ty,
-            nullable,
-        ))
+        Ok(Typed::new(Expr::Call { func, args: planned.into_iter().map(|a| a.expr).collect() }, ty, nullable))
     }
 }
 
 /// The type of a numeric operand (booleans count as integers), or a type error.
 fn numeric_operand(t: &Typed, op: &str, span: Span) -> Result<DataType, Error> {
     match t.ty {
-        ty if ty.is_integer() || ty == DataType::Bool || ty == DataType::Null => {
-            Ok(DataType::BigInt)
-        }
+        ty if ty.is_integer() || ty == DataType::Bool || ty == DataType::Null => Ok(DataType::BigInt),
         ty if ty.is_numeric() => Ok(ty),
         ty => Err(type_error(format!("{op} needs a number, not {ty}"), span)),
     }
@@ -687,10 +532,7 @@ fn check_boolean(t: &Typed, span: Span) -> Result<(), Error> {
     if t.ty == DataType::Bool || t.ty == DataType::Null || t.ty.is_numeric() {
         Ok(())
     } else {
-        Err(type_error(
-            format!("expected a condition, got {}", t.ty),
-            span,
-        ))
+        Err(type_error(format!("expected a condition, got {}", t.ty), span))
     }
 }
 
@@ -709,10 +551,7 @@ fn numeric_literal(t: Typed, other: DataType, span: Span) -> Result<Typed, Error
                 Ok(t)
             }
         }
-        _ => Err(type_error(
-            format!("cannot compare {other} with {}", t.ty),
-            span,
-        )),
+        _ => Err(type_error(format!("cannot compare {other} with {}", t.ty), span)),
     }
 }
 

@@ -48,23 +48,11 @@ enum Pending<'q> {
 /// Splits `e` at its top-level ANDs.
 pub(crate) fn split_and<'q>(e: &'q ast::Expr, out: &mut Vec<&'q ast::Expr>) {
     match e {
-        ast::Expr::BinaryOp {
-            left,
-            op: ast::BinaryOperator::And,
-            right,
-        } => {
+        ast::Expr::BinaryOp { left, op: ast::BinaryOperator::And, right } => {
             split_and(left, out);
             split_and(right, out);
         }
-        ast::Expr::Nested(inner)
-            if matches!(
-                **inner,
-                ast::Expr::BinaryOp {
-                    op: ast::BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
+        ast::Expr::Nested(inner) if matches!(**inner, ast::Expr::BinaryOp { op: ast::BinaryOperator::And, .. }) => {
             split_and(inner, out)
         }
         other => out.push(other),
@@ -73,19 +61,12 @@ pub(crate) fn split_and<'q>(e: &'q ast::Expr, out: &mut Vec<&'q ast::Expr>) {
 
 /// Which of `offsets`' parts a set of column positions falls in.
 fn parts_of(columns: &[usize], offsets: &[usize]) -> BTreeSet<usize> {
-    columns
-        .iter()
-        .map(|&c| offsets.partition_point(|&o| o <= c) - 1)
-        .collect()
+    columns.iter().map(|&c| offsets.partition_point(|&o| o <= c) - 1).collect()
 }
 
 impl Planner<'_> {
     /// The relation of a FROM clause with its WHERE condition applied.
-    pub(crate) fn plan_from(
-        &self,
-        from: &[ast::TableWithJoins],
-        selection: Option<&ast::Expr>,
-    ) -> Result<Rel, Error> {
+    pub(crate) fn plan_from(&self, from: &[ast::TableWithJoins], selection: Option<&ast::Expr>) -> Result<Rel, Error> {
         let mut parts: Vec<Rel> = Vec::new();
         let mut pending: Vec<Pending<'_>> = Vec::new();
         for item in from {
@@ -101,29 +82,20 @@ impl Planner<'_> {
                     J::Right(c) | J::RightOuter(c) => (JoinKind::Right, c),
                     J::FullOuter(c) => (JoinKind::Full, c),
                     _ => {
-                        return Err(unsupported(
-                            "SEMI, ANTI, APPLY and ASOF joins",
-                            join.relation.span(),
-                        ));
+                        return Err(unsupported("SEMI, ANTI, APPLY and ASOF joins", join.relation.span()));
                     }
                 };
                 if kind == JoinKind::Inner {
                     let offset: usize = group.iter().map(|r| r.scope.columns.len()).sum();
-                    let left_scope = group
-                        .iter()
-                        .fold(Scope::default(), |s, r| s.concat(&r.scope));
+                    let left_scope = group.iter().fold(Scope::default(), |s, r| s.concat(&r.scope));
                     let mut right = right;
                     match constraint {
                         ast::JoinConstraint::On(e) => group_pending.push(Pending::Sql(e)),
                         ast::JoinConstraint::None => {}
                         ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural => {
-                            for (l, r) in self.using_pairs(
-                                constraint,
-                                &left_scope,
-                                &mut right,
-                                offset,
-                                join.relation.span(),
-                            )? {
+                            for (l, r) in
+                                self.using_pairs(constraint, &left_scope, &mut right, offset, join.relation.span())?
+                            {
                                 group_pending.push(Pending::Equal(l, r));
                             }
                         }
@@ -133,17 +105,8 @@ impl Planner<'_> {
                     }
                     group.push(right);
                 } else {
-                    let left = self.join_inner(
-                        std::mem::take(&mut group),
-                        std::mem::take(&mut group_pending),
-                    )?;
-                    group = vec![self.join_outer(
-                        left,
-                        right,
-                        kind,
-                        constraint,
-                        join.relation.span(),
-                    )?];
+                    let left = self.join_inner(std::mem::take(&mut group), std::mem::take(&mut group_pending))?;
+                    group = vec![self.join_outer(left, right, kind, constraint, join.relation.span())?];
                 }
             }
             parts.extend(group);
@@ -154,10 +117,7 @@ impl Planner<'_> {
         }
         if parts.is_empty() {
             parts.push(Rel {
-                plan: Plan::Values {
-                    rows: vec![ciuf_engine::Row::empty()],
-                    width: 0,
-                },
+                plan: Plan::Values { rows: vec![ciuf_engine::Row::empty()], width: 0 },
                 scope: Scope::default(),
             });
         }
@@ -175,19 +135,12 @@ impl Planner<'_> {
         span: Span,
     ) -> Result<Vec<(Typed, Typed)>, Error> {
         let names: Vec<String> = match constraint {
-            ast::JoinConstraint::Using(names) => names
-                .iter()
-                .map(crate::ddl::object_name)
-                .collect::<Result<_, _>>()?,
+            ast::JoinConstraint::Using(names) => names.iter().map(crate::ddl::object_name).collect::<Result<_, _>>()?,
             _ => right
                 .scope
                 .columns
                 .iter()
-                .filter(|c| {
-                    left.columns
-                        .iter()
-                        .any(|l| !l.merged && l.name.eq_ignore_ascii_case(&c.name))
-                })
+                .filter(|c| left.columns.iter().any(|l| !l.merged && l.name.eq_ignore_ascii_case(&c.name)))
                 .map(|c| c.name.clone())
                 .collect(),
         };
@@ -205,11 +158,7 @@ impl Planner<'_> {
         Ok(pairs)
     }
 
-    fn plan_conjuncts(
-        &self,
-        pending: Vec<Pending<'_>>,
-        scope: &Scope,
-    ) -> Result<Vec<Conjunct>, Error> {
+    fn plan_conjuncts(&self, pending: Vec<Pending<'_>>, scope: &Scope) -> Result<Vec<Conjunct>, Error> {
         let ctx = ExprCtx::row(scope, self.dialect);
         let mut out = Vec::new();
         for p in pending {
@@ -220,13 +169,8 @@ impl Planner<'_> {
                     split_and(e, &mut split);
                     for c in split {
                         out.push(match strip_nested(c) {
-                            ast::Expr::BinaryOp {
-                                left,
-                                op: ast::BinaryOperator::Eq,
-                                right,
-                            } => {
-                                let (l, r) =
-                                    ctx.comparable(ctx.plan(left)?, ctx.plan(right)?, c.span())?;
+                            ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } => {
+                                let (l, r) = ctx.comparable(ctx.plan(left)?, ctx.plan(right)?, c.span())?;
                                 Conjunct::Equal(l, r)
                             }
                             _ => Conjunct::Other(ctx.plan_condition(c)?),
@@ -240,9 +184,7 @@ impl Planner<'_> {
 
     /// Inner-joins `parts` under `pending` conditions (see the module docs).
     fn join_inner(&self, parts: Vec<Rel>, pending: Vec<Pending<'_>>) -> Result<Rel, Error> {
-        let scope = parts
-            .iter()
-            .fold(Scope::default(), |s, r| s.concat(&r.scope));
+        let scope = parts.iter().fold(Scope::default(), |s, r| s.concat(&r.scope));
         let mut offsets = Vec::with_capacity(parts.len());
         let mut total = 0;
         for p in &parts {
@@ -260,13 +202,7 @@ impl Planner<'_> {
                 let local = c.expr().remap_columns(&|i| i - offsets[p]);
                 let rel = &mut parts[p];
                 rel.plan = Plan::Filter {
-                    input: Box::new(std::mem::replace(
-                        &mut rel.plan,
-                        Plan::Values {
-                            rows: vec![],
-                            width: 0,
-                        },
-                    )),
+                    input: Box::new(std::mem::replace(&mut rel.plan, Plan::Values { rows: vec![], width: 0 })),
                     predicate: local,
                 };
             } else {
@@ -302,15 +238,9 @@ impl Planner<'_> {
             while i < rest.len() {
                 let (c, t) = &rest[i];
                 if is_key(c, t, &joined, next, &offsets) {
-                    let Conjunct::Equal(a, b) = &rest[i].0 else {
-                        unreachable!()
-                    };
+                    let Conjunct::Equal(a, b) = &rest[i].0 else { unreachable!() };
                     let a_is_left = parts_of(&a.expr.columns(), &offsets).is_subset(&joined);
-                    let (l, r) = if a_is_left {
-                        (a.clone(), b.clone())
-                    } else {
-                        (b.clone(), a.clone())
-                    };
+                    let (l, r) = if a_is_left { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
                     let (l, r) = key_types(l, r);
                     left_keys.push(remap(&placed, &l.expr));
                     right_keys.push(r.expr.remap_columns(&|c| c - offsets[next]));
@@ -327,6 +257,7 @@ impl Planner<'_> {
                 left_keys,
                 right_keys,
                 residual: None,
+                output: None,
             };
             placed[next] = Some(width);
             width += widths[next];
@@ -335,25 +266,14 @@ impl Planner<'_> {
         }
         // Conditions on no table at all (constants).
         for (c, _) in rest.drain(..) {
-            current = Plan::Filter {
-                input: Box::new(current),
-                predicate: c.expr(),
-            };
+            current = Plan::Filter { input: Box::new(current), predicate: c.expr() };
         }
         // Back to FROM order.
         if order.windows(2).any(|w| w[0] > w[1]) {
-            let exprs = (0..total)
-                .map(|c| remap(&placed, &Expr::Column(c)))
-                .collect();
-            current = Plan::Project {
-                input: Box::new(current),
-                exprs,
-            };
+            let exprs = (0..total).map(|c| remap(&placed, &Expr::Column(c))).collect();
+            current = Plan::Project { input: Box::new(current), exprs };
         }
-        Ok(Rel {
-            plan: current,
-            scope,
-        })
+        Ok(Rel { plan: current, scope })
     }
 
     fn join_outer(
@@ -369,19 +289,13 @@ impl Planner<'_> {
         match constraint {
             ast::JoinConstraint::On(e) => pending.push(Pending::Sql(e)),
             ast::JoinConstraint::None => {
-                return Err(sql_error(
-                    SqlErrorKind::Syntax,
-                    "an outer join needs ON or USING",
-                    span,
-                ));
+                return Err(sql_error(SqlErrorKind::Syntax, "an outer join needs ON or USING", span));
             }
             ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural => {
                 if kind == JoinKind::Full {
                     return Err(unsupported("FULL JOIN with USING or NATURAL", span));
                 }
-                for (l, r) in
-                    self.using_pairs(constraint, &left.scope, &mut right, left_width, span)?
-                {
+                for (l, r) in self.using_pairs(constraint, &left.scope, &mut right, left_width, span)? {
                     pending.push(Pending::Equal(l, r));
                 }
                 if kind == JoinKind::Right {
@@ -393,16 +307,10 @@ impl Planner<'_> {
             }
             ast::JoinConstraint::UsingAlias(..) => return Err(unsupported("USING … AS", span)),
         }
-        let left_scope = if matches!(kind, JoinKind::Right | JoinKind::Full) {
-            left.scope.nullable()
-        } else {
-            left.scope
-        };
-        let right_scope = if matches!(kind, JoinKind::Left | JoinKind::Full) {
-            right.scope.nullable()
-        } else {
-            right.scope
-        };
+        let left_scope =
+            if matches!(kind, JoinKind::Right | JoinKind::Full) { left.scope.nullable() } else { left.scope };
+        let right_scope =
+            if matches!(kind, JoinKind::Left | JoinKind::Full) { right.scope.nullable() } else { right.scope };
         let scope = left_scope.concat(&right_scope);
         let offsets = [0, left_width];
         let mut left_keys = Vec::new();
@@ -410,14 +318,8 @@ impl Planner<'_> {
         let mut residual: Option<Expr> = None;
         for c in self.plan_conjuncts(pending, &scope)? {
             if let Conjunct::Equal(a, b) = &c {
-                let (pa, pb) = (
-                    parts_of(&a.expr.columns(), &offsets),
-                    parts_of(&b.expr.columns(), &offsets),
-                );
-                let split = match (
-                    pa.iter().collect::<Vec<_>>().as_slice(),
-                    pb.iter().collect::<Vec<_>>().as_slice(),
-                ) {
+                let (pa, pb) = (parts_of(&a.expr.columns(), &offsets), parts_of(&b.expr.columns(), &offsets));
+                let split = match (pa.iter().collect::<Vec<_>>().as_slice(), pb.iter().collect::<Vec<_>>().as_slice()) {
                     ([0], [1]) => Some((a.clone(), b.clone())),
                     ([1], [0]) => Some((b.clone(), a.clone())),
                     _ => None,
@@ -443,6 +345,7 @@ impl Planner<'_> {
                 left_keys,
                 right_keys,
                 residual,
+                output: None,
             },
             scope,
         })
@@ -451,21 +354,14 @@ impl Planner<'_> {
     /// The relation a FROM item names.
     fn plan_factor(&self, factor: &ast::TableFactor) -> Result<Rel, Error> {
         match factor {
-            ast::TableFactor::Table {
-                name, alias, args, ..
-            } => {
+            ast::TableFactor::Table { name, alias, args, .. } => {
                 if args.is_some() {
                     return Err(unsupported(format!("table function {name}"), name.span()));
                 }
                 let table = crate::ddl::object_name(name)?;
-                let qualifier = alias
-                    .as_ref()
-                    .map_or(table.clone(), |a| a.name.value.clone());
+                let qualifier = alias.as_ref().map_or(table.clone(), |a| a.name.value.clone());
                 let rel = if let Some(cte) = self.cte(&table) {
-                    Rel {
-                        plan: cte.plan,
-                        scope: cte.scope.requalify(Some(&qualifier)),
-                    }
+                    Rel { plan: cte.plan, scope: cte.scope.requalify(Some(&qualifier)) }
                 } else if let Some(def) = self.catalog.view(&table) {
                     let mut plan = def.plan.clone();
                     if def.visible < def.columns.len() {
@@ -474,58 +370,34 @@ impl Planner<'_> {
                             exprs: (0..def.visible).map(Expr::Column).collect(),
                         };
                     }
-                    Rel {
-                        plan,
-                        scope: Scope::from_columns(&def.columns[..def.visible], Some(&qualifier)),
-                    }
+                    Rel { plan, scope: Scope::from_columns(&def.columns[..def.visible], Some(&qualifier)) }
                 } else if let Some((id, schema)) = self.catalog.table(&table) {
                     Rel {
-                        plan: Plan::Scan {
-                            table: id,
-                            name: schema.name.clone(),
-                            width: schema.columns.len(),
-                        },
+                        plan: Plan::Scan { table: id, name: schema.name.clone(), width: schema.columns.len() },
                         scope: Scope::from_columns(&schema.columns, Some(&qualifier)),
                     }
                 } else {
                     let mut known = self.catalog.relation_names();
                     known.extend(self.cte_names());
-                    return Err(SqlError::new(
-                        SqlErrorKind::UnknownTable,
-                        format!("unknown table {table}"),
-                    )
-                    .at(position(name.span()))
-                    .suggest(nearest_name(&table, known.iter().map(String::as_str)))
-                    .into());
+                    return Err(SqlError::new(SqlErrorKind::UnknownTable, format!("unknown table {table}"))
+                        .at(position(name.span()))
+                        .suggest(nearest_name(&table, known.iter().map(String::as_str)))
+                        .into());
                 };
                 rename_columns(rel, alias.as_ref(), name.span())
             }
-            ast::TableFactor::Derived {
-                lateral,
-                subquery,
-                alias,
-                ..
-            } => {
+            ast::TableFactor::Derived { lateral, subquery, alias, .. } => {
                 if *lateral {
                     return Err(unsupported("LATERAL", factor.span()));
                 }
                 let rel = self.plan_subquery(subquery)?;
                 let q = alias.as_ref().map(|a| a.name.value.clone());
-                let rel = Rel {
-                    plan: rel.plan,
-                    scope: rel.scope.requalify(q.as_deref()),
-                };
+                let rel = Rel { plan: rel.plan, scope: rel.scope.requalify(q.as_deref()) };
                 rename_columns(rel, alias.as_ref(), factor.span())
             }
-            ast::TableFactor::NestedJoin {
-                table_with_joins,
-                alias,
-            } => {
+            ast::TableFactor::NestedJoin { table_with_joins, alias } => {
                 if alias.is_some() {
-                    return Err(unsupported(
-                        "an alias on a parenthesized join",
-                        factor.span(),
-                    ));
+                    return Err(unsupported("an alias on a parenthesized join", factor.span()));
                 }
                 self.plan_from(std::slice::from_ref(table_with_joins), None)
             }
@@ -564,23 +436,14 @@ fn rename_columns(mut rel: Rel, alias: Option<&ast::TableAlias>, span: Span) -> 
 
 /// Whether conjunct `c` (touching parts `t`) is an equality between the joined parts
 /// and part `next`.
-fn is_key(
-    c: &Conjunct,
-    t: &BTreeSet<usize>,
-    joined: &BTreeSet<usize>,
-    next: usize,
-    offsets: &[usize],
-) -> bool {
+fn is_key(c: &Conjunct, t: &BTreeSet<usize>, joined: &BTreeSet<usize>, next: usize, offsets: &[usize]) -> bool {
     let Conjunct::Equal(a, b) = c else {
         return false;
     };
     if !t.contains(&next) {
         return false;
     }
-    let (pa, pb) = (
-        parts_of(&a.expr.columns(), offsets),
-        parts_of(&b.expr.columns(), offsets),
-    );
+    let (pa, pb) = (parts_of(&a.expr.columns(), offsets), parts_of(&b.expr.columns(), offsets));
     let only_next = |p: &BTreeSet<usize>| p.len() == 1 && p.contains(&next);
     let in_joined = |p: &BTreeSet<usize>| !p.is_empty() && p.is_subset(joined);
     (in_joined(&pa) && only_next(&pb)) || (in_joined(&pb) && only_next(&pa))
@@ -610,10 +473,7 @@ fn apply_ready(
     while i < rest.len() {
         if !rest[i].1.is_empty() && rest[i].1.is_subset(&joined) {
             let (c, _) = rest.remove(i);
-            current = Plan::Filter {
-                input: Box::new(current),
-                predicate: remap(placed, &c.expr()),
-            };
+            current = Plan::Filter { input: Box::new(current), predicate: remap(placed, &c.expr()) };
         } else {
             i += 1;
         }

@@ -92,11 +92,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, Error> {
     statements
         .into_iter()
         .map(|s| {
-            let text = if single {
-                sql.trim().trim_end_matches(';').trim().to_string()
-            } else {
-                s.to_string()
-            };
+            let text = if single { sql.trim().trim_end_matches(';').trim().to_string() } else { s.to_string() };
             classify(s, text)
         })
         .collect()
@@ -108,14 +104,8 @@ pub fn parse_query(sql: &str) -> Result<(Box<Query>, String), Error> {
     match (statements.len(), statements.pop()) {
         (1, Some(Statement::Query { query, sql })) => Ok((query, sql)),
         (0, _) => Err(SqlError::new(SqlErrorKind::Syntax, "empty SQL: expected a query").into()),
-        (1, Some(_)) => {
-            Err(SqlError::new(SqlErrorKind::Invalid, "expected a query (SELECT …)").into())
-        }
-        _ => Err(SqlError::new(
-            SqlErrorKind::Invalid,
-            "expected one query, got several statements",
-        )
-        .into()),
+        (1, Some(_)) => Err(SqlError::new(SqlErrorKind::Invalid, "expected a query (SELECT …)").into()),
+        _ => Err(SqlError::new(SqlErrorKind::Invalid, "expected one query, got several statements").into()),
     }
 }
 
@@ -125,7 +115,7 @@ pub fn plan_query(query: &Query, sql: &str, catalog: &dyn Catalog) -> Result<Vie
     let out = planner.plan_query(query)?;
     Ok(ViewDef {
         columns: out.rel.scope.engine_columns(),
-        plan: out.rel.plan,
+        plan: out.rel.plan.optimize(),
         visible: out.visible,
         order: out.order,
         sql: sql.to_string(),
@@ -135,10 +125,7 @@ pub fn plan_query(query: &Query, sql: &str, catalog: &dyn Catalog) -> Result<Vie
 /// The plan of `query` as text (what EXPLAIN prints).
 pub fn explain(query: &Query, catalog: &dyn Catalog) -> Result<String, Error> {
     let def = plan_query(query, &query.to_string(), catalog)?;
-    let cols: Vec<String> = def.columns[..def.visible]
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.data_type))
-        .collect();
+    let cols: Vec<String> = def.columns[..def.visible].iter().map(|c| format!("{} {}", c.name, c.data_type)).collect();
     let mut out = format!("View [{}]", cols.join(", "));
     if !def.order.is_empty() {
         let keys: Vec<String> = def.order.iter().map(ToString::to_string).collect();
@@ -153,29 +140,22 @@ pub fn explain(query: &Query, catalog: &dyn Catalog) -> Result<String, Error> {
 
 fn parse_error(e: sqlparser::parser::ParserError) -> Error {
     let message = match &e {
-        sqlparser::parser::ParserError::TokenizerError(m)
-        | sqlparser::parser::ParserError::ParserError(m) => m.clone(),
+        sqlparser::parser::ParserError::TokenizerError(m) | sqlparser::parser::ParserError::ParserError(m) => m.clone(),
         other => other.to_string(),
     };
     // sqlparser ends its messages with "at Line: L, Column: C".
     let (text, position) = match message.rfind(" at Line: ") {
         Some(i) => {
             let tail = &message[i + " at Line: ".len()..];
-            let mut nums = tail
-                .split(", Column: ")
-                .map(|x| x.trim().parse::<u64>().ok());
+            let mut nums = tail.split(", Column: ").map(|x| x.trim().parse::<u64>().ok());
             match (nums.next().flatten(), nums.next().flatten()) {
-                (Some(line), Some(column)) => {
-                    (message[..i].to_string(), Some(Position { line, column }))
-                }
+                (Some(line), Some(column)) => (message[..i].to_string(), Some(Position { line, column })),
                 _ => (message.clone(), None),
             }
         }
         None => (message.clone(), None),
     };
-    SqlError::new(SqlErrorKind::Syntax, format!("syntax error: {text}"))
-        .at(position)
-        .into()
+    SqlError::new(SqlErrorKind::Syntax, format!("syntax error: {text}")).at(position).into()
 }
 
 fn classify(statement: ast::Statement, sql: String) -> Result<Statement, Error> {
@@ -186,10 +166,7 @@ fn classify(statement: ast::Statement, sql: String) -> Result<Statement, Error> 
         S::CreateTable(ct) => Statement::CreateTable(ddl::create_table(&ct)?),
         S::CreateView(cv) => {
             if cv.materialized || cv.or_replace || !cv.columns.is_empty() {
-                return Err(unsupported(
-                    "CREATE VIEW with MATERIALIZED, OR REPLACE or a column list",
-                    span,
-                ));
+                return Err(unsupported("CREATE VIEW with MATERIALIZED, OR REPLACE or a column list", span));
             }
             Statement::CreateView {
                 name: ddl::object_name(&cv.name)?,
@@ -198,16 +175,8 @@ fn classify(statement: ast::Statement, sql: String) -> Result<Statement, Error> 
                 if_not_exists: cv.if_not_exists,
             }
         }
-        S::Drop {
-            object_type,
-            if_exists,
-            names,
-            ..
-        } => {
-            let names = names
-                .iter()
-                .map(ddl::object_name)
-                .collect::<Result<Vec<_>, _>>()?;
+        S::Drop { object_type, if_exists, names, .. } => {
+            let names = names.iter().map(ddl::object_name).collect::<Result<Vec<_>, _>>()?;
             match object_type {
                 ast::ObjectType::View => Statement::DropView { names, if_exists },
                 ast::ObjectType::Table => Statement::DropTable { names, if_exists },
@@ -222,12 +191,7 @@ fn classify(statement: ast::Statement, sql: String) -> Result<Statement, Error> 
             _ => return Err(unsupported("EXPLAIN of anything but a query", span)),
         },
         other => {
-            let first = other
-                .to_string()
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
+            let first = other.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ");
             return Err(unsupported(format!("statement {first} …"), span));
         }
     })
@@ -239,19 +203,13 @@ fn plan_insert(insert: &ast::Insert) -> Result<Statement, Error> {
         return Err(unsupported("INSERT INTO a table function", span));
     };
     if insert.on.is_some() || insert.returning.is_some() || insert.or.is_some() {
-        return Err(unsupported(
-            "INSERT with ON CONFLICT, RETURNING or OR …",
-            span,
-        ));
+        return Err(unsupported("INSERT with ON CONFLICT, RETURNING or OR …", span));
     }
     let Some(source) = &insert.source else {
         return Err(unsupported("INSERT without VALUES", span));
     };
     let ast::SetExpr::Values(values) = &*source.body else {
-        return Err(unsupported(
-            "INSERT … SELECT (insert rows as changes instead)",
-            span,
-        ));
+        return Err(unsupported("INSERT … SELECT (insert rows as changes instead)", span));
     };
     let empty = Scope::default();
     let ctx = ExprCtx::row(&empty, ciuf_engine::Dialect::Sqlite);
@@ -261,10 +219,7 @@ fn plan_insert(insert: &ast::Insert) -> Result<Statement, Error> {
         for e in row.iter() {
             let t = ctx.plan(e)?;
             if !t.expr.is_constant() {
-                return Err(error::type_error(
-                    "INSERT … VALUES takes constants",
-                    e.span(),
-                ));
+                return Err(error::type_error("INSERT … VALUES takes constants", e.span()));
             }
             out.push(t.expr.eval(&[]));
         }
@@ -272,11 +227,7 @@ fn plan_insert(insert: &ast::Insert) -> Result<Statement, Error> {
     }
     Ok(Statement::Insert {
         table: ddl::object_name(name)?,
-        columns: insert
-            .columns
-            .iter()
-            .map(ddl::object_name)
-            .collect::<Result<_, _>>()?,
+        columns: insert.columns.iter().map(ddl::object_name).collect::<Result<_, _>>()?,
         rows,
     })
 }

@@ -23,21 +23,12 @@ pub(crate) struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     pub fn new(catalog: &'a dyn Catalog) -> Planner<'a> {
-        Planner {
-            catalog,
-            dialect: catalog.dialect(),
-            ctes: RefCell::new(Vec::new()),
-        }
+        Planner { catalog, dialect: catalog.dialect(), ctes: RefCell::new(Vec::new()) }
     }
 
     /// The CTE called `name`, innermost first.
     pub fn cte(&self, name: &str) -> Option<Rel> {
-        self.ctes
-            .borrow()
-            .iter()
-            .rev()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, r)| r.clone())
+        self.ctes.borrow().iter().rev().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, r)| r.clone())
     }
 
     pub fn cte_names(&self) -> Vec<String> {

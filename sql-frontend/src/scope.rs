@@ -46,9 +46,7 @@ impl Scope {
 
     /// The columns of `self` followed by those of `other`.
     pub fn concat(&self, other: &Scope) -> Scope {
-        Scope {
-            columns: self.columns.iter().chain(&other.columns).cloned().collect(),
-        }
+        Scope { columns: self.columns.iter().chain(&other.columns).cloned().collect() }
     }
 
     /// The same columns, all nullable (the inner side of an outer join).
@@ -59,22 +57,13 @@ impl Scope {
 
     /// Every column requalified by `qualifier`.
     pub fn requalify(mut self, qualifier: Option<&str>) -> Scope {
-        self.columns
-            .iter_mut()
-            .for_each(|c| c.qualifier = qualifier.map(str::to_string));
+        self.columns.iter_mut().for_each(|c| c.qualifier = qualifier.map(str::to_string));
         self
     }
 
     /// The engine columns.
     pub fn engine_columns(&self) -> Vec<Column> {
-        self.columns
-            .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                data_type: c.ty,
-                nullable: c.nullable,
-            })
-            .collect()
+        self.columns.iter().map(|c| Column { name: c.name.clone(), data_type: c.ty, nullable: c.nullable }).collect()
     }
 
     /// The position of `qualifier.name` (or of `name` in any table).
@@ -86,10 +75,7 @@ impl Scope {
             .filter(|(_, c)| {
                 c.name.eq_ignore_ascii_case(name)
                     && match qualifier {
-                        Some(q) => c
-                            .qualifier
-                            .as_deref()
-                            .is_some_and(|cq| cq.eq_ignore_ascii_case(q)),
+                        Some(q) => c.qualifier.as_deref().is_some_and(|cq| cq.eq_ignore_ascii_case(q)),
                         None => !c.merged,
                     }
             })
@@ -118,21 +104,14 @@ impl Scope {
                     .columns
                     .iter()
                     .filter(|c| {
-                        qualifier.is_none_or(|q| {
-                            c.qualifier
-                                .as_deref()
-                                .is_some_and(|cq| cq.eq_ignore_ascii_case(q))
-                        })
+                        qualifier.is_none_or(|q| c.qualifier.as_deref().is_some_and(|cq| cq.eq_ignore_ascii_case(q)))
                     })
                     .map(|c| c.name.clone())
                     .collect();
-                Err(ciuf_engine::SqlError::new(
-                    SqlErrorKind::UnknownColumn,
-                    format!("unknown column {shown}"),
-                )
-                .at(crate::error::position(span))
-                .suggest(nearest_name(name, candidates.iter().map(String::as_str)))
-                .into())
+                Err(ciuf_engine::SqlError::new(SqlErrorKind::UnknownColumn, format!("unknown column {shown}"))
+                    .at(crate::error::position(span))
+                    .suggest(nearest_name(name, candidates.iter().map(String::as_str)))
+                    .into())
             }
             _ => Err(sql_error(
                 SqlErrorKind::AmbiguousColumn,
@@ -144,19 +123,11 @@ impl Scope {
 
     /// Whether some column is qualified by `q`.
     pub fn has_qualifier(&self, q: &str) -> bool {
-        self.columns.iter().any(|c| {
-            c.qualifier
-                .as_deref()
-                .is_some_and(|cq| cq.eq_ignore_ascii_case(q))
-        })
+        self.columns.iter().any(|c| c.qualifier.as_deref().is_some_and(|cq| cq.eq_ignore_ascii_case(q)))
     }
 
     fn qualifiers(&self) -> Vec<String> {
-        let mut qs: Vec<String> = self
-            .columns
-            .iter()
-            .filter_map(|c| c.qualifier.clone())
-            .collect();
+        let mut qs: Vec<String> = self.columns.iter().filter_map(|c| c.qualifier.clone()).collect();
         qs.dedup();
         qs
     }

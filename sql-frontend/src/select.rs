@@ -40,10 +40,7 @@ impl Planner<'_> {
         let out = self.plan_query(q)?;
         let mut rel = out.rel;
         if out.visible < rel.scope.columns.len() {
-            rel.plan = Plan::Project {
-                input: Box::new(rel.plan),
-                exprs: (0..out.visible).map(Expr::Column).collect(),
-            };
+            rel.plan = Plan::Project { input: Box::new(rel.plan), exprs: (0..out.visible).map(Expr::Column).collect() };
             rel.scope.columns.truncate(out.visible);
         }
         Ok(rel)
@@ -60,33 +57,21 @@ impl Planner<'_> {
                 if cte.alias.columns.len() > scope.columns.len() {
                     return Err(sql_error(
                         SqlErrorKind::Invalid,
-                        format!(
-                            "WITH {} names more columns than its query has",
-                            cte.alias.name.value
-                        ),
+                        format!("WITH {} names more columns than its query has", cte.alias.name.value),
                         cte.alias.name.span,
                     ));
                 }
                 for (c, n) in scope.columns.iter_mut().zip(&cte.alias.columns) {
                     c.name = n.name.value.clone();
                 }
-                self.push_cte(
-                    cte.alias.name.value.clone(),
-                    Rel {
-                        plan: rel.plan,
-                        scope,
-                    },
-                );
+                self.push_cte(cte.alias.name.value.clone(), Rel { plan: rel.plan, scope });
             }
         }
         if let Some(f) = &q.fetch {
             return Err(unsupported(format!("{f}"), q.span()));
         }
         if !q.locks.is_empty() || q.for_clause.is_some() || !q.pipe_operators.is_empty() {
-            return Err(unsupported(
-                "FOR UPDATE, FOR XML and pipe operators",
-                q.span(),
-            ));
+            return Err(unsupported("FOR UPDATE, FOR XML and pipe operators", q.span()));
         }
         let order_items: &[ast::OrderByExpr] = match &q.order_by {
             None => &[],
@@ -105,21 +90,12 @@ impl Planner<'_> {
                     let column = self.output_position(&item.expr, &rel.scope)?;
                     order.push(self.sort_key(column, item));
                 }
-                QueryOut {
-                    rel,
-                    visible,
-                    order,
-                }
+                QueryOut { rel, visible, order }
             }
         };
         let (limit, offset) = self.limit_clause(q.limit_clause.as_ref())?;
         if limit.is_some() || offset > 0 {
-            out.rel.plan = Plan::TopK {
-                input: Box::new(out.rel.plan),
-                order: out.order.clone(),
-                limit,
-                offset,
-            };
+            out.rel.plan = Plan::TopK { input: Box::new(out.rel.plan), order: out.order.clone(), limit, offset };
         }
         Ok(out)
     }
@@ -127,15 +103,8 @@ impl Planner<'_> {
     fn sort_key(&self, column: usize, item: &ast::OrderByExpr) -> SortKey {
         let descending = matches!(item.options.sort, Some(ast::OrderBySort::Desc));
         let asc_first = self.dialect.nulls_first_when_ascending();
-        let nulls_first =
-            item.options
-                .nulls_first
-                .unwrap_or(if descending { !asc_first } else { asc_first });
-        SortKey {
-            column,
-            descending,
-            nulls_first,
-        }
+        let nulls_first = item.options.nulls_first.unwrap_or(if descending { !asc_first } else { asc_first });
+        SortKey { column, descending, nulls_first }
     }
 
     /// An ORDER BY item of a set operation: a position or an output name.
@@ -144,76 +113,52 @@ impl Planner<'_> {
             return check_position(p, scope.columns.len(), e);
         }
         match e {
-            ast::Expr::Identifier(id) => scope
-                .columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(&id.value))
-                .ok_or_else(|| {
+            ast::Expr::Identifier(id) => {
+                scope.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&id.value)).ok_or_else(|| {
                     sql_error(
                         SqlErrorKind::UnknownColumn,
                         format!("ORDER BY {} is not an output column", id.value),
                         id.span,
                     )
-                }),
-            other => Err(unsupported(
-                "ORDER BY expressions on UNION (order by an output column)",
-                other.span(),
-            )),
+                })
+            }
+            other => Err(unsupported("ORDER BY expressions on UNION (order by an output column)", other.span())),
         }
     }
 
     fn limit_clause(&self, clause: Option<&ast::LimitClause>) -> Result<(Option<u64>, u64), Error> {
         let (limit, offset) = match clause {
             None => return Ok((None, 0)),
-            Some(ast::LimitClause::LimitOffset {
-                limit,
-                offset,
-                limit_by,
-            }) => {
+            Some(ast::LimitClause::LimitOffset { limit, offset, limit_by }) => {
                 if !limit_by.is_empty() {
                     return Err(unsupported("LIMIT … BY", limit_by[0].span()));
                 }
                 (limit.as_ref(), offset.as_ref().map(|o| &o.value))
             }
-            Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => {
-                (Some(limit), Some(offset))
-            }
+            Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => (Some(limit), Some(offset)),
         };
         let eval = |e: &ast::Expr| -> Result<i64, Error> {
             let empty = Scope::default();
             let t = ExprCtx::row(&empty, self.dialect).plan(e)?;
             match t.expr.eval(&[]) {
                 Value::Int(i) if t.expr.is_constant() => Ok(i),
-                _ => Err(type_error(
-                    "LIMIT and OFFSET take a constant integer",
-                    e.span(),
-                )),
+                _ => Err(type_error("LIMIT and OFFSET take a constant integer", e.span())),
             }
         };
         // SQLite: a negative LIMIT means no limit, a negative OFFSET none.
-        let limit = limit
-            .map(eval)
-            .transpose()?
-            .and_then(|l| u64::try_from(l).ok());
+        let limit = limit.map(eval).transpose()?.and_then(|l| u64::try_from(l).ok());
         let offset = offset.map(eval).transpose()?.map_or(0, |o| o.max(0) as u64);
         Ok((limit, offset))
     }
 
     /// Plans a SELECT with the ORDER BY items of its query.
-    fn plan_select(
-        &self,
-        s: &ast::Select,
-        order_items: &[ast::OrderByExpr],
-    ) -> Result<QueryOut, Error> {
+    fn plan_select(&self, s: &ast::Select, order_items: &[ast::OrderByExpr]) -> Result<QueryOut, Error> {
         reject_select_extras(s)?;
         let input = self.plan_from(&s.from, s.selection.as_ref())?;
         let group_exprs: &[ast::Expr] = match &s.group_by {
             ast::GroupByExpr::Expressions(exprs, modifiers) => {
                 if !modifiers.is_empty() {
-                    return Err(unsupported(
-                        "GROUP BY modifiers (ROLLUP, CUBE, TOTALS)",
-                        s.span(),
-                    ));
+                    return Err(unsupported("GROUP BY modifiers (ROLLUP, CUBE, TOTALS)", s.span()));
                 }
                 exprs
             }
@@ -221,9 +166,7 @@ impl Planner<'_> {
         };
         let mut calls = Vec::new();
         for item in &s.projection {
-            if let ast::SelectItem::UnnamedExpr(e)
-            | ast::SelectItem::ExprWithAlias { expr: e, .. } = item
-            {
+            if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
                 collect_aggregates(e, &mut calls)?;
             }
         }
@@ -241,11 +184,7 @@ impl Planner<'_> {
             for g in group_exprs {
                 let g = self.group_expr(g, s)?;
                 if contains_aggregate(g) {
-                    return Err(sql_error(
-                        SqlErrorKind::Invalid,
-                        "GROUP BY cannot contain an aggregate",
-                        g.span(),
-                    ));
+                    return Err(sql_error(SqlErrorKind::Invalid, "GROUP BY cannot contain an aggregate", g.span()));
                 }
                 let t = row_ctx.plan(g)?;
                 if !agg_ctx.groups.iter().any(|x| x.expr == t.expr) {
@@ -264,17 +203,10 @@ impl Planner<'_> {
                 aggregates,
             };
         }
-        let ctx = ExprCtx {
-            scope: &input.scope,
-            agg: aggregating.then_some(&agg_ctx),
-            dialect: self.dialect,
-        };
+        let ctx = ExprCtx { scope: &input.scope, agg: aggregating.then_some(&agg_ctx), dialect: self.dialect };
         if let Some(h) = &s.having {
             let cond = ctx.plan_condition(h)?;
-            plan = Plan::Filter {
-                input: Box::new(plan),
-                predicate: cond.expr,
-            };
+            plan = Plan::Filter { input: Box::new(plan), predicate: cond.expr };
         }
         // The select list.
         let mut outputs: Vec<(Typed, String)> = Vec::new();
@@ -367,11 +299,8 @@ impl Planner<'_> {
             order.push(self.sort_key(column, item));
         }
         let width = plan.width();
-        let identity = outputs.len() == width
-            && outputs
-                .iter()
-                .enumerate()
-                .all(|(i, (t, _))| t.expr == Expr::Column(i));
+        let identity =
+            outputs.len() == width && outputs.iter().enumerate().all(|(i, (t, _))| t.expr == Expr::Column(i));
         let scope = Scope {
             columns: outputs
                 .iter()
@@ -385,21 +314,12 @@ impl Planner<'_> {
                 .collect(),
         };
         if !identity {
-            plan = Plan::Project {
-                input: Box::new(plan),
-                exprs: outputs.into_iter().map(|(t, _)| t.expr).collect(),
-            };
+            plan = Plan::Project { input: Box::new(plan), exprs: outputs.into_iter().map(|(t, _)| t.expr).collect() };
         }
         if distinct {
-            plan = Plan::Distinct {
-                input: Box::new(plan),
-            };
+            plan = Plan::Distinct { input: Box::new(plan) };
         }
-        Ok(QueryOut {
-            rel: Rel { plan, scope },
-            visible,
-            order,
-        })
+        Ok(QueryOut { rel: Rel { plan, scope }, visible, order })
     }
 
     /// A GROUP BY item: a position or output alias stands for that select item.
@@ -407,12 +327,8 @@ impl Planner<'_> {
         if let Some(p) = position_literal(g)? {
             let i = check_position(p, s.projection.len(), g)?;
             return match &s.projection[i] {
-                ast::SelectItem::UnnamedExpr(e)
-                | ast::SelectItem::ExprWithAlias { expr: e, .. } => Ok(e),
-                other => Err(unsupported(
-                    format!("GROUP BY position of {other}"),
-                    g.span(),
-                )),
+                ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => Ok(e),
+                other => Err(unsupported(format!("GROUP BY position of {other}"), g.span())),
             };
         }
         if let ast::Expr::Identifier(id) = g {
@@ -435,12 +351,7 @@ impl Planner<'_> {
 
     fn input_has_column(&self, s: &ast::Select, name: &str) -> bool {
         self.plan_from(&s.from, None)
-            .map(|r| {
-                r.scope
-                    .columns
-                    .iter()
-                    .any(|c| c.name.eq_ignore_ascii_case(name))
-            })
+            .map(|r| r.scope.columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)))
             .unwrap_or(false)
     }
 
@@ -457,28 +368,20 @@ impl Planner<'_> {
     ) -> Result<(), Error> {
         for (i, c) in scope.columns.iter().enumerate() {
             let selected = match qualifier {
-                Some(q) => c
-                    .qualifier
-                    .as_deref()
-                    .is_some_and(|cq| cq.eq_ignore_ascii_case(q)),
+                Some(q) => c.qualifier.as_deref().is_some_and(|cq| cq.eq_ignore_ascii_case(q)),
                 None => !c.merged,
             };
             if !selected {
                 continue;
             }
             let t = if aggregating {
-                ctx.agg
-                    .and_then(|a| a.lookup_group(&Expr::Column(i)))
-                    .ok_or_else(|| {
-                        sql_error(
-                            SqlErrorKind::Invalid,
-                            format!(
-                                "* includes column {}, which is neither grouped nor aggregated",
-                                c.name
-                            ),
-                            span,
-                        )
-                    })?
+                ctx.agg.and_then(|a| a.lookup_group(&Expr::Column(i))).ok_or_else(|| {
+                    sql_error(
+                        SqlErrorKind::Invalid,
+                        format!("* includes column {}, which is neither grouped nor aggregated", c.name),
+                        span,
+                    )
+                })?
             } else {
                 Typed::new(Expr::Column(i), c.ty, c.nullable)
             };
@@ -493,12 +396,7 @@ impl Planner<'_> {
         match body {
             ast::SetExpr::Select(s) => Ok(self.plan_select(s, &[])?.rel),
             ast::SetExpr::Query(q) => self.plan_subquery(q),
-            ast::SetExpr::SetOperation {
-                left,
-                op,
-                set_quantifier,
-                right,
-            } => {
+            ast::SetExpr::SetOperation { left, op, set_quantifier, right } => {
                 let all = match set_quantifier {
                     ast::SetQuantifier::All => true,
                     ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
@@ -516,29 +414,15 @@ impl Planner<'_> {
         }
     }
 
-    fn union(
-        &self,
-        l: Rel,
-        r: Rel,
-        all: bool,
-        span: sqlparser::tokenizer::Span,
-    ) -> Result<Rel, Error> {
+    fn union(&self, l: Rel, r: Rel, all: bool, span: sqlparser::tokenizer::Span) -> Result<Rel, Error> {
         let (lw, rw) = (l.scope.columns.len(), r.scope.columns.len());
         if lw != rw {
-            return Err(sql_error(
-                SqlErrorKind::Invalid,
-                format!("UNION of {lw} and {rw} columns"),
-                span,
-            ));
+            return Err(sql_error(SqlErrorKind::Invalid, format!("UNION of {lw} and {rw} columns"), span));
         }
         let mut columns = Vec::with_capacity(lw);
         for (a, b) in l.scope.columns.iter().zip(&r.scope.columns) {
-            let ty = common_type(a.ty, b.ty).ok_or_else(|| {
-                type_error(
-                    format!("UNION column {} mixes {} and {}", a.name, a.ty, b.ty),
-                    span,
-                )
-            })?;
+            let ty = common_type(a.ty, b.ty)
+                .ok_or_else(|| type_error(format!("UNION column {} mixes {} and {}", a.name, a.ty, b.ty), span))?;
             columns.push(ScopeColumn {
                 qualifier: None,
                 name: a.name.clone(),
@@ -548,13 +432,7 @@ impl Planner<'_> {
             });
         }
         let conform = |rel: Rel| -> Plan {
-            if rel
-                .scope
-                .columns
-                .iter()
-                .zip(&columns)
-                .all(|(c, t)| same_representation(c.ty, t.ty))
-            {
+            if rel.scope.columns.iter().zip(&columns).all(|(c, t)| same_representation(c.ty, t.ty)) {
                 return rel.plan;
             }
             let exprs = rel
@@ -563,16 +441,9 @@ impl Planner<'_> {
                 .iter()
                 .zip(&columns)
                 .enumerate()
-                .map(|(i, (c, t))| {
-                    Typed::new(Expr::Column(i), c.ty, c.nullable)
-                        .coerce(t.ty)
-                        .expr
-                })
+                .map(|(i, (c, t))| Typed::new(Expr::Column(i), c.ty, c.nullable).coerce(t.ty).expr)
                 .collect();
-            Plan::Project {
-                input: Box::new(rel.plan),
-                exprs,
-            }
+            Plan::Project { input: Box::new(rel.plan), exprs }
         };
         let mut inputs = Vec::new();
         for p in [conform(l), conform(r)] {
@@ -583,14 +454,9 @@ impl Planner<'_> {
         }
         let mut plan = Plan::Union { inputs };
         if !all {
-            plan = Plan::Distinct {
-                input: Box::new(plan),
-            };
+            plan = Plan::Distinct { input: Box::new(plan) };
         }
-        Ok(Rel {
-            plan,
-            scope: Scope { columns },
-        })
+        Ok(Rel { plan, scope: Scope { columns } })
     }
 
     fn plan_values(&self, v: &ast::Values) -> Result<Rel, Error> {
@@ -607,11 +473,7 @@ impl Planner<'_> {
                 planned.push(t);
             }
             if rows.first().is_some_and(|f| f.len() != planned.len()) {
-                return Err(sql_error(
-                    SqlErrorKind::Invalid,
-                    "VALUES rows have different lengths",
-                    v.span(),
-                ));
+                return Err(sql_error(SqlErrorKind::Invalid, "VALUES rows have different lengths", v.span()));
             }
             rows.push(planned);
         }
@@ -619,9 +481,8 @@ impl Planner<'_> {
         let mut types = vec![DataType::Null; width];
         for row in &rows {
             for (t, x) in types.iter_mut().zip(row) {
-                *t = common_type(*t, x.ty).ok_or_else(|| {
-                    type_error(format!("VALUES mixes {t} and {}", x.ty), v.span())
-                })?;
+                *t = common_type(*t, x.ty)
+                    .ok_or_else(|| type_error(format!("VALUES mixes {t} and {}", x.ty), v.span()))?;
             }
         }
         let columns = (0..width)
@@ -635,17 +496,9 @@ impl Planner<'_> {
             .collect();
         let rows = rows
             .into_iter()
-            .map(|r| {
-                r.into_iter()
-                    .zip(&types)
-                    .map(|(x, t)| x.coerce(*t).expr.eval(&[]))
-                    .collect::<Row>()
-            })
+            .map(|r| r.into_iter().zip(&types).map(|(x, t)| x.coerce(*t).expr.eval(&[])).collect::<Row>())
             .collect();
-        Ok(Rel {
-            plan: Plan::Values { rows, width },
-            scope: Scope { columns },
-        })
+        Ok(Rel { plan: Plan::Values { rows, width }, scope: Scope { columns } })
     }
 }
 
@@ -653,9 +506,7 @@ impl Planner<'_> {
 fn output_name(e: &ast::Expr) -> String {
     match e {
         ast::Expr::Identifier(id) => id.value.clone(),
-        ast::Expr::CompoundIdentifier(ids) => ids
-            .last()
-            .map_or_else(|| e.to_string(), |i| i.value.clone()),
+        ast::Expr::CompoundIdentifier(ids) => ids.last().map_or_else(|| e.to_string(), |i| i.value.clone()),
         ast::Expr::Nested(inner) => output_name(inner),
         other => other.to_string(),
     }
@@ -665,10 +516,9 @@ fn output_name(e: &ast::Expr) -> String {
 fn position_literal(e: &ast::Expr) -> Result<Option<i64>, Error> {
     match e {
         ast::Expr::Value(v) => match &v.value {
-            ast::Value::Number(n, _) if !n.contains(['.', 'e', 'E']) => n
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| type_error(format!("bad position {n}"), e.span())),
+            ast::Value::Number(n, _) if !n.contains(['.', 'e', 'E']) => {
+                n.parse::<i64>().map(Some).map_err(|_| type_error(format!("bad position {n}"), e.span()))
+            }
             _ => Ok(None),
         },
         _ => Ok(None),
@@ -679,11 +529,7 @@ fn check_position(p: i64, n: usize, e: &ast::Expr) -> Result<usize, Error> {
     if p >= 1 && (p as usize) <= n {
         Ok(p as usize - 1)
     } else {
-        Err(sql_error(
-            SqlErrorKind::Invalid,
-            format!("position {p} is not in the select list (1 to {n})"),
-            e.span(),
-        ))
+        Err(sql_error(SqlErrorKind::Invalid, format!("position {p} is not in the select list (1 to {n})"), e.span()))
     }
 }
 
@@ -697,10 +543,7 @@ fn reject_wildcard_options(
         || opts.opt_rename.is_some()
         || opts.opt_ilike.is_some()
     {
-        return Err(unsupported(
-            "* with EXCLUDE, EXCEPT, REPLACE, RENAME or ILIKE",
-            span,
-        ));
+        return Err(unsupported("* with EXCLUDE, EXCEPT, REPLACE, RENAME or ILIKE", span));
     }
     Ok(())
 }

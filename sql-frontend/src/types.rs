@@ -12,23 +12,16 @@ use sqlparser::ast::{self, ExactNumberInfo};
 use crate::error::{type_error, unsupported};
 
 /// The engine type for an SQL type name.
-pub(crate) fn sql_type(
-    t: &ast::DataType,
-    span: sqlparser::tokenizer::Span,
-) -> Result<DataType, Error> {
+pub(crate) fn sql_type(t: &ast::DataType, span: sqlparser::tokenizer::Span) -> Result<DataType, Error> {
     use ast::DataType as T;
     Ok(match t {
         T::Bool | T::Boolean => DataType::Bool,
         T::SmallInt(_) | T::Int2(_) | T::TinyInt(_) => DataType::SmallInt,
         T::Int(_) | T::Integer(_) | T::Int4(_) | T::MediumInt(_) => DataType::Int,
         T::BigInt(_) | T::Int8(_) | T::Int64 | T::Signed | T::SignedInteger => DataType::BigInt,
-        T::Float(_)
-        | T::Real
-        | T::Double(_)
-        | T::DoublePrecision
-        | T::Float4
-        | T::Float8
-        | T::Float64 => DataType::Double,
+        T::Float(_) | T::Real | T::Double(_) | T::DoublePrecision | T::Float4 | T::Float8 | T::Float64 => {
+            DataType::Double
+        }
         T::Numeric(info) | T::Decimal(info) | T::Dec(info) => decimal_type(info, span)?,
         T::Text
         | T::Varchar(_)
@@ -43,9 +36,7 @@ pub(crate) fn sql_type(
         | T::MediumText
         | T::LongText => DataType::Text,
         T::Date => DataType::Date,
-        T::Timestamp(_, tz)
-            if !matches!(tz, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) =>
-        {
+        T::Timestamp(_, tz) if !matches!(tz, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
             DataType::Timestamp
         }
         T::Datetime(_) => DataType::Timestamp,
@@ -59,10 +50,7 @@ pub(crate) fn sql_type(
 }
 
 /// DECIMAL(p, s). A bare DECIMAL is DECIMAL(18, 3), as in DuckDB.
-fn decimal_type(
-    info: &ExactNumberInfo,
-    span: sqlparser::tokenizer::Span,
-) -> Result<DataType, Error> {
+fn decimal_type(info: &ExactNumberInfo, span: sqlparser::tokenizer::Span) -> Result<DataType, Error> {
     let (p, s) = match info {
         ExactNumberInfo::None => (18, 3),
         ExactNumberInfo::Precision(p) => (*p, 0),
@@ -70,16 +58,11 @@ fn decimal_type(
     };
     if p == 0 || p > MAX_DECIMAL_PRECISION as u64 || s > p {
         return Err(type_error(
-            format!(
-                "DECIMAL({p},{s}): precision must be 1 to {MAX_DECIMAL_PRECISION} and scale at most the precision"
-            ),
+            format!("DECIMAL({p},{s}): precision must be 1 to {MAX_DECIMAL_PRECISION} and scale at most the precision"),
             span,
         ));
     }
-    Ok(DataType::Decimal {
-        precision: p as u8,
-        scale: s as u8,
-    })
+    Ok(DataType::Decimal { precision: p as u8, scale: s as u8 })
 }
 
 /// Whether values of `a` and `b` share a representation (so equal values are equal
@@ -108,10 +91,7 @@ fn decimal_parts(t: DataType) -> Option<(u8, u8)> {
 fn decimal(int_digits: u32, scale: u32) -> DataType {
     let scale = scale.min(MAX_DECIMAL_PRECISION as u32);
     let precision = (int_digits + scale).clamp(1, MAX_DECIMAL_PRECISION as u32);
-    DataType::Decimal {
-        precision: precision as u8,
-        scale: scale.min(precision) as u8,
-    }
+    DataType::Decimal { precision: precision as u8, scale: scale.min(precision) as u8 }
 }
 
 /// The type both `a` and `b` convert to, if any.
@@ -136,11 +116,7 @@ pub(crate) fn common_type(a: DataType, b: DataType) -> Option<DataType> {
 }
 
 /// The result type of `a op b` for an arithmetic operator.
-pub(crate) fn arithmetic_type(
-    op: ciuf_engine::expr::BinaryOp,
-    a: DataType,
-    b: DataType,
-) -> Option<DataType> {
+pub(crate) fn arithmetic_type(op: ciuf_engine::expr::BinaryOp, a: DataType, b: DataType) -> Option<DataType> {
     use DataType::*;
     use ciuf_engine::expr::BinaryOp::*;
     let num = |t: DataType| match t {
@@ -176,58 +152,22 @@ mod tests {
 
     #[test]
     fn common_types() {
+        assert_eq!(common_type(DataType::Int, DataType::BigInt), Some(DataType::BigInt));
+        assert_eq!(common_type(DataType::Int, DataType::Double), Some(DataType::Double));
         assert_eq!(
-            common_type(DataType::Int, DataType::BigInt),
-            Some(DataType::BigInt)
-        );
-        assert_eq!(
-            common_type(DataType::Int, DataType::Double),
-            Some(DataType::Double)
-        );
-        assert_eq!(
-            common_type(
-                DataType::Decimal {
-                    precision: 10,
-                    scale: 2
-                },
-                DataType::Int
-            ),
-            Some(DataType::Decimal {
-                precision: 21,
-                scale: 2
-            })
+            common_type(DataType::Decimal { precision: 10, scale: 2 }, DataType::Int),
+            Some(DataType::Decimal { precision: 21, scale: 2 })
         );
         assert_eq!(common_type(DataType::Text, DataType::BigInt), None);
-        assert_eq!(
-            common_type(DataType::Null, DataType::Text),
-            Some(DataType::Text)
-        );
+        assert_eq!(common_type(DataType::Null, DataType::Text), Some(DataType::Text));
     }
 
     #[test]
     fn arithmetic_types() {
-        let d = DataType::Decimal {
-            precision: 10,
-            scale: 2,
-        };
-        assert_eq!(
-            arithmetic_type(BinaryOp::Div, DataType::Int, DataType::Int),
-            Some(DataType::BigInt)
-        );
-        assert_eq!(
-            arithmetic_type(BinaryOp::Mul, d, d),
-            Some(DataType::Decimal {
-                precision: 20,
-                scale: 4
-            })
-        );
-        assert_eq!(
-            arithmetic_type(BinaryOp::Add, d, DataType::Double),
-            Some(DataType::Double)
-        );
-        assert_eq!(
-            arithmetic_type(BinaryOp::Add, DataType::Text, DataType::Int),
-            None
-        );
+        let d = DataType::Decimal { precision: 10, scale: 2 };
+        assert_eq!(arithmetic_type(BinaryOp::Div, DataType::Int, DataType::Int), Some(DataType::BigInt));
+        assert_eq!(arithmetic_type(BinaryOp::Mul, d, d), Some(DataType::Decimal { precision: 20, scale: 4 }));
+        assert_eq!(arithmetic_type(BinaryOp::Add, d, DataType::Double), Some(DataType::Double));
+        assert_eq!(arithmetic_type(BinaryOp::Add, DataType::Text, DataType::Int), None);
     }
 }

@@ -101,25 +101,17 @@ impl Norm {
 }
 
 pub fn norm_rows_engine(rows: &[Row]) -> Vec<Vec<Norm>> {
-    rows.iter()
-        .map(|r| r.iter().map(Norm::from_engine).collect())
-        .collect()
+    rows.iter().map(|r| r.iter().map(Norm::from_engine).collect()).collect()
 }
 
 /// Runs `sql` on SQLite and normalizes the rows.
 pub fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<Norm>> {
-    let mut stmt = conn
-        .prepare(sql)
-        .unwrap_or_else(|e| panic!("SQLite rejects {sql}: {e}"));
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("SQLite rejects {sql}: {e}"));
     let n = stmt.column_count();
     let mut out = Vec::new();
     let mut rows = stmt.query([]).expect("query runs");
     while let Some(row) = rows.next().expect("row") {
-        out.push(
-            (0..n)
-                .map(|i| Norm::from_sqlite(row.get_ref(i).expect("column")))
-                .collect(),
-        );
+        out.push((0..n).map(|i| Norm::from_sqlite(row.get_ref(i).expect("column"))).collect());
     }
     out
 }
@@ -130,11 +122,7 @@ fn sort_rows(rows: &mut [Vec<Norm>]) {
 
 /// Compares two results: as bags, or as lists when `ordered`. Returns a description of
 /// the first difference.
-pub fn compare(
-    mut ours: Vec<Vec<Norm>>,
-    mut theirs: Vec<Vec<Norm>>,
-    ordered: bool,
-) -> Result<(), String> {
+pub fn compare(mut ours: Vec<Vec<Norm>>, mut theirs: Vec<Vec<Norm>>, ordered: bool) -> Result<(), String> {
     if !ordered {
         sort_rows(&mut ours);
         sort_rows(&mut theirs);

@@ -32,10 +32,7 @@ pub fn cast(v: &Value, to: DataType) -> Value {
             Value::Bool(b) => *b as i64,
             Value::Int(i) => *i,
             Value::Float(f) => f64_to_i64(*f),
-            Value::Decimal(d) => {
-                d.trunc_i64()
-                    .unwrap_or(if d.mantissa() < 0 { i64::MIN } else { i64::MAX })
-            }
+            Value::Decimal(d) => d.trunc_i64().unwrap_or(if d.mantissa() < 0 { i64::MIN } else { i64::MAX }),
             Value::Text(s) => text_to_i64_prefix(s),
             Value::Date(d) => *d as i64,
             Value::Timestamp(t) => *t,
@@ -58,17 +55,14 @@ pub fn cast(v: &Value, to: DataType) -> Value {
                 Value::Date(_) | Value::Timestamp(_) => None,
                 Value::Null => unreachable!(),
             };
-            d.and_then(|d| d.rescale(scale))
-                .map_or(Value::Null, Value::Decimal)
+            d.and_then(|d| d.rescale(scale)).map_or(Value::Null, Value::Decimal)
         }
         DataType::Text => Value::text(v.to_text().expect("not null")),
         DataType::Date => match v {
             Value::Date(d) => Value::Date(*d),
             Value::Timestamp(t) => Value::Date(t.div_euclid(MICROS_PER_DAY) as i32),
             Value::Text(s) => datetime::parse_date(s)
-                .or_else(|| {
-                    datetime::parse_timestamp(s).map(|t| t.div_euclid(MICROS_PER_DAY) as i32)
-                })
+                .or_else(|| datetime::parse_timestamp(s).map(|t| t.div_euclid(MICROS_PER_DAY) as i32))
                 .map_or(Value::Null, Value::Date),
             _ => Value::Null,
         },
@@ -189,25 +183,13 @@ mod tests {
     #[test]
     fn casts() {
         assert_eq!(cast(&Value::Float(-2.7), DataType::BigInt), Value::Int(-2));
-        assert_eq!(
-            cast(&Value::Float(1e30), DataType::BigInt),
-            Value::Int(i64::MAX)
-        );
+        assert_eq!(cast(&Value::Float(1e30), DataType::BigInt), Value::Int(i64::MAX));
         assert_eq!(cast(&Value::Int(3), DataType::Text), Value::text("3"));
         assert_eq!(cast(&Value::Float(3.0), DataType::Text), Value::text("3.0"));
-        assert_eq!(
-            cast(&Value::text("2024-02-03"), DataType::Date),
-            Value::Date(19756)
-        );
+        assert_eq!(cast(&Value::text("2024-02-03"), DataType::Date), Value::Date(19756));
         assert_eq!(cast(&Value::text("x"), DataType::Date), Value::Null);
         assert_eq!(
-            cast(
-                &Value::Float(1.005),
-                DataType::Decimal {
-                    precision: 10,
-                    scale: 2
-                }
-            ),
+            cast(&Value::Float(1.005), DataType::Decimal { precision: 10, scale: 2 }),
             Value::Decimal(Decimal::parse("1.01").unwrap())
         );
         assert_eq!(cast(&Value::Null, DataType::BigInt), Value::Null);

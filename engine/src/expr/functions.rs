@@ -118,16 +118,10 @@ impl Func {
             }
             Func::NullIf => {
                 let (a, b) = (arg(0), arg(1));
-                if a.sql_cmp(&b) == Some(std::cmp::Ordering::Equal) {
-                    Value::Null
-                } else {
-                    a.into_owned()
-                }
+                if a.sql_cmp(&b) == Some(std::cmp::Ordering::Equal) { Value::Null } else { a.into_owned() }
             }
             Func::Abs => match &*arg(0) {
-                Value::Int(i) => i
-                    .checked_abs()
-                    .map_or(Value::Float((*i as f64).abs()), Value::Int),
+                Value::Int(i) => i.checked_abs().map_or(Value::Float((*i as f64).abs()), Value::Int),
                 Value::Float(f) => Value::Float(f.abs()),
                 Value::Decimal(d) => Value::Decimal(d.abs()),
                 Value::Null => Value::Null,
@@ -138,9 +132,7 @@ impl Func {
             },
             Func::Lower => map_text(&arg(0), |s| s.to_ascii_lowercase()),
             Func::Upper => map_text(&arg(0), |s| s.to_ascii_uppercase()),
-            Func::Length => arg(0)
-                .to_text()
-                .map_or(Value::Null, |s| Value::Int(s.chars().count() as i64)),
+            Func::Length => arg(0).to_text().map_or(Value::Null, |s| Value::Int(s.chars().count() as i64)),
             Func::Round => round(&arg(0), args.get(1).map(|d| d.eval_cow(row))),
             Func::Substr => substr(&arg(0), &arg(1), args.get(2).map(|e| e.eval_cow(row))),
             Func::Trim | Func::LTrim | Func::RTrim => {
@@ -162,18 +154,11 @@ impl Func {
                 })
             }
             Func::Replace => match (arg(0).to_text(), arg(1).to_text(), arg(2).to_text()) {
-                (Some(s), Some(from), Some(to)) => Value::text(if from.is_empty() {
-                    s
-                } else {
-                    s.replace(&from, &to)
-                }),
+                (Some(s), Some(from), Some(to)) => Value::text(if from.is_empty() { s } else { s.replace(&from, &to) }),
                 _ => Value::Null,
             },
             Func::Instr => match (arg(0).to_text(), arg(1).to_text()) {
-                (Some(s), Some(n)) => Value::Int(
-                    s.find(&n)
-                        .map_or(0, |byte| s[..byte].chars().count() as i64 + 1),
-                ),
+                (Some(s), Some(n)) => Value::Int(s.find(&n).map_or(0, |byte| s[..byte].chars().count() as i64 + 1)),
                 _ => Value::Null,
             },
             Func::Least | Func::Greatest => {
@@ -187,11 +172,7 @@ impl Func {
                         None => true,
                         Some(b) => {
                             let o = v.sql_cmp(b).expect("not null");
-                            if self == Func::Least {
-                                o.is_lt()
-                            } else {
-                                o.is_gt()
-                            }
+                            if self == Func::Least { o.is_lt() } else { o.is_gt() }
                         }
                     };
                     if better {
@@ -281,72 +262,24 @@ mod tests {
 
     #[test]
     fn null_handling() {
-        assert_eq!(
-            call(
-                Func::Coalesce,
-                vec![Value::Null, Value::Int(2), Value::Int(3)]
-            ),
-            Value::Int(2)
-        );
-        assert_eq!(
-            call(Func::NullIf, vec![Value::Int(2), Value::Int(2)]),
-            Value::Null
-        );
-        assert_eq!(
-            call(Func::NullIf, vec![Value::Int(2), Value::Null]),
-            Value::Int(2)
-        );
+        assert_eq!(call(Func::Coalesce, vec![Value::Null, Value::Int(2), Value::Int(3)]), Value::Int(2));
+        assert_eq!(call(Func::NullIf, vec![Value::Int(2), Value::Int(2)]), Value::Null);
+        assert_eq!(call(Func::NullIf, vec![Value::Int(2), Value::Null]), Value::Int(2));
         assert_eq!(call(Func::Abs, vec![Value::Null]), Value::Null);
-        assert_eq!(
-            call(Func::Least, vec![Value::Int(2), Value::Null]),
-            Value::Null
-        );
+        assert_eq!(call(Func::Least, vec![Value::Int(2), Value::Null]), Value::Null);
     }
 
     #[test]
     fn text_functions() {
         assert_eq!(call(Func::Abs, vec![Value::Int(-4)]), Value::Int(4));
-        assert_eq!(
-            call(Func::Upper, vec![Value::text("abc")]),
-            Value::text("ABC")
-        );
-        assert_eq!(
-            call(Func::Length, vec![Value::text("héllo")]),
-            Value::Int(5)
-        );
-        assert_eq!(
-            call(
-                Func::Substr,
-                vec![Value::text("hello"), Value::Int(2), Value::Int(3)]
-            ),
-            Value::text("ell")
-        );
-        assert_eq!(
-            call(Func::Substr, vec![Value::text("hello"), Value::Int(-3)]),
-            Value::text("llo")
-        );
-        assert_eq!(
-            call(
-                Func::Substr,
-                vec![Value::text("hello"), Value::Int(0), Value::Int(2)]
-            ),
-            Value::text("h")
-        );
-        assert_eq!(
-            call(Func::Round, vec![Value::Float(2.5)]),
-            Value::Float(3.0)
-        );
-        assert_eq!(
-            call(Func::Round, vec![Value::Float(-2.345), Value::Int(2)]),
-            Value::Float(-2.35)
-        );
-        assert_eq!(
-            call(Func::Instr, vec![Value::text("hello"), Value::text("l")]),
-            Value::Int(3)
-        );
-        assert_eq!(
-            call(Func::Greatest, vec![Value::Int(2), Value::Float(2.5)]),
-            Value::Float(2.5)
-        );
+        assert_eq!(call(Func::Upper, vec![Value::text("abc")]), Value::text("ABC"));
+        assert_eq!(call(Func::Length, vec![Value::text("héllo")]), Value::Int(5));
+        assert_eq!(call(Func::Substr, vec![Value::text("hello"), Value::Int(2), Value::Int(3)]), Value::text("ell"));
+        assert_eq!(call(Func::Substr, vec![Value::text("hello"), Value::Int(-3)]), Value::text("llo"));
+        assert_eq!(call(Func::Substr, vec![Value::text("hello"), Value::Int(0), Value::Int(2)]), Value::text("h"));
+        assert_eq!(call(Func::Round, vec![Value::Float(2.5)]), Value::Float(3.0));
+        assert_eq!(call(Func::Round, vec![Value::Float(-2.345), Value::Int(2)]), Value::Float(-2.35));
+        assert_eq!(call(Func::Instr, vec![Value::text("hello"), Value::text("l")]), Value::Int(3));
+        assert_eq!(call(Func::Greatest, vec![Value::Int(2), Value::Float(2.5)]), Value::Float(2.5));
     }
 }

@@ -26,11 +26,7 @@ pub fn like(text: &str, pattern: &str, escape: Option<char>, case_insensitive: b
         });
     }
     let eq = |a: char, b: char| {
-        if case_insensitive {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
+        if case_insensitive { a.eq_ignore_ascii_case(&b) } else { a == b }
     };
     let text: Vec<char> = text.chars().collect();
     let (mut t, mut p) = (0usize, 0usize);

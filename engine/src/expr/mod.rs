@@ -120,19 +120,12 @@ impl Expr {
 
     /// `left op right`.
     pub fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
-        Expr::Binary {
-            op,
-            left: Box::new(left),
-            right: Box::new(right),
-        }
+        Expr::Binary { op, left: Box::new(left), right: Box::new(right) }
     }
 
     /// `CAST(self AS to)`.
     pub fn cast(self, to: DataType) -> Expr {
-        Expr::Cast {
-            expr: Box::new(self),
-            to,
-        }
+        Expr::Cast { expr: Box::new(self), to }
     }
 
     /// The value of the expression on `row`.
@@ -156,11 +149,7 @@ impl Expr {
     /// The truth value of the expression on `row`: `None` is unknown.
     pub fn eval_truth(&self, row: &[Value]) -> Option<bool> {
         match self {
-            Expr::Binary {
-                op: BinaryOp::And,
-                left,
-                right,
-            } => match left.eval_truth(row) {
+            Expr::Binary { op: BinaryOp::And, left, right } => match left.eval_truth(row) {
                 Some(false) => Some(false),
                 l => match right.eval_truth(row) {
                     Some(false) => Some(false),
@@ -168,11 +157,7 @@ impl Expr {
                     None => None,
                 },
             },
-            Expr::Binary {
-                op: BinaryOp::Or,
-                left,
-                right,
-            } => match left.eval_truth(row) {
+            Expr::Binary { op: BinaryOp::Or, left, right } => match left.eval_truth(row) {
                 Some(true) => Some(true),
                 l => match right.eval_truth(row) {
                     Some(true) => Some(true),
@@ -198,21 +183,12 @@ impl Expr {
                 _ => ops::binary(*op, &left.eval_cow(row), &right.eval_cow(row)),
             },
             Expr::Negate(e) => ops::negate(&e.eval_cow(row)),
-            Expr::InList {
-                expr,
-                list,
-                negated,
-            } => {
+            Expr::InList { expr, list, negated } => {
                 let v = expr.eval_cow(row);
                 let found = in_list(&v, list.iter().map(|e| e.eval_cow(row)));
                 truth_value(found.map(|b| b != *negated))
             }
-            Expr::Between {
-                expr,
-                low,
-                high,
-                negated,
-            } => {
+            Expr::Between { expr, low, high, negated } => {
                 let v = expr.eval_cow(row);
                 let ge = ops::compare(BinaryOp::GtEq, &v, &low.eval_cow(row)).truth();
                 let le = ops::compare(BinaryOp::LtEq, &v, &high.eval_cow(row)).truth();
@@ -223,26 +199,14 @@ impl Expr {
                 };
                 truth_value(both.map(|b| b != *negated))
             }
-            Expr::Like {
-                expr,
-                pattern,
-                escape,
-                negated,
-                case_insensitive,
-            } => {
+            Expr::Like { expr, pattern, escape, negated, case_insensitive } => {
                 let (v, p) = (expr.eval_cow(row), pattern.eval_cow(row));
                 match (v.to_text(), p.to_text()) {
-                    (Some(v), Some(p)) => {
-                        Value::Bool(like::like(&v, &p, *escape, *case_insensitive) != *negated)
-                    }
+                    (Some(v), Some(p)) => Value::Bool(like::like(&v, &p, *escape, *case_insensitive) != *negated),
                     _ => Value::Null,
                 }
             }
-            Expr::Case {
-                operand,
-                branches,
-                otherwise,
-            } => {
+            Expr::Case { operand, branches, otherwise } => {
                 let subject = operand.as_ref().map(|o| o.eval_cow(row));
                 for (when, then) in branches {
                     let hit = match &subject {
@@ -278,10 +242,7 @@ impl Expr {
         f(self);
         match self {
             Expr::Column(_) | Expr::Literal(_) => {}
-            Expr::Not(e)
-            | Expr::Negate(e)
-            | Expr::IsNull { expr: e, .. }
-            | Expr::Cast { expr: e, .. } => e.visit(f),
+            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull { expr: e, .. } | Expr::Cast { expr: e, .. } => e.visit(f),
             Expr::Binary { left, right, .. } => {
                 left.visit(f);
                 right.visit(f);
@@ -290,9 +251,7 @@ impl Expr {
                 expr.visit(f);
                 list.iter().for_each(|e| e.visit(f));
             }
-            Expr::Between {
-                expr, low, high, ..
-            } => {
+            Expr::Between { expr, low, high, .. } => {
                 expr.visit(f);
                 low.visit(f);
                 high.visit(f);
@@ -301,11 +260,7 @@ impl Expr {
                 expr.visit(f);
                 pattern.visit(f);
             }
-            Expr::Case {
-                operand,
-                branches,
-                otherwise,
-            } => {
+            Expr::Case { operand, branches, otherwise } => {
                 if let Some(o) = operand {
                     o.visit(f);
                 }
@@ -341,65 +296,28 @@ impl Expr {
             Expr::Column(_) | Expr::Literal(_) => self.clone(),
             Expr::Not(e) => Expr::Not(t(e)),
             Expr::Negate(e) => Expr::Negate(t(e)),
-            Expr::IsNull { expr, negated } => Expr::IsNull {
-                expr: t(expr),
-                negated: *negated,
-            },
-            Expr::Cast { expr, to } => Expr::Cast {
-                expr: t(expr),
-                to: *to,
-            },
-            Expr::Binary { op, left, right } => Expr::Binary {
-                op: *op,
-                left: t(left),
-                right: t(right),
-            },
-            Expr::InList {
-                expr,
-                list,
-                negated,
-            } => Expr::InList {
-                expr: t(expr),
-                list: list.iter().map(|e| *t(e)).collect(),
-                negated: *negated,
-            },
-            Expr::Between {
-                expr,
-                low,
-                high,
-                negated,
-            } => Expr::Between {
-                expr: t(expr),
-                low: t(low),
-                high: t(high),
-                negated: *negated,
-            },
-            Expr::Like {
-                expr,
-                pattern,
-                escape,
-                negated,
-                case_insensitive,
-            } => Expr::Like {
+            Expr::IsNull { expr, negated } => Expr::IsNull { expr: t(expr), negated: *negated },
+            Expr::Cast { expr, to } => Expr::Cast { expr: t(expr), to: *to },
+            Expr::Binary { op, left, right } => Expr::Binary { op: *op, left: t(left), right: t(right) },
+            Expr::InList { expr, list, negated } => {
+                Expr::InList { expr: t(expr), list: list.iter().map(|e| *t(e)).collect(), negated: *negated }
+            }
+            Expr::Between { expr, low, high, negated } => {
+                Expr::Between { expr: t(expr), low: t(low), high: t(high), negated: *negated }
+            }
+            Expr::Like { expr, pattern, escape, negated, case_insensitive } => Expr::Like {
                 expr: t(expr),
                 pattern: t(pattern),
                 escape: *escape,
                 negated: *negated,
                 case_insensitive: *case_insensitive,
             },
-            Expr::Case {
-                operand,
-                branches,
-                otherwise,
-            } => Expr::Case {
+            Expr::Case { operand, branches, otherwise } => Expr::Case {
                 operand: operand.as_ref().map(|o| t(o)),
                 branches: branches.iter().map(|(w, th)| (*t(w), *t(th))).collect(),
                 otherwise: otherwise.as_ref().map(|o| t(o)),
             },
-            Expr::Call { func, args } => Expr::Call {
-                func: *func,
-                args: args.iter().map(|e| *t(e)).collect(),
-            },
+            Expr::Call { func, args } => Expr::Call { func: *func, args: args.iter().map(|e| *t(e)).collect() },
         }
     }
 
@@ -447,34 +365,15 @@ impl fmt::Display for Expr {
                 write!(f, "({expr} IS {}NULL)", if *negated { "NOT " } else { "" })
             }
             Expr::Binary { op, left, right } => write!(f, "({left} {op} {right})"),
-            Expr::InList {
-                expr,
-                list,
-                negated,
-            } => {
+            Expr::InList { expr, list, negated } => {
                 write!(f, "({expr} {}IN (", if *negated { "NOT " } else { "" })?;
                 write_list(f, list)?;
                 f.write_str("))")
             }
-            Expr::Between {
-                expr,
-                low,
-                high,
-                negated,
-            } => {
-                write!(
-                    f,
-                    "({expr} {}BETWEEN {low} AND {high})",
-                    if *negated { "NOT " } else { "" }
-                )
+            Expr::Between { expr, low, high, negated } => {
+                write!(f, "({expr} {}BETWEEN {low} AND {high})", if *negated { "NOT " } else { "" })
             }
-            Expr::Like {
-                expr,
-                pattern,
-                escape,
-                negated,
-                case_insensitive,
-            } => {
+            Expr::Like { expr, pattern, escape, negated, case_insensitive } => {
                 let not = if *negated { "NOT " } else { "" };
                 let op = if *case_insensitive { "ILIKE" } else { "LIKE" };
                 write!(f, "({expr} {not}{op} {pattern}")?;
@@ -483,11 +382,7 @@ impl fmt::Display for Expr {
                 }
                 f.write_str(")")
             }
-            Expr::Case {
-                operand,
-                branches,
-                otherwise,
-            } => {
+            Expr::Case { operand, branches, otherwise } => {
                 f.write_str("CASE")?;
                 if let Some(o) = operand {
                     write!(f, " {o}")?;
@@ -526,12 +421,7 @@ mod tests {
     use BinaryOp::*;
 
     fn row() -> Vec<Value> {
-        vec![
-            Value::Int(7),
-            Value::Null,
-            Value::text("Hello"),
-            Value::Float(2.5),
-        ]
+        vec![Value::Int(7), Value::Null, Value::text("Hello"), Value::Float(2.5)]
     }
 
     #[test]
@@ -540,15 +430,9 @@ mod tests {
         let t = Expr::binary(Eq, Expr::col(0), Expr::lit(7));
         let u = Expr::binary(Eq, Expr::col(1), Expr::lit(7));
         let fl = Expr::binary(Eq, Expr::col(0), Expr::lit(8));
-        assert_eq!(
-            Expr::binary(And, u.clone(), fl.clone()).eval_truth(&r),
-            Some(false)
-        );
+        assert_eq!(Expr::binary(And, u.clone(), fl.clone()).eval_truth(&r), Some(false));
         assert_eq!(Expr::binary(And, u.clone(), t.clone()).eval_truth(&r), None);
-        assert_eq!(
-            Expr::binary(Or, u.clone(), t.clone()).eval_truth(&r),
-            Some(true)
-        );
+        assert_eq!(Expr::binary(Or, u.clone(), t.clone()).eval_truth(&r), Some(true));
         assert_eq!(Expr::binary(Or, u.clone(), fl).eval_truth(&r), None);
         assert_eq!(Expr::Not(Box::new(u)).eval(&r), Value::Null);
     }
@@ -556,29 +440,12 @@ mod tests {
     #[test]
     fn in_list_with_nulls() {
         let r = row();
-        let list = |items: Vec<Expr>, negated| Expr::InList {
-            expr: Box::new(Expr::col(0)),
-            list: items,
-            negated,
-        };
-        assert_eq!(
-            list(vec![Expr::lit(1), Expr::lit(7)], false).eval(&r),
-            Value::Bool(true)
-        );
-        assert_eq!(
-            list(vec![Expr::lit(1), Expr::lit(Value::Null)], false).eval(&r),
-            Value::Null
-        );
-        assert_eq!(
-            list(vec![Expr::lit(1), Expr::lit(Value::Null)], true).eval(&r),
-            Value::Null
-        );
+        let list = |items: Vec<Expr>, negated| Expr::InList { expr: Box::new(Expr::col(0)), list: items, negated };
+        assert_eq!(list(vec![Expr::lit(1), Expr::lit(7)], false).eval(&r), Value::Bool(true));
+        assert_eq!(list(vec![Expr::lit(1), Expr::lit(Value::Null)], false).eval(&r), Value::Null);
+        assert_eq!(list(vec![Expr::lit(1), Expr::lit(Value::Null)], true).eval(&r), Value::Null);
         assert_eq!(list(vec![Expr::lit(1)], true).eval(&r), Value::Bool(true));
-        let null_in_empty = Expr::InList {
-            expr: Box::new(Expr::col(1)),
-            list: vec![],
-            negated: false,
-        };
+        let null_in_empty = Expr::InList { expr: Box::new(Expr::col(1)), list: vec![], negated: false };
         assert_eq!(null_in_empty.eval(&r), Value::Bool(false));
     }
 
@@ -587,10 +454,7 @@ mod tests {
         let r = row();
         let case = Expr::Case {
             operand: None,
-            branches: vec![(
-                Expr::binary(Gt, Expr::col(0), Expr::lit(10)),
-                Expr::lit("big"),
-            )],
+            branches: vec![(Expr::binary(Gt, Expr::col(0), Expr::lit(10)), Expr::lit("big"))],
             otherwise: Some(Box::new(Expr::lit("small"))),
         };
         assert_eq!(case.eval(&r), Value::text("small"));

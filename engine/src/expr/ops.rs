@@ -54,10 +54,7 @@ impl BinaryOp {
     /// Whether the operator compares its operands and gives a truth value.
     pub fn is_comparison(self) -> bool {
         use BinaryOp::*;
-        matches!(
-            self,
-            Eq | NotEq | Lt | LtEq | Gt | GtEq | IsNotDistinctFrom | IsDistinctFrom
-        )
+        matches!(self, Eq | NotEq | Lt | LtEq | Gt | GtEq | IsNotDistinctFrom | IsDistinctFrom)
     }
 
     /// Whether the operator is `+ - * / %`.
@@ -179,15 +176,14 @@ fn arithmetic(op: BinaryOp, a: &Value, b: &Value) -> Value {
     match (a, b) {
         (Value::Null, _) | (_, Value::Null) => Value::Null,
         (Value::Int(x), Value::Int(y)) => int_arith(op, *x, *y),
-        (
-            Value::Float(_) | Value::Int(_) | Value::Decimal(_),
-            Value::Float(_) | Value::Int(_) | Value::Decimal(_),
-        ) => match (a, b) {
-            (Value::Float(_), _) | (_, Value::Float(_)) => {
-                float_arith(op, a.as_f64().expect("number"), b.as_f64().expect("number"))
+        (Value::Float(_) | Value::Int(_) | Value::Decimal(_), Value::Float(_) | Value::Int(_) | Value::Decimal(_)) => {
+            match (a, b) {
+                (Value::Float(_), _) | (_, Value::Float(_)) => {
+                    float_arith(op, a.as_f64().expect("number"), b.as_f64().expect("number"))
+                }
+                _ => decimal_arith(op, to_decimal(a), to_decimal(b)),
             }
-            _ => decimal_arith(op, to_decimal(a), to_decimal(b)),
-        },
+        }
         _ => {
             let (x, y) = (numeric(a), numeric(b));
             if matches!(x, Value::Text(_)) || matches!(y, Value::Text(_)) {
@@ -252,11 +248,7 @@ fn float_arith(op: BinaryOp, x: f64, y: f64) -> Value {
         }
         _ => unreachable!(),
     };
-    if r.is_nan() {
-        Value::Null
-    } else {
-        Value::Float(r)
-    }
+    if r.is_nan() { Value::Null } else { Value::Float(r) }
 }
 
 fn decimal_arith(op: BinaryOp, x: Decimal, y: Decimal) -> Value {
@@ -275,9 +267,7 @@ fn decimal_arith(op: BinaryOp, x: Decimal, y: Decimal) -> Value {
 pub fn negate(v: &Value) -> Value {
     match v {
         Value::Null => Value::Null,
-        Value::Int(i) => i
-            .checked_neg()
-            .map_or(Value::Float(-(*i as f64)), Value::Int),
+        Value::Int(i) => i.checked_neg().map_or(Value::Float(-(*i as f64)), Value::Int),
         Value::Float(f) => Value::Float(-f),
         Value::Decimal(d) => d.checked_neg().map_or(Value::Null, Value::Decimal),
         other => match numeric(other) {
@@ -300,44 +290,23 @@ mod tests {
         assert_eq!(binary(Mod, &Value::Int(7), &Value::Int(0)), Value::Null);
         assert_eq!(binary(Mod, &Value::Int(-7), &Value::Int(3)), Value::Int(-1));
         assert_eq!(binary(Div, &Value::Float(1.0), &Value::Int(0)), Value::Null);
-        assert_eq!(
-            binary(Add, &Value::Int(i64::MAX), &Value::Int(1)),
-            Value::Float(i64::MAX as f64 + 1.0)
-        );
+        assert_eq!(binary(Add, &Value::Int(i64::MAX), &Value::Int(1)), Value::Float(i64::MAX as f64 + 1.0));
     }
 
     #[test]
     fn mixed_numbers() {
-        assert_eq!(
-            binary(Add, &Value::Int(1), &Value::Float(0.5)),
-            Value::Float(1.5)
-        );
+        assert_eq!(binary(Add, &Value::Int(1), &Value::Float(0.5)), Value::Float(1.5));
         let d = Value::Decimal(Decimal::parse("1.25").unwrap());
-        assert_eq!(
-            binary(Mul, &d, &Value::Int(2)),
-            Value::Decimal(Decimal::parse("2.50").unwrap())
-        );
-        assert_eq!(
-            binary(Add, &Value::text("3"), &Value::Int(4)),
-            Value::Int(7)
-        );
-        assert_eq!(
-            binary(Concat, &Value::Int(3), &Value::text("x")),
-            Value::text("3x")
-        );
+        assert_eq!(binary(Mul, &d, &Value::Int(2)), Value::Decimal(Decimal::parse("2.50").unwrap()));
+        assert_eq!(binary(Add, &Value::text("3"), &Value::Int(4)), Value::Int(7));
+        assert_eq!(binary(Concat, &Value::Int(3), &Value::text("x")), Value::text("3x"));
         assert_eq!(binary(Concat, &Value::Null, &Value::text("x")), Value::Null);
     }
 
     #[test]
     fn null_safe_comparison() {
-        assert_eq!(
-            compare(IsNotDistinctFrom, &Value::Null, &Value::Null),
-            Value::Bool(true)
-        );
-        assert_eq!(
-            compare(IsDistinctFrom, &Value::Int(1), &Value::Null),
-            Value::Bool(true)
-        );
+        assert_eq!(compare(IsNotDistinctFrom, &Value::Null, &Value::Null), Value::Bool(true));
+        assert_eq!(compare(IsDistinctFrom, &Value::Int(1), &Value::Null), Value::Bool(true));
         assert_eq!(compare(Eq, &Value::Int(1), &Value::Null), Value::Null);
     }
 }

@@ -32,21 +32,14 @@ pub(crate) enum Accumulator {
     /// SUM/AVG of integers.
     SumInt { sum: i128, n: Weight },
     /// SUM/AVG/TOTAL of doubles: Neumaier's compensated sum.
-    SumFloat {
-        sum: f64,
-        compensation: f64,
-        n: Weight,
-    },
+    SumFloat { sum: f64, compensation: f64, n: Weight },
     /// SUM/AVG of decimals: exact mantissa at `scale`.
     SumDecimal { sum: i128, scale: u8, n: Weight },
     /// MIN/MAX: every value with its multiplicity.
     Extreme(BTreeMap<Value, Weight>),
     /// `f(DISTINCT x)`: each value's multiplicity, and the inner accumulator that sees
     /// each distinct value once.
-    Distinct {
-        counts: HashMap<Value, Weight>,
-        inner: Box<Accumulator>,
-    },
+    Distinct { counts: HashMap<Value, Weight>, inner: Box<Accumulator> },
 }
 
 impl Accumulator {
@@ -55,30 +48,15 @@ impl Accumulator {
         let base = match call.func {
             AggFunc::CountStar | AggFunc::Count => Accumulator::Count(0),
             AggFunc::Min | AggFunc::Max => Accumulator::Extreme(BTreeMap::new()),
-            AggFunc::Total => Accumulator::SumFloat {
-                sum: 0.0,
-                compensation: 0.0,
-                n: 0,
-            },
+            AggFunc::Total => Accumulator::SumFloat { sum: 0.0, compensation: 0.0, n: 0 },
             AggFunc::Sum | AggFunc::Avg => match call.arg_type {
                 t if t.is_integer() || t == DataType::Bool => Accumulator::SumInt { sum: 0, n: 0 },
-                DataType::Decimal { scale, .. } => Accumulator::SumDecimal {
-                    sum: 0,
-                    scale,
-                    n: 0,
-                },
-                _ => Accumulator::SumFloat {
-                    sum: 0.0,
-                    compensation: 0.0,
-                    n: 0,
-                },
+                DataType::Decimal { scale, .. } => Accumulator::SumDecimal { sum: 0, scale, n: 0 },
+                _ => Accumulator::SumFloat { sum: 0.0, compensation: 0.0, n: 0 },
             },
         };
         if call.distinct && !matches!(call.func, AggFunc::Min | AggFunc::Max) {
-            Accumulator::Distinct {
-                counts: HashMap::new(),
-                inner: Box::new(base),
-            }
+            Accumulator::Distinct { counts: HashMap::new(), inner: Box::new(base) }
         } else {
             base
         }
@@ -101,19 +79,11 @@ impl Accumulator {
                 *sum += v * weight as i128;
                 *n += weight;
             }
-            Accumulator::SumFloat {
-                sum,
-                compensation,
-                n,
-            } => {
+            Accumulator::SumFloat { sum, compensation, n } => {
                 let v = value.as_f64().unwrap_or(0.0) * weight as f64;
                 // Neumaier: keep the low-order bits lost by each addition.
                 let t = *sum + v;
-                *compensation += if sum.abs() >= v.abs() {
-                    (*sum - t) + v
-                } else {
-                    (v - t) + *sum
-                };
+                *compensation += if sum.abs() >= v.abs() { (*sum - t) + v } else { (v - t) + *sum };
                 *sum = t;
                 *n += weight;
                 if *n == 0 {
@@ -167,11 +137,7 @@ impl Accumulator {
                 // stall the view.
                 _ => Value::Int((*sum).clamp(i64::MIN as i128, i64::MAX as i128) as i64),
             },
-            Accumulator::SumFloat {
-                sum,
-                compensation,
-                n,
-            } => match func {
+            Accumulator::SumFloat { sum, compensation, n } => match func {
                 AggFunc::Total => Value::Float(sum + compensation),
                 _ if *n == 0 => Value::Null,
                 AggFunc::Avg => Value::Float((sum + compensation) / *n as f64),
@@ -187,11 +153,7 @@ impl Accumulator {
                 }
             }
             Accumulator::Extreme(values) => {
-                let v = if func == AggFunc::Min {
-                    values.keys().next()
-                } else {
-                    values.keys().next_back()
-                };
+                let v = if func == AggFunc::Min { values.keys().next() } else { values.keys().next_back() };
                 v.cloned().unwrap_or(Value::Null)
             }
         }
@@ -213,12 +175,7 @@ mod tests {
     use crate::expr::Expr;
 
     fn call(func: AggFunc, arg_type: DataType, distinct: bool) -> AggregateCall {
-        AggregateCall {
-            func,
-            arg: Some(Expr::col(0)),
-            distinct,
-            arg_type,
-        }
+        AggregateCall { func, arg: Some(Expr::col(0)), distinct, arg_type }
     }
 
     #[test]

@@ -13,13 +13,14 @@
 use hashbrown::HashMap;
 
 use crate::expr::Expr;
-use crate::plan::{AggFunc, AggregateCall};
+use crate::plan::AggregateCall;
 use crate::row::Row;
 use crate::value::Value;
 use crate::zset::{Weight, ZSet};
 
 use super::Operator;
 use super::accumulator::Accumulator;
+use super::index::Key;
 
 #[derive(Debug, Clone)]
 struct Group {
@@ -32,7 +33,7 @@ struct Group {
 pub struct Aggregate {
     group_by: Vec<Expr>,
     calls: Vec<AggregateCall>,
-    groups: HashMap<Row, Group>,
+    groups: HashMap<Key, Group>,
     /// No GROUP BY: one group that always exists.
     global: bool,
     /// For the global group: whether its row has been emitted.
@@ -43,54 +44,37 @@ impl Aggregate {
     /// Aggregates `calls` per distinct value of `group_by`.
     pub fn new(group_by: Vec<Expr>, calls: Vec<AggregateCall>) -> Aggregate {
         let global = group_by.is_empty();
-        Aggregate {
-            group_by,
-            calls,
-            groups: HashMap::new(),
-            global,
-            started: false,
-        }
+        Aggregate { group_by, calls, groups: HashMap::new(), global, started: false }
     }
 
     fn new_group(&self) -> Group {
-        Group {
-            rows: 0,
-            accumulators: self.calls.iter().map(Accumulator::new).collect(),
-        }
+        Group { rows: 0, accumulators: self.calls.iter().map(Accumulator::new).collect() }
     }
 
-    fn output(&self, key: &Row, group: &Group) -> Row {
-        key.iter()
+    fn output(&self, key: &Key, group: &Group) -> Row {
+        key.values()
+            .iter()
             .cloned()
-            .chain(
-                self.calls
-                    .iter()
-                    .zip(&group.accumulators)
-                    .map(|(c, a)| a.result(c.func)),
-            )
+            .chain(self.calls.iter().zip(&group.accumulators).map(|(c, a)| a.result(c.func)))
             .collect()
     }
 
     /// The group's visible row, if it has one.
-    fn visible(&self, key: &Row, group: &Group) -> Option<Row> {
-        let exists = if self.global {
-            self.started
-        } else {
-            group.rows > 0
-        };
+    fn visible(&self, key: &Key, group: &Group) -> Option<Row> {
+        let exists = if self.global { self.started } else { group.rows > 0 };
         exists.then(|| self.output(key, group))
     }
 }
 
 impl Operator for Aggregate {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
-        let mut before: HashMap<Row, Option<Row>> = HashMap::new();
+        let mut before: HashMap<Key, Option<Row>> = HashMap::new();
         if self.global && !self.started {
-            self.groups.insert(Row::empty(), self.new_group());
-            before.insert(Row::empty(), None);
+            self.groups.insert(Key::Many(Row::empty()), self.new_group());
+            before.insert(Key::Many(Row::empty()), None);
         }
         for (row, w) in input_deltas[0] {
-            let key: Row = self.group_by.iter().map(|e| e.eval(row)).collect();
+            let key = if self.global { Key::Many(Row::empty()) } else { Key::eval(&self.group_by, row) };
             if !before.contains_key(&key) {
                 let old = self.groups.get(&key).and_then(|g| self.visible(&key, g));
                 before.insert(key.clone(), old);
@@ -129,13 +113,7 @@ impl Operator for Aggregate {
     }
 
     fn current_output(&self) -> Option<ZSet> {
-        Some(
-            self.groups
-                .iter()
-                .filter_map(|(k, g)| self.visible(k, g))
-                .map(|r| (r, 1))
-                .collect(),
-        )
+        Some(self.groups.iter().filter_map(|(k, g)| self.visible(k, g)).map(|r| (r, 1)).collect())
     }
 
     fn state_bytes(&self) -> usize {
@@ -147,47 +125,25 @@ impl Operator for Aggregate {
                 .groups
                 .iter()
                 .map(|(k, g)| {
-                    k.len() * std::mem::size_of::<Value>()
-                        + g.accumulators
-                            .iter()
-                            .map(Accumulator::state_bytes)
-                            .sum::<usize>()
+                    k.values().len() * std::mem::size_of::<Value>()
+                        + g.accumulators.iter().map(Accumulator::state_bytes).sum::<usize>()
                 })
                 .sum::<usize>()
     }
 }
 
-/// Whether an aggregate is COUNT (whose result is never NULL).
-pub fn is_count(func: AggFunc) -> bool {
-    matches!(func, AggFunc::Count | AggFunc::CountStar)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::AggFunc;
     use crate::types::DataType;
     use crate::{row, zset};
 
     fn calls() -> Vec<AggregateCall> {
         vec![
-            AggregateCall {
-                func: AggFunc::CountStar,
-                arg: None,
-                distinct: false,
-                arg_type: DataType::Null,
-            },
-            AggregateCall {
-                func: AggFunc::Sum,
-                arg: Some(Expr::col(1)),
-                distinct: false,
-                arg_type: DataType::BigInt,
-            },
-            AggregateCall {
-                func: AggFunc::Max,
-                arg: Some(Expr::col(1)),
-                distinct: false,
-                arg_type: DataType::BigInt,
-            },
+            AggregateCall { func: AggFunc::CountStar, arg: None, distinct: false, arg_type: DataType::Null },
+            AggregateCall { func: AggFunc::Sum, arg: Some(Expr::col(1)), distinct: false, arg_type: DataType::BigInt },
+            AggregateCall { func: AggFunc::Max, arg: Some(Expr::col(1)), distinct: false, arg_type: DataType::BigInt },
         ]
     }
 
@@ -195,15 +151,9 @@ mod tests {
     fn groups_appear_change_and_disappear() {
         let mut a = Aggregate::new(vec![Expr::col(0)], calls());
         let out = a.step(&[&zset! { row!["a", 1] => 1, row!["a", 5] => 1, row!["b", 2] => 1 }]);
-        assert_eq!(
-            out.consolidated(),
-            zset! { row!["a", 2, 6, 5] => 1, row!["b", 1, 2, 2] => 1 }
-        );
+        assert_eq!(out.consolidated(), zset! { row!["a", 2, 6, 5] => 1, row!["b", 1, 2, 2] => 1 });
         let out = a.step(&[&zset! { row!["a", 5] => -1 }]);
-        assert_eq!(
-            out.consolidated(),
-            zset! { row!["a", 2, 6, 5] => -1, row!["a", 1, 1, 1] => 1 }
-        );
+        assert_eq!(out.consolidated(), zset! { row!["a", 2, 6, 5] => -1, row!["a", 1, 1, 1] => 1 });
         let out = a.step(&[&zset! { row!["b", 2] => -1 }]);
         assert_eq!(out.consolidated(), zset! { row!["b", 1, 2, 2] => -1 });
         let out = a.step(&[&zset! { row!["b", 7] => 1 }]);
@@ -217,19 +167,10 @@ mod tests {
     #[test]
     fn global_aggregate_always_has_one_row() {
         let mut a = Aggregate::new(vec![], calls());
-        assert_eq!(
-            a.step(&[&ZSet::new()]),
-            zset! { row![0, None::<i64>, None::<i64>] => 1 }
-        );
+        assert_eq!(a.step(&[&ZSet::new()]), zset! { row![0, None::<i64>, None::<i64>] => 1 });
         let out = a.step(&[&zset! { row!["x", 3] => 1 }]);
-        assert_eq!(
-            out.consolidated(),
-            zset! { row![0, None::<i64>, None::<i64>] => -1, row![1, 3, 3] => 1 }
-        );
+        assert_eq!(out.consolidated(), zset! { row![0, None::<i64>, None::<i64>] => -1, row![1, 3, 3] => 1 });
         let out = a.step(&[&zset! { row!["x", 3] => -1 }]);
-        assert_eq!(
-            out.consolidated(),
-            zset! { row![0, None::<i64>, None::<i64>] => 1, row![1, 3, 3] => -1 }
-        );
+        assert_eq!(out.consolidated(), zset! { row![0, None::<i64>, None::<i64>] => 1, row![1, 3, 3] => -1 });
     }
 }

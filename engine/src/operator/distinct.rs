@@ -40,13 +40,7 @@ impl Operator for Distinct {
     }
 
     fn current_output(&self) -> Option<ZSet> {
-        Some(
-            self.counts
-                .iter()
-                .filter(|(_, w)| **w > 0)
-                .map(|(r, _)| (r.clone(), 1))
-                .collect(),
-        )
+        Some(self.counts.iter().filter(|(_, w)| **w > 0).map(|(r, _)| (r.clone(), 1)).collect())
     }
 
     fn state_bytes(&self) -> usize {
@@ -63,14 +57,12 @@ mod tests {
     fn emits_on_first_and_last_copy_only() {
         let mut d = Distinct::default();
         assert_eq!(
-            d.step(&[&zset! { row![1] => 2, row![2] => 1 }])
-                .consolidated(),
+            d.step(&[&zset! { row![1] => 2, row![2] => 1 }]).consolidated(),
             zset! { row![1] => 1, row![2] => 1 }
         );
         assert!(d.step(&[&zset! { row![1] => -1 }]).is_empty());
         assert_eq!(
-            d.step(&[&zset! { row![1] => -1, row![2] => -1, row![3] => 1 }])
-                .consolidated(),
+            d.step(&[&zset! { row![1] => -1, row![2] => -1, row![3] => 1 }]).consolidated(),
             zset! { row![1] => -1, row![2] => -1, row![3] => 1 }
         );
         // A row deleted and re-inserted in one delta does not flicker.

@@ -1,106 +1,212 @@
 //! A keyed bag of rows: the state of one side of a join.
 //!
 //! Rows are grouped by key; each key holds its distinct rows with their weights and a
-//! per-row counter the outer join uses for "how many partners match". Keys with no
-//! rows left are removed, so the index holds exactly the current input.
+//! per-row counter the outer join uses for "how many partners match". A key's rows
+//! live in a small vector while there are few of them and move to a hash map when
+//! there are many, so that adding or removing a row costs the same whether its key has
+//! ten partners or ten thousand. Keys with no rows left are removed, so the index holds
+//! exactly the current input.
 
-use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
+use hashbrown::{DefaultHashBuilder, HashMap};
+use indexmap::IndexMap;
 
 use crate::expr::Expr;
 use crate::row::Row;
 use crate::value::Value;
 use crate::zset::Weight;
 
-use super::ENTRY_BYTES;
+/// A join or group key: one value (no allocation) or several.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    One(Value),
+    Many(Row),
+}
 
-/// One stored row: its weight and, for outer joins, its number of matching partners.
-#[derive(Debug, Clone)]
-pub(crate) struct Stored {
-    pub row: Row,
+impl Key {
+    /// The key's values.
+    pub fn values(&self) -> &[Value] {
+        match self {
+            Key::One(v) => std::slice::from_ref(v),
+            Key::Many(r) => r,
+        }
+    }
+
+    /// `exprs` evaluated on `row`.
+    pub fn eval(exprs: &[Expr], row: &[Value]) -> Key {
+        match exprs {
+            [e] => Key::One(e.eval(row)),
+            _ => Key::Many(exprs.iter().map(|e| e.eval(row)).collect()),
+        }
+    }
+}
+
+/// How many rows a key keeps in a vector before moving them to a hash map.
+const SMALL: usize = 16;
+
+/// A row's weight and its number of matching partners (outer joins).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
     pub weight: Weight,
     pub matches: Weight,
+}
+
+#[derive(Debug)]
+enum Bucket {
+    Small(Vec<(Row, Counts)>),
+    Large(IndexMap<Row, Counts, DefaultHashBuilder>),
+}
+
+impl Bucket {
+    fn len(&self) -> usize {
+        match self {
+            Bucket::Small(v) => v.len(),
+            Bucket::Large(m) => m.len(),
+        }
+    }
 }
 
 /// Rows by join key.
 #[derive(Debug, Default)]
 pub(crate) struct KeyedBag {
-    buckets: HashMap<Row, Vec<Stored>>,
+    buckets: HashMap<Key, Bucket>,
     rows: usize,
 }
 
 impl KeyedBag {
-    /// The rows under `key`.
-    pub fn get(&self, key: &Row) -> &[Stored] {
-        self.buckets.get(key).map_or(&[], Vec::as_slice)
+    /// Calls `f` with each row under `key`, its weight and its match count.
+    #[inline]
+    pub fn for_each(&self, key: &Key, mut f: impl FnMut(&Row, Counts)) {
+        match self.buckets.get(key) {
+            None => {}
+            Some(Bucket::Small(v)) => v.iter().for_each(|(r, c)| f(r, *c)),
+            Some(Bucket::Large(m)) => m.iter().for_each(|(r, c)| f(r, *c)),
+        }
     }
 
-    /// The rows under `key`, mutably.
-    pub fn get_mut(&mut self, key: &Row) -> &mut [Stored] {
-        self.buckets.get_mut(key).map_or(&mut [], Vec::as_mut_slice)
+    /// Like [`KeyedBag::for_each`], with the counts mutable.
+    #[inline]
+    pub fn for_each_mut(&mut self, key: &Key, mut f: impl FnMut(&Row, &mut Counts)) {
+        match self.buckets.get_mut(key) {
+            None => {}
+            Some(Bucket::Small(v)) => v.iter_mut().for_each(|(r, c)| f(r, c)),
+            Some(Bucket::Large(m)) => m.iter_mut().for_each(|(r, c)| f(r, c)),
+        }
     }
 
     /// Adds `weight` to `row` under `key`; a row new to the bag starts with `matches`.
     /// Rows whose weight reaches zero are dropped, and so are keys left empty.
-    pub fn add(&mut self, key: Row, row: &Row, weight: Weight, matches: Weight) {
+    pub fn add(&mut self, key: Key, row: &Row, weight: Weight, matches: Weight) {
         match self.buckets.entry(key) {
             Entry::Occupied(mut o) => {
-                let bucket = o.get_mut();
-                match bucket.iter().position(|e| e.row == *row) {
-                    Some(i) => {
-                        bucket[i].weight += weight;
-                        if bucket[i].weight == 0 {
-                            bucket.swap_remove(i);
-                            self.rows -= 1;
-                            if bucket.is_empty() {
-                                o.remove();
+                let (added, removed) = match o.get_mut() {
+                    Bucket::Small(v) => match v.iter().position(|(r, _)| r == row) {
+                        Some(i) => {
+                            v[i].1.weight += weight;
+                            if v[i].1.weight == 0 {
+                                v.swap_remove(i);
+                                (false, true)
+                            } else {
+                                (false, false)
                             }
                         }
+                        None => {
+                            v.push((row.clone(), Counts { weight, matches }));
+                            (true, false)
+                        }
+                    },
+                    Bucket::Large(m) => match m.get_mut(row) {
+                        Some(c) => {
+                            c.weight += weight;
+                            if c.weight == 0 {
+                                m.swap_remove(row);
+                                (false, true)
+                            } else {
+                                (false, false)
+                            }
+                        }
+                        None => {
+                            m.insert(row.clone(), Counts { weight, matches });
+                            (true, false)
+                        }
+                    },
+                };
+                if added {
+                    self.rows += 1;
+                    if let Bucket::Small(v) = o.get_mut() {
+                        if v.len() > SMALL {
+                            let map: IndexMap<Row, Counts, DefaultHashBuilder> = v.drain(..).collect();
+                            *o.get_mut() = Bucket::Large(map);
+                        }
                     }
-                    None => {
-                        bucket.push(Stored {
-                            row: row.clone(),
-                            weight,
-                            matches,
-                        });
-                        self.rows += 1;
+                }
+                if removed {
+                    self.rows -= 1;
+                    if o.get().len() == 0 {
+                        o.remove();
                     }
                 }
             }
             Entry::Vacant(v) => {
-                v.insert(vec![Stored {
-                    row: row.clone(),
-                    weight,
-                    matches,
-                }]);
+                v.insert(Bucket::Small(vec![(row.clone(), Counts { weight, matches })]));
                 self.rows += 1;
             }
         }
     }
 
-    /// Every (key, rows) pair.
-    pub fn iter(&self) -> impl Iterator<Item = (&Row, &[Stored])> {
-        self.buckets.iter().map(|(k, v)| (k, v.as_slice()))
+    /// Every key with its rows.
+    pub fn for_each_key(&self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&Row, Counts)>)) {
+        for (k, b) in &self.buckets {
+            match b {
+                Bucket::Small(v) => f(k, &mut v.iter().map(|(r, c)| (r, *c))),
+                Bucket::Large(m) => f(k, &mut m.iter().map(|(r, c)| (r, *c))),
+            }
+        }
     }
 
-    /// Approximate heap bytes.
+    /// Approximate heap bytes (not counting the rows, which are shared).
     pub fn state_bytes(&self) -> usize {
-        self.buckets.capacity()
-            * (std::mem::size_of::<Row>() + std::mem::size_of::<Vec<Stored>>() + 1)
-            + self.rows * (ENTRY_BYTES + std::mem::size_of::<Weight>())
+        let entry = std::mem::size_of::<(Row, Counts)>();
+        self.buckets.capacity() * (std::mem::size_of::<(Key, Bucket)>() + 1)
+            + self
+                .buckets
+                .values()
+                .map(|b| match b {
+                    Bucket::Small(v) => v.capacity() * entry,
+                    Bucket::Large(m) => m.capacity() * (entry + 2 * std::mem::size_of::<usize>()),
+                })
+                .sum::<usize>()
     }
 }
 
 /// The join key of `row`: `keys` evaluated on it, or `None` if a key value is NULL
 /// (NULL never equals anything, so such a row has no partner).
-pub(crate) fn join_key(keys: &[Expr], row: &[Value]) -> Option<Row> {
-    let mut values = Vec::with_capacity(keys.len());
-    for k in keys {
-        let v = k.eval(row);
-        if v.is_null() {
-            return None;
+pub(crate) fn join_key(keys: &[Expr], row: &[Value]) -> Option<Key> {
+    let key = Key::eval(keys, row);
+    if key.values().iter().any(Value::is_null) { None } else { Some(key) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::row;
+
+    #[test]
+    fn buckets_grow_into_maps_and_shrink_away() {
+        let mut bag = KeyedBag::default();
+        let key = Key::One(Value::Int(1));
+        for i in 0..40 {
+            bag.add(key.clone(), &row![1, i], 1, 0);
         }
-        values.push(v);
+        bag.add(key.clone(), &row![1, 3], 2, 0);
+        let mut total = 0;
+        bag.for_each(&key, |_, c| total += c.weight);
+        assert_eq!(total, 42);
+        for i in 0..40 {
+            let w = if i == 3 { -3 } else { -1 };
+            bag.add(key.clone(), &row![1, i], w, 0);
+        }
+        assert_eq!(bag.rows, 0);
+        assert!(bag.buckets.is_empty());
     }
-    Some(Row::new(values))
 }

@@ -10,30 +10,79 @@
 //! ON clause are a filter on the output.
 
 use crate::expr::Expr;
+use crate::row::Row;
+use crate::value::Value;
 use crate::zset::ZSet;
 
 use super::Operator;
 use super::index::{KeyedBag, join_key};
+
+/// Which columns of a joined row (left then right) a join emits, built directly from
+/// the two sides without materializing the whole joined row.
+#[derive(Debug, Clone)]
+pub struct Emit {
+    output: Option<Vec<usize>>,
+    left_width: usize,
+    right_width: usize,
+}
+
+impl Emit {
+    /// Emits `output` (all columns when `None`) of rows `left_width + right_width` wide.
+    pub fn new(output: Option<Vec<usize>>, left_width: usize, right_width: usize) -> Emit {
+        Emit { output, left_width, right_width }
+    }
+
+    /// Emits every column.
+    pub fn all(left_width: usize, right_width: usize) -> Emit {
+        Emit::new(None, left_width, right_width)
+    }
+
+    fn build(&self, l: Option<&[Value]>, r: Option<&[Value]>) -> Row {
+        let value = |c: usize| -> Value {
+            if c < self.left_width {
+                l.map_or(Value::Null, |l| l[c].clone())
+            } else {
+                r.map_or(Value::Null, |r| r[c - self.left_width].clone())
+            }
+        };
+        match &self.output {
+            Some(cols) => cols.iter().map(|&c| value(c)).collect(),
+            None => (0..self.left_width + self.right_width).map(value).collect(),
+        }
+    }
+
+    /// The output row of a matching pair.
+    #[inline]
+    pub fn pair(&self, l: &[Value], r: &[Value]) -> Row {
+        self.build(Some(l), Some(r))
+    }
+
+    /// The output row of a left row without a partner.
+    pub fn left_only(&self, l: &[Value]) -> Row {
+        self.build(Some(l), None)
+    }
+
+    /// The output row of a right row without a partner.
+    pub fn right_only(&self, r: &[Value]) -> Row {
+        self.build(None, Some(r))
+    }
+}
 
 /// An inner equi-join.
 #[derive(Debug)]
 pub struct Join {
     left_keys: Vec<Expr>,
     right_keys: Vec<Expr>,
+    emit: Emit,
     left: KeyedBag,
     right: KeyedBag,
 }
 
 impl Join {
-    /// A join on `left_keys[i] = right_keys[i]` for all i.
-    pub fn new(left_keys: Vec<Expr>, right_keys: Vec<Expr>) -> Join {
+    /// A join on `left_keys[i] = right_keys[i]` for all i, emitting `emit`'s columns.
+    pub fn new(left_keys: Vec<Expr>, right_keys: Vec<Expr>, emit: Emit) -> Join {
         assert_eq!(left_keys.len(), right_keys.len(), "join keys come in pairs");
-        Join {
-            left_keys,
-            right_keys,
-            left: KeyedBag::default(),
-            right: KeyedBag::default(),
-        }
+        Join { left_keys, right_keys, emit, left: KeyedBag::default(), right: KeyedBag::default() }
     }
 }
 
@@ -42,21 +91,13 @@ impl Operator for Join {
         let (left_delta, right_delta) = (input_deltas[0], input_deltas[1]);
         let mut out = ZSet::new();
         for (l, w) in left_delta {
-            let Some(key) = join_key(&self.left_keys, l) else {
-                continue;
-            };
-            for r in self.right.get(&key) {
-                out.push(l.concat(&r.row), w * r.weight);
-            }
+            let Some(key) = join_key(&self.left_keys, l) else { continue };
+            self.right.for_each(&key, |r, c| out.push(self.emit.pair(l, r), w * c.weight));
             self.left.add(key, l, *w, 0);
         }
         for (r, w) in right_delta {
-            let Some(key) = join_key(&self.right_keys, r) else {
-                continue;
-            };
-            for l in self.left.get(&key) {
-                out.push(l.row.concat(r), l.weight * w);
-            }
+            let Some(key) = join_key(&self.right_keys, r) else { continue };
+            self.left.for_each(&key, |l, c| out.push(self.emit.pair(l, r), c.weight * w));
             self.right.add(key, r, *w, 0);
         }
         out
@@ -64,14 +105,11 @@ impl Operator for Join {
 
     fn current_output(&self) -> Option<ZSet> {
         let mut out = ZSet::new();
-        for (key, ls) in self.left.iter() {
-            let rs = self.right.get(key);
-            for l in ls {
-                for r in rs {
-                    out.push(l.row.concat(&r.row), l.weight * r.weight);
-                }
+        self.left.for_each_key(|key, ls| {
+            for (l, lc) in ls {
+                self.right.for_each(key, |r, rc| out.push(self.emit.pair(l, r), lc.weight * rc.weight));
             }
-        }
+        });
         Some(out)
     }
 
@@ -99,16 +137,10 @@ mod tests {
 
     #[test]
     fn deltas_sum_to_the_join_of_the_totals() {
-        let mut j = Join::new(vec![Expr::col(0)], vec![Expr::col(0)]);
+        let mut j = Join::new(vec![Expr::col(0)], vec![Expr::col(0)], Emit::all(2, 2));
         let steps = [
-            (
-                zset! { row![1, "a"] => 1, row![2, "b"] => 1 },
-                zset! { row![1, "x"] => 1 },
-            ),
-            (
-                zset! { row![1, "a2"] => 1 },
-                zset! { row![1, "y"] => 2, row![2, "z"] => 1 },
-            ),
+            (zset! { row![1, "a"] => 1, row![2, "b"] => 1 }, zset! { row![1, "x"] => 1 }),
+            (zset! { row![1, "a2"] => 1 }, zset! { row![1, "y"] => 2, row![2, "z"] => 1 }),
             (
                 zset! { row![1, "a"] => -1, row![None::<i64>, "n"] => 1 },
                 zset! { row![1, "x"] => -1, row![None::<i64>, "m"] => 1 },
@@ -120,16 +152,13 @@ mod tests {
             l.extend_from(dl);
             r.extend_from(dr);
             assert_eq!(out.clone().consolidated(), reference(&l, &r));
-            assert_eq!(
-                j.current_output().unwrap().consolidated(),
-                reference(&l, &r)
-            );
+            assert_eq!(j.current_output().unwrap().consolidated(), reference(&l, &r));
         }
     }
 
     #[test]
     fn self_join_with_one_delta_on_both_sides() {
-        let mut j = Join::new(vec![Expr::col(0)], vec![Expr::col(0)]);
+        let mut j = Join::new(vec![Expr::col(0)], vec![Expr::col(0)], Emit::all(1, 1));
         let d = zset! { row![1] => 1, row![1] => 1 };
         // 2 copies joined with 2 copies: 4.
         assert_eq!(j.step(&[&d, &d]).consolidated(), zset! { row![1, 1] => 4 });

@@ -54,5 +54,4 @@ pub trait Operator: Send + Debug {
 }
 
 /// Approximate heap bytes of one stored row handle plus its weight in a container.
-pub(crate) const ENTRY_BYTES: usize =
-    std::mem::size_of::<crate::row::Row>() + std::mem::size_of::<i64>();
+pub(crate) const ENTRY_BYTES: usize = std::mem::size_of::<crate::row::Row>() + std::mem::size_of::<i64>();

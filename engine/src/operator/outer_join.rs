@@ -18,6 +18,7 @@ use crate::row::Row;
 use crate::zset::{Weight, ZSet};
 
 use super::index::{KeyedBag, join_key};
+use super::join::Emit;
 use super::{ENTRY_BYTES, Operator};
 
 /// An outer equi-join.
@@ -28,8 +29,7 @@ pub struct OuterJoin {
     residual: Option<Expr>,
     preserve_left: bool,
     preserve_right: bool,
-    left_width: usize,
-    right_width: usize,
+    emit: Emit,
     left: KeyedBag,
     right: KeyedBag,
     left_unmatchable: HashMap<Row, Weight>,
@@ -46,14 +46,14 @@ pub struct Preserve {
 }
 
 impl OuterJoin {
-    /// A join on `left_keys[i] = right_keys[i]` and `residual` (over the joined row),
-    /// preserving the sides `preserve` names; `widths` are the inputs' column counts.
+    /// A join on `left_keys[i] = right_keys[i]` and `residual` (over the whole joined
+    /// row), preserving the sides `preserve` names, emitting `emit`'s columns.
     pub fn new(
         left_keys: Vec<Expr>,
         right_keys: Vec<Expr>,
         residual: Option<Expr>,
         preserve: Preserve,
-        widths: (usize, usize),
+        emit: Emit,
     ) -> OuterJoin {
         assert_eq!(left_keys.len(), right_keys.len(), "join keys come in pairs");
         OuterJoin {
@@ -62,19 +62,12 @@ impl OuterJoin {
             residual,
             preserve_left: preserve.left,
             preserve_right: preserve.right,
-            left_width: widths.0,
-            right_width: widths.1,
+            emit,
             left: KeyedBag::default(),
             right: KeyedBag::default(),
             left_unmatchable: HashMap::new(),
             right_unmatchable: HashMap::new(),
         }
-    }
-
-    fn matches(&self, joined: &[crate::value::Value]) -> bool {
-        self.residual
-            .as_ref()
-            .is_none_or(|p| p.eval_truth(joined) == Some(true))
     }
 }
 
@@ -89,74 +82,70 @@ fn add_weight(map: &mut HashMap<Row, Weight>, row: &Row, w: Weight) {
 impl Operator for OuterJoin {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         let (left_delta, right_delta) = (input_deltas[0], input_deltas[1]);
+        let (preserve_left, preserve_right) = (self.preserve_left, self.preserve_right);
+        let residual = &self.residual;
+        let emit = &self.emit;
+        // The pair's output row if it satisfies the residual condition.
+        let matched = |l: &Row, r: &Row| -> Option<Row> {
+            match residual {
+                None => Some(emit.pair(l, r)),
+                Some(p) => (p.eval_truth(&l.concat(r)) == Some(true)).then(|| emit.pair(l, r)),
+            }
+        };
         let mut out = ZSet::new();
         for (l, w) in left_delta {
             let Some(key) = join_key(&self.left_keys, l) else {
-                if self.preserve_left {
-                    out.push(l.pad_nulls(self.right_width, false), *w);
+                if preserve_left {
+                    out.push(emit.left_only(l), *w);
                     add_weight(&mut self.left_unmatchable, l, *w);
                 }
                 continue;
             };
             let mut partners = 0;
-            let residual = &self.residual;
-            for r in self.right.get_mut(&key) {
-                let joined = l.concat(&r.row);
-                if residual
-                    .as_ref()
-                    .is_some_and(|p| p.eval_truth(&joined) != Some(true))
-                {
-                    continue;
-                }
-                out.push(joined, w * r.weight);
-                partners += r.weight;
-                if self.preserve_right {
-                    let before = r.matches;
-                    r.matches += w;
-                    if before == 0 && r.matches != 0 {
-                        out.push(r.row.pad_nulls(self.left_width, true), -r.weight);
-                    } else if before != 0 && r.matches == 0 {
-                        out.push(r.row.pad_nulls(self.left_width, true), r.weight);
+            self.right.for_each_mut(&key, |r, c| {
+                let Some(joined) = matched(l, r) else { return };
+                out.push(joined, w * c.weight);
+                partners += c.weight;
+                if preserve_right {
+                    let before = c.matches;
+                    c.matches += w;
+                    if before == 0 && c.matches != 0 {
+                        out.push(emit.right_only(r), -c.weight);
+                    } else if before != 0 && c.matches == 0 {
+                        out.push(emit.right_only(r), c.weight);
                     }
                 }
-            }
-            if self.preserve_left && partners == 0 {
-                out.push(l.pad_nulls(self.right_width, false), *w);
+            });
+            if preserve_left && partners == 0 {
+                out.push(emit.left_only(l), *w);
             }
             self.left.add(key, l, *w, partners);
         }
         for (r, w) in right_delta {
             let Some(key) = join_key(&self.right_keys, r) else {
-                if self.preserve_right {
-                    out.push(r.pad_nulls(self.left_width, true), *w);
+                if preserve_right {
+                    out.push(emit.right_only(r), *w);
                     add_weight(&mut self.right_unmatchable, r, *w);
                 }
                 continue;
             };
             let mut partners = 0;
-            let residual = &self.residual;
-            for l in self.left.get_mut(&key) {
-                let joined = l.row.concat(r);
-                if residual
-                    .as_ref()
-                    .is_some_and(|p| p.eval_truth(&joined) != Some(true))
-                {
-                    continue;
-                }
-                out.push(joined, l.weight * w);
-                partners += l.weight;
-                if self.preserve_left {
-                    let before = l.matches;
-                    l.matches += w;
-                    if before == 0 && l.matches != 0 {
-                        out.push(l.row.pad_nulls(self.right_width, false), -l.weight);
-                    } else if before != 0 && l.matches == 0 {
-                        out.push(l.row.pad_nulls(self.right_width, false), l.weight);
+            self.left.for_each_mut(&key, |l, c| {
+                let Some(joined) = matched(l, r) else { return };
+                out.push(joined, c.weight * w);
+                partners += c.weight;
+                if preserve_left {
+                    let before = c.matches;
+                    c.matches += w;
+                    if before == 0 && c.matches != 0 {
+                        out.push(emit.left_only(l), -c.weight);
+                    } else if before != 0 && c.matches == 0 {
+                        out.push(emit.left_only(l), c.weight);
                     }
                 }
-            }
-            if self.preserve_right && partners == 0 {
-                out.push(r.pad_nulls(self.left_width, true), *w);
+            });
+            if preserve_right && partners == 0 {
+                out.push(emit.right_only(r), *w);
             }
             self.right.add(key, r, *w, partners);
         }
@@ -165,32 +154,31 @@ impl Operator for OuterJoin {
 
     fn current_output(&self) -> Option<ZSet> {
         let mut out = ZSet::new();
-        for (key, ls) in self.left.iter() {
-            let rs = self.right.get(key);
-            for l in ls {
-                for r in rs {
-                    let joined = l.row.concat(&r.row);
-                    if self.matches(&joined) {
-                        out.push(joined, l.weight * r.weight);
+        let passes = |l: &Row, r: &Row| self.residual.as_ref().is_none_or(|p| p.eval_truth(&l.concat(r)) == Some(true));
+        self.left.for_each_key(|key, ls| {
+            for (l, lc) in ls {
+                self.right.for_each(key, |r, rc| {
+                    if passes(l, r) {
+                        out.push(self.emit.pair(l, r), lc.weight * rc.weight);
                     }
-                }
-                if self.preserve_left && l.matches == 0 {
-                    out.push(l.row.pad_nulls(self.right_width, false), l.weight);
+                });
+                if self.preserve_left && lc.matches == 0 {
+                    out.push(self.emit.left_only(l), lc.weight);
                 }
             }
-        }
+        });
         if self.preserve_right {
-            for (_, rs) in self.right.iter() {
-                for r in rs.iter().filter(|r| r.matches == 0) {
-                    out.push(r.row.pad_nulls(self.left_width, true), r.weight);
+            self.right.for_each_key(|_, rs| {
+                for (r, rc) in rs.filter(|(_, c)| c.matches == 0) {
+                    out.push(self.emit.right_only(r), rc.weight);
                 }
-            }
+            });
         }
         for (l, w) in &self.left_unmatchable {
-            out.push(l.pad_nulls(self.right_width, false), *w);
+            out.push(self.emit.left_only(l), *w);
         }
         for (r, w) in &self.right_unmatchable {
-            out.push(r.pad_nulls(self.left_width, true), *w);
+            out.push(self.emit.right_only(r), *w);
         }
         Some(out)
     }
@@ -198,8 +186,7 @@ impl Operator for OuterJoin {
     fn state_bytes(&self) -> usize {
         self.left.state_bytes()
             + self.right.state_bytes()
-            + (self.left_unmatchable.capacity() + self.right_unmatchable.capacity())
-                * (ENTRY_BYTES + 1)
+            + (self.left_unmatchable.capacity() + self.right_unmatchable.capacity()) * (ENTRY_BYTES + 1)
     }
 }
 
@@ -215,11 +202,7 @@ mod tests {
         let (l, r) = (l.clone().consolidated(), r.clone().consolidated());
         let ok = |a: &Row, b: &Row| {
             let j = a.concat(b);
-            !a[0].is_null()
-                && a[0] == b[0]
-                && residual
-                    .as_ref()
-                    .is_none_or(|e| e.eval_truth(&j) == Some(true))
+            !a[0].is_null() && a[0] == b[0] && residual.as_ref().is_none_or(|e| e.eval_truth(&j) == Some(true))
         };
         let mut out = ZSet::new();
         for (a, wa) in &l {
@@ -248,42 +231,19 @@ mod tests {
     fn full_join_with_residual_matches_the_reference() {
         let residual = Some(Expr::binary(BinaryOp::Lt, Expr::col(1), Expr::col(3)));
         for preserve in [
-            Preserve {
-                left: true,
-                right: false,
-            },
-            Preserve {
-                left: false,
-                right: true,
-            },
-            Preserve {
-                left: true,
-                right: true,
-            },
+            Preserve { left: true, right: false },
+            Preserve { left: false, right: true },
+            Preserve { left: true, right: true },
         ] {
-            let mut j = OuterJoin::new(
-                vec![Expr::col(0)],
-                vec![Expr::col(0)],
-                residual.clone(),
-                preserve,
-                (2, 2),
-            );
+            let mut j =
+                OuterJoin::new(vec![Expr::col(0)], vec![Expr::col(0)], residual.clone(), preserve, Emit::all(2, 2));
             let null = Value::Null;
             let steps = [
                 (zset! { row![1, 5] => 1, row![2, 1] => 1 }, ZSet::new()),
-                (
-                    ZSet::new(),
-                    zset! { row![1, 9] => 1, row![1, 3] => 1, row![3, 0] => 1 },
-                ),
-                (
-                    zset! { row![1, 5] => 1, row![null.clone(), 1] => 1 },
-                    zset! { row![2, 0] => 1 },
-                ),
+                (ZSet::new(), zset! { row![1, 9] => 1, row![1, 3] => 1, row![3, 0] => 1 }),
+                (zset! { row![1, 5] => 1, row![null.clone(), 1] => 1 }, zset! { row![2, 0] => 1 }),
                 (ZSet::new(), zset! { row![1, 9] => -1 }),
-                (
-                    zset! { row![1, 5] => -2 },
-                    zset! { row![2, 4] => 1, row![null, 7] => 1 },
-                ),
+                (zset! { row![1, 5] => -2 }, zset! { row![2, 4] => 1, row![null, 7] => 1 }),
                 (zset! { row![2, 1] => -1 }, zset! { row![1, 3] => -1 }),
             ];
             let (mut l, mut r, mut out) = (ZSet::new(), ZSet::new(), ZSet::new());

@@ -45,14 +45,8 @@ mod tests {
 
     #[test]
     fn maps_rows_and_keeps_weights() {
-        let mut p = Project::new(vec![
-            Expr::col(1),
-            Expr::binary(BinaryOp::Mul, Expr::col(0), Expr::lit(10)),
-        ]);
+        let mut p = Project::new(vec![Expr::col(1), Expr::binary(BinaryOp::Mul, Expr::col(0), Expr::lit(10))]);
         let d = zset! { row![1, "a"] => 2, row![2, "b"] => -1 };
-        assert_eq!(
-            p.step(&[&d]),
-            zset! { row!["a", 10] => 2, row!["b", 20] => -1 }
-        );
+        assert_eq!(p.step(&[&d]), zset! { row!["a", 10] => 2, row!["b", 20] => -1 });
     }
 }

@@ -32,13 +32,7 @@ pub struct TopK {
 impl TopK {
     /// A window of `limit` rows after `offset` rows, by `order`.
     pub fn new(order: Vec<SortKey>, limit: Option<u64>, offset: u64) -> TopK {
-        TopK {
-            spec: Arc::new(OrderSpec::new(order)),
-            limit,
-            offset,
-            all: BTreeMap::new(),
-            window: Vec::new(),
-        }
+        TopK { spec: Arc::new(OrderSpec::new(order)), limit, offset, all: BTreeMap::new(), window: Vec::new() }
     }
 
     fn window_full(&self) -> bool {
@@ -70,11 +64,7 @@ impl Operator for TopK {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         let delta = input_deltas[0];
         let mut affects_window = !self.window_full();
-        let last = if self.window_full() {
-            self.window.last().cloned()
-        } else {
-            None
-        };
+        let last = if self.window_full() { self.window.last().cloned() } else { None };
         for (row, w) in delta {
             let key = OrdRow::new(row.clone(), &self.spec);
             if let Some(last) = &last {
@@ -108,19 +98,12 @@ impl Operator for TopK {
     }
 
     fn current_output(&self) -> Option<ZSet> {
-        Some(
-            self.window
-                .iter()
-                .map(|r| (r.clone(), 1))
-                .collect::<ZSet>()
-                .consolidated(),
-        )
+        Some(self.window.iter().map(|r| (r.clone(), 1)).collect::<ZSet>().consolidated())
     }
 
     fn state_bytes(&self) -> usize {
         // A B-tree entry: the key (row + spec pointer), the weight, and node overhead.
-        self.all.len() * (ENTRY_BYTES + std::mem::size_of::<usize>() * 2)
-            + self.window.len() * ENTRY_BYTES
+        self.all.len() * (ENTRY_BYTES + std::mem::size_of::<usize>() * 2) + self.window.len() * ENTRY_BYTES
     }
 }
 
@@ -130,11 +113,7 @@ mod tests {
     use crate::{row, zset};
 
     fn key(column: usize, descending: bool) -> SortKey {
-        SortKey {
-            column,
-            descending,
-            nulls_first: !descending,
-        }
+        SortKey { column, descending, nulls_first: !descending }
     }
 
     /// The window computed from scratch.
@@ -145,12 +124,7 @@ mod tests {
             rows.extend(std::iter::repeat_n(r, w as usize));
         }
         rows.sort_by(|a, b| spec.compare(a, b));
-        rows.into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(|r| (r, 1))
-            .collect::<ZSet>()
-            .consolidated()
+        rows.into_iter().skip(offset).take(limit).map(|r| (r, 1)).collect::<ZSet>().consolidated()
     }
 
     #[test]
@@ -169,11 +143,7 @@ mod tests {
         for d in &steps {
             out.extend_from(&t.step(&[d]));
             all.extend_from(d);
-            assert_eq!(
-                out.clone().consolidated(),
-                reference(&all, 2, 1),
-                "after {d:?}"
-            );
+            assert_eq!(out.clone().consolidated(), reference(&all, 2, 1), "after {d:?}");
         }
     }
 }

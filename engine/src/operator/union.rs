@@ -32,9 +32,6 @@ mod tests {
     fn sums_bags() {
         let a = zset! { row![1] => 1 };
         let b = zset! { row![1] => 1, row![2] => -1 };
-        assert_eq!(
-            Union.step(&[&a, &b]).consolidated(),
-            zset! { row![1] => 2, row![2] => -1 }
-        );
+        assert_eq!(Union.step(&[&a, &b]).consolidated(), zset! { row![1] => 2, row![2] => -1 });
     }
 }

@@ -16,10 +16,7 @@ pub struct Values {
 impl Values {
     /// A relation holding `rows`.
     pub fn new(rows: Vec<Row>) -> Values {
-        Values {
-            rows,
-            emitted: false,
-        }
+        Values { rows, emitted: false }
     }
 }
 
@@ -32,10 +29,6 @@ impl Operator for Values {
     }
 
     fn current_output(&self) -> Option<ZSet> {
-        Some(if self.emitted {
-            self.rows.iter().map(|r| (r.clone(), 1)).collect()
-        } else {
-            ZSet::new()
-        })
+        Some(if self.emitted { self.rows.iter().map(|r| (r.clone(), 1)).collect() } else { ZSet::new() })
     }
 }

@@ -1,0 +1,350 @@
+//! The reference benchmark (../shared/bench/WORKLOAD.md): ciuf maintaining V1–V5 under
+//! the change stream, beside SQLite re-running the five queries from scratch, in one
+//! run on the same data.
+//!
+//!     cargo bench --bench reference -- --data <workload dir> [--sqlite-batches N]
+//!
+//! 1. Check: ciuf and SQLite load the tables and apply the whole stream; every view must
+//!    equal SQLite's answer on the final tables (else the run stops).
+//! 2. For batch sizes 10,000, 100 and 1 (a batch ends on a source-transaction boundary,
+//!    so "1" is one source transaction of 1–10 events): a fresh engine loads the tables
+//!    and applies the stream batch by batch, all five views fresh after each batch;
+//!    then SQLite applies the same batches and re-runs the five queries after each. At
+//!    10,000 SQLite runs every batch; at 100 and 1 it runs the first N batches
+//!    (`--sqlite-batches`, default 30), since each re-run reads all the tables.
+//! 3. Reading V3 (about 100k rows at scale 1) as Arrow, right after a change and
+//!    unchanged; memory after load and after the stream.
+//!
+//! Lines starting with `RESULT` are the measurements, one JSON object each.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod sqlite_side;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ciuf::{Change, Engine, RowData, TableRef, Value, View};
+use sqlite_side::Sqlite;
+use workload::{Event, TABLES, VIEWS, batches, raw_bytes, read_changes, read_table};
+
+struct Args {
+    data: PathBuf,
+    sqlite_batches: usize,
+    sizes: Vec<usize>,
+    /// For profiling ciuf alone: no check, no SQLite.
+    ciuf_only: bool,
+    /// For profiling: register only these views (1-based).
+    only_views: Option<Vec<usize>>,
+}
+
+fn parse_args() -> Args {
+    let mut data = None;
+    let mut sqlite_batches = 30;
+    let mut sizes = vec![10_000, 100, 1];
+    let mut ciuf_only = false;
+    let mut only_views = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--data" => data = it.next().map(PathBuf::from),
+            "--sqlite-batches" => sqlite_batches = it.next().and_then(|n| n.parse().ok()).expect("--sqlite-batches N"),
+            "--sizes" => {
+                sizes = it
+                    .next()
+                    .expect("--sizes 10000,100,1")
+                    .split(',')
+                    .map(|n| n.parse().expect("a batch size"))
+                    .collect()
+            }
+            "--ciuf-only" => ciuf_only = true,
+            "--views" => {
+                only_views = Some(
+                    it.next().expect("--views 1,3").split(',').map(|n| n.parse().expect("a view number")).collect(),
+                )
+            }
+            "--bench" => {} // added by `cargo bench`
+            other => {
+                eprintln!("unknown argument {other}");
+                usage();
+            }
+        }
+    }
+    let Some(data) = data else { usage() };
+    if !data.join("changes.jsonl").exists() {
+        eprintln!("{} holds no workload (run ../shared/bench/gen_workload.py)", data.display());
+        std::process::exit(2);
+    }
+    if only_views.is_some() && !ciuf_only {
+        eprintln!("--views is for profiling and needs --ciuf-only");
+        std::process::exit(2);
+    }
+    Args { data, sqlite_batches, sizes, ciuf_only, only_views }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo bench --bench reference -- --data <dir> [--sqlite-batches N] [--sizes 10000,100,1] [--ciuf-only]\n\
+         make <dir> with: python3 ../shared/bench/gen_workload.py <dir> --scale 1"
+    );
+    std::process::exit(2)
+}
+
+/// Resident and peak resident memory of this process, in bytes.
+fn memory() -> (usize, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<usize>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct Loaded {
+    engine: Engine,
+    views: Vec<View>,
+    rows: usize,
+    raw: usize,
+    seconds: f64,
+    rss_before: usize,
+    rss_after: usize,
+}
+
+/// A fresh engine with the five views registered and the tables loaded.
+fn load_engine(args: &Args) -> Loaded {
+    let engine = Engine::in_memory();
+    for (_, ddl) in TABLES {
+        engine.execute(ddl).expect("ddl");
+    }
+    let views: Vec<View> = VIEWS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| args.only_views.as_ref().is_none_or(|only| only.contains(&(i + 1))))
+        .map(|(_, (_, sql))| engine.from_sql(sql).expect("view"))
+        .collect();
+    let rss_before = memory().0;
+    let start = Instant::now();
+    let (mut rows, mut raw) = (0, 0);
+    for (i, (name, _)) in TABLES.iter().enumerate() {
+        let id = engine.dataflow().table_id(name).expect("table");
+        debug_assert_eq!(id.0 as usize, i);
+        let mut buf = Vec::with_capacity(100_000);
+        rows += read_table(&args.data, name, |row| {
+            raw += raw_bytes(&row);
+            buf.push(Change::Insert { table: TableRef::Id(id), row: RowData::Values(row) });
+            if buf.len() == 100_000 {
+                engine.apply(buf.drain(..)).expect("load");
+            }
+        })
+        .expect("read table");
+        engine.apply(buf.drain(..)).expect("load");
+    }
+    Loaded { engine, views, rows, raw, seconds: start.elapsed().as_secs_f64(), rss_before, rss_after: memory().0 }
+}
+
+fn to_change(e: &Event) -> Change {
+    let t = |i: usize| TableRef::Id(ciuf::core::TableId(i as u32));
+    match e {
+        Event::Insert { table, row } => Change::Insert { table: t(*table), row: RowData::Values(row.clone()) },
+        Event::Delete { table, row } => Change::Delete { table: t(*table), row: RowData::Values(row.clone()) },
+        Event::Update { table, old, new } => Change::Update {
+            table: t(*table),
+            old: Some(RowData::Values(old.clone())),
+            new: RowData::Values(new.clone()),
+        },
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn result(system: &str, batch: &str, events: usize, latencies: &mut [Duration]) -> f64 {
+    latencies.sort();
+    let total: f64 = latencies.iter().map(Duration::as_secs_f64).sum();
+    let eps = events as f64 / total;
+    println!(
+        "RESULT {{\"system\":\"{system}\",\"batch\":{batch},\"batches\":{},\"events\":{events},\"events_per_s\":{eps:.0},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        latencies.len(),
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99)
+    );
+    eps
+}
+
+/// Values as comparable text, numbers rounded to survive summation order.
+fn norm_ciuf(v: &Value) -> String {
+    match v {
+        Value::Float(f) => format!("{:.6}", f),
+        Value::Null => "NULL".into(),
+        other => other.to_text().expect("not null"),
+    }
+}
+
+fn norm_sqlite(v: &rusqlite::types::Value) -> String {
+    use rusqlite::types::Value as S;
+    match v {
+        S::Null => "NULL".into(),
+        S::Integer(i) => i.to_string(),
+        S::Real(f) => format!("{:.6}", f),
+        S::Text(t) => t.clone(),
+        S::Blob(_) => "blob".into(),
+    }
+}
+
+/// Applies the whole stream to `loaded` and to SQLite, and compares the five views.
+fn check(args: &Args, txns: &[Vec<Event>], loaded: &Loaded) {
+    let sqlite = Sqlite::load(&args.data);
+    for batch in batches(txns, 10_000) {
+        loaded.engine.apply(batch.iter().map(|e| to_change(e))).expect("stream");
+        sqlite.apply(&batch);
+    }
+    for ((name, sql), view) in VIEWS.iter().zip(&loaded.views) {
+        let mut ours: Vec<Vec<String>> =
+            view.rows().expect("rows").iter().map(|r| r.iter().map(norm_ciuf).collect()).collect();
+        let mut theirs: Vec<Vec<String>> =
+            sqlite.rows(sql).iter().map(|r| r.iter().map(norm_sqlite).collect()).collect();
+        if !sql.contains("ORDER BY") {
+            ours.sort();
+            theirs.sort();
+        }
+        if ours != theirs {
+            let first = ours.iter().zip(&theirs).position(|(a, b)| a != b);
+            eprintln!(
+                "CHECK FAILED for {name}: ciuf {} rows, SQLite {} rows; first difference at {first:?}",
+                ours.len(),
+                theirs.len()
+            );
+            std::process::exit(1);
+        }
+        println!("check {name}: {} rows equal SQLite's", ours.len());
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let txns = read_changes(&args.data).expect("changes.jsonl");
+    let n_events: usize = txns.iter().map(Vec::len).sum();
+    println!("# workload {}: {} source transactions, {n_events} events", args.data.display(), txns.len());
+
+    // The first engine loads in a fresh process: its load time and memory are reported,
+    // and it then applies the whole stream for the check against SQLite.
+    let first = load_engine(&args);
+    report_load(&first);
+    if !args.ciuf_only {
+        check(&args, &txns, &first);
+    }
+    drop(first);
+
+    for &size in &args.sizes {
+        let loaded = load_engine(&args);
+        let batch_list = batches(&txns, size);
+        let prepared: Vec<Vec<Change>> = batch_list.iter().map(|b| b.iter().map(|e| to_change(e)).collect()).collect();
+        let mut latencies = Vec::with_capacity(prepared.len());
+        let mut one_event = Vec::new();
+        let mut events = 0;
+        for batch in prepared {
+            let n = batch.len();
+            let start = Instant::now();
+            loaded.engine.apply(batch).expect("stream");
+            let took = start.elapsed();
+            latencies.push(took);
+            if n == 1 {
+                one_event.push(took);
+            }
+            events += n;
+        }
+        let ours = result("ciuf", &size.to_string(), events, &mut latencies);
+        if size == 1 {
+            result("ciuf", "\"1-event\"", one_event.len(), &mut one_event);
+        }
+        if size == 10_000 && args.only_views.is_none() {
+            read_v3(&loaded);
+            let (rss, peak) = memory();
+            println!(
+                "RESULT {{\"system\":\"ciuf\",\"measure\":\"memory_after_stream\",\"rss_bytes\":{rss},\"peak_rss_bytes\":{peak},\"base_rows\":{}}}",
+                loaded.engine.stats().base_rows
+            );
+        }
+        drop(loaded);
+        if args.ciuf_only {
+            continue;
+        }
+
+        let sqlite = Sqlite::load(&args.data);
+        let limit = if size == 10_000 { usize::MAX } else { args.sqlite_batches };
+        let mut latencies = Vec::new();
+        let mut events = 0;
+        for batch in batch_list.iter().take(limit) {
+            let start = Instant::now();
+            sqlite.apply(batch);
+            sqlite.rerun_views();
+            latencies.push(start.elapsed());
+            events += batch.len();
+        }
+        let theirs = result("sqlite", &size.to_string(), events, &mut latencies);
+        println!(
+            "RESULT {{\"measure\":\"ratio\",\"batch\":{size},\"ciuf_over_sqlite_events_per_s\":{:.0}}}",
+            ours / theirs
+        );
+    }
+}
+
+/// Load speed and memory of a freshly loaded engine.
+fn report_load(loaded: &Loaded) {
+    let rows_per_s = loaded.rows as f64 / loaded.seconds;
+    println!(
+        "RESULT {{\"system\":\"ciuf\",\"measure\":\"load\",\"rows\":{},\"seconds\":{:.2},\"rows_per_s\":{rows_per_s:.0}}}",
+        loaded.rows, loaded.seconds
+    );
+    let engine_bytes = loaded.rss_after.saturating_sub(loaded.rss_before);
+    let beyond = engine_bytes.saturating_sub(loaded.raw) as f64 / loaded.rows as f64;
+    let stats = loaded.engine.stats();
+    println!(
+        "RESULT {{\"system\":\"ciuf\",\"measure\":\"memory_after_load\",\"engine_bytes\":{engine_bytes},\"raw_bytes\":{},\"base_rows\":{},\"bytes_per_row\":{:.0},\"bytes_per_row_beyond_raw\":{beyond:.0},\"table_index_bytes\":{},\"operator_state_bytes\":{},\"view_state_bytes\":{}}}",
+        loaded.raw,
+        loaded.rows,
+        engine_bytes as f64 / loaded.rows as f64,
+        stats.table_index_bytes,
+        stats.operator_state_bytes,
+        stats.view_state_bytes
+    );
+}
+
+/// Time to read V3 as Arrow right after a change to it, and unchanged.
+fn read_v3(loaded: &Loaded) {
+    let v3 = &loaded.views[2];
+    let orders = TableRef::Id(ciuf::core::TableId(2));
+    let mut changed = Vec::new();
+    let mut unchanged = Vec::new();
+    let mut rows = 0;
+    for i in 0..40 {
+        let row = vec![Value::Int(-1 - i), Value::Int(1), Value::Int(1), Value::Float(1.0), Value::text("paid")];
+        loaded.engine.apply([Change::Insert { table: orders.clone(), row: RowData::Values(row) }]).expect("insert");
+        let start = Instant::now();
+        let batch = v3.query().expect("V3");
+        changed.push(start.elapsed());
+        rows = batch.num_rows();
+        let start = Instant::now();
+        let again = v3.query().expect("V3");
+        unchanged.push(start.elapsed());
+        assert_eq!(again.num_rows(), rows);
+    }
+    changed.sort();
+    unchanged.sort();
+    println!(
+        "RESULT {{\"system\":\"ciuf\",\"measure\":\"read_v3\",\"rows\":{rows},\"changed_p50_us\":{:.1},\"unchanged_p50_us\":{:.2}}}",
+        percentile(&changed, 0.5),
+        percentile(&unchanged, 0.5)
+    );
+}
