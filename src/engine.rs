@@ -90,10 +90,8 @@ impl Engine {
                 Outcome::Done
             }
             Statement::CreateView { name, query, sql, if_not_exists } => {
-                if if_not_exists {
-                    if let Some(v) = self.dataflow.view(&name) {
-                        return Ok(Outcome::View(v));
-                    }
+                if if_not_exists && let Some(v) = self.dataflow.view(&name) {
+                    return Ok(Outcome::View(v));
                 }
                 Outcome::View(self.dataflow.define_view(Some(&name), |cat| ciuf_sql::plan_query(&query, &sql, cat))?)
             }

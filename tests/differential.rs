@@ -323,7 +323,7 @@ impl Harness {
             if let Err(diff) = compare(ours, theirs, q.contains("ORDER BY")) {
                 panic!("seed {seed}, after transaction {}: {q}\n{diff}", self.txn);
             }
-            if self.txn % 16 == 0 {
+            if self.txn.is_multiple_of(16) {
                 let batch = view.query().expect("arrow");
                 assert_eq!(batch.num_rows(), view.len().unwrap(), "{q}: Arrow row count");
                 assert_eq!(batch.num_columns(), view.columns().len(), "{q}: Arrow column count");

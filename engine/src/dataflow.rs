@@ -513,13 +513,13 @@ fn validate_schema(schema: &TableSchema) -> Result<()> {
         if schema.columns[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&c.name)) {
             return Err(invalid(format!("column {} is declared twice", c.name)));
         }
-        if let crate::types::DataType::Decimal { precision, scale } = c.data_type {
-            if precision == 0 || precision > MAX_DECIMAL_PRECISION || scale > precision {
-                return Err(invalid(format!(
-                    "column {}: DECIMAL({precision},{scale}) needs 1 <= precision <= {MAX_DECIMAL_PRECISION} and scale <= precision",
-                    c.name
-                )));
-            }
+        if let crate::types::DataType::Decimal { precision, scale } = c.data_type
+            && (precision == 0 || precision > MAX_DECIMAL_PRECISION || scale > precision)
+        {
+            return Err(invalid(format!(
+                "column {}: DECIMAL({precision},{scale}) needs 1 <= precision <= {MAX_DECIMAL_PRECISION} and scale <= precision",
+                c.name
+            )));
         }
     }
     if let Some(key) = &schema.primary_key {
@@ -534,10 +534,10 @@ fn validate_schema(schema: &TableSchema) -> Result<()> {
 }
 
 fn validate_plan(w: &Writer, plan: &Plan) -> Result<()> {
-    if let Plan::Scan { table, .. } = plan {
-        if w.tables.get(table.0 as usize).is_none_or(Option::is_none) {
-            return Err(Error::Internal(format!("plan reads table #{} which does not exist", table.0)));
-        }
+    if let Plan::Scan { table, .. } = plan
+        && w.tables.get(table.0 as usize).is_none_or(Option::is_none)
+    {
+        return Err(Error::Internal(format!("plan reads table #{} which does not exist", table.0)));
     }
     plan.inputs().into_iter().try_for_each(|p| validate_plan(w, p))
 }

@@ -132,12 +132,12 @@ impl Graph {
     pub fn run(&mut self, table_deltas: &mut [(TableId, ZSet)]) {
         let mut any = false;
         for (table, delta) in table_deltas.iter_mut() {
-            if let Some(n) = self.source(*table) {
-                if !delta.is_empty() {
-                    self.deltas[n.index()] = std::mem::take(delta);
-                    self.touched.push(n);
-                    any = true;
-                }
+            if let Some(n) = self.source(*table)
+                && !delta.is_empty()
+            {
+                self.deltas[n.index()] = std::mem::take(delta);
+                self.touched.push(n);
+                any = true;
             }
         }
         if !any {

@@ -3,7 +3,9 @@
 //! An [`OrderSpec`] compares rows by its keys (direction and NULL placement per key)
 //! and then by the whole row, so it is a total order: equal rows are the only ties,
 //! and which rows fill a LIMIT window never depends on arrival order. [`OrdRow`]
-//! carries its spec so that rows can live in a `BTreeMap`.
+//! carries its spec so that rows can live in a `BTreeMap`, and a copy of its first
+//! sort value, so that most comparisons in a large ordered state are decided without
+//! following the pointer to the row.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -27,33 +29,30 @@ impl OrderSpec {
     /// Compares two rows.
     pub fn compare(&self, a: &[Value], b: &[Value]) -> Ordering {
         for k in &self.keys {
-            let (x, y) = (&a[k.column], &b[k.column]);
-            let o = match (x.is_null(), y.is_null()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => {
-                    if k.nulls_first {
-                        Ordering::Less
-                    } else {
-                        Ordering::Greater
-                    }
-                }
-                (false, true) => {
-                    if k.nulls_first {
-                        Ordering::Greater
-                    } else {
-                        Ordering::Less
-                    }
-                }
-                (false, false) => {
-                    let o = x.cmp(y);
-                    if k.descending { o.reverse() } else { o }
-                }
-            };
+            let o = compare_key(k, &a[k.column], &b[k.column]);
             if o != Ordering::Equal {
                 return o;
             }
         }
         a.cmp(b)
+    }
+
+    /// The value of `row` that orders it first (NULL when the order has no keys).
+    fn first_value(&self, row: &[Value]) -> Value {
+        self.keys.first().map_or(Value::Null, |k| row[k.column].clone())
+    }
+}
+
+/// Compares two values of one sort key.
+fn compare_key(k: &SortKey, x: &Value, y: &Value) -> Ordering {
+    match (x.is_null(), y.is_null()) {
+        (true, true) => Ordering::Equal,
+        (true, false) if k.nulls_first => Ordering::Less,
+        (true, false) => Ordering::Greater,
+        (false, true) if k.nulls_first => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) if k.descending => x.cmp(y).reverse(),
+        (false, false) => x.cmp(y),
     }
 }
 
@@ -62,13 +61,15 @@ impl OrderSpec {
 pub struct OrdRow {
     /// The row.
     pub row: Row,
+    /// The row's first sort value, kept beside the pointer.
+    first: Value,
     spec: Arc<OrderSpec>,
 }
 
 impl OrdRow {
     /// `row` under `spec`.
     pub fn new(row: Row, spec: &Arc<OrderSpec>) -> OrdRow {
-        OrdRow { row, spec: Arc::clone(spec) }
+        OrdRow { first: spec.first_value(&row), row, spec: Arc::clone(spec) }
     }
 }
 
@@ -82,6 +83,12 @@ impl Eq for OrdRow {}
 
 impl Ord for OrdRow {
     fn cmp(&self, other: &Self) -> Ordering {
+        if let Some(k) = self.spec.keys.first() {
+            let o = compare_key(k, &self.first, &other.first);
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
         self.spec.compare(&self.row, &other.row)
     }
 }

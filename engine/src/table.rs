@@ -188,13 +188,13 @@ impl Table {
         if row == stored {
             return Ok(());
         }
-        if let Rows::Keyed { key, .. } = &self.rows {
-            if key.iter().any(|&c| stored[c] != row[c]) {
-                let hash = self.key_hash(key.iter().map(|&c| &row[c]));
-                if self.find_hashed(hash, |c| &row[c]).is_some() {
-                    let new_key: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
-                    return Err(self.duplicate(&new_key));
-                }
+        if let Rows::Keyed { key, .. } = &self.rows
+            && key.iter().any(|&c| stored[c] != row[c])
+        {
+            let hash = self.key_hash(key.iter().map(|&c| &row[c]));
+            if self.find_hashed(hash, |c| &row[c]).is_some() {
+                let new_key: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
+                return Err(self.duplicate(&new_key));
             }
         }
         self.unstore(&stored);
@@ -410,16 +410,16 @@ impl Given<'_> {
 
 /// Whether `v` already has the representation `t` stores (the fast path of inserts).
 fn fits_exactly(v: &Value, t: DataType) -> bool {
-    match (v, t) {
-        (Value::Int(_), DataType::BigInt) | (Value::Float(_), DataType::Double) | (Value::Text(_), DataType::Text) => {
-            true
-        }
-        (Value::Bool(_), DataType::Bool)
-        | (Value::Date(_), DataType::Date)
-        | (Value::Timestamp(_), DataType::Timestamp) => true,
-        (Value::Null, _) => true,
-        _ => false,
-    }
+    matches!(
+        (v, t),
+        (Value::Null, _)
+            | (Value::Int(_), DataType::BigInt)
+            | (Value::Float(_), DataType::Double)
+            | (Value::Text(_), DataType::Text)
+            | (Value::Bool(_), DataType::Bool)
+            | (Value::Date(_), DataType::Date)
+            | (Value::Timestamp(_), DataType::Timestamp)
+    )
 }
 
 /// `v` converted to type `t` where no information is lost, else a description of the

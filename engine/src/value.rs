@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(Value::Int(2).sql_cmp(&Value::Float(1.5)), Some(Ordering::Greater));
         assert_eq!(Value::Null.sql_cmp(&Value::Null), None);
         assert_eq!(Value::Int(5).sql_cmp(&Value::text("a")), Some(Ordering::Less));
-        assert_eq!(Value::Int(i64::MAX).sql_cmp(&Value::Float(9.223372036854775807e18)), Some(Ordering::Less));
+        assert_eq!(Value::Int(i64::MAX).sql_cmp(&Value::Float(9.223_372_036_854_776e18)), Some(Ordering::Less));
         assert_eq!(Value::Int(3).sql_cmp(&Value::Float(3.5)), Some(Ordering::Less));
         assert_eq!(Value::Int(-3).sql_cmp(&Value::Float(-3.5)), Some(Ordering::Greater));
     }

@@ -88,17 +88,17 @@ impl Scope {
                     Some(q) => format!("{q}.{name}"),
                     None => name.to_string(),
                 };
-                if let Some(q) = qualifier {
-                    if !self.has_qualifier(q) {
-                        let quals: Vec<String> = self.qualifiers();
-                        return Err(ciuf_engine::SqlError::new(
-                            SqlErrorKind::UnknownTable,
-                            format!("unknown table {q} in column reference {shown}"),
-                        )
-                        .at(crate::error::position(span))
-                        .suggest(nearest_name(q, quals.iter().map(String::as_str)))
-                        .into());
-                    }
+                if let Some(q) = qualifier
+                    && !self.has_qualifier(q)
+                {
+                    let quals: Vec<String> = self.qualifiers();
+                    return Err(ciuf_engine::SqlError::new(
+                        SqlErrorKind::UnknownTable,
+                        format!("unknown table {q} in column reference {shown}"),
+                    )
+                    .at(crate::error::position(span))
+                    .suggest(nearest_name(q, quals.iter().map(String::as_str)))
+                    .into());
                 }
                 let candidates: Vec<String> = self
                     .columns

@@ -333,15 +333,14 @@ impl Planner<'_> {
         }
         if let ast::Expr::Identifier(id) = g {
             for item in &s.projection {
-                if let ast::SelectItem::ExprWithAlias { expr, alias } = item {
-                    if alias.value.eq_ignore_ascii_case(&id.value)
-                        && !matches!(expr, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&id.value))
-                    {
-                        // An alias stands for its expression unless the input has a
-                        // column of that name (which SQL prefers).
-                        if !self.input_has_column(s, &id.value) {
-                            return Ok(expr);
-                        }
+                if let ast::SelectItem::ExprWithAlias { expr, alias } = item
+                    && alias.value.eq_ignore_ascii_case(&id.value)
+                    && !matches!(expr, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&id.value))
+                {
+                    // An alias stands for its expression unless the input has a
+                    // column of that name (which SQL prefers).
+                    if !self.input_has_column(s, &id.value) {
+                        return Ok(expr);
                     }
                 }
             }

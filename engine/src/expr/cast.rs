@@ -156,10 +156,10 @@ pub fn text_to_number(s: &str) -> Value {
     if p.is_empty() {
         return Value::Int(0);
     }
-    if !p.contains(['.', 'e', 'E']) {
-        if let Ok(i) = p.parse::<i64>() {
-            return Value::Int(i);
-        }
+    if !p.contains(['.', 'e', 'E'])
+        && let Ok(i) = p.parse::<i64>()
+    {
+        return Value::Int(i);
     }
     Value::Float(p.parse().unwrap_or(0.0))
 }

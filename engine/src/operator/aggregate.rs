@@ -125,7 +125,7 @@ impl Operator for Aggregate {
                 .groups
                 .iter()
                 .map(|(k, g)| {
-                    k.values().len() * std::mem::size_of::<Value>()
+                    std::mem::size_of_val(k.values())
                         + g.accumulators.iter().map(Accumulator::state_bytes).sum::<usize>()
                 })
                 .sum::<usize>()

@@ -53,7 +53,9 @@ pub(crate) struct Counts {
 
 #[derive(Debug)]
 enum Bucket {
-    Small(Vec<(Row, Counts)>),
+    /// Few rows, each with its hash beside it, so that a scan compares hashes without
+    /// touching the rows themselves.
+    Small(Vec<(u64, Row, Counts)>),
     Large(IndexMap<Row, Counts, DefaultHashBuilder>),
 }
 
@@ -79,7 +81,7 @@ impl KeyedBag {
     pub fn for_each(&self, key: &Key, mut f: impl FnMut(&Row, Counts)) {
         match self.buckets.get(key) {
             None => {}
-            Some(Bucket::Small(v)) => v.iter().for_each(|(r, c)| f(r, *c)),
+            Some(Bucket::Small(v)) => v.iter().for_each(|(_, r, c)| f(r, *c)),
             Some(Bucket::Large(m)) => m.iter().for_each(|(r, c)| f(r, *c)),
         }
     }
@@ -89,7 +91,7 @@ impl KeyedBag {
     pub fn for_each_mut(&mut self, key: &Key, mut f: impl FnMut(&Row, &mut Counts)) {
         match self.buckets.get_mut(key) {
             None => {}
-            Some(Bucket::Small(v)) => v.iter_mut().for_each(|(r, c)| f(r, c)),
+            Some(Bucket::Small(v)) => v.iter_mut().for_each(|(_, r, c)| f(r, c)),
             Some(Bucket::Large(m)) => m.iter_mut().for_each(|(r, c)| f(r, c)),
         }
     }
@@ -97,13 +99,14 @@ impl KeyedBag {
     /// Adds `weight` to `row` under `key`; a row new to the bag starts with `matches`.
     /// Rows whose weight reaches zero are dropped, and so are keys left empty.
     pub fn add(&mut self, key: Key, row: &Row, weight: Weight, matches: Weight) {
+        let hash = row.hash_value();
         match self.buckets.entry(key) {
             Entry::Occupied(mut o) => {
                 let (added, removed) = match o.get_mut() {
-                    Bucket::Small(v) => match v.iter().position(|(r, _)| r == row) {
+                    Bucket::Small(v) => match v.iter().position(|(h, r, _)| *h == hash && r == row) {
                         Some(i) => {
-                            v[i].1.weight += weight;
-                            if v[i].1.weight == 0 {
+                            v[i].2.weight += weight;
+                            if v[i].2.weight == 0 {
                                 v.swap_remove(i);
                                 (false, true)
                             } else {
@@ -111,7 +114,7 @@ impl KeyedBag {
                             }
                         }
                         None => {
-                            v.push((row.clone(), Counts { weight, matches }));
+                            v.push((hash, row.clone(), Counts { weight, matches }));
                             (true, false)
                         }
                     },
@@ -133,11 +136,12 @@ impl KeyedBag {
                 };
                 if added {
                     self.rows += 1;
-                    if let Bucket::Small(v) = o.get_mut() {
-                        if v.len() > SMALL {
-                            let map: IndexMap<Row, Counts, DefaultHashBuilder> = v.drain(..).collect();
-                            *o.get_mut() = Bucket::Large(map);
-                        }
+                    if let Bucket::Small(v) = o.get_mut()
+                        && v.len() > SMALL
+                    {
+                        let map: IndexMap<Row, Counts, DefaultHashBuilder> =
+                            v.drain(..).map(|(_, r, c)| (r, c)).collect();
+                        *o.get_mut() = Bucket::Large(map);
                     }
                 }
                 if removed {
@@ -148,7 +152,7 @@ impl KeyedBag {
                 }
             }
             Entry::Vacant(v) => {
-                v.insert(Bucket::Small(vec![(row.clone(), Counts { weight, matches })]));
+                v.insert(Bucket::Small(vec![(hash, row.clone(), Counts { weight, matches })]));
                 self.rows += 1;
             }
         }
@@ -158,7 +162,7 @@ impl KeyedBag {
     pub fn for_each_key(&self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&Row, Counts)>)) {
         for (k, b) in &self.buckets {
             match b {
-                Bucket::Small(v) => f(k, &mut v.iter().map(|(r, c)| (r, *c))),
+                Bucket::Small(v) => f(k, &mut v.iter().map(|(_, r, c)| (r, *c))),
                 Bucket::Large(m) => f(k, &mut m.iter().map(|(r, c)| (r, *c))),
             }
         }
@@ -166,7 +170,7 @@ impl KeyedBag {
 
     /// Approximate heap bytes (not counting the rows, which are shared).
     pub fn state_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(Row, Counts)>();
+        let entry = std::mem::size_of::<(u64, Row, Counts)>();
         self.buckets.capacity() * (std::mem::size_of::<(Key, Bucket)>() + 1)
             + self
                 .buckets
