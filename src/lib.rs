@@ -32,6 +32,11 @@
 
 mod engine;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use engine::{Engine, Outcome, from_sql};
 
 pub use ciuf_connectors as connectors;

@@ -32,6 +32,8 @@ mod graph;
 pub mod operator;
 mod optimize;
 pub mod plan;
+#[cfg(feature = "polars")]
+pub mod polars_out;
 pub mod row;
 pub mod sort;
 mod table;

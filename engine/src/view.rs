@@ -184,6 +184,12 @@ impl View {
         self.with_state(|s| s.batch(&self.info))
     }
 
+    /// The view's current rows as a polars DataFrame (cargo feature `polars`).
+    #[cfg(feature = "polars")]
+    pub fn query_polars(&self) -> Result<polars_core::frame::DataFrame> {
+        crate::polars_out::batch_to_dataframe(&self.query()?)
+    }
+
     /// The view's current rows as engine rows (visible columns only), in order.
     pub fn rows(&self) -> Result<Vec<Row>> {
         let positions = &self.info.positions[..self.info.visible];
