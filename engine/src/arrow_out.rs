@@ -18,10 +18,12 @@ use crate::row::Row;
 use crate::types::{Column, DataType};
 use crate::value::Value;
 
-/// The Arrow schema of `columns`.
+/// The Arrow schema of `columns`. Every field is nullable: what SQL can prove never
+/// NULL is narrower than what a row can hold after a cast or an outer join, and a
+/// reader must never be refused a batch over it.
 pub fn arrow_schema(columns: &[Column]) -> SchemaRef {
     Arc::new(Schema::new(
-        columns.iter().map(|c| Field::new(&c.name, c.data_type.arrow_type(), c.nullable)).collect::<Vec<_>>(),
+        columns.iter().map(|c| Field::new(&c.name, c.data_type.arrow_type(), true)).collect::<Vec<_>>(),
     ))
 }
 

@@ -436,10 +436,14 @@ impl Writer {
         self.graph.run(&mut table_deltas);
         let mut out = Vec::new();
         for (root, views) in &self.views_by_root {
-            let delta = self.graph.delta(*root);
-            if !delta.is_empty() {
-                out.extend(views.iter().map(|v| (*v, delta.clone())));
+            if self.graph.delta(*root).is_empty() {
+                continue;
             }
+            // The last view of a root takes its delta; others get copies.
+            for v in &views[1..] {
+                out.push((*v, self.graph.delta(*root).clone()));
+            }
+            out.push((views[0], self.graph.take_delta(*root)));
         }
         self.graph.clear();
         // Give the tables their (now empty) delta buffers back.

@@ -168,6 +168,11 @@ impl Graph {
         &self.deltas[node.index()]
     }
 
+    /// Takes the output delta of `node` in the transaction just run.
+    pub fn take_delta(&mut self, node: NodeIndex) -> ZSet {
+        std::mem::take(&mut self.deltas[node.index()])
+    }
+
     /// Forgets the transaction's deltas.
     pub fn clear(&mut self) {
         for n in self.touched.drain(..) {

@@ -221,34 +221,11 @@ impl Planner<'_> {
                     outputs.push((ctx.plan(expr)?, alias.value.clone()));
                     explicit_alias.push(true);
                 }
-                ast::SelectItem::Wildcard(opts) => {
-                    reject_wildcard_options(opts, item.span())?;
+                ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
+                    let qualifier = self.star_qualifier(item, &input.scope)?;
                     self.expand_star(
                         &input.scope,
-                        None,
-                        aggregating,
-                        &ctx,
-                        item.span(),
-                        &mut outputs,
-                        &mut explicit_alias,
-                    )?;
-                }
-                ast::SelectItem::QualifiedWildcard(kind, opts) => {
-                    reject_wildcard_options(opts, item.span())?;
-                    let ast::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
-                        return Err(unsupported(format!("{item}"), item.span()));
-                    };
-                    let q = crate::ddl::object_name(name)?;
-                    if !input.scope.has_qualifier(&q) {
-                        return Err(sql_error(
-                            SqlErrorKind::UnknownTable,
-                            format!("unknown table {q} in {q}.*"),
-                            item.span(),
-                        ));
-                    }
-                    self.expand_star(
-                        &input.scope,
-                        Some(&q),
+                        qualifier.as_deref(),
                         aggregating,
                         &ctx,
                         item.span(),
@@ -320,6 +297,32 @@ impl Planner<'_> {
             plan = Plan::Distinct { input: Box::new(plan) };
         }
         Ok(QueryOut { rel: Rel { plan, scope }, visible, order })
+    }
+
+    /// The table a `*` select item is restricted to (`None` for a bare `*`).
+    fn star_qualifier(&self, item: &ast::SelectItem, scope: &Scope) -> Result<Option<String>, Error> {
+        match item {
+            ast::SelectItem::Wildcard(opts) => {
+                reject_wildcard_options(opts, item.span())?;
+                Ok(None)
+            }
+            ast::SelectItem::QualifiedWildcard(kind, opts) => {
+                reject_wildcard_options(opts, item.span())?;
+                let ast::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
+                    return Err(unsupported(format!("{item}"), item.span()));
+                };
+                let q = crate::ddl::object_name(name)?;
+                if !scope.has_qualifier(&q) {
+                    return Err(sql_error(
+                        SqlErrorKind::UnknownTable,
+                        format!("unknown table {q} in {q}.*"),
+                        item.span(),
+                    ));
+                }
+                Ok(Some(q))
+            }
+            _ => unreachable!("only called for * items"),
+        }
     }
 
     /// A GROUP BY item: a position or output alias stands for that select item.

@@ -11,6 +11,7 @@
 //! and afterwards only ever replaced.
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use crate::expr::Expr;
 use crate::plan::AggregateCall;
@@ -26,6 +27,9 @@ use super::index::Key;
 struct Group {
     rows: Weight,
     accumulators: Vec<Accumulator>,
+    /// During a step: whether the group was touched, and the row it had before.
+    touched: bool,
+    before: Option<Row>,
 }
 
 /// Grouped aggregation.
@@ -48,44 +52,57 @@ impl Aggregate {
     }
 
     fn new_group(&self) -> Group {
-        Group { rows: 0, accumulators: self.calls.iter().map(Accumulator::new).collect() }
+        Group { rows: 0, accumulators: self.calls.iter().map(Accumulator::new).collect(), touched: false, before: None }
     }
+}
 
-    fn output(&self, key: &Key, group: &Group) -> Row {
-        key.values()
-            .iter()
-            .cloned()
-            .chain(self.calls.iter().zip(&group.accumulators).map(|(c, a)| a.result(c.func)))
-            .collect()
-    }
+/// The group's output row: its key's values, then each aggregate's result.
+fn output(calls: &[AggregateCall], key: &Key, group: &Group) -> Row {
+    key.values().iter().cloned().chain(calls.iter().zip(&group.accumulators).map(|(c, a)| a.result(c.func))).collect()
+}
 
-    /// The group's visible row, if it has one.
-    fn visible(&self, key: &Key, group: &Group) -> Option<Row> {
-        let exists = if self.global { self.started } else { group.rows > 0 };
-        exists.then(|| self.output(key, group))
-    }
+/// The group's visible row, if it has one (a global aggregate's always, once started).
+fn visible(calls: &[AggregateCall], exists: bool, key: &Key, group: &Group) -> Option<Row> {
+    exists.then(|| output(calls, key, group))
 }
 
 impl Operator for Aggregate {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
-        let mut before: HashMap<Key, Option<Row>> = HashMap::new();
+        // Keys of the groups this step touches, each once; a group remembers its row
+        // from before the step the first time it is touched.
+        let mut touched: Vec<Key> = Vec::new();
         if self.global && !self.started {
-            self.groups.insert(Key::Many(Row::empty()), self.new_group());
-            before.insert(Key::Many(Row::empty()), None);
+            let mut g = self.new_group();
+            g.touched = true;
+            self.groups.insert(Key::Many(Row::empty()), g);
+            touched.push(Key::Many(Row::empty()));
         }
+        let (calls, global, started) = (&self.calls, self.global, self.started);
         for (row, w) in input_deltas[0] {
-            let key = if self.global { Key::Many(Row::empty()) } else { Key::eval(&self.group_by, row) };
-            if !before.contains_key(&key) {
-                let old = self.groups.get(&key).and_then(|g| self.visible(&key, g));
-                before.insert(key.clone(), old);
-            }
-            if !self.groups.contains_key(&key) {
-                let g = self.new_group();
-                self.groups.insert(key.clone(), g);
-            }
-            let group = self.groups.get_mut(&key).expect("inserted above");
+            let key = if global { Key::Many(Row::empty()) } else { Key::eval(&self.group_by, row) };
+            let group = match self.groups.entry(key) {
+                Entry::Occupied(o) => {
+                    let (key, group) = (o.key().clone(), o.into_mut());
+                    if !group.touched {
+                        group.touched = true;
+                        let exists = if global { started } else { group.rows > 0 };
+                        group.before = visible(calls, exists, &key, group);
+                        touched.push(key);
+                    }
+                    group
+                }
+                Entry::Vacant(v) => {
+                    touched.push(v.key().clone());
+                    v.insert(Group {
+                        rows: 0,
+                        accumulators: calls.iter().map(Accumulator::new).collect(),
+                        touched: true,
+                        before: None,
+                    })
+                }
+            };
             group.rows += w;
-            for (call, acc) in self.calls.iter().zip(group.accumulators.iter_mut()) {
+            for (call, acc) in calls.iter().zip(group.accumulators.iter_mut()) {
                 match &call.arg {
                     None => acc.update(&Value::Bool(true), *w),
                     Some(arg) => acc.update(&arg.eval(row), *w),
@@ -93,10 +110,13 @@ impl Operator for Aggregate {
             }
         }
         self.started = true;
-        let mut out = ZSet::new();
-        for (key, old) in before {
-            let group = &self.groups[&key];
-            let new = self.visible(&key, group);
+        let mut out = ZSet::with_capacity(touched.len() * 2);
+        for key in touched {
+            let group = self.groups.get_mut(&key).expect("touched groups exist");
+            group.touched = false;
+            let old = group.before.take();
+            let exists = if self.global { true } else { group.rows > 0 };
+            let new = visible(&self.calls, exists, &key, group);
             if old != new {
                 if let Some(old) = old {
                     out.push(old, -1);
@@ -113,7 +133,8 @@ impl Operator for Aggregate {
     }
 
     fn current_output(&self) -> Option<ZSet> {
-        Some(self.groups.iter().filter_map(|(k, g)| self.visible(k, g)).map(|r| (r, 1)).collect())
+        let exists = |g: &Group| if self.global { self.started } else { g.rows > 0 };
+        Some(self.groups.iter().filter_map(|(k, g)| visible(&self.calls, exists(g), k, g)).map(|r| (r, 1)).collect())
     }
 
     fn state_bytes(&self) -> usize {

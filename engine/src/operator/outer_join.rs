@@ -17,7 +17,7 @@ use crate::expr::Expr;
 use crate::row::Row;
 use crate::zset::{Weight, ZSet};
 
-use super::index::{KeyedBag, join_key};
+use super::index::{Counts, KeyedBag, join_key};
 use super::join::Emit;
 use super::{ENTRY_BYTES, Operator};
 
@@ -71,6 +71,18 @@ impl OuterJoin {
     }
 }
 
+/// Moves a preserved row's match count by `w`; when the count crosses zero, the row's
+/// NULL-extended form (`padded`) is retracted or restored.
+fn shift_matches(c: &mut Counts, w: Weight, padded: impl FnOnce() -> Row, out: &mut ZSet) {
+    let before = c.matches;
+    c.matches += w;
+    if before == 0 && c.matches != 0 {
+        out.push(padded(), -c.weight);
+    } else if before != 0 && c.matches == 0 {
+        out.push(padded(), c.weight);
+    }
+}
+
 fn add_weight(map: &mut HashMap<Row, Weight>, row: &Row, w: Weight) {
     let c = map.entry_ref(row).or_insert(0);
     *c += w;
@@ -107,13 +119,7 @@ impl Operator for OuterJoin {
                 out.push(joined, w * c.weight);
                 partners += c.weight;
                 if preserve_right {
-                    let before = c.matches;
-                    c.matches += w;
-                    if before == 0 && c.matches != 0 {
-                        out.push(emit.right_only(r), -c.weight);
-                    } else if before != 0 && c.matches == 0 {
-                        out.push(emit.right_only(r), c.weight);
-                    }
+                    shift_matches(c, *w, || emit.right_only(r), &mut out);
                 }
             });
             if preserve_left && partners == 0 {
@@ -135,13 +141,7 @@ impl Operator for OuterJoin {
                 out.push(joined, c.weight * w);
                 partners += c.weight;
                 if preserve_left {
-                    let before = c.matches;
-                    c.matches += w;
-                    if before == 0 && c.matches != 0 {
-                        out.push(emit.left_only(l), -c.weight);
-                    } else if before != 0 && c.matches == 0 {
-                        out.push(emit.left_only(l), c.weight);
-                    }
+                    shift_matches(c, *w, || emit.left_only(l), &mut out);
                 }
             });
             if preserve_right && partners == 0 {

@@ -32,3 +32,18 @@ impl Operator for Values {
         Some(if self.emitted { self.rows.iter().map(|r| (r.clone(), 1)).collect() } else { ZSet::new() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{row, zset};
+
+    #[test]
+    fn emits_its_rows_once() {
+        let mut v = Values::new(vec![row![1], row![1], row![2]]);
+        assert_eq!(v.current_output().unwrap(), ZSet::new());
+        assert_eq!(v.step(&[]).consolidated(), zset! { row![1] => 2, row![2] => 1 });
+        assert!(v.step(&[]).is_empty());
+        assert_eq!(v.current_output().unwrap().consolidated(), zset! { row![1] => 2, row![2] => 1 });
+    }
+}
