@@ -21,7 +21,7 @@ use crate::error::{ConstraintError, Error, Result, SchemaError, nearest_name};
 use crate::plan::TableId;
 use crate::row::Row;
 use crate::types::{Column, DataType, TableSchema};
-use crate::value::Value;
+use crate::value::{Str, Value};
 use crate::zset::{Weight, ZSet};
 
 /// What to do to put a table back after a failed transaction.
@@ -46,6 +46,41 @@ pub(crate) struct Table {
     schema: Arc<TableSchema>,
     rows: Rows,
     hasher: DefaultHashBuilder,
+    /// Per column: the interner of its short text values, while it has few of them.
+    interners: Vec<Option<Interner>>,
+}
+
+/// Text values of a column with few distinct values (statuses, categories, regions)
+/// share one allocation each, so repeated text costs a pointer rather than a copy.
+/// A column that shows many distinct values stops being interned.
+#[derive(Debug, Default)]
+struct Interner {
+    values: hashbrown::HashSet<Str>,
+}
+
+/// Distinct values past which a column stops being interned.
+const INTERN_MAX_DISTINCT: usize = 1024;
+/// Longer text is never interned.
+const INTERN_MAX_LEN: usize = 48;
+
+impl Interner {
+    /// Replaces `v` by the shared copy of its text; `false` once the column has too many
+    /// distinct values to be worth interning.
+    fn intern(&mut self, v: &mut Value) -> bool {
+        let Value::Text(s) = v else { return true };
+        if s.len() > INTERN_MAX_LEN {
+            return true;
+        }
+        if let Some(shared) = self.values.get(s.as_str()) {
+            *s = shared.clone();
+            return true;
+        }
+        if self.values.len() >= INTERN_MAX_DISTINCT {
+            return false;
+        }
+        self.values.insert(s.clone());
+        true
+    }
 }
 
 impl Table {
@@ -55,7 +90,9 @@ impl Table {
             Some(key) => Rows::Keyed { key: key.clone(), rows: HashTable::new() },
             None => Rows::Bag { rows: HashMap::new(), len: 0 },
         };
-        Table { id, schema: Arc::new(schema), rows, hasher: DefaultHashBuilder::default() }
+        let interners =
+            schema.columns.iter().map(|c| (c.data_type == DataType::Text).then(Interner::default)).collect();
+        Table { id, schema: Arc::new(schema), rows, hasher: DefaultHashBuilder::default(), interners }
     }
 
     /// The schema.
@@ -286,7 +323,19 @@ impl Table {
 
     /// Every column's value: positional rows must be complete; a named row's missing
     /// columns come from `base` (an update's old row) or are NULL.
-    fn full_row(&self, data: RowData, base: Option<&Row>) -> Result<Row> {
+    fn full_row(&mut self, data: RowData, base: Option<&Row>) -> Result<Row> {
+        let mut values = self.full_values(data, base)?;
+        for (v, interner) in values.iter_mut().zip(self.interners.iter_mut()) {
+            if let Some(i) = interner
+                && !i.intern(v)
+            {
+                *interner = None;
+            }
+        }
+        Ok(Row::new(values))
+    }
+
+    fn full_values(&self, data: RowData, base: Option<&Row>) -> Result<Vec<Value>> {
         let n = self.schema.columns.len();
         let values = match data {
             RowData::Values(mut values) => {
@@ -321,7 +370,7 @@ impl Table {
                 );
             }
         }
-        Ok(Row::new(values))
+        Ok(values)
     }
 
     /// The values `data` gives, by column, checked and converted (borrowed when they

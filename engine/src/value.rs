@@ -32,6 +32,12 @@ impl Str {
     }
 }
 
+impl std::borrow::Borrow<str> for Str {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::ops::Deref for Str {
     type Target = str;
     fn deref(&self) -> &str {

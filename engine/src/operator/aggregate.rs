@@ -74,12 +74,12 @@ impl Operator for Aggregate {
         if self.global && !self.started {
             let mut g = self.new_group();
             g.touched = true;
-            self.groups.insert(Key::Many(Row::empty()), g);
-            touched.push(Key::Many(Row::empty()));
+            self.groups.insert(Key::empty(), g);
+            touched.push(Key::empty());
         }
         let (calls, global, started) = (&self.calls, self.global, self.started);
         for (row, w) in input_deltas[0] {
-            let key = if global { Key::Many(Row::empty()) } else { Key::eval(&self.group_by, row) };
+            let key = if global { Key::empty() } else { Key::eval(&self.group_by, row) };
             let group = match self.groups.entry(key) {
                 Entry::Occupied(o) => {
                     let (key, group) = (o.key().clone(), o.into_mut());

@@ -16,18 +16,25 @@ use crate::row::Row;
 use crate::value::Value;
 use crate::zset::Weight;
 
-/// A join or group key: one value (no allocation) or several.
+/// A join or group key: up to two values inline (no allocation), or a row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
     One(Value),
+    Two([Value; 2]),
     Many(Row),
 }
 
 impl Key {
+    /// The empty key (a cross join's, a global aggregate's).
+    pub fn empty() -> Key {
+        Key::Many(Row::empty())
+    }
+
     /// The key's values.
     pub fn values(&self) -> &[Value] {
         match self {
             Key::One(v) => std::slice::from_ref(v),
+            Key::Two(vs) => vs,
             Key::Many(r) => r,
         }
     }
@@ -36,6 +43,7 @@ impl Key {
     pub fn eval(exprs: &[Expr], row: &[Value]) -> Key {
         match exprs {
             [e] => Key::One(e.eval(row)),
+            [a, b] => Key::Two([a.eval(row), b.eval(row)]),
             _ => Key::Many(exprs.iter().map(|e| e.eval(row)).collect()),
         }
     }
