@@ -161,7 +161,7 @@ impl Harness {
                 maybe_null(r, 0.15, |r| Value::Int(r.below(6) as i64)),
                 maybe_null(r, 0.15, |r| Value::text(*r.pick(&["p", "q", "r"]))),
                 maybe_null(r, 0.1, |r| Value::Float(r.below(40) as f64 * 0.25)),
-                maybe_null(r, 0.1, |r| Value::Decimal(Decimal::new(r.below(400) as i128 * 5 - 500, 2).expect("fits"))),
+                maybe_null(r, 0.1, |r| Value::from(Decimal::new(r.below(400) as i128 * 5 - 500, 2).expect("fits"))),
                 maybe_null(r, 0.2, |r| Value::Bool(r.chance(0.5))),
             ],
             _ => vec![

@@ -505,7 +505,7 @@ pub fn coerce(v: Value, t: DataType) -> std::result::Result<Value, String> {
                 _ => unreachable!(),
             };
             match d {
-                Some(d) if pow10(precision).is_some_and(|limit| d.mantissa().abs() < limit) => Ok(Value::Decimal(d)),
+                Some(d) if pow10(precision).is_some_and(|limit| d.mantissa().abs() < limit) => Ok(Value::from(d)),
                 _ => Err(format!("{v} does not fit in {t}")),
             }
         }

@@ -1,7 +1,7 @@
 //! Scalar values.
 //!
-//! A [`Value`] is 24 bytes: a tag and at most 16 bytes of payload (text is a shared
-//! `Arc<str>`, so cloning a row never copies strings).
+//! A [`Value`] is 16 bytes: a tag and at most 8 bytes of payload (text is a shared
+//! thin pointer, so cloning a row never copies strings; decimals are boxed).
 //!
 //! Two orders live here, for two purposes:
 //!
@@ -16,50 +16,85 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use triomphe::ThinArc;
 
 use crate::datetime;
 use crate::decimal::Decimal;
 
-/// Shared, immutable text.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Str(Arc<str>);
+/// Shared, immutable text behind a thin pointer (8 bytes; the length lives in the
+/// allocation), so that a [`Value`] stays 16 bytes.
+#[derive(Clone)]
+pub struct Str(ThinArc<(), u8>);
 
 impl Str {
     /// The text.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        &self.0
+        // SAFETY: a `Str` is only ever built from a `&str` (see the `From` impls), so
+        // its bytes are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.0.slice) }
+    }
+
+    fn ptr_eq(&self, other: &Str) -> bool {
+        std::ptr::eq(&self.0.slice, &other.0.slice)
+    }
+}
+
+impl PartialEq for Str {
+    #[inline]
+    fn eq(&self, other: &Str) -> bool {
+        self.ptr_eq(other) || self.0.slice == other.0.slice
+    }
+}
+
+impl Eq for Str {}
+
+impl Hash for Str {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Str {
+    fn partial_cmp(&self, other: &Str) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Str {
+    fn cmp(&self, other: &Str) -> Ordering {
+        self.0.slice.cmp(&other.0.slice)
     }
 }
 
 impl std::borrow::Borrow<str> for Str {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl std::ops::Deref for Str {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl From<&str> for Str {
     fn from(s: &str) -> Self {
-        Str(Arc::from(s))
+        Str(ThinArc::from_header_and_slice((), s.as_bytes()))
     }
 }
 
 impl From<String> for Str {
     fn from(s: String) -> Self {
-        Str(Arc::from(s))
+        Str::from(s.as_str())
     }
 }
 
 impl fmt::Debug for Str {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -75,8 +110,8 @@ pub enum Value {
     Int(i64),
     /// DOUBLE.
     Float(f64),
-    /// DECIMAL.
-    Decimal(Decimal),
+    /// DECIMAL (boxed, so that a value stays 16 bytes).
+    Decimal(Box<Decimal>),
     /// TEXT.
     Text(Str),
     /// DATE: days since 1970-01-01.
@@ -183,7 +218,7 @@ impl Value {
             (Value::Int(a), Value::Float(b)) => cmp_i64_f64(*a, *b),
             (Value::Float(a), Value::Int(b)) => cmp_i64_f64(*b, *a).reverse(),
             (Value::Int(a), Value::Decimal(b)) => Decimal::from_i64(*a).cmp(b),
-            (Value::Decimal(a), Value::Int(b)) => a.cmp(&Decimal::from_i64(*b)),
+            (Value::Decimal(a), Value::Int(b)) => (**a).cmp(&Decimal::from_i64(*b)),
             (Value::Float(a), Value::Decimal(b)) => canonical(*a).total_cmp(&b.to_f64()),
             (Value::Decimal(a), Value::Float(b)) => a.to_f64().total_cmp(&canonical(*b)),
             (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
@@ -416,7 +451,7 @@ impl From<Str> for Value {
 }
 impl From<Decimal> for Value {
     fn from(v: Decimal) -> Self {
-        Value::Decimal(v)
+        Value::Decimal(Box::new(v))
     }
 }
 impl From<&Value> for Value {
@@ -435,8 +470,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn value_is_24_bytes() {
-        assert_eq!(std::mem::size_of::<Value>(), 24);
+    fn value_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Value>(), 16);
     }
 
     #[test]

@@ -307,7 +307,7 @@ impl<'a> ExprCtx<'a> {
                     Ok(i) if is_integer => Typed::literal(Value::Int(i), DataType::BigInt),
                     _ if self.dialect == Dialect::Postgres => match Decimal::parse(n) {
                         Some(d) => Typed::literal(
-                            Value::Decimal(d),
+                            Value::from(d),
                             DataType::Decimal {
                                 precision: (d.mantissa().unsigned_abs().to_string().len() as u8).max(d.scale()).max(1),
                                 scale: d.scale(),

@@ -50,12 +50,12 @@ pub fn cast(v: &Value, to: DataType) -> Value {
                 Value::Bool(b) => Some(Decimal::from_i64(*b as i64)),
                 Value::Int(i) => Some(Decimal::from_i64(*i)),
                 Value::Float(f) => Decimal::from_f64(*f, scale),
-                Value::Decimal(d) => Some(*d),
+                Value::Decimal(d) => Some(**d),
                 Value::Text(s) => Decimal::parse(number_prefix(s)).or(Some(Decimal::from_i64(0))),
                 Value::Date(_) | Value::Timestamp(_) => None,
                 Value::Null => unreachable!(),
             };
-            d.and_then(|d| d.rescale(scale)).map_or(Value::Null, Value::Decimal)
+            d.and_then(|d| d.rescale(scale)).map_or(Value::Null, Value::from)
         }
         DataType::Text => Value::text(v.to_text().expect("not null")),
         DataType::Date => match v {
@@ -190,7 +190,7 @@ mod tests {
         assert_eq!(cast(&Value::text("x"), DataType::Date), Value::Null);
         assert_eq!(
             cast(&Value::Float(1.005), DataType::Decimal { precision: 10, scale: 2 }),
-            Value::Decimal(Decimal::parse("1.01").unwrap())
+            Value::from(Decimal::parse("1.01").unwrap())
         );
         assert_eq!(cast(&Value::Null, DataType::BigInt), Value::Null);
     }

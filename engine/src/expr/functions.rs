@@ -123,7 +123,7 @@ impl Func {
             Func::Abs => match &*arg(0) {
                 Value::Int(i) => i.checked_abs().map_or(Value::Float((*i as f64).abs()), Value::Int),
                 Value::Float(f) => Value::Float(f.abs()),
-                Value::Decimal(d) => Value::Decimal(d.abs()),
+                Value::Decimal(d) => Value::from(d.abs()),
                 Value::Null => Value::Null,
                 other => match ops::negate(other) {
                     Value::Null => Value::Null,

@@ -197,7 +197,7 @@ fn arithmetic(op: BinaryOp, a: &Value, b: &Value) -> Value {
 fn to_decimal(v: &Value) -> Decimal {
     match v {
         Value::Int(i) => Decimal::from_i64(*i),
-        Value::Decimal(d) => *d,
+        Value::Decimal(d) => **d,
         _ => unreachable!("not an exact number: {v}"),
     }
 }
@@ -260,7 +260,7 @@ fn decimal_arith(op: BinaryOp, x: Decimal, y: Decimal) -> Value {
         Div | Mod => return float_arith(op, x.to_f64(), y.to_f64()),
         _ => unreachable!(),
     };
-    exact.map_or_else(|| float_arith(op, x.to_f64(), y.to_f64()), Value::Decimal)
+    exact.map_or_else(|| float_arith(op, x.to_f64(), y.to_f64()), Value::from)
 }
 
 /// `-v`.
@@ -269,7 +269,7 @@ pub fn negate(v: &Value) -> Value {
         Value::Null => Value::Null,
         Value::Int(i) => i.checked_neg().map_or(Value::Float(-(*i as f64)), Value::Int),
         Value::Float(f) => Value::Float(-f),
-        Value::Decimal(d) => d.checked_neg().map_or(Value::Null, Value::Decimal),
+        Value::Decimal(d) => d.checked_neg().map_or(Value::Null, Value::from),
         other => match numeric(other) {
             Value::Text(_) => Value::Null,
             n => negate(&n),
@@ -296,8 +296,8 @@ mod tests {
     #[test]
     fn mixed_numbers() {
         assert_eq!(binary(Add, &Value::Int(1), &Value::Float(0.5)), Value::Float(1.5));
-        let d = Value::Decimal(Decimal::parse("1.25").unwrap());
-        assert_eq!(binary(Mul, &d, &Value::Int(2)), Value::Decimal(Decimal::parse("2.50").unwrap()));
+        let d = Value::from(Decimal::parse("1.25").unwrap());
+        assert_eq!(binary(Mul, &d, &Value::Int(2)), Value::from(Decimal::parse("2.50").unwrap()));
         assert_eq!(binary(Add, &Value::text("3"), &Value::Int(4)), Value::Int(7));
         assert_eq!(binary(Concat, &Value::Int(3), &Value::text("x")), Value::text("3x"));
         assert_eq!(binary(Concat, &Value::Null, &Value::text("x")), Value::Null);

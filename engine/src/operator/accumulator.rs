@@ -149,7 +149,7 @@ impl Accumulator {
                     _ if *n == 0 && func != AggFunc::Total => Value::Null,
                     AggFunc::Avg => Value::Float(d.map_or(f64::NAN, Decimal::to_f64) / *n as f64),
                     AggFunc::Total => Value::Float(d.map_or(0.0, Decimal::to_f64)),
-                    _ => d.map_or(Value::Null, Value::Decimal),
+                    _ => d.map_or(Value::Null, Value::from),
                 }
             }
             Accumulator::Extreme(values) => {
