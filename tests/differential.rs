@@ -95,6 +95,10 @@ const LATE: &[&str] = &[
     "SELECT k, MIN(b), MAX(b) FROM (SELECT a AS k, b FROM t1 WHERE b IS NOT NULL) AS q GROUP BY k",
     "WITH w AS (SELECT a, SUM(d) AS s FROM t1 GROUP BY a) SELECT w.a, w.s, t2.e FROM w JOIN t2 ON w.a = t2.a",
     "SELECT id, b FROM t1 ORDER BY b, id",
+    "SELECT t1.id, t2.id, t3.x FROM t1, t2, t3 WHERE t1.a = t2.a AND t2.a = t3.x AND t3.z = t1.d",
+    "SELECT t2.e, COUNT(*), SUM(t3.z) FROM t1 JOIN t2 ON t1.a = t2.a AND t1.d = t2.id JOIN t3 ON t3.x = t1.d GROUP BY t2.e",
+    "SELECT t1.id, t1b.id, t2.e FROM t1 JOIN t1 AS t1b ON t1.a = t1b.d JOIN t2 ON t2.a = t1b.a WHERE t1.b > 0",
+    "SELECT a.x, b.y, c.z, d.e FROM t3 a JOIN t3 b ON a.x = b.z JOIN t3 c ON c.x = b.x JOIN t2 d ON d.a = c.z",
 ];
 
 const T1: usize = 0;

@@ -24,6 +24,7 @@ use crate::operator::aggregate::Aggregate;
 use crate::operator::distinct::Distinct;
 use crate::operator::filter::Filter;
 use crate::operator::join::{Emit, Join};
+use crate::operator::multi_join::MultiJoin;
 use crate::operator::outer_join::{OuterJoin, Preserve};
 use crate::operator::project::Project;
 use crate::operator::top_k::TopK;
@@ -256,6 +257,9 @@ fn make_operator(plan: &Plan) -> Box<dyn Operator> {
                     emit,
                 )),
             }
+        }
+        Plan::MultiJoin { inputs, edges, output } => {
+            Box::new(MultiJoin::new(inputs.iter().map(Plan::width).collect(), edges, output.clone()))
         }
         Plan::Aggregate { group_by, aggregates, .. } => Box::new(Aggregate::new(group_by.clone(), aggregates.clone())),
         Plan::Distinct { .. } => Box::new(Distinct::default()),

@@ -48,7 +48,7 @@ pub use dataflow::{Dataflow, Stats};
 pub use decimal::Decimal;
 pub use error::{ConstraintError, Error, Position, Result, SchemaError, SqlError, SqlErrorKind};
 pub use expr::Expr;
-pub use plan::{AggFunc, AggregateCall, JoinKind, Plan, SortKey, TableId, ViewDef};
+pub use plan::{AggFunc, AggregateCall, JoinEdge, JoinKind, Plan, SortKey, TableId, ViewDef};
 pub use row::Row;
 pub use table::coerce;
 pub use types::{Column, DataType, TableSchema};

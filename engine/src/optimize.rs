@@ -7,16 +7,18 @@
 //! - **Late projection over top-k**: `TopK(Project(cols, X))` becomes
 //!   `Project(cols, TopK(X))` when X passes base rows through, so the top-k state holds
 //!   pointers to base rows rather than projected copies of every candidate.
+//! - **Delta joins**: a tree of three or more inner equi-joins whose every key reads
+//!   one input becomes one [`Plan::MultiJoin`], which stores no intermediate result.
 //!
 //! Both are pure functions on [`Plan`]s; the plan tests compare before and after.
 
 use crate::expr::Expr;
-use crate::plan::{Plan, SortKey};
+use crate::plan::{JoinEdge, JoinKind, Plan, SortKey};
 
 impl Plan {
     /// The plan after every rewrite of this module.
     pub fn optimize(self) -> Plan {
-        let plan = late_projection(self);
+        let plan = multi_joins(late_projection(self));
         let width = plan.width();
         prune(plan, &vec![true; width]).0
     }
@@ -64,6 +66,73 @@ fn late_projection(plan: Plan) -> Plan {
     }
 }
 
+/// The inputs and equalities of an inner equi-join tree, or `None` if `plan` is not
+/// one (or a key reads more than one input, or a join has no key).
+fn flatten_join(plan: &Plan) -> Option<(Vec<Plan>, Vec<JoinEdge>)> {
+    let Plan::Join { left, right, kind: JoinKind::Inner, left_keys, right_keys, residual: None, output: None } = plan
+    else {
+        return None;
+    };
+    if left_keys.is_empty() {
+        return None;
+    }
+    let parts = |p: &Plan| flatten_join(p).unwrap_or_else(|| (vec![p.clone()], vec![]));
+    let (l_inputs, l_edges) = parts(left);
+    let (r_inputs, r_edges) = parts(right);
+    let offsets = |inputs: &[Plan]| -> Vec<usize> {
+        inputs
+            .iter()
+            .scan(0, |acc, p| {
+                let o = *acc;
+                *acc += p.width();
+                Some(o)
+            })
+            .collect()
+    };
+    let (l_off, r_off) = (offsets(&l_inputs), offsets(&r_inputs));
+    // Each key pair must read one input on each side; pairs between the same two
+    // inputs form one equality.
+    let shift = l_inputs.len();
+    let mut edges = l_edges;
+    edges.extend(r_edges.into_iter().map(|e| JoinEdge { left: e.left + shift, right: e.right + shift, ..e }));
+    for (lk, rk) in left_keys.iter().zip(right_keys) {
+        let li = single_input(std::slice::from_ref(lk), &l_off)?;
+        let ri = single_input(std::slice::from_ref(rk), &r_off)?;
+        let lk = lk.remap_columns(&|c| c - l_off[li]);
+        let rk = rk.remap_columns(&|c| c - r_off[ri]);
+        let right_input = shift + ri;
+        match edges.iter_mut().find(|e| e.left == li && e.right == right_input) {
+            Some(e) => {
+                e.left_keys.push(lk);
+                e.right_keys.push(rk);
+            }
+            None => edges.push(JoinEdge { left: li, left_keys: vec![lk], right: right_input, right_keys: vec![rk] }),
+        }
+    }
+    let mut inputs = l_inputs;
+    inputs.extend(r_inputs);
+    Some((inputs, edges))
+}
+
+/// Which input (by `offsets`) the columns of `e` fall in, if they all fall in one.
+fn single_input(e: &[Expr], offsets: &[usize]) -> Option<usize> {
+    let cols: Vec<usize> = e.iter().flat_map(Expr::columns).collect();
+    let first = *cols.first()?;
+    let input = offsets.partition_point(|&o| o <= first) - 1;
+    cols.iter().all(|&c| offsets.partition_point(|&o| o <= c) - 1 == input).then_some(input)
+}
+
+/// A tree of three or more inner equi-joins becomes one delta join (see the module
+/// docs); its inputs are optimized in turn.
+fn multi_joins(plan: Plan) -> Plan {
+    if let Some((inputs, edges)) = flatten_join(&plan)
+        && inputs.len() >= 3
+    {
+        return Plan::MultiJoin { inputs: inputs.into_iter().map(multi_joins).collect(), edges, output: None };
+    }
+    map_inputs(plan, multi_joins)
+}
+
 /// Applies `f` to every input of `plan`.
 fn map_inputs(plan: Plan, f: fn(Plan) -> Plan) -> Plan {
     match plan {
@@ -78,6 +147,9 @@ fn map_inputs(plan: Plan, f: fn(Plan) -> Plan) -> Plan {
         }
         Plan::Distinct { input } => Plan::Distinct { input: boxed(f(*input)) },
         Plan::Union { inputs } => Plan::Union { inputs: inputs.into_iter().map(f).collect() },
+        Plan::MultiJoin { inputs, edges, output } => {
+            Plan::MultiJoin { inputs: inputs.into_iter().map(f).collect(), edges, output }
+        }
         Plan::TopK { input, order, limit, offset } => Plan::TopK { input: boxed(f(*input)), order, limit, offset },
     }
 }
@@ -166,6 +238,61 @@ fn prune(plan: Plan, required: &[bool]) -> (Plan, ColumnMap) {
                 new_output.len() == new_lw + right.width() && new_output.iter().enumerate().all(|(i, c)| i == *c);
             let output = (!is_identity).then_some(new_output);
             (Plan::Join { left: boxed(left), right: boxed(right), kind, left_keys, right_keys, residual, output }, map)
+        }
+        Plan::MultiJoin { inputs, edges, output } => {
+            let widths: Vec<usize> = inputs.iter().map(Plan::width).collect();
+            let mut offsets = Vec::with_capacity(widths.len());
+            let mut total = 0;
+            for w in &widths {
+                offsets.push(total);
+                total += w;
+            }
+            let out_cols: Vec<usize> = output.unwrap_or_else(|| (0..total).collect());
+            let mut req: Vec<Vec<bool>> = widths.iter().map(|w| vec![false; *w]).collect();
+            let input_of = |c: usize| offsets.partition_point(|&o| o <= c) - 1;
+            for (i, &c) in out_cols.iter().enumerate() {
+                if required[i] {
+                    let k = input_of(c);
+                    req[k][c - offsets[k]] = true;
+                }
+            }
+            for e in &edges {
+                e.left_keys.iter().for_each(|k| mark(&mut req[e.left], k));
+                e.right_keys.iter().for_each(|k| mark(&mut req[e.right], k));
+            }
+            let mut new_inputs = Vec::with_capacity(inputs.len());
+            let mut maps = Vec::with_capacity(inputs.len());
+            for (p, r) in inputs.into_iter().zip(&req) {
+                let (p, m) = prune(p, r);
+                new_inputs.push(p);
+                maps.push(m);
+            }
+            let mut new_offsets = Vec::with_capacity(new_inputs.len());
+            let mut acc = 0;
+            for p in &new_inputs {
+                new_offsets.push(acc);
+                acc += p.width();
+            }
+            let edges = edges
+                .into_iter()
+                .map(|e| JoinEdge {
+                    left_keys: e.left_keys.iter().map(|k| remap(k, &maps[e.left])).collect(),
+                    right_keys: e.right_keys.iter().map(|k| remap(k, &maps[e.right])).collect(),
+                    ..e
+                })
+                .collect();
+            let mut map = vec![None; out_cols.len()];
+            let mut new_output = Vec::new();
+            for (i, &c) in out_cols.iter().enumerate() {
+                if required[i] {
+                    let k = input_of(c);
+                    map[i] = Some(new_output.len());
+                    new_output.push(new_offsets[k] + maps[k][c - offsets[k]].expect("required columns are kept"));
+                }
+            }
+            let is_identity = new_output.len() == acc && new_output.iter().enumerate().all(|(i, c)| i == *c);
+            let output = (!is_identity).then_some(new_output);
+            (Plan::MultiJoin { inputs: new_inputs, edges, output }, map)
         }
         Plan::Aggregate { input, group_by, aggregates } => {
             let mut req = vec![false; input.width()];

@@ -67,6 +67,17 @@ pub enum Plan {
         /// order; `None` emits them all. Set by column pruning.
         output: Option<Vec<usize>>,
     },
+    /// An inner join of three or more inputs on equalities between pairs of them,
+    /// maintained without intermediate results; output rows are the inputs' rows side
+    /// by side. Made by the optimizer from trees of binary inner joins.
+    MultiJoin {
+        /// The inputs, in order.
+        inputs: Vec<Plan>,
+        /// The equalities, which connect all inputs.
+        edges: Vec<JoinEdge>,
+        /// The columns of the joined row to emit, in order; `None` emits them all.
+        output: Option<Vec<usize>>,
+    },
     /// One output row per group: the group values, then the aggregates.
     Aggregate {
         /// The input.
@@ -98,6 +109,20 @@ pub enum Plan {
         /// Rows skipped first.
         offset: u64,
     },
+}
+
+/// One equality of a [`Plan::MultiJoin`]: `left_keys` over input `left`'s row equal
+/// `right_keys` over input `right`'s row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinEdge {
+    /// One input.
+    pub left: usize,
+    /// Key expressions over that input's row.
+    pub left_keys: Vec<Expr>,
+    /// The other input.
+    pub right: usize,
+    /// Key expressions over its row.
+    pub right_keys: Vec<Expr>,
 }
 
 /// The kind of a join.
@@ -198,7 +223,8 @@ impl Plan {
             Plan::Scan { width, .. } | Plan::Values { width, .. } => *width,
             Plan::Filter { input, .. } | Plan::Distinct { input } | Plan::TopK { input, .. } => input.width(),
             Plan::Project { exprs, .. } => exprs.len(),
-            Plan::Join { output: Some(cols), .. } => cols.len(),
+            Plan::Join { output: Some(cols), .. } | Plan::MultiJoin { output: Some(cols), .. } => cols.len(),
+            Plan::MultiJoin { inputs, .. } => inputs.iter().map(Plan::width).sum(),
             Plan::Join { left, right, .. } => left.width() + right.width(),
             Plan::Aggregate { group_by, aggregates, .. } => group_by.len() + aggregates.len(),
             Plan::Union { inputs } => inputs.first().map_or(0, Plan::width),
@@ -215,7 +241,7 @@ impl Plan {
             | Plan::Distinct { input }
             | Plan::TopK { input, .. } => vec![input],
             Plan::Join { left, right, .. } => vec![left, right],
-            Plan::Union { inputs } => inputs.iter().collect(),
+            Plan::Union { inputs } | Plan::MultiJoin { inputs, .. } => inputs.iter().collect(),
         }
     }
 
@@ -238,6 +264,23 @@ impl Plan {
                 if let Some(r) = residual {
                     s += &format!(" and {r}");
                 }
+                if let Some(cols) = output {
+                    let cols: Vec<String> = cols.iter().map(|c| format!("#{c}")).collect();
+                    s += &format!(" output [{}]", cols.join(", "));
+                }
+                s
+            }
+            Plan::MultiJoin { edges, output, .. } => {
+                let edges: Vec<String> = edges
+                    .iter()
+                    .map(|e| {
+                        let side = |i: usize, keys: &[Expr]| {
+                            keys.iter().map(|k| format!("{i}.{k}")).collect::<Vec<_>>().join(", ")
+                        };
+                        format!("{} = {}", side(e.left, &e.left_keys), side(e.right, &e.right_keys))
+                    })
+                    .collect();
+                let mut s = format!("MultiJoin on [{}]", edges.join(", "));
                 if let Some(cols) = output {
                     let cols: Vec<String> = cols.iter().map(|c| format!("#{c}")).collect();
                     s += &format!(" output [{}]", cols.join(", "));

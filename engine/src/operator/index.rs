@@ -52,11 +52,44 @@ impl Key {
 /// How many rows a key keeps in a vector before moving them to a hash map.
 const SMALL: usize = 16;
 
-/// A row's weight and its number of matching partners (outer joins).
+/// A row's weight and its number of matching partners (outer joins), stored in 32
+/// bits each: a count beyond two billion copies of one row cannot fit in memory.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counts {
-    pub weight: Weight,
-    pub matches: Weight,
+    weight: i32,
+    matches: i32,
+}
+
+fn narrow(w: Weight) -> i32 {
+    i32::try_from(w).expect("a row's count fits in 32 bits")
+}
+
+impl Counts {
+    fn new(weight: Weight, matches: Weight) -> Counts {
+        Counts { weight: narrow(weight), matches: narrow(matches) }
+    }
+
+    /// The row's multiplicity.
+    #[inline]
+    pub fn weight(&self) -> Weight {
+        self.weight as Weight
+    }
+
+    /// The number (weighted) of partners the row matches.
+    #[inline]
+    pub fn matches(&self) -> Weight {
+        self.matches as Weight
+    }
+
+    /// Adds `w` to the match count.
+    #[inline]
+    pub fn add_matches(&mut self, w: Weight) {
+        self.matches = narrow(self.matches as Weight + w);
+    }
+
+    fn add_weight(&mut self, w: Weight) {
+        self.weight = narrow(self.weight as Weight + w);
+    }
 }
 
 #[derive(Debug)]
@@ -86,7 +119,7 @@ pub(crate) struct KeyedBag {
 impl KeyedBag {
     /// Calls `f` with each row under `key`, its weight and its match count.
     #[inline]
-    pub fn for_each(&self, key: &Key, mut f: impl FnMut(&Row, Counts)) {
+    pub fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, Counts)) {
         match self.buckets.get(key) {
             None => {}
             Some(Bucket::Small(v)) => v.iter().for_each(|(_, r, c)| f(r, *c)),
@@ -113,7 +146,7 @@ impl KeyedBag {
                 let (added, removed) = match o.get_mut() {
                     Bucket::Small(v) => match v.iter().position(|(h, r, _)| *h == hash && r == row) {
                         Some(i) => {
-                            v[i].2.weight += weight;
+                            v[i].2.add_weight(weight);
                             if v[i].2.weight == 0 {
                                 v.swap_remove(i);
                                 (false, true)
@@ -122,13 +155,13 @@ impl KeyedBag {
                             }
                         }
                         None => {
-                            v.push((hash, row.clone(), Counts { weight, matches }));
+                            v.push((hash, row.clone(), Counts::new(weight, matches)));
                             (true, false)
                         }
                     },
                     Bucket::Large(m) => match m.get_mut(row) {
                         Some(c) => {
-                            c.weight += weight;
+                            c.add_weight(weight);
                             if c.weight == 0 {
                                 m.swap_remove(row);
                                 (false, true)
@@ -137,7 +170,7 @@ impl KeyedBag {
                             }
                         }
                         None => {
-                            m.insert(row.clone(), Counts { weight, matches });
+                            m.insert(row.clone(), Counts::new(weight, matches));
                             (true, false)
                         }
                     },
@@ -160,14 +193,14 @@ impl KeyedBag {
                 }
             }
             Entry::Vacant(v) => {
-                v.insert(Bucket::Small(vec![(hash, row.clone(), Counts { weight, matches })]));
+                v.insert(Bucket::Small(vec![(hash, row.clone(), Counts::new(weight, matches))]));
                 self.rows += 1;
             }
         }
     }
 
     /// Every key with its rows.
-    pub fn for_each_key(&self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&Row, Counts)>)) {
+    pub fn for_each_key<'a>(&'a self, mut f: impl FnMut(&'a Key, &mut dyn Iterator<Item = (&'a Row, Counts)>)) {
         for (k, b) in &self.buckets {
             match b {
                 Bucket::Small(v) => f(k, &mut v.iter().map(|(_, r, c)| (r, *c))),
@@ -212,7 +245,7 @@ mod tests {
         }
         bag.add(key.clone(), &row![1, 3], 2, 0);
         let mut total = 0;
-        bag.for_each(&key, |_, c| total += c.weight);
+        bag.for_each(&key, |_, c| total += c.weight());
         assert_eq!(total, 42);
         for i in 0..40 {
             let w = if i == 3 { -3 } else { -1 };

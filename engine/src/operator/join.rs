@@ -92,12 +92,12 @@ impl Operator for Join {
         let mut out = ZSet::new();
         for (l, w) in left_delta {
             let Some(key) = join_key(&self.left_keys, l) else { continue };
-            self.right.for_each(&key, |r, c| out.push(self.emit.pair(l, r), w * c.weight));
+            self.right.for_each(&key, |r, c| out.push(self.emit.pair(l, r), w * c.weight()));
             self.left.add(key, l, *w, 0);
         }
         for (r, w) in right_delta {
             let Some(key) = join_key(&self.right_keys, r) else { continue };
-            self.left.for_each(&key, |l, c| out.push(self.emit.pair(l, r), c.weight * w));
+            self.left.for_each(&key, |l, c| out.push(self.emit.pair(l, r), c.weight() * w));
             self.right.add(key, r, *w, 0);
         }
         out
@@ -107,7 +107,7 @@ impl Operator for Join {
         let mut out = ZSet::new();
         self.left.for_each_key(|key, ls| {
             for (l, lc) in ls {
-                self.right.for_each(key, |r, rc| out.push(self.emit.pair(l, r), lc.weight * rc.weight));
+                self.right.for_each(key, |r, rc| out.push(self.emit.pair(l, r), lc.weight() * rc.weight()));
             }
         });
         Some(out)

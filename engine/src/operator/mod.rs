@@ -19,6 +19,7 @@ pub mod distinct;
 pub mod filter;
 mod index;
 pub mod join;
+pub mod multi_join;
 pub mod outer_join;
 pub mod project;
 pub mod top_k;

@@ -74,12 +74,12 @@ impl OuterJoin {
 /// Moves a preserved row's match count by `w`; when the count crosses zero, the row's
 /// NULL-extended form (`padded`) is retracted or restored.
 fn shift_matches(c: &mut Counts, w: Weight, padded: impl FnOnce() -> Row, out: &mut ZSet) {
-    let before = c.matches;
-    c.matches += w;
-    if before == 0 && c.matches != 0 {
-        out.push(padded(), -c.weight);
-    } else if before != 0 && c.matches == 0 {
-        out.push(padded(), c.weight);
+    let before = c.matches();
+    c.add_matches(w);
+    if before == 0 && c.matches() != 0 {
+        out.push(padded(), -c.weight());
+    } else if before != 0 && c.matches() == 0 {
+        out.push(padded(), c.weight());
     }
 }
 
@@ -116,8 +116,8 @@ impl Operator for OuterJoin {
             let mut partners = 0;
             self.right.for_each_mut(&key, |r, c| {
                 let Some(joined) = matched(l, r) else { return };
-                out.push(joined, w * c.weight);
-                partners += c.weight;
+                out.push(joined, w * c.weight());
+                partners += c.weight();
                 if preserve_right {
                     shift_matches(c, *w, || emit.right_only(r), &mut out);
                 }
@@ -138,8 +138,8 @@ impl Operator for OuterJoin {
             let mut partners = 0;
             self.left.for_each_mut(&key, |l, c| {
                 let Some(joined) = matched(l, r) else { return };
-                out.push(joined, c.weight * w);
-                partners += c.weight;
+                out.push(joined, c.weight() * w);
+                partners += c.weight();
                 if preserve_left {
                     shift_matches(c, *w, || emit.left_only(l), &mut out);
                 }
@@ -159,18 +159,18 @@ impl Operator for OuterJoin {
             for (l, lc) in ls {
                 self.right.for_each(key, |r, rc| {
                     if passes(l, r) {
-                        out.push(self.emit.pair(l, r), lc.weight * rc.weight);
+                        out.push(self.emit.pair(l, r), lc.weight() * rc.weight());
                     }
                 });
-                if self.preserve_left && lc.matches == 0 {
-                    out.push(self.emit.left_only(l), lc.weight);
+                if self.preserve_left && lc.matches() == 0 {
+                    out.push(self.emit.left_only(l), lc.weight());
                 }
             }
         });
         if self.preserve_right {
             self.right.for_each_key(|_, rs| {
-                for (r, rc) in rs.filter(|(_, c)| c.matches == 0) {
-                    out.push(self.emit.right_only(r), rc.weight);
+                for (r, rc) in rs.filter(|(_, c)| c.matches() == 0) {
+                    out.push(self.emit.right_only(r), rc.weight());
                 }
             });
         }
