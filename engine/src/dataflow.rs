@@ -356,13 +356,6 @@ impl Dataflow {
         }
     }
 
-    /// The plan of the named view `name`, as text.
-    pub fn explain_view(&self, name: &str) -> Option<String> {
-        let w = self.shared.writer.lock();
-        let id = w.named_views.get(&name.to_ascii_lowercase())?;
-        Some(w.views[id.0 as usize].as_ref()?.def.plan.to_string())
-    }
-
     fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
         let w = self.shared.writer.lock();
         match &w.poisoned {

@@ -50,16 +50,6 @@ impl Row {
         Row::from_exact(columns.iter().map(|&c| self[c].clone()), columns.len())
     }
 
-    /// `n` NULLs followed by `self` (`prepend = true`) or `self` followed by `n` NULLs.
-    pub fn pad_nulls(&self, n: usize, prepend: bool) -> Row {
-        let nulls = std::iter::repeat_n(Value::Null, n);
-        if prepend {
-            Row::from_exact(nulls.chain(self.iter().cloned()), n + self.len())
-        } else {
-            Row::from_exact(self.iter().cloned().chain(nulls), n + self.len())
-        }
-    }
-
     /// A row of exactly `len` values from `values`.
     fn from_exact(values: impl Iterator<Item = Value>, len: usize) -> Row {
         Row(ThinArc::from_header_and_iter(AtomicU64::new(UNHASHED), ExactLen { inner: values, left: len }))

@@ -47,11 +47,6 @@ impl ZSet {
         self.entries.extend(other.entries.iter().cloned());
     }
 
-    /// Appends every entry of `other`, with weights negated.
-    pub fn extend_negated(&mut self, other: &ZSet) {
-        self.entries.extend(other.entries.iter().map(|(r, w)| (r.clone(), -w)));
-    }
-
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -70,11 +65,6 @@ impl ZSet {
     /// Removes every entry, keeping the allocation.
     pub fn clear(&mut self) {
         self.entries.clear();
-    }
-
-    /// The entries, by value.
-    pub fn into_entries(self) -> Vec<(Row, Weight)> {
-        self.entries
     }
 
     /// Canonical form: rows sorted, one entry per row, no zero weights.
@@ -105,11 +95,6 @@ impl ZSet {
     pub fn consolidated(mut self) -> ZSet {
         self.consolidate();
         self
-    }
-
-    /// Whether every weight is positive (a relation rather than a general delta).
-    pub fn is_relation(&self) -> bool {
-        self.entries.iter().all(|(_, w)| *w > 0)
     }
 }
 

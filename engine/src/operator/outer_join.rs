@@ -214,13 +214,13 @@ mod tests {
                 }
             }
             if p.left && !any {
-                out.push(a.pad_nulls(2, false), *wa);
+                out.push(a.concat(&[Value::Null, Value::Null]), *wa);
             }
         }
         if p.right {
             for (b, wb) in &r {
                 if !l.iter().any(|(a, _)| ok(a, b)) {
-                    out.push(b.pad_nulls(2, true), *wb);
+                    out.push(Row::new(vec![Value::Null, Value::Null]).concat(b), *wb);
                 }
             }
         }
