@@ -10,6 +10,8 @@
 //! `SELECT count(*) FROM empty` is one row, 0): its row is emitted on the first step
 //! and afterwards only ever replaced.
 
+use std::hash::BuildHasher;
+
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 
@@ -78,8 +80,21 @@ impl Operator for Aggregate {
             touched.push(Key::empty());
         }
         let (calls, global, started) = (&self.calls, self.global, self.started);
-        for (row, w) in input_deltas[0] {
-            let key = if global { Key::empty() } else { Key::eval(&self.group_by, row) };
+        // A large delta is taken in the order of its keys' hashes, so that it walks the
+        // group table from one end to the other instead of jumping about it.
+        let delta = input_deltas[0];
+        let mut keyed: Vec<(u64, Key, &Row, Weight)> = delta
+            .iter()
+            .map(|(row, w)| {
+                let key = if global { Key::empty() } else { Key::eval(&self.group_by, row) };
+                (self.groups.hasher().hash_one(&key), key, row, *w)
+            })
+            .collect();
+        if keyed.len() > 64 {
+            keyed.sort_unstable_by_key(|(h, ..)| *h);
+        }
+        for (_, key, row, w) in keyed {
+            let w = &w;
             let group = match self.groups.entry(key) {
                 Entry::Occupied(o) => {
                     let (key, group) = (o.key().clone(), o.into_mut());
