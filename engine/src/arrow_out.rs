@@ -28,7 +28,8 @@ pub fn arrow_schema(columns: &[Column]) -> SchemaRef {
 }
 
 /// Builds a batch of `schema` from `rows` (row, multiplicity): column `i` of the batch is
-/// value `positions[i]` of each row, of type `types[i]`.
+/// value `positions[i]` of each row, of type `types[i]`. Rows are read once each, all
+/// columns together (a row is one allocation; visiting it once is one cache miss).
 pub fn rows_to_batch<'a, I>(
     schema: &SchemaRef,
     types: &[DataType],
@@ -37,13 +38,17 @@ pub fn rows_to_batch<'a, I>(
     n_rows: usize,
 ) -> RecordBatch
 where
-    I: Iterator<Item = (&'a Row, usize)> + Clone,
+    I: Iterator<Item = (&'a Row, usize)>,
 {
-    let columns: Vec<ArrayRef> = types
-        .iter()
-        .zip(positions)
-        .map(|(t, &p)| build_column(*t, rows.clone().flat_map(move |(r, n)| std::iter::repeat_n(&r[p], n)), n_rows))
-        .collect();
+    let mut builders: Vec<ColumnBuilder> = types.iter().map(|t| ColumnBuilder::new(*t, n_rows)).collect();
+    for (row, n) in rows {
+        for _ in 0..n {
+            for (b, &p) in builders.iter_mut().zip(positions) {
+                b.append(&row[p]);
+            }
+        }
+    }
+    let columns: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
     RecordBatch::try_new_with_options(
         Arc::clone(schema),
         columns,
@@ -54,7 +59,7 @@ where
 
 /// The value as type `t`, converting if an expression produced another representation
 /// (an integer overflow that became a DOUBLE, say).
-fn as_type<'v>(v: &'v Value, t: DataType) -> std::borrow::Cow<'v, Value> {
+fn as_type(v: &Value, t: DataType) -> std::borrow::Cow<'_, Value> {
     let fits = matches!(
         (v, t),
         (Value::Null, _)
@@ -69,58 +74,89 @@ fn as_type<'v>(v: &'v Value, t: DataType) -> std::borrow::Cow<'v, Value> {
     if fits { std::borrow::Cow::Borrowed(v) } else { std::borrow::Cow::Owned(cast(v, t)) }
 }
 
-fn build_column<'a>(t: DataType, values: impl Iterator<Item = &'a Value>, n: usize) -> ArrayRef {
-    macro_rules! build {
-        ($builder:expr, $pat:pat => $val:expr) => {{
-            let mut b = $builder;
-            for v in values {
-                match &*as_type(v, t) {
-                    $pat => b.append_value($val),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish()) as ArrayRef
-        }};
+/// An Arrow array under construction for a column of type `ty`.
+struct ColumnBuilder {
+    ty: DataType,
+    builder: Builder,
+}
+
+/// The Arrow builder, by column type.
+enum Builder {
+    Bool(BooleanBuilder),
+    SmallInt(Int16Builder),
+    Int(Int32Builder),
+    BigInt(Int64Builder),
+    Double(Float64Builder),
+    Decimal(Decimal128Builder, u8),
+    Text(StringBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Null(NullBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(t: DataType, n: usize) -> ColumnBuilder {
+        let builder = match t {
+            DataType::Bool => Builder::Bool(BooleanBuilder::with_capacity(n)),
+            DataType::SmallInt => Builder::SmallInt(Int16Builder::with_capacity(n)),
+            DataType::Int => Builder::Int(Int32Builder::with_capacity(n)),
+            DataType::BigInt => Builder::BigInt(Int64Builder::with_capacity(n)),
+            DataType::Double => Builder::Double(Float64Builder::with_capacity(n)),
+            DataType::Decimal { precision, scale } => Builder::Decimal(
+                Decimal128Builder::with_capacity(n)
+                    .with_precision_and_scale(precision, scale as i8)
+                    .expect("precision and scale checked at planning"),
+                scale,
+            ),
+            DataType::Text => Builder::Text(StringBuilder::with_capacity(n, n * 8)),
+            DataType::Date => Builder::Date(Date32Builder::with_capacity(n)),
+            DataType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(n)),
+            DataType::Null => Builder::Null(NullBuilder::new()),
+        };
+        ColumnBuilder { ty: t, builder }
     }
-    match t {
-        DataType::Bool => build!(BooleanBuilder::with_capacity(n), Value::Bool(x) => *x),
-        DataType::SmallInt => build!(Int16Builder::with_capacity(n), Value::Int(x) => *x as i16),
-        DataType::Int => build!(Int32Builder::with_capacity(n), Value::Int(x) => *x as i32),
-        DataType::BigInt => build!(Int64Builder::with_capacity(n), Value::Int(x) => *x),
-        DataType::Double => build!(Float64Builder::with_capacity(n), Value::Float(x) => *x),
-        DataType::Decimal { precision, scale } => {
-            let mut b = Decimal128Builder::with_capacity(n)
-                .with_precision_and_scale(precision, scale as i8)
-                .expect("precision and scale checked at planning");
-            for v in values {
-                match &*as_type(v, t) {
-                    Value::Decimal(d) => match d.rescale(scale) {
-                        Some(d) => b.append_value(d.mantissa()),
-                        None => b.append_null(),
-                    },
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
+
+    #[inline]
+    fn append(&mut self, v: &Value) {
+        let v = as_type(v, self.ty);
+        match (&mut self.builder, &*v) {
+            (Builder::Bool(b), Value::Bool(x)) => b.append_value(*x),
+            (Builder::SmallInt(b), Value::Int(x)) => b.append_value(*x as i16),
+            (Builder::Int(b), Value::Int(x)) => b.append_value(*x as i32),
+            (Builder::BigInt(b), Value::Int(x)) => b.append_value(*x),
+            (Builder::Double(b), Value::Float(x)) => b.append_value(*x),
+            (Builder::Decimal(b, scale), Value::Decimal(d)) => match d.rescale(*scale) {
+                Some(d) => b.append_value(d.mantissa()),
+                None => b.append_null(),
+            },
+            (Builder::Text(b), Value::Text(s)) => b.append_value(s.as_str()),
+            (Builder::Date(b), Value::Date(x)) => b.append_value(*x),
+            (Builder::Timestamp(b), Value::Timestamp(x)) => b.append_value(*x),
+            (Builder::Bool(b), _) => b.append_null(),
+            (Builder::SmallInt(b), _) => b.append_null(),
+            (Builder::Int(b), _) => b.append_null(),
+            (Builder::BigInt(b), _) => b.append_null(),
+            (Builder::Double(b), _) => b.append_null(),
+            (Builder::Decimal(b, _), _) => b.append_null(),
+            (Builder::Text(b), _) => b.append_null(),
+            (Builder::Date(b), _) => b.append_null(),
+            (Builder::Timestamp(b), _) => b.append_null(),
+            (Builder::Null(b), _) => b.append_null(),
         }
-        DataType::Text => {
-            let mut b = StringBuilder::with_capacity(n, n * 8);
-            for v in values {
-                match &*as_type(v, t) {
-                    Value::Text(s) => b.append_value(s.as_str()),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        DataType::Date => build!(Date32Builder::with_capacity(n), Value::Date(x) => *x),
-        DataType::Timestamp => {
-            build!(TimestampMicrosecondBuilder::with_capacity(n), Value::Timestamp(x) => *x)
-        }
-        DataType::Null => {
-            let mut b = NullBuilder::new();
-            b.append_nulls(n);
-            Arc::new(b.finish())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self.builder {
+            Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::SmallInt(mut b) => Arc::new(b.finish()),
+            Builder::Int(mut b) => Arc::new(b.finish()),
+            Builder::BigInt(mut b) => Arc::new(b.finish()),
+            Builder::Double(mut b) => Arc::new(b.finish()),
+            Builder::Decimal(mut b, _) => Arc::new(b.finish()),
+            Builder::Text(mut b) => Arc::new(b.finish()),
+            Builder::Date(mut b) => Arc::new(b.finish()),
+            Builder::Timestamp(mut b) => Arc::new(b.finish()),
+            Builder::Null(mut b) => Arc::new(b.finish()),
         }
     }
 }

@@ -85,19 +85,29 @@ impl ViewState {
         }
         for (row, w) in delta {
             match &mut self.rows {
-                ViewRows::Unordered(map) => {
-                    let c = map.entry(row.clone()).or_insert(0);
-                    *c += w;
-                    if *c == 0 {
-                        map.swap_remove(row);
+                ViewRows::Unordered(map) => match map.entry(row.clone()) {
+                    indexmap::map::Entry::Occupied(mut o) => {
+                        *o.get_mut() += w;
+                        if *o.get() == 0 {
+                            o.swap_remove();
+                        }
                     }
-                }
+                    indexmap::map::Entry::Vacant(v) => {
+                        v.insert(*w);
+                    }
+                },
                 ViewRows::Ordered(map) => {
                     let key = OrdRow::new(row.clone(), order.expect("ordered view has a spec"));
-                    let c = map.entry(key).or_insert(0);
-                    *c += w;
-                    if *c == 0 {
-                        map.remove(&OrdRow::new(row.clone(), order.expect("spec")));
+                    match map.entry(key) {
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            *o.get_mut() += w;
+                            if *o.get() == 0 {
+                                o.remove();
+                            }
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(*w);
+                        }
                     }
                 }
             }
