@@ -264,11 +264,7 @@ impl Plan {
                 if let Some(r) = residual {
                     s += &format!(" and {r}");
                 }
-                if let Some(cols) = output {
-                    let cols: Vec<String> = cols.iter().map(|c| format!("#{c}")).collect();
-                    s += &format!(" output [{}]", cols.join(", "));
-                }
-                s
+                s + &output_suffix(output)
             }
             Plan::MultiJoin { edges, output, .. } => {
                 let edges: Vec<String> = edges
@@ -280,12 +276,7 @@ impl Plan {
                         format!("{} = {}", side(e.left, &e.left_keys), side(e.right, &e.right_keys))
                     })
                     .collect();
-                let mut s = format!("MultiJoin on [{}]", edges.join(", "));
-                if let Some(cols) = output {
-                    let cols: Vec<String> = cols.iter().map(|c| format!("#{c}")).collect();
-                    s += &format!(" output [{}]", cols.join(", "));
-                }
-                s
+                format!("MultiJoin on [{}]{}", edges.join(", "), output_suffix(output))
             }
             Plan::Aggregate { group_by, aggregates, .. } => {
                 format!("Aggregate group=[{}] aggs=[{}]", list(group_by), list(aggregates))
@@ -305,6 +296,17 @@ impl Plan {
             input.fmt_tree(f, depth + 1)?;
         }
         Ok(())
+    }
+}
+
+/// ` output [#a, #b]` for a join that emits some of its columns, else nothing.
+fn output_suffix(output: &Option<Vec<usize>>) -> String {
+    match output {
+        Some(cols) => {
+            let cols: Vec<String> = cols.iter().map(|c| format!("#{c}")).collect();
+            format!(" output [{}]", cols.join(", "))
+        }
+        None => String::new(),
     }
 }
 
