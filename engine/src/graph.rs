@@ -34,6 +34,9 @@ use crate::plan::{JoinKind, Plan, TableId};
 use crate::table::Table;
 use crate::zset::ZSet;
 
+/// An empty delta, for inputs that did not change.
+static EMPTY: ZSet = ZSet::new();
+
 /// A node's identity: its plan label and its inputs.
 type NodeKey = (String, Vec<NodeIndex>);
 
@@ -153,10 +156,21 @@ impl Graph {
             if node.inputs.iter().all(|i| self.deltas[i.index()].is_empty()) {
                 continue;
             }
-            let inputs: Vec<&ZSet> = node.inputs.iter().map(|i| &self.deltas[i.index()]).collect();
+            // Operators have one or two inputs but for unions: no allocation for those.
+            let mut few: [&ZSet; 4] = [&EMPTY; 4];
+            let many: Vec<&ZSet>;
+            let inputs: &[&ZSet] = if node.inputs.len() <= few.len() {
+                for (slot, i) in few.iter_mut().zip(&node.inputs) {
+                    *slot = &self.deltas[i.index()];
+                }
+                &few[..node.inputs.len()]
+            } else {
+                many = node.inputs.iter().map(|i| &self.deltas[i.index()]).collect();
+                &many
+            };
             let node = self.graph.node_weight_mut(n).expect("node exists");
             let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
-            let out = op.step(&inputs);
+            let out = op.step(inputs);
             if !out.is_empty() {
                 self.deltas[n.index()] = out;
                 self.touched.push(n);

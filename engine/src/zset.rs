@@ -25,8 +25,8 @@ pub struct ZSet {
 
 impl ZSet {
     /// An empty Z-set.
-    pub fn new() -> ZSet {
-        ZSet::default()
+    pub const fn new() -> ZSet {
+        ZSet { entries: Vec::new() }
     }
 
     /// An empty Z-set with room for `n` entries.
