@@ -142,16 +142,9 @@ impl Table {
     pub fn store(&mut self, row: Row) {
         match &mut self.rows {
             Rows::Keyed { key, rows } => {
-                let mut h = self.hasher.build_hasher();
-                key.iter().for_each(|&c| row[c].hash(&mut h));
-                let hash = h.finish();
                 let hasher = &self.hasher;
                 let key = &*key;
-                rows.insert_unique(hash, row, |r| {
-                    let mut h = hasher.build_hasher();
-                    key.iter().for_each(|&c| r[c].hash(&mut h));
-                    h.finish()
-                });
+                rows.insert_unique(hash_key(hasher, key, &row), row, |r| hash_key(hasher, key, r));
             }
             Rows::Bag { rows, len } => {
                 *rows.entry(row).or_insert(0) += 1;
@@ -164,10 +157,8 @@ impl Table {
     pub fn unstore(&mut self, row: &Row) {
         match &mut self.rows {
             Rows::Keyed { key, rows } => {
-                let mut h = self.hasher.build_hasher();
-                key.iter().for_each(|&c| row[c].hash(&mut h));
-                let key = &*key;
-                if let Ok(e) = rows.find_entry(h.finish(), |r| key.iter().all(|&c| r[c] == row[c])) {
+                let hash = hash_key(&self.hasher, key, row);
+                if let Ok(e) = rows.find_entry(hash, |r| key.iter().all(|&c| r[c] == row[c])) {
                     e.remove();
                 }
             }
@@ -433,6 +424,13 @@ impl Table {
             .into()
         })
     }
+}
+
+/// The hash of `row`'s key columns (the same as [`Table::key_hash`] of their values).
+fn hash_key(hasher: &DefaultHashBuilder, key: &[usize], row: &[Value]) -> u64 {
+    let mut h = hasher.build_hasher();
+    key.iter().for_each(|&c| row[c].hash(&mut h));
+    h.finish()
 }
 
 /// Values a caller gave for a row: all of them, or some by name.

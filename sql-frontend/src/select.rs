@@ -182,7 +182,7 @@ impl Planner<'_> {
         let mut plan = input.plan;
         if aggregating {
             for g in group_exprs {
-                let g = self.group_expr(g, s)?;
+                let g = group_expr(g, s, &input.scope)?;
                 if contains_aggregate(g) {
                     return Err(sql_error(SqlErrorKind::Invalid, "GROUP BY cannot contain an aggregate", g.span()));
                 }
@@ -323,38 +323,6 @@ impl Planner<'_> {
             }
             _ => unreachable!("only called for * items"),
         }
-    }
-
-    /// A GROUP BY item: a position or output alias stands for that select item.
-    fn group_expr<'s>(&self, g: &'s ast::Expr, s: &'s ast::Select) -> Result<&'s ast::Expr, Error> {
-        if let Some(p) = position_literal(g)? {
-            let i = check_position(p, s.projection.len(), g)?;
-            return match &s.projection[i] {
-                ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => Ok(e),
-                other => Err(unsupported(format!("GROUP BY position of {other}"), g.span())),
-            };
-        }
-        if let ast::Expr::Identifier(id) = g {
-            for item in &s.projection {
-                if let ast::SelectItem::ExprWithAlias { expr, alias } = item
-                    && alias.value.eq_ignore_ascii_case(&id.value)
-                    && !matches!(expr, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&id.value))
-                {
-                    // An alias stands for its expression unless the input has a
-                    // column of that name (which SQL prefers).
-                    if !self.input_has_column(s, &id.value) {
-                        return Ok(expr);
-                    }
-                }
-            }
-        }
-        Ok(g)
-    }
-
-    fn input_has_column(&self, s: &ast::Select, name: &str) -> bool {
-        self.plan_from(&s.from, None)
-            .map(|r| r.scope.columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)))
-            .unwrap_or(false)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -502,6 +470,32 @@ impl Planner<'_> {
             .collect();
         Ok(Rel { plan: Plan::Values { rows, width }, scope: Scope { columns } })
     }
+}
+
+/// A GROUP BY item: a position or output alias stands for that select item.
+fn group_expr<'s>(g: &'s ast::Expr, s: &'s ast::Select, input: &Scope) -> Result<&'s ast::Expr, Error> {
+    if let Some(p) = position_literal(g)? {
+        let i = check_position(p, s.projection.len(), g)?;
+        return match &s.projection[i] {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => Ok(e),
+            other => Err(unsupported(format!("GROUP BY position of {other}"), g.span())),
+        };
+    }
+    if let ast::Expr::Identifier(id) = g {
+        for item in &s.projection {
+            if let ast::SelectItem::ExprWithAlias { expr, alias } = item
+                && alias.value.eq_ignore_ascii_case(&id.value)
+                && !matches!(expr, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&id.value))
+            {
+                // An alias stands for its expression unless the input has a
+                // column of that name (which SQL prefers).
+                if !input.columns.iter().any(|c| c.name.eq_ignore_ascii_case(&id.value)) {
+                    return Ok(expr);
+                }
+            }
+        }
+    }
+    Ok(g)
 }
 
 /// The name SQL gives an unaliased select item: the column's name, else the text.
