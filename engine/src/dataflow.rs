@@ -426,7 +426,7 @@ impl Writer {
     fn propagate(&mut self) -> Vec<(ViewId, ZSet)> {
         let mut table_deltas: Vec<(TableId, ZSet)> =
             self.pending_tables.drain(..).map(|t| (t, std::mem::take(&mut self.pending[t.0 as usize]))).collect();
-        self.graph.run(&mut table_deltas);
+        self.graph.run(&mut table_deltas, &self.tables);
         let mut out = Vec::new();
         for (root, views) in &self.views_by_root {
             if self.graph.delta(*root).is_empty() {

@@ -133,7 +133,7 @@ impl Graph {
     /// Runs one transaction: `table_deltas` into the sources, then every touched node
     /// in order. Afterwards [`Graph::delta`] gives each node's output delta until
     /// [`Graph::clear`].
-    pub fn run(&mut self, table_deltas: &mut [(TableId, ZSet)]) {
+    pub fn run(&mut self, table_deltas: &mut [(TableId, ZSet)], tables: &[Option<Table>]) {
         let mut any = false;
         for (table, delta) in table_deltas.iter_mut() {
             if let Some(n) = self.source(*table)
@@ -170,12 +170,23 @@ impl Graph {
             };
             let node = self.graph.node_weight_mut(n).expect("node exists");
             let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
-            let out = op.step(inputs);
+            let mut out = op.step(inputs);
+            if op.starved() {
+                out = self.refill(n, tables);
+            }
             if !out.is_empty() {
                 self.deltas[n.index()] = out;
                 self.touched.push(n);
             }
         }
+    }
+
+    /// Finishes the starved step of `node` from its inputs' current contents.
+    fn refill(&mut self, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+        let inputs: Vec<ZSet> = self.graph[node].inputs.iter().map(|&i| self.current_output(i, tables)).collect();
+        let refs: Vec<&ZSet> = inputs.iter().collect();
+        let NodeKind::Op(op) = &mut self.graph[node].kind else { unreachable!("sources do not starve") };
+        op.refill(&refs)
     }
 
     /// The output delta of `node` in the transaction just run.
@@ -223,7 +234,11 @@ impl Graph {
             let refs: Vec<&ZSet> = inputs.iter().collect();
             let out = match &mut self.graph[n].kind {
                 NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
-                NodeKind::Op(op) => op.step(&refs),
+                NodeKind::Op(op) => {
+                    let out = op.step(&refs);
+                    // The inputs given are whole contents already.
+                    if op.starved() { op.refill(&refs) } else { out }
+                }
             };
             outputs.insert(n, out);
         }

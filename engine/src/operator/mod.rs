@@ -48,6 +48,20 @@ pub trait Operator: Send + Debug {
         None
     }
 
+    /// Whether the last step left the operator unable to finish without its inputs'
+    /// whole current contents (an operator that keeps only part of its input, like
+    /// top-k, after deletions ate into that part). The graph then calls
+    /// [`Operator::refill`], whose output replaces the step's.
+    fn starved(&self) -> bool {
+        false
+    }
+
+    /// Finishes a starved step from the inputs' whole current contents (after the
+    /// step's deltas), returning the step's output delta.
+    fn refill(&mut self, _inputs: &[&ZSet]) -> ZSet {
+        unreachable!("only operators that can starve are refilled")
+    }
+
     /// Approximate heap bytes held as state.
     fn state_bytes(&self) -> usize {
         0
