@@ -1,11 +1,12 @@
 //! A keyed bag of rows: the state of one side of a join.
 //!
 //! Rows are grouped by key; each key holds its distinct rows with their weights and a
-//! per-row counter the outer join uses for "how many partners match". A key's rows
-//! live in a small vector while there are few of them and move to a hash map when
-//! there are many, so that adding or removing a row costs the same whether its key has
-//! ten partners or ten thousand. Keys with no rows left are removed, so the index holds
-//! exactly the current input.
+//! per-row counter the outer join uses for "how many partners match". A key with one
+//! row (the common case: a join on a primary key) keeps it inline in the key's slot,
+//! so a probe costs one cache miss for the slot and one for the row; a few rows live in
+//! a small vector, and many move to a hash map, so that adding or removing a row costs
+//! the same whether its key has ten partners or ten thousand. Keys with no rows left
+//! are removed, so the index holds exactly the current input.
 
 use hashbrown::hash_map::Entry;
 use hashbrown::{DefaultHashBuilder, HashMap};
@@ -94,17 +95,70 @@ impl Counts {
 
 #[derive(Debug)]
 enum Bucket {
+    /// One row, inline.
+    One(Row, Counts),
     /// Few rows, each with its hash beside it, so that a scan compares hashes without
     /// touching the rows themselves.
     Small(Vec<(u64, Row, Counts)>),
-    Large(IndexMap<Row, Counts, DefaultHashBuilder>),
+    /// Many rows (boxed: rare, and it would triple every slot's size).
+    Large(Box<IndexMap<Row, Counts, DefaultHashBuilder>>),
 }
 
 impl Bucket {
     fn len(&self) -> usize {
         match self {
+            Bucket::One(..) => 1,
             Bucket::Small(v) => v.len(),
             Bucket::Large(m) => m.len(),
+        }
+    }
+
+    /// Adds `weight` to `row`; returns +1 if the row is new, -1 if it went away, else 0.
+    fn add(&mut self, row: &Row, weight: Weight, matches: Weight) -> i8 {
+        match self {
+            Bucket::One(r, c) => {
+                if r == row {
+                    c.add_weight(weight);
+                    return if c.weight == 0 { -1 } else { 0 };
+                }
+                let first = (r.hash_value(), r.clone(), *c);
+                *self = Bucket::Small(vec![first, (row.hash_value(), row.clone(), Counts::new(weight, matches))]);
+                1
+            }
+            Bucket::Small(v) => {
+                let hash = row.hash_value();
+                match v.iter().position(|(h, r, _)| *h == hash && r == row) {
+                    Some(i) => {
+                        v[i].2.add_weight(weight);
+                        if v[i].2.weight != 0 {
+                            return 0;
+                        }
+                        v.swap_remove(i);
+                        -1
+                    }
+                    None => {
+                        v.push((hash, row.clone(), Counts::new(weight, matches)));
+                        if v.len() > SMALL {
+                            *self = Bucket::Large(Box::new(v.drain(..).map(|(_, r, c)| (r, c)).collect()));
+                        }
+                        1
+                    }
+                }
+            }
+            Bucket::Large(m) => match m.get_mut(row) {
+                Some(c) => {
+                    c.add_weight(weight);
+                    if c.weight != 0 {
+                        return 0;
+                    }
+                    m.swap_remove(row);
+                    -1
+                }
+                None => {
+                    m.insert(row.clone(), Counts::new(weight, matches));
+                    1
+                }
+            },
         }
     }
 }
@@ -122,6 +176,7 @@ impl KeyedBag {
     pub fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, Counts)) {
         match self.buckets.get(key) {
             None => {}
+            Some(Bucket::One(r, c)) => f(r, *c),
             Some(Bucket::Small(v)) => v.iter().for_each(|(_, r, c)| f(r, *c)),
             Some(Bucket::Large(m)) => m.iter().for_each(|(r, c)| f(r, *c)),
         }
@@ -132,6 +187,7 @@ impl KeyedBag {
     pub fn for_each_mut(&mut self, key: &Key, mut f: impl FnMut(&Row, &mut Counts)) {
         match self.buckets.get_mut(key) {
             None => {}
+            Some(Bucket::One(r, c)) => f(r, c),
             Some(Bucket::Small(v)) => v.iter_mut().for_each(|(_, r, c)| f(r, c)),
             Some(Bucket::Large(m)) => m.iter_mut().for_each(|(r, c)| f(r, c)),
         }
@@ -140,60 +196,19 @@ impl KeyedBag {
     /// Adds `weight` to `row` under `key`; a row new to the bag starts with `matches`.
     /// Rows whose weight reaches zero are dropped, and so are keys left empty.
     pub fn add(&mut self, key: Key, row: &Row, weight: Weight, matches: Weight) {
-        let hash = row.hash_value();
         match self.buckets.entry(key) {
-            Entry::Occupied(mut o) => {
-                let (added, removed) = match o.get_mut() {
-                    Bucket::Small(v) => match v.iter().position(|(h, r, _)| *h == hash && r == row) {
-                        Some(i) => {
-                            v[i].2.add_weight(weight);
-                            if v[i].2.weight == 0 {
-                                v.swap_remove(i);
-                                (false, true)
-                            } else {
-                                (false, false)
-                            }
-                        }
-                        None => {
-                            v.push((hash, row.clone(), Counts::new(weight, matches)));
-                            (true, false)
-                        }
-                    },
-                    Bucket::Large(m) => match m.get_mut(row) {
-                        Some(c) => {
-                            c.add_weight(weight);
-                            if c.weight == 0 {
-                                m.swap_remove(row);
-                                (false, true)
-                            } else {
-                                (false, false)
-                            }
-                        }
-                        None => {
-                            m.insert(row.clone(), Counts::new(weight, matches));
-                            (true, false)
-                        }
-                    },
-                };
-                if added {
-                    self.rows += 1;
-                    if let Bucket::Small(v) = o.get_mut()
-                        && v.len() > SMALL
-                    {
-                        let map: IndexMap<Row, Counts, DefaultHashBuilder> =
-                            v.drain(..).map(|(_, r, c)| (r, c)).collect();
-                        *o.get_mut() = Bucket::Large(map);
-                    }
-                }
-                if removed {
+            Entry::Occupied(mut o) => match o.get_mut().add(row, weight, matches) {
+                1 => self.rows += 1,
+                -1 => {
                     self.rows -= 1;
-                    if o.get().len() == 0 {
+                    if o.get().len() == 0 || matches!(o.get(), Bucket::One(..)) {
                         o.remove();
                     }
                 }
-            }
+                _ => {}
+            },
             Entry::Vacant(v) => {
-                v.insert(Bucket::Small(vec![(hash, row.clone(), Counts::new(weight, matches))]));
+                v.insert(Bucket::One(row.clone(), Counts::new(weight, matches)));
                 self.rows += 1;
             }
         }
@@ -203,6 +218,7 @@ impl KeyedBag {
     pub fn for_each_key<'a>(&'a self, mut f: impl FnMut(&'a Key, &mut dyn Iterator<Item = (&'a Row, Counts)>)) {
         for (k, b) in &self.buckets {
             match b {
+                Bucket::One(r, c) => f(k, &mut std::iter::once((r, *c))),
                 Bucket::Small(v) => f(k, &mut v.iter().map(|(_, r, c)| (r, *c))),
                 Bucket::Large(m) => f(k, &mut m.iter().map(|(r, c)| (r, *c))),
             }
@@ -217,6 +233,7 @@ impl KeyedBag {
                 .buckets
                 .values()
                 .map(|b| match b {
+                    Bucket::One(..) => 0,
                     Bucket::Small(v) => v.capacity() * entry,
                     Bucket::Large(m) => m.capacity() * (entry + 2 * std::mem::size_of::<usize>()),
                 })
