@@ -9,8 +9,7 @@
 //! are removed, so the index holds exactly the current input.
 
 use hashbrown::hash_map::Entry;
-use hashbrown::{DefaultHashBuilder, HashMap};
-use indexmap::IndexMap;
+use hashbrown::{HashMap, HashTable};
 
 use crate::expr::Expr;
 use crate::row::Row;
@@ -100,8 +99,9 @@ enum Bucket {
     /// Few rows, each with its hash beside it, so that a scan compares hashes without
     /// touching the rows themselves.
     Small(Vec<(u64, Row, Counts)>),
-    /// Many rows (boxed: rare, and it would triple every slot's size).
-    Large(Box<IndexMap<Row, Counts, DefaultHashBuilder>>),
+    /// Many rows, by their cached hashes (boxed: rare, and it would double every
+    /// slot's size).
+    Large(Box<HashTable<(Row, Counts)>>),
 }
 
 impl Bucket {
@@ -139,23 +139,30 @@ impl Bucket {
                     None => {
                         v.push((hash, row.clone(), Counts::new(weight, matches)));
                         if v.len() > SMALL {
-                            *self = Bucket::Large(Box::new(v.drain(..).map(|(_, r, c)| (r, c)).collect()));
+                            let mut m = HashTable::with_capacity(v.len() * 2);
+                            for (h, r, c) in v.drain(..) {
+                                m.insert_unique(h, (r, c), |(r, _)| r.hash_value());
+                            }
+                            *self = Bucket::Large(Box::new(m));
                         }
                         1
                     }
                 }
             }
-            Bucket::Large(m) => match m.get_mut(row) {
-                Some(c) => {
+            Bucket::Large(m) => match m.find_entry(row.hash_value(), |(r, _)| r == row) {
+                Ok(mut o) => {
+                    let c = &mut o.get_mut().1;
                     c.add_weight(weight);
                     if c.weight != 0 {
                         return 0;
                     }
-                    m.swap_remove(row);
+                    o.remove();
                     -1
                 }
-                None => {
-                    m.insert(row.clone(), Counts::new(weight, matches));
+                Err(_) => {
+                    m.insert_unique(row.hash_value(), (row.clone(), Counts::new(weight, matches)), |(r, _)| {
+                        r.hash_value()
+                    });
                     1
                 }
             },
@@ -235,7 +242,7 @@ impl KeyedBag {
                 .map(|b| match b {
                     Bucket::One(..) => 0,
                     Bucket::Small(v) => v.capacity() * entry,
-                    Bucket::Large(m) => m.capacity() * (entry + 2 * std::mem::size_of::<usize>()),
+                    Bucket::Large(m) => m.capacity() * (std::mem::size_of::<(Row, Counts)>() + 1),
                 })
                 .sum::<usize>()
     }

@@ -15,11 +15,10 @@
 use crate::expr::Expr;
 use crate::plan::JoinEdge;
 use crate::row::Row;
-use crate::value::Value;
 use crate::zset::{Weight, ZSet};
 
 use super::Operator;
-use super::index::{KeyedBag, join_key};
+use super::index::{Key, KeyedBag, join_key};
 
 /// One probe: from a bound input's row, through an index of the next input.
 #[derive(Debug)]
@@ -44,6 +43,10 @@ struct Check {
 struct Plan {
     steps: Vec<Step>,
     checks: Vec<Check>,
+    /// Whether only the first step reads the starting input's row: then delta rows
+    /// with one key share every probe (a changed product row, old and new, walks its
+    /// orders and their customers once).
+    shared_probes: bool,
 }
 
 /// A delta join.
@@ -51,13 +54,12 @@ struct Plan {
 pub struct MultiJoin {
     /// Where each input's columns start in the joined row.
     offsets: Vec<usize>,
+    /// Per emitted column: the input and its column there.
+    sources: Vec<(usize, usize)>,
     /// Per input: its indexes, each with the key it is indexed by.
     indexes: Vec<Vec<(Vec<Expr>, KeyedBag)>>,
     /// Per input: how to extend its delta rows.
     plans: Vec<Plan>,
-    /// The columns of the joined row to emit (all when `None`).
-    output: Option<Vec<usize>>,
-    width: usize,
 }
 
 impl MultiJoin {
@@ -110,7 +112,7 @@ impl MultiJoin {
                 steps.push(Step { from, from_keys: from_keys.clone(), to, index });
                 bound[to] = true;
             }
-            let checks = edges
+            let checks: Vec<Check> = edges
                 .iter()
                 .zip(&used)
                 .filter(|(_, u)| !**u)
@@ -121,26 +123,33 @@ impl MultiJoin {
                     right_keys: e.right_keys.clone(),
                 })
                 .collect();
-            plans.push(Plan { steps, checks });
+            let shared_probes = steps[1..].iter().all(|s| s.from != start)
+                && checks.iter().all(|c| c.left != start && c.right != start);
+            plans.push(Plan { steps, checks, shared_probes });
         }
-        MultiJoin { offsets, indexes, plans, output, width }
-    }
-
-    /// The output row of fully bound inputs.
-    fn emit(&self, bound: &[Option<&Row>]) -> Row {
-        let value = |c: usize| -> Value {
-            let input = self.offsets.partition_point(|&o| o <= c) - 1;
-            bound[input].expect("every input is bound")[c - self.offsets[input]].clone()
+        let column = |c: usize| {
+            let input = offsets.partition_point(|&o| o <= c) - 1;
+            (input, c - offsets[input])
         };
-        match &self.output {
-            Some(cols) => cols.iter().map(|&c| value(c)).collect(),
-            None => (0..self.width).map(value).collect(),
-        }
+        let sources = match &output {
+            Some(cols) => cols.iter().map(|&c| column(c)).collect(),
+            None => (0..width).map(column).collect(),
+        };
+        MultiJoin { offsets, sources, indexes, plans }
     }
 
     /// Extends the bound rows by the plan's steps from `k` on, emitting each complete
-    /// combination with its weight.
-    fn extend<'a>(&'a self, plan: &'a Plan, k: usize, bound: &mut [Option<&'a Row>], w: Weight, out: &mut ZSet) {
+    /// combination once per row of `group` (the starting input's rows, which all agree
+    /// on what the steps from `k` on read) with its weight times theirs.
+    fn extend<'a>(
+        &'a self,
+        plan: &'a Plan,
+        k: usize,
+        bound: &mut [Option<&'a Row>],
+        w: Weight,
+        group: (usize, &[&'a (Row, Weight)]),
+        out: &mut ZSet,
+    ) {
         let Some(step) = plan.steps.get(k) else {
             let holds = plan.checks.iter().all(|c| {
                 let l = join_key(&c.left_keys, bound[c.left].expect("bound"));
@@ -148,16 +157,50 @@ impl MultiJoin {
                 matches!((l, r), (Some(l), Some(r)) if l == r)
             });
             if holds {
-                out.push(self.emit(bound), w);
+                let (start, rows) = group;
+                for (row, gw) in rows {
+                    bound[start] = Some(row);
+                    let values = self.sources.iter().map(|&(i, c)| bound[i].expect("every input is bound")[c].clone());
+                    out.push(values.collect(), w * gw);
+                }
             }
             return;
         };
         let Some(key) = join_key(&step.from_keys, bound[step.from].expect("bound before its probe")) else { return };
         self.indexes[step.to][step.index].1.for_each(&key, |r, c| {
             bound[step.to] = Some(r);
-            self.extend(plan, k + 1, bound, w * c.weight(), out);
+            self.extend(plan, k + 1, bound, w * c.weight(), group, out);
         });
         bound[step.to] = None;
+    }
+
+    /// Joins input `i`'s delta rows with the other inputs' current contents.
+    fn extend_delta<'a>(&'a self, i: usize, delta: &'a ZSet, out: &mut ZSet) {
+        let plan = &self.plans[i];
+        let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+        if !plan.shared_probes || delta.len() < 2 {
+            for entry in delta.iter() {
+                bound[i] = Some(&entry.0);
+                self.extend(plan, 0, &mut bound, 1, (i, std::slice::from_ref(&entry)), out);
+            }
+            return;
+        }
+        // Rows with equal first keys next to each other; each run probes once.
+        let first = &plan.steps[0].from_keys;
+        let mut keyed: Vec<(Option<Key>, &(Row, Weight))> = delta.iter().map(|e| (join_key(first, &e.0), e)).collect();
+        keyed.sort_unstable_by(|a, b| a.0.as_ref().map(Key::values).cmp(&b.0.as_ref().map(Key::values)));
+        let mut group: Vec<&(Row, Weight)> = Vec::new();
+        let mut at = 0;
+        while at < keyed.len() {
+            let end = at + keyed[at..].iter().take_while(|(k, _)| *k == keyed[at].0).count();
+            if keyed[at].0.is_some() {
+                group.clear();
+                group.extend(keyed[at..end].iter().map(|(_, e)| *e));
+                bound[i] = Some(&group[0].0);
+                self.extend(plan, 0, &mut bound, 1, (i, &group), out);
+            }
+            at = end;
+        }
     }
 }
 
@@ -168,14 +211,7 @@ impl Operator for MultiJoin {
             if delta.is_empty() {
                 continue;
             }
-            {
-                let this = &*self;
-                let mut bound: Vec<Option<&Row>> = vec![None; this.offsets.len()];
-                for (row, w) in delta.iter() {
-                    bound[i] = Some(row);
-                    this.extend(&this.plans[i], 0, &mut bound, *w, &mut out);
-                }
-            }
+            self.extend_delta(i, delta, &mut out);
             for (keys, bag) in &mut self.indexes[i] {
                 for (row, w) in delta.iter() {
                     if let Some(k) = join_key(keys, row) {
@@ -189,15 +225,15 @@ impl Operator for MultiJoin {
 
     fn current_output(&self) -> Option<ZSet> {
         let mut out = ZSet::new();
-        let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
         // Every row of input 0 that can match is in each of its indexes.
+        let mut rows: Vec<(Row, Weight)> = Vec::new();
         if let Some((_, bag)) = self.indexes[0].first() {
-            bag.for_each_key(|_, rows| {
-                for (r, c) in rows {
-                    bound[0] = Some(r);
-                    self.extend(&self.plans[0], 0, &mut bound, c.weight(), &mut out);
-                }
-            });
+            bag.for_each_key(|_, bucket| rows.extend(bucket.map(|(r, c)| (r.clone(), c.weight()))));
+        }
+        let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+        for entry in &rows {
+            bound[0] = Some(&entry.0);
+            self.extend(&self.plans[0], 0, &mut bound, 1, (0, std::slice::from_ref(&entry)), &mut out);
         }
         Some(out)
     }
@@ -211,6 +247,7 @@ impl Operator for MultiJoin {
 mod tests {
     use super::*;
     use crate::row;
+    use crate::value::Value;
 
     /// a(x, y) ⋈ b(y, z) ⋈ c(z, w) on a.y = b.y and b.z = c.z, from scratch.
     fn reference(a: &ZSet, b: &ZSet, c: &ZSet) -> ZSet {
@@ -260,6 +297,17 @@ mod tests {
                 crate::zset! { row![4, 10] => 1 },
                 crate::zset! { row![null, 200] => 1 },
                 crate::zset! { row![200, "c"] => -1 },
+            ],
+            // Old and new rows under one key (an update), which share their probes.
+            [
+                crate::zset! { row![5, 10] => 1 },
+                crate::zset! { row![10, 100] => 1 },
+                crate::zset! { row![100, "a"] => -1, row![100, "z"] => 1, row![200, "c"] => 2 },
+            ],
+            [
+                crate::zset! { row![4, 10] => -1, row![4, 10] => -1, row![6, 10] => 1 },
+                crate::zset! { row![10, 100] => -1, row![10, 200] => 1 },
+                ZSet::new(),
             ],
         ];
         let (mut a, mut b, mut c, mut out) = (ZSet::new(), ZSet::new(), ZSet::new(), ZSet::new());
