@@ -29,9 +29,24 @@ use super::index::Key;
 struct Group {
     rows: Weight,
     accumulators: Vec<Accumulator>,
-    /// During a step: whether the group was touched, and the row it had before.
-    touched: bool,
-    before: Option<Row>,
+}
+
+impl Group {
+    /// Adds `w` copies of `row` to the group.
+    #[inline]
+    fn add(&mut self, calls: &[AggregateCall], row: &Row, w: Weight) {
+        self.rows += w;
+        for (call, acc) in calls.iter().zip(self.accumulators.iter_mut()) {
+            match &call.arg {
+                None => acc.update(&Value::Bool(true), w),
+                Some(arg) => acc.update(&arg.eval(row), w),
+            }
+        }
+    }
+}
+
+fn new_group(calls: &[AggregateCall]) -> Group {
+    Group { rows: 0, accumulators: calls.iter().map(Accumulator::new).collect() }
 }
 
 /// Grouped aggregation.
@@ -52,10 +67,6 @@ impl Aggregate {
         let global = group_by.is_empty();
         Aggregate { group_by, calls, groups: HashMap::new(), global, started: false }
     }
-
-    fn new_group(&self) -> Group {
-        Group { rows: 0, accumulators: self.calls.iter().map(Accumulator::new).collect(), touched: false, before: None }
-    }
 }
 
 /// The group's output row: its key's values, then each aggregate's result.
@@ -70,19 +81,12 @@ fn visible(calls: &[AggregateCall], exists: bool, key: &Key, group: &Group) -> O
 
 impl Operator for Aggregate {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
-        // Keys of the groups this step touches, each once; a group remembers its row
-        // from before the step the first time it is touched.
-        let mut touched: Vec<Key> = Vec::new();
-        if self.global && !self.started {
-            let mut g = self.new_group();
-            g.touched = true;
-            self.groups.insert(Key::empty(), g);
-            touched.push(Key::empty());
-        }
-        let (calls, global, started) = (&self.calls, self.global, self.started);
-        // A large delta is taken in the order of its keys' hashes, so that it walks the
-        // group table from one end to the other instead of jumping about it.
+        // The delta's rows in the order of their keys' hashes (ties by key), so that a
+        // group's rows are next to each other — one lookup, one retraction and one
+        // insertion per group — and a large delta walks the group table from one end
+        // to the other instead of jumping about it.
         let delta = input_deltas[0];
+        let global = self.global;
         let mut keyed: Vec<(u64, Key, &Row, Weight)> = delta
             .iter()
             .map(|(row, w)| {
@@ -90,58 +94,57 @@ impl Operator for Aggregate {
                 (self.groups.hasher().hash_one(&key), key, row, *w)
             })
             .collect();
-        if keyed.len() > 64 {
-            keyed.sort_unstable_by_key(|(h, ..)| *h);
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.values().cmp(b.1.values())));
+        let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
+        let calls = &self.calls;
+        if global {
+            let started = std::mem::replace(&mut self.started, true);
+            let group = self.groups.entry(Key::empty()).or_insert_with(|| new_group(calls));
+            let before = started.then(|| output(calls, &Key::empty(), group));
+            keyed.iter().for_each(|(_, _, row, w)| group.add(calls, row, *w));
+            let after = output(calls, &Key::empty(), group);
+            if before.as_ref() != Some(&after) {
+                if let Some(before) = before {
+                    out.push(before, -1);
+                }
+                out.push(after, 1);
+            }
+            return out;
         }
-        for (_, key, row, w) in keyed {
-            let w = &w;
-            let group = match self.groups.entry(key) {
-                Entry::Occupied(o) => {
-                    let (key, group) = (o.key().clone(), o.into_mut());
-                    if !group.touched {
-                        group.touched = true;
-                        let exists = if global { started } else { group.rows > 0 };
-                        group.before = visible(calls, exists, &key, group);
-                        touched.push(key);
+        let mut at = 0;
+        while at < keyed.len() {
+            let end = at + keyed[at..].iter().take_while(|e| e.0 == keyed[at].0 && e.1 == keyed[at].1).count();
+            let key = std::mem::replace(&mut keyed[at].1, Key::empty());
+            let run = &keyed[at..end];
+            at = end;
+            let (before, after) = match self.groups.entry(key) {
+                Entry::Occupied(mut o) => {
+                    let before = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
+                    run.iter().for_each(|(_, _, row, w)| o.get_mut().add(calls, row, *w));
+                    let after = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
+                    if o.get().rows == 0 {
+                        o.remove();
                     }
-                    group
+                    (before, after)
                 }
                 Entry::Vacant(v) => {
-                    touched.push(v.key().clone());
-                    v.insert(Group {
-                        rows: 0,
-                        accumulators: calls.iter().map(Accumulator::new).collect(),
-                        touched: true,
-                        before: None,
-                    })
+                    let mut group = new_group(calls);
+                    run.iter().for_each(|(_, _, row, w)| group.add(calls, row, *w));
+                    let after = (group.rows > 0).then(|| output(calls, v.key(), &group));
+                    // A group whose rows net to nothing is not kept.
+                    if group.rows != 0 {
+                        v.insert(group);
+                    }
+                    (None, after)
                 }
             };
-            group.rows += w;
-            for (call, acc) in calls.iter().zip(group.accumulators.iter_mut()) {
-                match &call.arg {
-                    None => acc.update(&Value::Bool(true), *w),
-                    Some(arg) => acc.update(&arg.eval(row), *w),
+            if before != after {
+                if let Some(before) = before {
+                    out.push(before, -1);
                 }
-            }
-        }
-        self.started = true;
-        let mut out = ZSet::with_capacity(touched.len() * 2);
-        for key in touched {
-            let group = self.groups.get_mut(&key).expect("touched groups exist");
-            group.touched = false;
-            let old = group.before.take();
-            let exists = if self.global { true } else { group.rows > 0 };
-            let new = visible(&self.calls, exists, &key, group);
-            if old != new {
-                if let Some(old) = old {
-                    out.push(old, -1);
+                if let Some(after) = after {
+                    out.push(after, 1);
                 }
-                if let Some(new) = new {
-                    out.push(new, 1);
-                }
-            }
-            if !self.global && group.rows == 0 {
-                self.groups.remove(&key);
             }
         }
         out
