@@ -81,28 +81,15 @@ fn visible(calls: &[AggregateCall], exists: bool, key: &Key, group: &Group) -> O
 
 impl Operator for Aggregate {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
-        // The delta's rows in the order of their keys' hashes (ties by key), so that a
-        // group's rows are next to each other — one lookup, one retraction and one
-        // insertion per group — and a large delta walks the group table from one end
-        // to the other instead of jumping about it.
         let delta = input_deltas[0];
-        let global = self.global;
-        let mut keyed: Vec<(u64, Key, &Row, Weight)> = delta
-            .iter()
-            .map(|(row, w)| {
-                let key = if global { Key::empty() } else { Key::eval(&self.group_by, row) };
-                (self.groups.hasher().hash_one(&key), key, row, *w)
-            })
-            .collect();
-        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.values().cmp(b.1.values())));
-        let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
         let calls = &self.calls;
-        if global {
+        if self.global {
             let started = std::mem::replace(&mut self.started, true);
             let group = self.groups.entry(Key::empty()).or_insert_with(|| new_group(calls));
             let before = started.then(|| output(calls, &Key::empty(), group));
-            keyed.iter().for_each(|(_, _, row, w)| group.add(calls, row, *w));
+            delta.iter().for_each(|(row, w)| group.add(calls, row, *w));
             let after = output(calls, &Key::empty(), group);
+            let mut out = ZSet::new();
             if before.as_ref() != Some(&after) {
                 if let Some(before) = before {
                     out.push(before, -1);
@@ -111,6 +98,19 @@ impl Operator for Aggregate {
             }
             return out;
         }
+        // The delta's rows in the order of their keys' hashes (ties by key), so that a
+        // group's rows are next to each other — one lookup, one retraction and one
+        // insertion per group — and a large delta walks the group table from one end
+        // to the other instead of jumping about it.
+        let mut keyed: Vec<(u64, Key, &Row, Weight)> = delta
+            .iter()
+            .map(|(row, w)| {
+                let key = Key::eval(&self.group_by, row);
+                (self.groups.hasher().hash_one(&key), key, row, *w)
+            })
+            .collect();
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.values().cmp(b.1.values())));
+        let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
         let mut at = 0;
         while at < keyed.len() {
             let end = at + keyed[at..].iter().take_while(|e| e.0 == keyed[at].0 && e.1 == keyed[at].1).count();
