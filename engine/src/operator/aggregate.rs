@@ -74,6 +74,18 @@ fn output(calls: &[AggregateCall], key: &Key, group: &Group) -> Row {
     key.values().iter().cloned().chain(calls.iter().zip(&group.accumulators).map(|(c, a)| a.result(c.func))).collect()
 }
 
+/// Retracts a group's row from before and inserts its row after, unless they agree.
+fn push_change(out: &mut ZSet, before: Option<Row>, after: Option<Row>) {
+    if before != after {
+        if let Some(before) = before {
+            out.push(before, -1);
+        }
+        if let Some(after) = after {
+            out.push(after, 1);
+        }
+    }
+}
+
 /// The group's visible row, if it has one (a global aggregate's always, once started).
 fn visible(calls: &[AggregateCall], exists: bool, key: &Key, group: &Group) -> Option<Row> {
     exists.then(|| output(calls, key, group))
@@ -90,12 +102,7 @@ impl Operator for Aggregate {
             delta.iter().for_each(|(row, w)| group.add(calls, row, *w));
             let after = output(calls, &Key::empty(), group);
             let mut out = ZSet::new();
-            if before.as_ref() != Some(&after) {
-                if let Some(before) = before {
-                    out.push(before, -1);
-                }
-                out.push(after, 1);
-            }
+            push_change(&mut out, before, Some(after));
             return out;
         }
         // The delta's rows in the order of their keys' hashes (ties by key), so that a
@@ -138,14 +145,7 @@ impl Operator for Aggregate {
                     (None, after)
                 }
             };
-            if before != after {
-                if let Some(before) = before {
-                    out.push(before, -1);
-                }
-                if let Some(after) = after {
-                    out.push(after, 1);
-                }
-            }
+            push_change(&mut out, before, after);
         }
         out
     }
