@@ -105,11 +105,12 @@ enum Bucket {
 }
 
 impl Bucket {
-    fn len(&self) -> usize {
+    /// Whether no row is left (a single row goes when its weight reaches zero).
+    fn is_empty(&self) -> bool {
         match self {
-            Bucket::One(..) => 1,
-            Bucket::Small(v) => v.len(),
-            Bucket::Large(m) => m.len(),
+            Bucket::One(_, c) => c.weight == 0,
+            Bucket::Small(v) => v.is_empty(),
+            Bucket::Large(m) => m.is_empty(),
         }
     }
 
@@ -208,7 +209,7 @@ impl KeyedBag {
                 1 => self.rows += 1,
                 -1 => {
                     self.rows -= 1;
-                    if o.get().len() == 0 || matches!(o.get(), Bucket::One(..)) {
+                    if o.get().is_empty() {
                         o.remove();
                     }
                 }
