@@ -197,3 +197,45 @@ View [category TEXT, n BIGINT]
     };
     assert!(same.contains("Project [#0, #3]\n    TopK order=[#3 NULLS FIRST] limit=2 offset=0"), "{same}");
 }
+
+#[test]
+fn joins_share_one_index_per_input_and_key() {
+    let e = shop();
+    e.apply((1..=6).map(|i| Change::insert("orders", order(i, i % 2, i % 3, i as f64, "paid")))).unwrap();
+    e.apply((0..3).map(|p| {
+        Change::insert(
+            "products",
+            vec![
+                Value::Int(p),
+                Value::text(format!("p{p}")),
+                Value::text(format!("c{}", p % 2)),
+                Value::Float(p as f64),
+            ],
+        )
+    }))
+    .unwrap();
+    let names = e.from_sql("SELECT o.id, p.name FROM orders o JOIN products p ON o.product_id = p.id").unwrap();
+    assert_eq!(e.stats().arrangements, 2, "orders by product_id, products by id");
+    // Registered after the data: its join probes the same index of orders.
+    let cheap = e
+        .from_sql("SELECT o.id, p.category FROM orders o JOIN products p ON o.product_id = p.id WHERE p.price < 2")
+        .unwrap();
+    assert_eq!(e.stats().arrangements, 3, "orders by product_id is shared; filtered products are new");
+    let mut rows = cheap.rows().unwrap();
+    rows.sort();
+    let expected = |rows: &[(i64, i64)]| -> Vec<ciuf::Row> {
+        rows.iter().map(|&(id, c)| ciuf::row![id, format!("c{c}")]).collect()
+    };
+    assert_eq!(rows, expected(&[(1, 1), (3, 0), (4, 1), (6, 0)]));
+    // Dropping the first view keeps the shared index alive and exact for the second.
+    e.drop_view(&names).unwrap();
+    assert_eq!(e.stats().arrangements, 2);
+    e.on_delete("orders", order(4, 0, 1, 4.0, "paid")).unwrap();
+    e.on_insert("orders", order(7, 1, 0, 7.0, "paid")).unwrap();
+    let mut rows = cheap.rows().unwrap();
+    rows.sort();
+    assert_eq!(rows, expected(&[(1, 1), (3, 0), (6, 0), (7, 0)]));
+    e.drop_view(&cheap).unwrap();
+    let stats = e.stats();
+    assert_eq!((stats.nodes, stats.arrangements, stats.operator_state_bytes), (0, 0, 0), "nothing left but tables");
+}

@@ -82,6 +82,8 @@ pub struct Stats {
     pub base_rows: usize,
     /// Graph nodes.
     pub nodes: usize,
+    /// Join indexes (arrangements), each shared by every join that probes it.
+    pub arrangements: usize,
     /// Approximate heap bytes of the tables' row indexes (not counting the rows).
     pub table_index_bytes: usize,
     /// Approximate heap bytes of operator state (not counting shared rows).
@@ -350,6 +352,7 @@ impl Dataflow {
         Stats {
             base_rows: w.tables.iter().flatten().map(Table::len).sum(),
             nodes: w.graph.node_count(),
+            arrangements: w.graph.arrangement_count(),
             table_index_bytes: w.tables.iter().flatten().map(Table::index_bytes).sum(),
             operator_state_bytes: w.graph.state_bytes(),
             view_state_bytes: p.views.iter().flatten().map(ViewState::state_bytes).sum(),

@@ -10,17 +10,25 @@
 //! touches. Deltas live in a scratch vector indexed by node and are cleared after the
 //! views have taken theirs.
 //!
+//! Joins do not index their inputs themselves: the graph keeps one arrangement per
+//! (node, key) that some join probes (see [`crate::operator::arrangement`]), shared by
+//! every join that needs it, and applies a node's delta to its arrangements as soon as
+//! the node has produced it, before any consumer steps.
+//!
 //! New nodes (a view registered after data arrived) are filled by stepping them once
 //! with their inputs' whole current outputs, as if every existing row had just been
-//! inserted.
+//! inserted; new arrangements are filled with their node's output first.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::NodeIndexable;
 
+use crate::expr::Expr;
 use crate::operator::Operator;
 use crate::operator::aggregate::Aggregate;
+use crate::operator::arrangement::{Arrangement, Shared};
 use crate::operator::distinct::Distinct;
 use crate::operator::filter::Filter;
 use crate::operator::join::{Emit, Join};
@@ -55,6 +63,36 @@ struct Node {
     key: NodeKey,
     /// Parents plus views that use this node.
     refs: usize,
+    /// Arrangements of this node's output.
+    arranged: Vec<Shared>,
+    /// Arrangements of its inputs this node's operator probes.
+    uses: Vec<ArrangementKey>,
+}
+
+/// An arrangement's identity: the node arranged and its key expressions.
+type ArrangementKey = (NodeIndex, String);
+
+/// The arrangements joins share, with how many operators hold each.
+#[derive(Debug, Default)]
+struct Arrangements {
+    by_key: HashMap<ArrangementKey, (Shared, usize)>,
+    /// Created since the last [`Graph::initialize`]: still empty.
+    unfilled: Vec<(NodeIndex, Shared)>,
+}
+
+impl Arrangements {
+    /// The arrangement of `node` by `keys`, created empty if missing; one more holder.
+    fn acquire(&mut self, node: NodeIndex, keys: &[Expr], uses: &mut Vec<ArrangementKey>) -> Shared {
+        let key = (node, format!("{keys:?}"));
+        uses.push(key.clone());
+        let (a, holders) = self.by_key.entry(key).or_insert_with(|| {
+            let a = Arrangement::shared(keys.to_vec());
+            self.unfilled.push((node, Arc::clone(&a)));
+            (a, 0)
+        });
+        *holders += 1;
+        Arc::clone(a)
+    }
 }
 
 /// The operator graph and the deltas of the transaction in flight.
@@ -66,6 +104,7 @@ pub(crate) struct Graph {
     topo: Vec<NodeIndex>,
     deltas: Vec<ZSet>,
     touched: Vec<NodeIndex>,
+    arrangements: Arrangements,
 }
 
 impl Graph {
@@ -82,11 +121,27 @@ impl Graph {
             self.graph[n].refs += 1;
             return n;
         }
+        let mut uses = Vec::new();
         let kind = match plan {
             Plan::Scan { table, .. } => NodeKind::Source(*table),
-            _ => NodeKind::Op(make_operator(plan)),
+            _ => NodeKind::Op(make_operator(plan, &mut |port, keys| {
+                self.arrangements.acquire(inputs[port], keys, &mut uses)
+            })),
         };
-        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1 });
+        for (node, a) in &self.arrangements.unfilled {
+            let arranged = &mut self.graph[*node].arranged;
+            if !arranged.iter().any(|b| Arc::ptr_eq(a, b)) {
+                arranged.push(Arc::clone(a));
+            }
+        }
+        let n = self.graph.add_node(Node {
+            kind,
+            inputs: inputs.clone(),
+            key: key.clone(),
+            refs: 1,
+            arranged: Vec::new(),
+            uses,
+        });
         for (port, &i) in inputs.iter().enumerate() {
             self.graph.add_edge(i, n, port);
         }
@@ -109,6 +164,15 @@ impl Graph {
         }
         let removed = self.graph.remove_node(node).expect("node exists");
         self.by_key.remove(&removed.key);
+        for key in &removed.uses {
+            let (a, holders) = self.arrangements.by_key.get_mut(key).expect("held arrangements are registered");
+            *holders -= 1;
+            if *holders == 0 {
+                let a = Arc::clone(a);
+                self.arrangements.by_key.remove(key);
+                self.graph[key.0].arranged.retain(|b| !Arc::ptr_eq(&a, b));
+            }
+        }
         if let NodeKind::Source(t) = removed.kind {
             self.sources.remove(&t);
         }
@@ -139,6 +203,9 @@ impl Graph {
             if let Some(n) = self.source(*table)
                 && !delta.is_empty()
             {
+                for a in &self.graph[n].arranged {
+                    a.write().apply(delta);
+                }
                 self.deltas[n.index()] = std::mem::take(delta);
                 self.touched.push(n);
                 any = true;
@@ -175,6 +242,9 @@ impl Graph {
                 out = self.refill(n, tables);
             }
             if !out.is_empty() {
+                for a in &self.graph[n].arranged {
+                    a.write().apply(&out);
+                }
                 self.deltas[n.index()] = out;
                 self.touched.push(n);
             }
@@ -225,6 +295,14 @@ impl Graph {
     pub fn initialize(&mut self, created: &[NodeIndex], root: NodeIndex, tables: &[Option<Table>]) -> ZSet {
         let mut outputs: HashMap<NodeIndex, ZSet> = HashMap::new();
         let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
+        // New arrangements of nodes that existed already hold their current output;
+        // those of new nodes are filled as each node is, before its consumers step.
+        let unfilled = std::mem::take(&mut self.arrangements.unfilled);
+        for (node, a) in &unfilled {
+            if !created.contains(node) {
+                a.write().apply(&self.current_output(*node, tables));
+            }
+        }
         for n in order {
             let inputs: Vec<ZSet> = self.graph[n]
                 .inputs
@@ -240,20 +318,30 @@ impl Graph {
                     if op.starved() { op.refill(&refs) } else { out }
                 }
             };
+            for (_, a) in unfilled.iter().filter(|(node, _)| *node == n) {
+                a.write().apply(&out);
+            }
             outputs.insert(n, out);
         }
         outputs.remove(&root).unwrap_or_else(|| self.current_output(root, tables))
     }
 
-    /// Approximate heap bytes of all operator state.
+    /// Approximate heap bytes of all operator state, arrangements included.
     pub fn state_bytes(&self) -> usize {
-        self.graph
-            .node_weights()
-            .map(|n| match &n.kind {
-                NodeKind::Op(op) => op.state_bytes(),
-                NodeKind::Source(_) => 0,
-            })
-            .sum()
+        self.arrangements.by_key.values().map(|(a, _)| a.read().state_bytes()).sum::<usize>()
+            + self
+                .graph
+                .node_weights()
+                .map(|n| match &n.kind {
+                    NodeKind::Op(op) => op.state_bytes(),
+                    NodeKind::Source(_) => 0,
+                })
+                .sum::<usize>()
+    }
+
+    /// The number of arrangements.
+    pub fn arrangement_count(&self) -> usize {
+        self.arrangements.by_key.len()
     }
 
     /// The number of nodes.
@@ -262,7 +350,9 @@ impl Graph {
     }
 }
 
-fn make_operator(plan: &Plan) -> Box<dyn Operator> {
+/// The operator computing `plan`'s node; `arrange(input, keys)` gives the shared
+/// arrangement of one of its inputs.
+fn make_operator(plan: &Plan, arrange: &mut dyn FnMut(usize, &[Expr]) -> Shared) -> Box<dyn Operator> {
     match plan {
         Plan::Scan { .. } => unreachable!("scans are sources"),
         Plan::Values { rows, .. } => Box::new(Values::new(rows.clone())),
@@ -273,7 +363,7 @@ fn make_operator(plan: &Plan) -> Box<dyn Operator> {
             match kind {
                 JoinKind::Inner => {
                     debug_assert!(residual.is_none(), "an inner join's residual is a filter above it");
-                    Box::new(Join::new(left_keys.clone(), right_keys.clone(), emit))
+                    Box::new(Join::new(left_keys.clone(), right_keys.clone(), emit, arrange))
                 }
                 _ => Box::new(OuterJoin::new(
                     left_keys.clone(),
@@ -288,7 +378,7 @@ fn make_operator(plan: &Plan) -> Box<dyn Operator> {
             }
         }
         Plan::MultiJoin { inputs, edges, output } => {
-            Box::new(MultiJoin::new(inputs.iter().map(Plan::width).collect(), edges, output.clone()))
+            Box::new(MultiJoin::new(inputs.iter().map(Plan::width).collect(), edges, output.clone(), arrange))
         }
         Plan::Aggregate { group_by, aggregates, .. } => Box::new(Aggregate::new(group_by.clone(), aggregates.clone())),
         Plan::Distinct { .. } => Box::new(Distinct::default()),

@@ -1,10 +1,12 @@
-//! Inner join on equal keys: `L ⋈ R`. State: both inputs, indexed by key.
+//! Inner join on equal keys: `L ⋈ R`. State: none of its own; it probes both inputs'
+//! arrangements by key, which the graph keeps and shares with other joins.
 //!
-//! Rule (bilinearity): `Δ(L ⋈ R) = ΔL ⋈ R + (L + ΔL) ⋈ ΔR`. The left delta is probed
-//! against the right index as it was before the transaction, then added to the left
-//! index; the right delta is probed against the updated left index, then added to the
-//! right index. A row whose key has a NULL matches nothing and is not stored. With no
-//! keys at all this is a cross join (every row under the empty key).
+//! Rule (bilinearity): `Δ(L ⋈ R) = ΔL ⋈ R + (L + ΔL) ⋈ ΔR`, where `R` is the right
+//! input before the transaction. The arrangements already hold both inputs after it,
+//! so the left delta is probed against the right arrangement minus the right delta,
+//! and the right delta against the left arrangement as it is. A row whose key has a
+//! NULL matches nothing. With no keys at all this is a cross join (every row under the
+//! empty key).
 //!
 //! Output rows are the left row followed by the right row; further conditions of the
 //! ON clause are a filter on the output.
@@ -15,7 +17,8 @@ use crate::value::Value;
 use crate::zset::ZSet;
 
 use super::Operator;
-use super::index::{KeyedBag, join_key};
+use super::arrangement::{DeltaIndex, Shared};
+use super::index::join_key;
 
 /// Which columns of a joined row (left then right) a join emits, built directly from
 /// the two sides without materializing the whole joined row.
@@ -74,54 +77,75 @@ pub struct Join {
     left_keys: Vec<Expr>,
     right_keys: Vec<Expr>,
     emit: Emit,
-    left: KeyedBag,
-    right: KeyedBag,
+    left: Shared,
+    right: Shared,
 }
 
 impl Join {
-    /// A join on `left_keys[i] = right_keys[i]` for all i, emitting `emit`'s columns.
-    pub fn new(left_keys: Vec<Expr>, right_keys: Vec<Expr>, emit: Emit) -> Join {
+    /// A join on `left_keys[i] = right_keys[i]` for all i, emitting `emit`'s columns;
+    /// `arrange(input, keys)` gives the arrangement of input 0 (left) or 1 (right).
+    pub fn new(
+        left_keys: Vec<Expr>,
+        right_keys: Vec<Expr>,
+        emit: Emit,
+        arrange: &mut dyn FnMut(usize, &[Expr]) -> Shared,
+    ) -> Join {
         assert_eq!(left_keys.len(), right_keys.len(), "join keys come in pairs");
-        Join { left_keys, right_keys, emit, left: KeyedBag::default(), right: KeyedBag::default() }
+        let (left, right) = (arrange(0, &left_keys), arrange(1, &right_keys));
+        Join { left_keys, right_keys, emit, left, right }
     }
 }
 
 impl Operator for Join {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         let (left_delta, right_delta) = (input_deltas[0], input_deltas[1]);
+        let (left, right) = (self.left.read(), self.right.read());
+        let right_added =
+            (!left_delta.is_empty() && !right_delta.is_empty()).then(|| DeltaIndex::new(&self.right_keys, right_delta));
         let mut out = ZSet::new();
         for (l, w) in left_delta {
             let Some(key) = join_key(&self.left_keys, l) else { continue };
-            self.right.for_each(&key, |r, c| out.push(self.emit.pair(l, r), w * c.weight()));
-            self.left.add(key, l, *w, 0);
+            right.for_each(&key, |r, rw| out.push(self.emit.pair(l, r), w * rw));
+            if let Some(added) = &right_added {
+                added.for_each(&key, |r, rw| out.push(self.emit.pair(l, r), -w * rw));
+            }
         }
         for (r, w) in right_delta {
             let Some(key) = join_key(&self.right_keys, r) else { continue };
-            self.left.for_each(&key, |l, c| out.push(self.emit.pair(l, r), c.weight() * w));
-            self.right.add(key, r, *w, 0);
+            left.for_each(&key, |l, lw| out.push(self.emit.pair(l, r), lw * w));
         }
         out
     }
 
     fn current_output(&self) -> Option<ZSet> {
+        let (left, right) = (self.left.read(), self.right.read());
         let mut out = ZSet::new();
-        self.left.for_each_key(|key, ls| {
-            for (l, lc) in ls {
-                self.right.for_each(key, |r, rc| out.push(self.emit.pair(l, r), lc.weight() * rc.weight()));
+        left.for_each_key(|key, ls| {
+            for (l, lw) in ls {
+                right.for_each(key, |r, rw| out.push(self.emit.pair(l, r), lw * rw));
             }
         });
         Some(out)
-    }
-
-    fn state_bytes(&self) -> usize {
-        self.left.state_bytes() + self.right.state_bytes()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::arrangement::TestArrangements;
     use crate::{row, zset};
+
+    fn join(emit: Emit) -> (Join, TestArrangements) {
+        let mut arrangements = TestArrangements::default();
+        let j = Join::new(vec![Expr::col(0)], vec![Expr::col(0)], emit, &mut |i, k| arrangements.arrange(i, k));
+        (j, arrangements)
+    }
+
+    /// Steps `j` as the graph does: arrangements first.
+    fn step(j: &mut Join, arrangements: &TestArrangements, deltas: &[&ZSet]) -> ZSet {
+        arrangements.apply(deltas);
+        j.step(deltas)
+    }
 
     fn reference(l: &ZSet, r: &ZSet) -> ZSet {
         let mut out = ZSet::new();
@@ -137,7 +161,7 @@ mod tests {
 
     #[test]
     fn deltas_sum_to_the_join_of_the_totals() {
-        let mut j = Join::new(vec![Expr::col(0)], vec![Expr::col(0)], Emit::all(2, 2));
+        let (mut j, arrangements) = join(Emit::all(2, 2));
         let steps = [
             (zset! { row![1, "a"] => 1, row![2, "b"] => 1 }, zset! { row![1, "x"] => 1 }),
             (zset! { row![1, "a2"] => 1 }, zset! { row![1, "y"] => 2, row![2, "z"] => 1 }),
@@ -148,7 +172,7 @@ mod tests {
         ];
         let (mut l, mut r, mut out) = (ZSet::new(), ZSet::new(), ZSet::new());
         for (dl, dr) in &steps {
-            out.extend_from(&j.step(&[dl, dr]));
+            out.extend_from(&step(&mut j, &arrangements, &[dl, dr]));
             l.extend_from(dl);
             r.extend_from(dr);
             assert_eq!(out.clone().consolidated(), reference(&l, &r));
@@ -158,12 +182,12 @@ mod tests {
 
     #[test]
     fn self_join_with_one_delta_on_both_sides() {
-        let mut j = Join::new(vec![Expr::col(0)], vec![Expr::col(0)], Emit::all(1, 1));
+        let (mut j, arrangements) = join(Emit::all(1, 1));
         let d = zset! { row![1] => 1, row![1] => 1 };
         // 2 copies joined with 2 copies: 4.
-        assert_eq!(j.step(&[&d, &d]).consolidated(), zset! { row![1, 1] => 4 });
+        assert_eq!(step(&mut j, &arrangements, &[&d, &d]).consolidated(), zset! { row![1, 1] => 4 });
         let d = zset! { row![1] => -1 };
         // (2-1) * (2-1) = 1: the delta is -3.
-        assert_eq!(j.step(&[&d, &d]).consolidated(), zset! { row![1, 1] => -3 });
+        assert_eq!(step(&mut j, &arrangements, &[&d, &d]).consolidated(), zset! { row![1, 1] => -3 });
     }
 }

@@ -15,6 +15,7 @@
 
 mod accumulator;
 pub mod aggregate;
+pub mod arrangement;
 pub mod distinct;
 pub mod filter;
 mod index;

@@ -1,24 +1,30 @@
 //! Delta join: an inner join of three or more inputs on equalities between pairs of
 //! them, maintained without storing any intermediate result.
 //!
-//! State: each input indexed by every key another input probes it with. Rule (the
+//! State: none of its own; it probes each input's arrangements by every key another
+//! input probes it with (the graph keeps them, shared with other joins). Rule (the
 //! product rule over n inputs, taken in order): `Δ(R1 ⋈ … ⋈ Rn) = Σi R1' ⋈ … ⋈ R(i-1)'
-//! ⋈ ΔRi ⋈ R(i+1) ⋈ … ⋈ Rn`, where primed inputs are already updated. Input i's delta
-//! rows are extended by probing the other inputs' indexes along a fixed plan (a
-//! spanning tree of the join graph rooted at i; equalities outside the tree are checked
-//! once both sides are bound), then input i's indexes take the delta.
+//! ⋈ ΔRi ⋈ R(i+1) ⋈ … ⋈ Rn`, where primed inputs are after the transaction and the
+//! others before it. Input i's delta rows are extended by probing the other inputs'
+//! arrangements along a fixed plan (a spanning tree of the join graph rooted at i;
+//! equalities outside the tree are checked once both sides are bound). Arrangements
+//! hold the inputs after the transaction, so a probe of a later input also walks that
+//! input's delta under the key, with the opposite sign.
 //!
-//! Compared with a tree of binary joins, nothing is stored but the inputs' indexes (which
-//! hold the input rows themselves, shared by pointer), so a three-way join over a large
-//! table does not keep a second copy of every intermediate row.
+//! Compared with a tree of binary joins, nothing is stored but the inputs' arrangements
+//! (which hold the input rows themselves, shared by pointer), so a three-way join over
+//! a large table does not keep a second copy of every intermediate row.
 
 use crate::expr::Expr;
 use crate::plan::JoinEdge;
 use crate::row::Row;
 use crate::zset::{Weight, ZSet};
 
+use parking_lot::RwLockReadGuard;
+
 use super::Operator;
-use super::index::{Key, KeyedBag, join_key};
+use super::arrangement::{Arrangement, DeltaIndex, Shared};
+use super::index::{Key, join_key};
 
 /// One probe: from a bound input's row, through an index of the next input.
 #[derive(Debug)]
@@ -56,16 +62,22 @@ pub struct MultiJoin {
     offsets: Vec<usize>,
     /// Per emitted column: the input and its column there.
     sources: Vec<(usize, usize)>,
-    /// Per input: its indexes, each with the key it is indexed by.
-    indexes: Vec<Vec<(Vec<Expr>, KeyedBag)>>,
+    /// Per input: the arrangements of it that probes use.
+    indexes: Vec<Vec<Shared>>,
     /// Per input: how to extend its delta rows.
     plans: Vec<Plan>,
 }
 
 impl MultiJoin {
     /// A join of inputs `widths.len()` inputs of those widths on `edges`, which must
-    /// connect them all, emitting `output` of the joined row.
-    pub fn new(widths: Vec<usize>, edges: &[JoinEdge], output: Option<Vec<usize>>) -> MultiJoin {
+    /// connect them all, emitting `output` of the joined row; `arrange(input, keys)`
+    /// gives the arrangement of an input by a key.
+    pub fn new(
+        widths: Vec<usize>,
+        edges: &[JoinEdge],
+        output: Option<Vec<usize>>,
+        arrange: &mut dyn FnMut(usize, &[Expr]) -> Shared,
+    ) -> MultiJoin {
         let n = widths.len();
         let mut offsets = Vec::with_capacity(n);
         let mut width = 0;
@@ -73,7 +85,7 @@ impl MultiJoin {
             offsets.push(width);
             width += w;
         }
-        let mut indexes: Vec<Vec<(Vec<Expr>, KeyedBag)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut indexes: Vec<Vec<Shared>> = (0..n).map(|_| Vec::new()).collect();
         let mut plans = Vec::with_capacity(n);
         for start in 0..n {
             let mut bound = vec![false; n];
@@ -102,10 +114,10 @@ impl MultiJoin {
                 } else {
                     (edge.right, &edge.right_keys, edge.left, &edge.left_keys)
                 };
-                let index = match indexes[to].iter().position(|(k, _)| k == to_keys) {
+                let index = match indexes[to].iter().position(|a| a.read().keys() == to_keys.as_slice()) {
                     Some(i) => i,
                     None => {
-                        indexes[to].push((to_keys.clone(), KeyedBag::default()));
+                        indexes[to].push(arrange(to, to_keys));
                         indexes[to].len() - 1
                     }
                 };
@@ -141,8 +153,10 @@ impl MultiJoin {
     /// Extends the bound rows by the plan's steps from `k` on, emitting each complete
     /// combination once per row of `group` (the starting input's rows, which all agree
     /// on what the steps from `k` on read) with its weight times theirs.
+    #[allow(clippy::too_many_arguments)]
     fn extend<'a>(
         &'a self,
+        probes: &'a Probes<'a>,
         plan: &'a Plan,
         k: usize,
         bound: &mut [Option<&'a Row>],
@@ -167,21 +181,30 @@ impl MultiJoin {
             return;
         };
         let Some(key) = join_key(&step.from_keys, bound[step.from].expect("bound before its probe")) else { return };
-        self.indexes[step.to][step.index].1.for_each(&key, |r, c| {
+        probes.after[step.to][step.index].for_each(&key, |r, rw| {
             bound[step.to] = Some(r);
-            self.extend(plan, k + 1, bound, w * c.weight(), group, out);
+            self.extend(probes, plan, k + 1, bound, w * rw, group, out);
         });
+        // An input later in the rule is seen as before the transaction.
+        if step.to > group.0
+            && let Some(added) = &probes.added[step.to][step.index]
+        {
+            added.for_each(&key, |r, rw| {
+                bound[step.to] = Some(r);
+                self.extend(probes, plan, k + 1, bound, -w * rw, group, out);
+            });
+        }
         bound[step.to] = None;
     }
 
     /// Joins input `i`'s delta rows with the other inputs' current contents.
-    fn extend_delta<'a>(&'a self, i: usize, delta: &'a ZSet, out: &mut ZSet) {
+    fn extend_delta<'a>(&'a self, probes: &'a Probes<'a>, i: usize, delta: &'a ZSet, out: &mut ZSet) {
         let plan = &self.plans[i];
         let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
         if !plan.shared_probes || delta.len() < 2 {
             for entry in delta.iter() {
                 bound[i] = Some(&entry.0);
-                self.extend(plan, 0, &mut bound, 1, (i, std::slice::from_ref(&entry)), out);
+                self.extend(probes, plan, 0, &mut bound, 1, (i, std::slice::from_ref(&entry)), out);
             }
             return;
         }
@@ -197,57 +220,86 @@ impl MultiJoin {
                 group.clear();
                 group.extend(keyed[at..end].iter().map(|(_, e)| *e));
                 bound[i] = Some(&group[0].0);
-                self.extend(plan, 0, &mut bound, 1, (i, &group), out);
+                self.extend(probes, plan, 0, &mut bound, 1, (i, &group), out);
             }
             at = end;
         }
     }
 }
 
+/// What a step probes: every arrangement (the inputs after the transaction), and the
+/// transaction's delta of each input a probe may need to see as before it.
+struct Probes<'a> {
+    after: Vec<Vec<RwLockReadGuard<'a, Arrangement>>>,
+    added: Vec<Vec<Option<DeltaIndex<'a>>>>,
+}
+
+impl<'a> Probes<'a> {
+    fn new(indexes: &'a [Vec<Shared>], deltas: &[&'a ZSet]) -> Probes<'a> {
+        let after: Vec<Vec<RwLockReadGuard<'a, Arrangement>>> =
+            indexes.iter().map(|ix| ix.iter().map(|a| a.read()).collect()).collect();
+        // Input j is probed as before the transaction from the deltas of inputs before it.
+        let first_changed = deltas.iter().position(|d| !d.is_empty()).unwrap_or(usize::MAX);
+        let added = after
+            .iter()
+            .enumerate()
+            .map(|(j, ix)| {
+                ix.iter()
+                    .map(|a| (j > first_changed && !deltas[j].is_empty()).then(|| DeltaIndex::new(a.keys(), deltas[j])))
+                    .collect()
+            })
+            .collect();
+        Probes { after, added }
+    }
+}
+
 impl Operator for MultiJoin {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
+        let probes = Probes::new(&self.indexes, input_deltas);
         let mut out = ZSet::new();
         for (i, delta) in input_deltas.iter().enumerate() {
-            if delta.is_empty() {
-                continue;
-            }
-            self.extend_delta(i, delta, &mut out);
-            for (keys, bag) in &mut self.indexes[i] {
-                for (row, w) in delta.iter() {
-                    if let Some(k) = join_key(keys, row) {
-                        bag.add(k, row, *w, 0);
-                    }
-                }
+            if !delta.is_empty() {
+                self.extend_delta(&probes, i, delta, &mut out);
             }
         }
         out
     }
 
     fn current_output(&self) -> Option<ZSet> {
+        let probes = Probes::new(&self.indexes, &[]);
         let mut out = ZSet::new();
-        // Every row of input 0 that can match is in each of its indexes.
+        // Every row of input 0 that can match is in each of its arrangements.
         let mut rows: Vec<(Row, Weight)> = Vec::new();
-        if let Some((_, bag)) = self.indexes[0].first() {
-            bag.for_each_key(|_, bucket| rows.extend(bucket.map(|(r, c)| (r.clone(), c.weight()))));
+        if let Some(a) = probes.after[0].first() {
+            a.for_each_key(|_, bucket| rows.extend(bucket.map(|(r, w)| (r.clone(), w))));
         }
         let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
         for entry in &rows {
             bound[0] = Some(&entry.0);
-            self.extend(&self.plans[0], 0, &mut bound, 1, (0, std::slice::from_ref(&entry)), &mut out);
+            self.extend(&probes, &self.plans[0], 0, &mut bound, 1, (0, std::slice::from_ref(&entry)), &mut out);
         }
         Some(out)
-    }
-
-    fn state_bytes(&self) -> usize {
-        self.indexes.iter().flatten().map(|(_, b)| b.state_bytes()).sum()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::arrangement::TestArrangements;
     use crate::row;
     use crate::value::Value;
+
+    fn multi_join(edges: &[JoinEdge], output: Option<Vec<usize>>) -> (MultiJoin, TestArrangements) {
+        let mut arrangements = TestArrangements::default();
+        let j = MultiJoin::new(vec![2, 2, 2], edges, output, &mut |i, k| arrangements.arrange(i, k));
+        (j, arrangements)
+    }
+
+    /// Steps `j` as the graph does: arrangements first.
+    fn step(j: &mut MultiJoin, arrangements: &TestArrangements, deltas: &[&ZSet]) -> ZSet {
+        arrangements.apply(deltas);
+        j.step(deltas)
+    }
 
     /// a(x, y) ⋈ b(y, z) ⋈ c(z, w) on a.y = b.y and b.z = c.z, from scratch.
     fn reference(a: &ZSet, b: &ZSet, c: &ZSet) -> ZSet {
@@ -274,7 +326,7 @@ mod tests {
 
     #[test]
     fn deltas_sum_to_the_join_of_the_totals() {
-        let mut j = MultiJoin::new(vec![2, 2, 2], &edges(), None);
+        let (mut j, arrangements) = multi_join(&edges(), None);
         let null = Value::Null;
         let steps: Vec<[ZSet; 3]> = vec![
             [
@@ -312,7 +364,7 @@ mod tests {
         ];
         let (mut a, mut b, mut c, mut out) = (ZSet::new(), ZSet::new(), ZSet::new(), ZSet::new());
         for [da, db, dc] in &steps {
-            out.extend_from(&j.step(&[da, db, dc]));
+            out.extend_from(&step(&mut j, &arrangements, &[da, db, dc]));
             a.extend_from(da);
             b.extend_from(db);
             c.extend_from(dc);
@@ -327,12 +379,16 @@ mod tests {
         // a.y = b.y, b.z = c.z, and c.w = a.x closes a cycle.
         let mut e = edges();
         e.push(JoinEdge { left: 2, left_keys: vec![Expr::col(1)], right: 0, right_keys: vec![Expr::col(0)] });
-        let mut j = MultiJoin::new(vec![2, 2, 2], &e, Some(vec![0, 5]));
-        let out = j.step(&[
-            &crate::zset! { row![1, 10] => 1, row![2, 10] => 1 },
-            &crate::zset! { row![10, 100] => 1 },
-            &crate::zset! { row![100, 1] => 1 },
-        ]);
+        let (mut j, arrangements) = multi_join(&e, Some(vec![0, 5]));
+        let out = step(
+            &mut j,
+            &arrangements,
+            &[
+                &crate::zset! { row![1, 10] => 1, row![2, 10] => 1 },
+                &crate::zset! { row![10, 100] => 1 },
+                &crate::zset! { row![100, 1] => 1 },
+            ],
+        );
         assert_eq!(out.consolidated(), crate::zset! { row![1, 1] => 1 });
     }
 }

@@ -1,0 +1,127 @@
+//! Arrangements: one node's output indexed by a key, shared by every join that probes
+//! that node by that key.
+//!
+//! Two views that join `orders` on `product_id` need the same index of `orders`; kept
+//! per join, a large table would be indexed twice, and every change to it paid twice.
+//! The graph therefore owns the indexes: it keeps one arrangement per (node, key),
+//! applies each node's delta to its arrangements as soon as the node has produced it,
+//! and joins read them. A join thus always sees its inputs *after* the transaction;
+//! where its delta rule needs an input as it was before, it subtracts that input's
+//! delta, indexed the same way for the step ([`DeltaIndex`]).
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use parking_lot::RwLock;
+
+use crate::expr::Expr;
+use crate::row::Row;
+use crate::zset::{Weight, ZSet};
+
+use super::index::{Counts, Key, KeyedBag, join_key};
+
+/// An arrangement as joins hold it.
+pub type Shared = Arc<RwLock<Arrangement>>;
+
+/// Rows of one node's output by the key `keys` computes from them.
+#[derive(Debug)]
+pub struct Arrangement {
+    keys: Vec<Expr>,
+    bag: KeyedBag,
+}
+
+impl Arrangement {
+    /// An empty arrangement by `keys`.
+    pub fn new(keys: Vec<Expr>) -> Arrangement {
+        Arrangement { keys, bag: KeyedBag::default() }
+    }
+
+    /// An empty arrangement by `keys`, ready to share.
+    pub fn shared(keys: Vec<Expr>) -> Shared {
+        Arc::new(RwLock::new(Arrangement::new(keys)))
+    }
+
+    /// The key expressions.
+    pub fn keys(&self) -> &[Expr] {
+        &self.keys
+    }
+
+    /// Adds a delta of the node's output. Rows whose key has a NULL match nothing and
+    /// are not stored.
+    pub fn apply(&mut self, delta: &ZSet) {
+        for (row, w) in delta {
+            if let Some(k) = join_key(&self.keys, row) {
+                self.bag.add(k, row, *w, 0);
+            }
+        }
+    }
+
+    /// Calls `f` with each row under `key` and its multiplicity.
+    #[inline]
+    pub(crate) fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, Weight)) {
+        self.bag.for_each(key, |r, c: Counts| f(r, c.weight()));
+    }
+
+    /// Every key with its rows and their multiplicities.
+    pub(crate) fn for_each_key<'a>(&'a self, mut f: impl FnMut(&'a Key, &mut dyn Iterator<Item = (&'a Row, Weight)>)) {
+        self.bag.for_each_key(|k, rows| f(k, &mut rows.map(|(r, c)| (r, c.weight()))));
+    }
+
+    /// Approximate heap bytes (not counting the rows, which are shared).
+    pub fn state_bytes(&self) -> usize {
+        self.bag.state_bytes()
+    }
+}
+
+/// One step's delta of an input, indexed by an arrangement's key: what to subtract
+/// from the arrangement to see the input as it was before the transaction.
+#[derive(Debug, Default)]
+pub(crate) struct DeltaIndex<'a> {
+    rows: HashMap<Key, Vec<(&'a Row, Weight)>>,
+}
+
+impl<'a> DeltaIndex<'a> {
+    /// `delta` by `keys`.
+    pub fn new(keys: &[Expr], delta: &'a ZSet) -> DeltaIndex<'a> {
+        let mut rows: HashMap<Key, Vec<(&'a Row, Weight)>> = HashMap::new();
+        for (row, w) in delta {
+            if let Some(k) = join_key(keys, row) {
+                rows.entry(k).or_default().push((row, *w));
+            }
+        }
+        DeltaIndex { rows }
+    }
+
+    /// Calls `f` with each delta row under `key` and its weight.
+    #[inline]
+    pub fn for_each(&self, key: &Key, mut f: impl FnMut(&'a Row, Weight)) {
+        if let Some(rows) = self.rows.get(key) {
+            rows.iter().for_each(|(r, w)| f(r, *w));
+        }
+    }
+}
+
+/// For operator tests: the arrangements an operator asked for, by input, kept up to
+/// date the way the graph does before each step.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct TestArrangements {
+    by_input: Vec<(usize, Shared)>,
+}
+
+#[cfg(test)]
+impl TestArrangements {
+    /// A fresh arrangement of input `input` by `keys` (what the graph would share).
+    pub fn arrange(&mut self, input: usize, keys: &[Expr]) -> Shared {
+        let a = Arrangement::shared(keys.to_vec());
+        self.by_input.push((input, Arc::clone(&a)));
+        a
+    }
+
+    /// Applies each input's delta to its arrangements.
+    pub fn apply(&self, deltas: &[&ZSet]) {
+        for (input, a) in &self.by_input {
+            a.write().apply(deltas[*input]);
+        }
+    }
+}
