@@ -216,18 +216,30 @@ impl Table {
         if row == stored {
             return Ok(());
         }
-        if let Rows::Keyed { key, .. } = &self.rows
-            && key.iter().any(|&c| stored[c] != row[c])
-        {
+        let key_changed = match &self.rows {
+            Rows::Keyed { key, .. } => key.iter().any(|&c| stored[c] != row[c]),
+            Rows::Bag { .. } => true,
+        };
+        if key_changed && let Rows::Keyed { key, .. } = &self.rows {
             let hash = self.key_hash(key.iter().map(|&c| &row[c]));
             if self.find_hashed(hash, |c| &row[c]).is_some() {
                 let new_key: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
                 return Err(self.duplicate(&new_key));
             }
         }
-        self.unstore(&stored);
+        match &mut self.rows {
+            // The same key: the new row takes the stored row's slot.
+            Rows::Keyed { key, rows } if !key_changed => {
+                let hash = hash_key(&self.hasher, key, &stored);
+                let mut slot = rows.find_entry(hash, |r| r.ptr_eq(&stored)).expect("a located row is stored");
+                *slot.get_mut() = row.clone();
+            }
+            _ => {
+                self.unstore(&stored);
+                self.store(row.clone());
+            }
+        }
         undo.push(Undo::Removed(self.id, stored.clone()));
-        self.store(row.clone());
         undo.push(Undo::Inserted(self.id, row.clone()));
         delta.push(stored, -1);
         delta.push(row, 1);
