@@ -62,6 +62,21 @@ impl Accumulator {
         }
     }
 
+    /// Called once a group has taken all its rows of a delta, when its contents are a
+    /// bag again (inside a delta a count may pass through zero while rows are still to
+    /// come): a float sum of no values drops the rounding residue its additions and
+    /// removals left.
+    pub fn settle(&mut self) {
+        match self {
+            Accumulator::SumFloat { sum, compensation, n: 0 } => {
+                *sum = 0.0;
+                *compensation = 0.0;
+            }
+            Accumulator::Distinct { inner, .. } => inner.settle(),
+            _ => {}
+        }
+    }
+
     /// Adds `weight` copies of `value` (removes them if negative). `COUNT(*)` is called
     /// with a non-NULL placeholder; other aggregates ignore NULLs.
     pub fn update(&mut self, value: &Value, weight: Weight) {
@@ -86,10 +101,6 @@ impl Accumulator {
                 *compensation += if sum.abs() >= v.abs() { (*sum - t) + v } else { (v - t) + *sum };
                 *sum = t;
                 *n += weight;
-                if *n == 0 {
-                    *sum = 0.0;
-                    *compensation = 0.0;
-                }
             }
             Accumulator::SumDecimal { sum, scale, n } => {
                 let d = match value {

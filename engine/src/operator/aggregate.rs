@@ -45,6 +45,13 @@ impl Group {
     }
 }
 
+impl Group {
+    /// Ends a run of additions (see [`Accumulator::settle`]).
+    fn settle(&mut self) {
+        self.accumulators.iter_mut().for_each(Accumulator::settle);
+    }
+}
+
 fn new_group(calls: &[AggregateCall]) -> Group {
     Group { rows: 0, accumulators: calls.iter().map(Accumulator::new).collect() }
 }
@@ -100,6 +107,7 @@ impl Operator for Aggregate {
             let group = self.groups.entry(Key::empty()).or_insert_with(|| new_group(calls));
             let before = started.then(|| output(calls, &Key::empty(), group));
             delta.iter().for_each(|(row, w)| group.add(calls, row, *w));
+            group.settle();
             let after = output(calls, &Key::empty(), group);
             let mut out = ZSet::new();
             push_change(&mut out, before, Some(after));
@@ -128,6 +136,7 @@ impl Operator for Aggregate {
                 Entry::Occupied(mut o) => {
                     let before = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
                     run.iter().for_each(|(_, _, row, w)| o.get_mut().add(calls, row, *w));
+                    o.get_mut().settle();
                     let after = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
                     if o.get().rows == 0 {
                         o.remove();
@@ -137,6 +146,7 @@ impl Operator for Aggregate {
                 Entry::Vacant(v) => {
                     let mut group = new_group(calls);
                     run.iter().for_each(|(_, _, row, w)| group.add(calls, row, *w));
+                    group.settle();
                     let after = (group.rows > 0).then(|| output(calls, v.key(), &group));
                     // A group whose rows net to nothing is not kept.
                     if group.rows != 0 {
@@ -211,5 +221,25 @@ mod tests {
         assert_eq!(out.consolidated(), zset! { row![0, None::<i64>, None::<i64>] => -1, row![1, 3, 3] => 1 });
         let out = a.step(&[&zset! { row!["x", 3] => -1 }]);
         assert_eq!(out.consolidated(), zset! { row![0, None::<i64>, None::<i64>] => 1, row![1, 3, 3] => -1 });
+    }
+
+    #[test]
+    fn a_count_passing_through_zero_inside_a_delta_loses_nothing() {
+        // A join's delta may hold a row and its retraction next to other rows (ΔL ⋈ R
+        // after, minus ΔL ⋈ ΔR): the float sum must not be reset on the way.
+        let sum =
+            AggregateCall { func: AggFunc::Sum, arg: Some(Expr::col(1)), distinct: false, arg_type: DataType::Double };
+        let mut a = Aggregate::new(vec![Expr::col(0)], vec![sum]);
+        let mut delta = ZSet::new();
+        delta.push(row!["g", 1.5], 1);
+        delta.push(row!["g", 2.0], -1);
+        delta.push(row!["g", 2.0], 1);
+        assert_eq!(a.step(&[&delta]).consolidated(), zset! { row!["g", 1.5] => 1 });
+        let mut delta = ZSet::new();
+        delta.push(row!["g", 0.25], 1);
+        delta.push(row!["g", 1.5], -1);
+        delta.push(row!["h", 3.0], -1);
+        delta.push(row!["h", 3.0], 1);
+        assert_eq!(a.step(&[&delta]).consolidated(), zset! { row!["g", 1.5] => -1, row!["g", 0.25] => 1 });
     }
 }
