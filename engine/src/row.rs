@@ -1,19 +1,25 @@
 //! Rows: immutable, shared slices of values.
 //!
-//! A [`Row`] is a thin pointer (8 bytes) to one allocation holding a reference count,
-//! the row's hash, its length and its values, so the same row can sit in a table, in a
-//! join's index and in a view at the cost of a pointer each. The hash is computed the
-//! first time the row is hashed and kept, so a row moving through several hash maps is
-//! hashed once, and two rows with different hashes compare unequal without looking at
-//! their values. Operators never mutate a row; they build new ones.
+//! A [`Row`] is a thin pointer (8 bytes) to one allocation holding a 16-byte header —
+//! reference count, length and the row's hash — and then its values, so the same row
+//! can sit in a table, in a join's index and in a view at the cost of a pointer each.
+//! The hash is computed the first time the row is hashed and kept, so a row moving
+//! through several hash maps is hashed once, and two rows with different hashes
+//! compare unequal without looking at their values. Operators never mutate a row;
+//! they build new ones.
+//!
+//! The allocation is written here rather than taken from an `Arc<[Value]>`-like crate
+//! because every stored row pays for its header: a 32-bit count and length keep it at
+//! 16 bytes (a five-value row is 96 bytes, not 112), and a row cannot be shared four
+//! billion times in memory anyway.
 
+use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-
-use triomphe::ThinArc;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering as AtomicOrdering, fence};
 
 use crate::value::Value;
 
@@ -24,15 +30,37 @@ fn row_hasher() -> impl Hasher {
     STATE.get_or_init(hashbrown::DefaultHashBuilder::default).build_hasher()
 }
 
+/// What precedes a row's values in its allocation.
+#[repr(C)]
+struct Header {
+    count: AtomicU32,
+    len: u32,
+    hash: AtomicU64,
+}
+
+/// Where the values start, and the layout of a row of `len` values.
+fn layout(len: usize) -> (Layout, usize) {
+    let values = Layout::array::<Value>(len).expect("a row's size fits in memory");
+    let (layout, offset) = Layout::new::<Header>().extend(values).expect("a row's size fits in memory");
+    (layout.pad_to_align(), offset)
+}
+
 /// An immutable row of values.
-pub struct Row(ThinArc<AtomicU64, Value>);
+pub struct Row(NonNull<Header>);
+
+// SAFETY: a row is an immutable slice of values shared by an atomic count (as in
+// `Arc<[Value]>`); values are `Send + Sync`, and the cached hash is atomic.
+unsafe impl Send for Row {}
+// SAFETY: as above.
+unsafe impl Sync for Row {}
 
 const UNHASHED: u64 = 0;
 
 impl Row {
     /// A row of `values`.
     pub fn new(values: Vec<Value>) -> Row {
-        Row(ThinArc::from_header_and_iter(AtomicU64::new(UNHASHED), values.into_iter()))
+        let len = values.len();
+        Row::from_exact(values.into_iter(), len)
     }
 
     /// The empty row (the key of a cross join, the input of a constant query).
@@ -50,57 +78,99 @@ impl Row {
         Row::from_exact(columns.iter().map(|&c| self[c].clone()), columns.len())
     }
 
-    /// A row of exactly `len` values from `values`.
+    /// A row of the `len` values `values` yields (it must yield exactly that many).
     fn from_exact(values: impl Iterator<Item = Value>, len: usize) -> Row {
-        Row(ThinArc::from_header_and_iter(AtomicU64::new(UNHASHED), ExactLen { inner: values, left: len }))
+        let len32 = u32::try_from(len).expect("a row has fewer than 2^32 values");
+        let (layout, offset) = layout(len);
+        // SAFETY: the layout has a non-zero size (the header).
+        let raw = unsafe { alloc(layout) };
+        let Some(header) = NonNull::new(raw.cast::<Header>()) else { handle_alloc_error(layout) };
+        // The values are written one by one; should the iterator panic or end early,
+        // the guard drops those written and frees the allocation.
+        struct Partial {
+            raw: *mut u8,
+            layout: Layout,
+            first: *mut Value,
+            written: usize,
+        }
+        impl Drop for Partial {
+            fn drop(&mut self) {
+                // SAFETY: `written` values were initialized at `first`, in `raw`.
+                unsafe {
+                    std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.first, self.written));
+                    dealloc(self.raw, self.layout);
+                }
+            }
+        }
+        // SAFETY: `offset` lies within the allocation (Layout::extend).
+        let first = unsafe { raw.add(offset) }.cast::<Value>();
+        let mut partial = Partial { raw, layout, first, written: 0 };
+        for v in values.take(len) {
+            // SAFETY: slot `written` < len is within the allocation and not yet written.
+            unsafe { first.add(partial.written).write(v) };
+            partial.written += 1;
+        }
+        assert_eq!(partial.written, len, "a row's iterator yielded fewer values than announced");
+        std::mem::forget(partial);
+        // SAFETY: the header's slot is within the allocation and suitably aligned.
+        unsafe { header.write(Header { count: AtomicU32::new(1), len: len32, hash: AtomicU64::new(UNHASHED) }) };
+        Row(header)
+    }
+
+    #[inline]
+    fn header(&self) -> &Header {
+        // SAFETY: the header lives as long as any handle.
+        unsafe { self.0.as_ref() }
     }
 
     /// Whether two handles share one allocation.
     pub fn ptr_eq(&self, other: &Row) -> bool {
-        std::ptr::eq(&self.0.slice, &other.0.slice)
+        self.0 == other.0
     }
 
     /// The row's hash (computed on first use).
     #[inline]
     pub fn hash_value(&self) -> u64 {
-        let cached = self.0.header.header.load(AtomicOrdering::Relaxed);
+        let cached = self.header().hash.load(AtomicOrdering::Relaxed);
         if cached != UNHASHED {
             return cached;
         }
         let mut h = row_hasher();
-        self.0.slice.hash(&mut h);
+        self.deref().hash(&mut h);
         let hash = h.finish() | 1;
-        self.0.header.header.store(hash, AtomicOrdering::Relaxed);
+        self.header().hash.store(hash, AtomicOrdering::Relaxed);
         hash
     }
 }
 
-/// An iterator of known length (`ThinArc` needs the length up front).
-struct ExactLen<I> {
-    inner: I,
-    left: usize,
-}
-
-impl<I: Iterator> Iterator for ExactLen<I> {
-    type Item = I::Item;
-    fn next(&mut self) -> Option<I::Item> {
-        let item = self.inner.next();
-        if item.is_some() {
-            self.left -= 1;
-        }
-        item
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
-}
-
-impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
-
 impl Clone for Row {
     #[inline]
     fn clone(&self) -> Row {
-        Row(self.0.clone())
+        let old = self.header().count.fetch_add(1, AtomicOrdering::Relaxed);
+        // As `Arc` does: a count this high can only come from leaked handles.
+        if old > i32::MAX as u32 {
+            std::process::abort();
+        }
+        Row(self.0)
+    }
+}
+
+impl Drop for Row {
+    #[inline]
+    fn drop(&mut self) {
+        if self.header().count.fetch_sub(1, AtomicOrdering::Release) != 1 {
+            return;
+        }
+        // Every other handle's use of the row happens before it is freed.
+        fence(AtomicOrdering::Acquire);
+        let len = self.header().len as usize;
+        let (layout, offset) = layout(len);
+        let raw = self.0.as_ptr().cast::<u8>();
+        // SAFETY: this was the last handle; the values were initialized at `offset`.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(raw.add(offset).cast::<Value>(), len));
+            dealloc(raw, layout);
+        }
     }
 }
 
@@ -111,11 +181,11 @@ impl PartialEq for Row {
             return true;
         }
         let (a, b) =
-            (self.0.header.header.load(AtomicOrdering::Relaxed), other.0.header.header.load(AtomicOrdering::Relaxed));
+            (self.header().hash.load(AtomicOrdering::Relaxed), other.header().hash.load(AtomicOrdering::Relaxed));
         if a != UNHASHED && b != UNHASHED && a != b {
             return false;
         }
-        self.0.slice == other.0.slice
+        self.deref() == other.deref()
     }
 }
 
@@ -136,7 +206,7 @@ impl PartialOrd for Row {
 
 impl Ord for Row {
     fn cmp(&self, other: &Row) -> Ordering {
-        self.0.slice.cmp(&other.0.slice)
+        self.deref().cmp(other.deref())
     }
 }
 
@@ -144,7 +214,12 @@ impl Deref for Row {
     type Target = [Value];
     #[inline]
     fn deref(&self) -> &[Value] {
-        &self.0.slice
+        let len = self.header().len as usize;
+        // The header is 16 bytes and values are 8-aligned: they follow it directly.
+        const OFFSET: usize = std::mem::size_of::<Header>();
+        const _: () = assert!(std::mem::align_of::<Value>() <= 8);
+        // SAFETY: `len` initialized values follow the header, alive while `self` is.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast::<u8>().add(OFFSET).cast::<Value>(), len) }
     }
 }
 
@@ -205,6 +280,8 @@ mod tests {
     #[test]
     fn rows_are_thin_and_hash_by_value() {
         assert_eq!(std::mem::size_of::<Row>(), 8);
+        assert_eq!(layout(5).0.size(), 96, "a five-value row is one 96-byte allocation");
+        assert_eq!(layout(0).1, std::mem::size_of::<Header>());
         let a = crate::row![1, "x", 2.5];
         let b: Row = vec![Value::Int(1), Value::text("x"), Value::Float(2.5)].into_iter().collect();
         assert_eq!(a, b);
