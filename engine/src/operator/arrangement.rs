@@ -18,7 +18,7 @@ use crate::expr::Expr;
 use crate::row::Row;
 use crate::zset::{Weight, ZSet};
 
-use super::index::{Counts, Key, KeyedBag, join_key};
+use super::index::{Key, KeyedBag, Multiplicity, Tally, join_key};
 
 /// An arrangement as joins hold it.
 pub type Shared = Arc<RwLock<Arrangement>>;
@@ -27,7 +27,7 @@ pub type Shared = Arc<RwLock<Arrangement>>;
 #[derive(Debug)]
 pub struct Arrangement {
     keys: Vec<Expr>,
-    bag: KeyedBag,
+    bag: KeyedBag<Multiplicity>,
 }
 
 impl Arrangement {
@@ -59,7 +59,7 @@ impl Arrangement {
     /// Calls `f` with each row under `key` and its multiplicity.
     #[inline]
     pub(crate) fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, Weight)) {
-        self.bag.for_each(key, |r, c: Counts| f(r, c.weight()));
+        self.bag.for_each(key, |r, c| f(r, c.weight()));
     }
 
     /// Every key with its rows and their multiplicities.

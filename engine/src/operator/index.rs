@@ -64,17 +64,53 @@ fn narrow(w: Weight) -> i32 {
     i32::try_from(w).expect("a row's count fits in 32 bits")
 }
 
-impl Counts {
+/// What a bag keeps beside each row: at least its multiplicity.
+pub(crate) trait Tally: Copy + std::fmt::Debug {
+    /// A row new to the bag, with `weight` copies and `matches` partners.
+    fn new(weight: Weight, matches: Weight) -> Self;
+    /// The row's multiplicity.
+    fn weight(&self) -> Weight;
+    /// Adds `w` to the multiplicity.
+    fn add_weight(&mut self, w: Weight);
+}
+
+/// A row's multiplicity alone (what an arrangement keeps), in 32 bits.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Multiplicity(i32);
+
+impl Tally for Multiplicity {
+    #[inline]
+    fn new(weight: Weight, _matches: Weight) -> Multiplicity {
+        Multiplicity(narrow(weight))
+    }
+
+    #[inline]
+    fn weight(&self) -> Weight {
+        self.0 as Weight
+    }
+
+    #[inline]
+    fn add_weight(&mut self, w: Weight) {
+        self.0 = narrow(self.0 as Weight + w);
+    }
+}
+
+impl Tally for Counts {
     fn new(weight: Weight, matches: Weight) -> Counts {
         Counts { weight: narrow(weight), matches: narrow(matches) }
     }
 
-    /// The row's multiplicity.
     #[inline]
-    pub fn weight(&self) -> Weight {
+    fn weight(&self) -> Weight {
         self.weight as Weight
     }
 
+    fn add_weight(&mut self, w: Weight) {
+        self.weight = narrow(self.weight as Weight + w);
+    }
+}
+
+impl Counts {
     /// The number (weighted) of partners the row matches.
     #[inline]
     pub fn matches(&self) -> Weight {
@@ -86,29 +122,31 @@ impl Counts {
     pub fn add_matches(&mut self, w: Weight) {
         self.matches = narrow(self.matches as Weight + w);
     }
-
-    fn add_weight(&mut self, w: Weight) {
-        self.weight = narrow(self.weight as Weight + w);
-    }
 }
 
 #[derive(Debug)]
-enum Bucket {
+enum Bucket<C> {
     /// One row, inline.
-    One(Row, Counts),
-    /// Few rows, each with its hash beside it, so that a scan compares hashes without
-    /// touching the rows themselves.
-    Small(Vec<(u64, Row, Counts)>),
+    One(Row, C),
+    /// Few rows, each with 32 bits of its hash beside it, so that a scan compares
+    /// hashes without touching the rows themselves.
+    Small(Vec<(u32, C, Row)>),
     /// Many rows, by their cached hashes (boxed: rare, and it would double every
     /// slot's size).
-    Large(Box<HashTable<(Row, Counts)>>),
+    Large(Box<HashTable<(Row, C)>>),
 }
 
-impl Bucket {
+/// The part of a row's hash a small bucket keeps.
+#[inline]
+fn fragment(row: &Row) -> u32 {
+    row.hash_value() as u32
+}
+
+impl<C: Tally> Bucket<C> {
     /// Whether no row is left (a single row goes when its weight reaches zero).
     fn is_empty(&self) -> bool {
         match self {
-            Bucket::One(_, c) => c.weight == 0,
+            Bucket::One(_, c) => c.weight() == 0,
             Bucket::Small(v) => v.is_empty(),
             Bucket::Large(m) => m.is_empty(),
         }
@@ -120,32 +158,41 @@ impl Bucket {
             Bucket::One(r, c) => {
                 if r == row {
                     c.add_weight(weight);
-                    return if c.weight == 0 { -1 } else { 0 };
+                    return if c.weight() == 0 { -1 } else { 0 };
                 }
-                let first = (r.hash_value(), r.clone(), *c);
-                *self = Bucket::Small(vec![first, (row.hash_value(), row.clone(), Counts::new(weight, matches))]);
+                let first = (fragment(r), *c, r.clone());
+                *self = Bucket::Small(vec![first, (fragment(row), C::new(weight, matches), row.clone())]);
                 1
             }
             Bucket::Small(v) => {
-                let hash = row.hash_value();
-                match v.iter().position(|(h, r, _)| *h == hash && r == row) {
+                let hash = fragment(row);
+                match v.iter().position(|(h, _, r)| *h == hash && r == row) {
                     Some(i) => {
-                        v[i].2.add_weight(weight);
-                        if v[i].2.weight != 0 {
+                        v[i].1.add_weight(weight);
+                        if v[i].1.weight() != 0 {
                             return 0;
                         }
                         v.swap_remove(i);
                         -1
                     }
-                    None => {
-                        v.push((hash, row.clone(), Counts::new(weight, matches)));
-                        if v.len() > SMALL {
-                            let mut m = HashTable::with_capacity(v.len() * 2);
-                            for (h, r, c) in v.drain(..) {
-                                m.insert_unique(h, (r, c), |(r, _)| r.hash_value());
-                            }
-                            *self = Bucket::Large(Box::new(m));
+                    None if v.len() < SMALL => {
+                        // Grown by half, not doubled: most keys stop at a few rows,
+                        // and a doubled vector would be a third empty on average.
+                        if v.len() == v.capacity() {
+                            v.reserve_exact(v.len() / 2 + 1);
                         }
+                        v.push((hash, C::new(weight, matches), row.clone()));
+                        1
+                    }
+                    None => {
+                        let mut m = HashTable::with_capacity(v.len() * 2);
+                        for (_, c, r) in v.drain(..) {
+                            m.insert_unique(r.hash_value(), (r, c), |(r, _)| r.hash_value());
+                        }
+                        m.insert_unique(row.hash_value(), (row.clone(), C::new(weight, matches)), |(r, _)| {
+                            r.hash_value()
+                        });
+                        *self = Bucket::Large(Box::new(m));
                         1
                     }
                 }
@@ -154,16 +201,14 @@ impl Bucket {
                 Ok(mut o) => {
                     let c = &mut o.get_mut().1;
                     c.add_weight(weight);
-                    if c.weight != 0 {
+                    if c.weight() != 0 {
                         return 0;
                     }
                     o.remove();
                     -1
                 }
                 Err(_) => {
-                    m.insert_unique(row.hash_value(), (row.clone(), Counts::new(weight, matches)), |(r, _)| {
-                        r.hash_value()
-                    });
+                    m.insert_unique(row.hash_value(), (row.clone(), C::new(weight, matches)), |(r, _)| r.hash_value());
                     1
                 }
             },
@@ -171,32 +216,38 @@ impl Bucket {
     }
 }
 
-/// Rows by join key.
-#[derive(Debug, Default)]
-pub(crate) struct KeyedBag {
-    buckets: HashMap<Key, Bucket>,
+/// Rows by join key, each with its tally `C`.
+#[derive(Debug)]
+pub(crate) struct KeyedBag<C = Counts> {
+    buckets: HashMap<Key, Bucket<C>>,
     rows: usize,
 }
 
-impl KeyedBag {
+impl<C> Default for KeyedBag<C> {
+    fn default() -> Self {
+        KeyedBag { buckets: HashMap::new(), rows: 0 }
+    }
+}
+
+impl<C: Tally> KeyedBag<C> {
     /// Calls `f` with each row under `key`, its weight and its match count.
     #[inline]
-    pub fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, Counts)) {
+    pub fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, C)) {
         match self.buckets.get(key) {
             None => {}
             Some(Bucket::One(r, c)) => f(r, *c),
-            Some(Bucket::Small(v)) => v.iter().for_each(|(_, r, c)| f(r, *c)),
+            Some(Bucket::Small(v)) => v.iter().for_each(|(_, c, r)| f(r, *c)),
             Some(Bucket::Large(m)) => m.iter().for_each(|(r, c)| f(r, *c)),
         }
     }
 
     /// Like [`KeyedBag::for_each`], with the counts mutable.
     #[inline]
-    pub fn for_each_mut(&mut self, key: &Key, mut f: impl FnMut(&Row, &mut Counts)) {
+    pub fn for_each_mut(&mut self, key: &Key, mut f: impl FnMut(&Row, &mut C)) {
         match self.buckets.get_mut(key) {
             None => {}
             Some(Bucket::One(r, c)) => f(r, c),
-            Some(Bucket::Small(v)) => v.iter_mut().for_each(|(_, r, c)| f(r, c)),
+            Some(Bucket::Small(v)) => v.iter_mut().for_each(|(_, c, r)| f(r, c)),
             Some(Bucket::Large(m)) => m.iter_mut().for_each(|(r, c)| f(r, c)),
         }
     }
@@ -216,18 +267,18 @@ impl KeyedBag {
                 _ => {}
             },
             Entry::Vacant(v) => {
-                v.insert(Bucket::One(row.clone(), Counts::new(weight, matches)));
+                v.insert(Bucket::One(row.clone(), C::new(weight, matches)));
                 self.rows += 1;
             }
         }
     }
 
     /// Every key with its rows.
-    pub fn for_each_key<'a>(&'a self, mut f: impl FnMut(&'a Key, &mut dyn Iterator<Item = (&'a Row, Counts)>)) {
+    pub fn for_each_key<'a>(&'a self, mut f: impl FnMut(&'a Key, &mut dyn Iterator<Item = (&'a Row, C)>)) {
         for (k, b) in &self.buckets {
             match b {
                 Bucket::One(r, c) => f(k, &mut std::iter::once((r, *c))),
-                Bucket::Small(v) => f(k, &mut v.iter().map(|(_, r, c)| (r, *c))),
+                Bucket::Small(v) => f(k, &mut v.iter().map(|(_, c, r)| (r, *c))),
                 Bucket::Large(m) => f(k, &mut m.iter().map(|(r, c)| (r, *c))),
             }
         }
@@ -235,15 +286,15 @@ impl KeyedBag {
 
     /// Approximate heap bytes (not counting the rows, which are shared).
     pub fn state_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(u64, Row, Counts)>();
-        self.buckets.capacity() * (std::mem::size_of::<(Key, Bucket)>() + 1)
+        let entry = std::mem::size_of::<(u32, C, Row)>();
+        self.buckets.capacity() * (std::mem::size_of::<(Key, Bucket<C>)>() + 1)
             + self
                 .buckets
                 .values()
                 .map(|b| match b {
                     Bucket::One(..) => 0,
                     Bucket::Small(v) => v.capacity() * entry,
-                    Bucket::Large(m) => m.capacity() * (std::mem::size_of::<(Row, Counts)>() + 1),
+                    Bucket::Large(m) => m.capacity() * (std::mem::size_of::<(Row, C)>() + 1),
                 })
                 .sum::<usize>()
     }
@@ -263,7 +314,7 @@ mod tests {
 
     #[test]
     fn buckets_grow_into_maps_and_shrink_away() {
-        let mut bag = KeyedBag::default();
+        let mut bag: KeyedBag = KeyedBag::default();
         let key = Key::One(Value::Int(1));
         for i in 0..40 {
             bag.add(key.clone(), &row![1, i], 1, 0);

@@ -17,7 +17,7 @@ use crate::expr::Expr;
 use crate::row::Row;
 use crate::zset::{Weight, ZSet};
 
-use super::index::{Counts, KeyedBag, join_key};
+use super::index::{Counts, KeyedBag, Tally, join_key};
 use super::join::Emit;
 use super::{ENTRY_BYTES, Operator};
 
