@@ -63,8 +63,6 @@ struct Node {
     key: NodeKey,
     /// Parents plus views that use this node.
     refs: usize,
-    /// Arrangements of this node's output.
-    arranged: Vec<Shared>,
     /// Arrangements of its inputs this node's operator probes.
     uses: Vec<ArrangementKey>,
 }
@@ -76,6 +74,8 @@ type ArrangementKey = (NodeIndex, String);
 #[derive(Debug, Default)]
 struct Arrangements {
     by_key: HashMap<ArrangementKey, (Shared, usize)>,
+    /// Per arranged node, its arrangements (to apply its deltas to).
+    by_node: HashMap<NodeIndex, Vec<Shared>>,
     /// Created since the last [`Graph::initialize`]: still empty.
     unfilled: Vec<(NodeIndex, Shared)>,
 }
@@ -88,10 +88,35 @@ impl Arrangements {
         let (a, holders) = self.by_key.entry(key).or_insert_with(|| {
             let a = Arrangement::shared(keys.to_vec());
             self.unfilled.push((node, Arc::clone(&a)));
+            self.by_node.entry(node).or_default().push(Arc::clone(&a));
             (a, 0)
         });
         *holders += 1;
         Arc::clone(a)
+    }
+
+    /// Drops one holder of `key`, and the arrangement with its last.
+    fn release(&mut self, key: &ArrangementKey) {
+        let (a, holders) = self.by_key.get_mut(key).expect("held arrangements are registered");
+        *holders -= 1;
+        if *holders > 0 {
+            return;
+        }
+        let a = Arc::clone(a);
+        self.by_key.remove(key);
+        if let Some(list) = self.by_node.get_mut(&key.0) {
+            list.retain(|b| !Arc::ptr_eq(&a, b));
+            if list.is_empty() {
+                self.by_node.remove(&key.0);
+            }
+        }
+    }
+
+    /// Applies a delta of `node` to its arrangements.
+    fn apply(&self, node: NodeIndex, delta: &ZSet) {
+        for a in self.by_node.get(&node).into_iter().flatten() {
+            a.write().apply(delta);
+        }
     }
 }
 
@@ -128,20 +153,7 @@ impl Graph {
                 self.arrangements.acquire(inputs[port], keys, &mut uses)
             })),
         };
-        for (node, a) in &self.arrangements.unfilled {
-            let arranged = &mut self.graph[*node].arranged;
-            if !arranged.iter().any(|b| Arc::ptr_eq(a, b)) {
-                arranged.push(Arc::clone(a));
-            }
-        }
-        let n = self.graph.add_node(Node {
-            kind,
-            inputs: inputs.clone(),
-            key: key.clone(),
-            refs: 1,
-            arranged: Vec::new(),
-            uses,
-        });
+        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses });
         for (port, &i) in inputs.iter().enumerate() {
             self.graph.add_edge(i, n, port);
         }
@@ -165,13 +177,7 @@ impl Graph {
         let removed = self.graph.remove_node(node).expect("node exists");
         self.by_key.remove(&removed.key);
         for key in &removed.uses {
-            let (a, holders) = self.arrangements.by_key.get_mut(key).expect("held arrangements are registered");
-            *holders -= 1;
-            if *holders == 0 {
-                let a = Arc::clone(a);
-                self.arrangements.by_key.remove(key);
-                self.graph[key.0].arranged.retain(|b| !Arc::ptr_eq(&a, b));
-            }
+            self.arrangements.release(key);
         }
         if let NodeKind::Source(t) = removed.kind {
             self.sources.remove(&t);
@@ -203,9 +209,7 @@ impl Graph {
             if let Some(n) = self.source(*table)
                 && !delta.is_empty()
             {
-                for a in &self.graph[n].arranged {
-                    a.write().apply(delta);
-                }
+                self.arrangements.apply(n, delta);
                 self.deltas[n.index()] = std::mem::take(delta);
                 self.touched.push(n);
                 any = true;
@@ -242,9 +246,7 @@ impl Graph {
                 out = self.refill(n, tables);
             }
             if !out.is_empty() {
-                for a in &self.graph[n].arranged {
-                    a.write().apply(&out);
-                }
+                self.arrangements.apply(n, &out);
                 self.deltas[n.index()] = out;
                 self.touched.push(n);
             }
