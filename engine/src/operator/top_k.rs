@@ -54,7 +54,7 @@ pub struct TopK {
 impl TopK {
     /// A window of `limit` rows after `offset` rows, by `order`.
     pub fn new(order: Vec<SortKey>, limit: Option<u64>, offset: u64) -> TopK {
-        let slack = limit.map_or(0, |l| (offset + l).max(MIN_SLACK));
+        let slack = limit.map_or(0, |l| offset.saturating_add(l).max(MIN_SLACK));
         TopK {
             spec: Arc::new(OrderSpec::new(order)),
             limit,
