@@ -28,7 +28,7 @@ use super::index::Key;
 #[derive(Debug, Clone)]
 struct Group {
     rows: Weight,
-    accumulators: Vec<Accumulator>,
+    accumulators: Box<[Accumulator]>,
 }
 
 impl Group {
