@@ -228,10 +228,10 @@ impl Harness {
             9..=14 => {
                 let i = self.rng.below(model[t].len() as u64) as usize;
                 let old = model[t][i].clone();
-                let fresh = self.random_row(t, old[0].as_i64().unwrap_or(0));
+                let fresh = self.random_row(t, old.get(0).as_i64().unwrap_or(0));
                 let mut new = old.to_vec();
                 let k = 1 + self.rng.below(cols.len() as u64 - 1) as usize;
-                new[k] = fresh[k].clone();
+                new[k] = fresh.get(k).into_owned();
                 if t != T3 && self.rng.chance(0.1) {
                     new[0] = Value::Int(self.next_id);
                     self.next_id += 1;
@@ -241,7 +241,7 @@ impl Harness {
                 let set = cols.iter().map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
                 let mut params = new.to_vec();
                 let (change, sql) = if t == T3 {
-                    params.extend(old.iter().cloned());
+                    params.extend(old.to_vec());
                     (
                         Change::update(name, old.to_vec(), new.to_vec()),
                         format!(
@@ -249,10 +249,13 @@ impl Harness {
                         ),
                     )
                 } else {
-                    params.push(old[0].clone());
-                    let change = if new[0] == old[0] && self.rng.chance(0.5) {
+                    params.push(old.get(0).into_owned());
+                    let change = if *new.get(0) == *old.get(0) && self.rng.chance(0.5) {
                         // By key, naming only what changed.
-                        Change::update_by_key(name, vec![(cols[0], new[0].clone()), (cols[k], new[k].clone())])
+                        Change::update_by_key(
+                            name,
+                            vec![(cols[0], new.get(0).into_owned()), (cols[k], new.get(k).into_owned())],
+                        )
                     } else {
                         Change::update(name, old.to_vec(), new.to_vec())
                     };
@@ -272,9 +275,9 @@ impl Harness {
                     )
                 } else {
                     (
-                        Change::delete(name, vec![("id", old[0].clone())]),
+                        Change::delete(name, vec![("id", old.get(0).into_owned())]),
                         format!("DELETE FROM {name} WHERE id = ?"),
-                        vec![old[0].clone()],
+                        vec![old.get(0).into_owned()],
                     )
                 };
                 out.push((change, sql, params));

@@ -225,7 +225,7 @@ fn check(args: &Args, txns: &[Vec<Event>], loaded: &Loaded) {
     }
     for ((name, sql), view) in VIEWS.iter().zip(&loaded.views) {
         let mut ours: Vec<Vec<String>> =
-            view.rows().expect("rows").iter().map(|r| r.iter().map(norm_ciuf).collect()).collect();
+            view.rows().expect("rows").iter().map(|r| r.iter().map(|v| norm_ciuf(&v)).collect()).collect();
         let mut theirs: Vec<Vec<String>> =
             sqlite.rows(sql).iter().map(|r| r.iter().map(norm_sqlite).collect()).collect();
         if !sql.contains("ORDER BY") {

@@ -40,11 +40,17 @@ pub fn rows_to_batch<'a, I>(
 where
     I: Iterator<Item = (&'a Row, usize)>,
 {
+    /// How many rows ahead to prefetch.
+    const AHEAD: usize = 8;
     let mut builders: Vec<ColumnBuilder> = types.iter().map(|t| ColumnBuilder::new(*t, n_rows)).collect();
-    for (row, n) in rows {
+    let rows: Vec<(&Row, usize)> = rows.collect();
+    for (i, &(row, n)) in rows.iter().enumerate() {
+        if let Some((ahead, _)) = rows.get(i + AHEAD) {
+            ahead.prefetch();
+        }
         for _ in 0..n {
             for (b, &p) in builders.iter_mut().zip(positions) {
-                b.append(&row[p]);
+                b.append(&row.get(p));
             }
         }
     }

@@ -1,27 +1,34 @@
-//! Rows: immutable, shared slices of values.
+//! Rows: immutable, shared tuples of values, stored compactly.
 //!
-//! A [`Row`] is a thin pointer (8 bytes) to one allocation holding a 16-byte header —
-//! reference count, length and the row's hash — and then its values, so the same row
-//! can sit in a table, in a join's index and in a view at the cost of a pointer each.
-//! The hash is computed the first time the row is hashed and kept, so a row moving
-//! through several hash maps is hashed once, and two rows with different hashes
-//! compare unequal without looking at their values. Operators never mutate a row;
-//! they build new ones.
+//! A [`Row`] is a thin pointer (8 bytes) to one allocation: an 8-byte header (reference
+//! count and 32 bits of the row's hash), the number of values, one tag byte per value,
+//! and then one 8-byte slot per value. A [`Value`] is 16 bytes because it carries its
+//! tag beside its payload; in a row the tags sit together and the payloads are packed,
+//! so a five-value row takes 56 bytes instead of the 96 a slice of values would. Rows
+//! are most of what the engine stores (a table's rows, and the same rows again in
+//! indexes and views, shared by pointer), so this is where memory is won.
 //!
-//! The allocation is written here rather than taken from an `Arc<[Value]>`-like crate
-//! because every stored row pays for its header: a 32-bit count and length keep it at
-//! 16 bytes (a five-value row is 96 bytes, not 112), and a row cannot be shared four
-//! billion times in memory anyway.
+//! Values are read through [`Row::get`], which returns a [`Ref`]: a value rebuilt on
+//! the stack from its tag and slot, that borrows the row's text or decimal instead of
+//! taking a reference count, and derefs to `&Value`. Operators never mutate a row;
+//! they build new ones. The hash is computed the first time the row is hashed and
+//! kept, so a row moving through several hash maps is hashed once, and two rows with
+//! different hashes compare unequal without looking at their values.
+//!
+//! Expressions read values from rows and from plain slices alike, through
+//! [`Columns`].
 
-use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
+use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering as AtomicOrdering, fence};
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering, fence};
 
-use crate::value::Value;
+use crate::value::{Value, tag};
 
 /// The hasher rows hash their values with: seeded once per process, so a row's hash
 /// is the same in every map.
@@ -30,31 +37,44 @@ fn row_hasher() -> impl Hasher {
     STATE.get_or_init(hashbrown::DefaultHashBuilder::default).build_hasher()
 }
 
-/// What precedes a row's values in its allocation.
+/// What starts a row's allocation.
 #[repr(C)]
 struct Header {
     count: AtomicU32,
-    len: u32,
-    hash: AtomicU64,
+    /// 32 bits of the row's hash, never zero once computed.
+    hash: AtomicU32,
 }
 
-/// Where the values start, and the layout of a row of `len` values.
+/// Where the number of values (a `u16`) lies; the tags follow it.
+const LEN: usize = std::mem::size_of::<Header>();
+/// Where the tags start.
+const TAGS: usize = LEN + std::mem::size_of::<u16>();
+
+/// The offset of the first slot and the layout of a row of `len` values.
+#[inline]
 fn layout(len: usize) -> (Layout, usize) {
-    let values = Layout::array::<Value>(len).expect("a row's size fits in memory");
-    let (layout, offset) = Layout::new::<Header>().extend(values).expect("a row's size fits in memory");
-    (layout.pad_to_align(), offset)
+    let slots = (TAGS + len).next_multiple_of(8);
+    let size = slots + 8 * len;
+    (Layout::from_size_align(size, 8).expect("a row's size fits in memory"), slots)
 }
 
 /// An immutable row of values.
 pub struct Row(NonNull<Header>);
 
-// SAFETY: a row is an immutable slice of values shared by an atomic count (as in
-// `Arc<[Value]>`); values are `Send + Sync`, and the cached hash is atomic.
+// SAFETY: a row is immutable and shared by an atomic count (as in `Arc<[Value]>`); the
+// values it holds are `Send + Sync`, and the cached hash is atomic.
 unsafe impl Send for Row {}
 // SAFETY: as above.
 unsafe impl Sync for Row {}
 
-const UNHASHED: u64 = 0;
+const UNHASHED: u32 = 0;
+
+/// Spreads 32 bits of hash over 64, so that hash tables find both their bucket (low
+/// bits) and their control byte (high bits) in it.
+#[inline]
+fn spread(h: u32) -> u64 {
+    (h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
 
 impl Row {
     /// A row of `values`.
@@ -65,62 +85,121 @@ impl Row {
 
     /// The empty row (the key of a cross join, the input of a constant query).
     pub fn empty() -> Row {
-        Row::new(Vec::new())
+        Row::from_exact(std::iter::empty(), 0)
     }
 
-    /// `self` followed by `other`.
-    pub fn concat(&self, other: &[Value]) -> Row {
-        Row::from_exact(self.iter().chain(other.iter()).cloned(), self.len() + other.len())
+    /// `self` followed by the values of `other`.
+    pub fn concat<C: Columns + ?Sized>(&self, other: &C) -> Row {
+        let (a, b) = (self.len(), other.width());
+        Row::from_exact(
+            (0..a).map(|i| self.get(i).into_owned()).chain((0..b).map(|i| other.column(i).into_owned())),
+            a + b,
+        )
     }
 
     /// The values at `columns`, in that order.
     pub fn project(&self, columns: &[usize]) -> Row {
-        Row::from_exact(columns.iter().map(|&c| self[c].clone()), columns.len())
+        Row::from_exact(columns.iter().map(|&c| self.get(c).into_owned()), columns.len())
     }
 
     /// A row of the `len` values `values` yields (it must yield exactly that many).
     fn from_exact(values: impl Iterator<Item = Value>, len: usize) -> Row {
-        let len32 = u32::try_from(len).expect("a row has fewer than 2^32 values");
-        let (layout, offset) = layout(len);
-        // SAFETY: the layout has a non-zero size (the header).
-        let raw = unsafe { alloc(layout) };
+        let len16 = u16::try_from(len).expect("a row has at most 65,535 values");
+        let (layout, slots) = layout(len);
+        // SAFETY: the layout has a non-zero size (the header). Zeroed tags are NULLs,
+        // so the row is whole at every step below: should the iterator panic or end
+        // early, dropping it frees what was written.
+        let raw = unsafe { alloc_zeroed(layout) };
         let Some(header) = NonNull::new(raw.cast::<Header>()) else { handle_alloc_error(layout) };
-        // The values are written one by one; should the iterator panic or end early,
-        // the guard drops those written and frees the allocation.
-        struct Partial {
-            raw: *mut u8,
-            layout: Layout,
-            first: *mut Value,
-            written: usize,
+        // SAFETY: the header's place is within the allocation and aligned.
+        unsafe {
+            header.write(Header { count: AtomicU32::new(1), hash: AtomicU32::new(UNHASHED) });
+            raw.add(LEN).cast::<u16>().write(len16);
         }
-        impl Drop for Partial {
-            fn drop(&mut self) {
-                // SAFETY: `written` values were initialized at `first`, in `raw`.
-                unsafe {
-                    std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.first, self.written));
-                    dealloc(self.raw, self.layout);
-                }
-            }
-        }
-        // SAFETY: `offset` lies within the allocation (Layout::extend).
-        let first = unsafe { raw.add(offset) }.cast::<Value>();
-        let mut partial = Partial { raw, layout, first, written: 0 };
+        let row = Row(header);
+        let mut written = 0;
         for v in values.take(len) {
-            // SAFETY: slot `written` < len is within the allocation and not yet written.
-            unsafe { first.add(partial.written).write(v) };
-            partial.written += 1;
+            let (t, bits) = v.into_slot();
+            // SAFETY: slot `written` < len lies within the allocation; nothing else
+            // sees the row yet.
+            unsafe {
+                raw.add(slots + 8 * written).cast::<u64>().write(bits);
+                raw.add(TAGS + written).write(t);
+            }
+            written += 1;
         }
-        assert_eq!(partial.written, len, "a row's iterator yielded fewer values than announced");
-        std::mem::forget(partial);
-        // SAFETY: the header's slot is within the allocation and suitably aligned.
-        unsafe { header.write(Header { count: AtomicU32::new(1), len: len32, hash: AtomicU64::new(UNHASHED) }) };
-        Row(header)
+        assert_eq!(written, len, "a row's iterator yielded fewer values than announced");
+        row
     }
 
     #[inline]
     fn header(&self) -> &Header {
         // SAFETY: the header lives as long as any handle.
         unsafe { self.0.as_ref() }
+    }
+
+    #[inline]
+    fn base(&self) -> *const u8 {
+        self.0.as_ptr().cast::<u8>().cast_const()
+    }
+
+    /// The tags of the values.
+    #[inline]
+    fn tags(&self) -> &[u8] {
+        // SAFETY: `len` tags follow the header, alive while `self` is.
+        unsafe { std::slice::from_raw_parts(self.base().add(TAGS), self.len()) }
+    }
+
+    /// The payloads of the values.
+    #[inline]
+    fn slots(&self) -> &[u64] {
+        let len = self.len();
+        // SAFETY: `len` slots start at the 8-aligned offset `layout` gives.
+        unsafe { std::slice::from_raw_parts(self.base().add(layout(len).1).cast::<u64>(), len) }
+    }
+
+    /// The number of values.
+    #[inline]
+    pub fn len(&self) -> usize {
+        // SAFETY: the length follows the header, 2-aligned.
+        unsafe { self.base().add(LEN).cast::<u16>().read() as usize }
+    }
+
+    /// Whether the row has no values.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value at `i` (panics past the end, as indexing does).
+    #[inline]
+    pub fn get(&self, i: usize) -> Ref<'_> {
+        let (t, bits) = (self.tags()[i], self.slots()[i]);
+        // SAFETY: the slot was written by `from_exact` and keeps its reference while
+        // the row lives; the view is never dropped.
+        Ref::view(unsafe { Value::from_slot(t, bits) })
+    }
+
+    /// The values, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Ref<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The values, cloned into a vector.
+    pub fn to_vec(&self) -> Vec<Value> {
+        self.iter().map(|v| v.into_owned()).collect()
+    }
+
+    /// Asks the processor to start loading the row, for a loop that will read it a
+    /// few iterations later (rows sit wherever they were allocated; a walk over a
+    /// hash table's rows otherwise waits on memory at every row).
+    #[inline]
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetching is a hint; it never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(self.base().cast::<i8>());
+        }
     }
 
     /// Whether two handles share one allocation.
@@ -133,13 +212,15 @@ impl Row {
     pub fn hash_value(&self) -> u64 {
         let cached = self.header().hash.load(AtomicOrdering::Relaxed);
         if cached != UNHASHED {
-            return cached;
+            return spread(cached);
         }
         let mut h = row_hasher();
-        self.deref().hash(&mut h);
-        let hash = h.finish() | 1;
+        h.write_usize(self.len());
+        self.iter().for_each(|v| v.hash(&mut h));
+        let full = h.finish();
+        let hash = ((full ^ (full >> 32)) as u32).max(1);
         self.header().hash.store(hash, AtomicOrdering::Relaxed);
-        hash
+        spread(hash)
     }
 }
 
@@ -163,14 +244,16 @@ impl Drop for Row {
         }
         // Every other handle's use of the row happens before it is freed.
         fence(AtomicOrdering::Acquire);
-        let len = self.header().len as usize;
-        let (layout, offset) = layout(len);
-        let raw = self.0.as_ptr().cast::<u8>();
-        // SAFETY: this was the last handle; the values were initialized at `offset`.
-        unsafe {
-            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(raw.add(offset).cast::<Value>(), len));
-            dealloc(raw, layout);
+        let len = self.len();
+        for (&t, &bits) in self.tags().iter().zip(self.slots()) {
+            if tag::owns_pointer(t) {
+                // SAFETY: this was the last handle; the slot's reference is given back
+                // once.
+                drop(unsafe { Value::from_slot(t, bits) });
+            }
         }
+        // SAFETY: the allocation was made with this layout.
+        unsafe { dealloc(self.0.as_ptr().cast::<u8>(), layout(len).0) };
     }
 }
 
@@ -182,10 +265,13 @@ impl PartialEq for Row {
         }
         let (a, b) =
             (self.header().hash.load(AtomicOrdering::Relaxed), other.header().hash.load(AtomicOrdering::Relaxed));
-        if a != UNHASHED && b != UNHASHED && a != b {
+        if (a != UNHASHED && b != UNHASHED && a != b) || self.len() != other.len() {
             return false;
         }
-        self.deref() == other.deref()
+        let (ta, tb, sa, sb) = (self.tags(), other.tags(), self.slots(), other.slots());
+        // Equal tags and payloads are equal values (the same pointer for text); other
+        // pairs may still be equal (equal text in two allocations, -0.0 and 0.0).
+        (0..ta.len()).all(|i| (ta[i] == tb[i] && sa[i] == sb[i]) || *self.get(i) == *other.get(i))
     }
 }
 
@@ -204,22 +290,16 @@ impl PartialOrd for Row {
     }
 }
 
+/// Lexicographic by value, as slices of values order.
 impl Ord for Row {
     fn cmp(&self, other: &Row) -> Ordering {
-        self.deref().cmp(other.deref())
-    }
-}
-
-impl Deref for Row {
-    type Target = [Value];
-    #[inline]
-    fn deref(&self) -> &[Value] {
-        let len = self.header().len as usize;
-        // The header is 16 bytes and values are 8-aligned: they follow it directly.
-        const OFFSET: usize = std::mem::size_of::<Header>();
-        const _: () = assert!(std::mem::align_of::<Value>() <= 8);
-        // SAFETY: `len` initialized values follow the header, alive while `self` is.
-        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast::<u8>().add(OFFSET).cast::<Value>(), len) }
+        for (a, b) in self.iter().zip(other.iter()) {
+            match (*a).cmp(&*b) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        self.len().cmp(&other.len())
     }
 }
 
@@ -253,7 +333,7 @@ impl fmt::Display for Row {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{v}")?;
+            write!(f, "{}", *v)?;
         }
         f.write_str(")")
     }
@@ -273,24 +353,181 @@ impl From<&Row> for Row {
     }
 }
 
+/// A value read from a row or an expression: either a view of a value that lives
+/// elsewhere for `'a` (a row's slot, a literal), which costs no reference count, or a
+/// value of its own. Derefs to `&Value`.
+pub struct Ref<'a> {
+    value: ManuallyDrop<Value>,
+    owned: bool,
+    _lives_in: PhantomData<&'a Value>,
+}
+
+impl<'a> Ref<'a> {
+    /// A value of its own.
+    #[inline]
+    pub fn owned(value: Value) -> Ref<'a> {
+        Ref { value: ManuallyDrop::new(value), owned: true, _lives_in: PhantomData }
+    }
+
+    /// A view of `value`, which lives for `'a`.
+    #[inline]
+    pub fn borrowed(value: &'a Value) -> Ref<'a> {
+        // SAFETY: a bitwise copy that is never dropped: its pointers (text and
+        // decimals are reference-counted, never unique) stay owned by `value`, which
+        // outlives the view.
+        Ref::view(unsafe { std::ptr::read(value) })
+    }
+
+    /// A view of a value owned elsewhere for `'a`; it must never be dropped.
+    #[inline]
+    fn view(value: Value) -> Ref<'a> {
+        Ref { value: ManuallyDrop::new(value), owned: false, _lives_in: PhantomData }
+    }
+
+    /// The value, cloned unless it is owned.
+    #[inline]
+    pub fn into_owned(self) -> Value {
+        let mut this = ManuallyDrop::new(self);
+        if this.owned {
+            // SAFETY: owned, and `this` is never dropped: the value moves out once.
+            unsafe { ManuallyDrop::take(&mut this.value) }
+        } else {
+            (*this.value).clone()
+        }
+    }
+}
+
+impl Deref for Ref<'_> {
+    type Target = Value;
+    #[inline]
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
+impl Drop for Ref<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.owned {
+            // SAFETY: owned, and dropped once.
+            unsafe { ManuallyDrop::drop(&mut self.value) }
+        }
+    }
+}
+
+impl fmt::Debug for Ref<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Anything expressions can read columns from: a [`Row`], or a slice of values.
+pub trait Columns {
+    /// The value of column `i`.
+    fn column(&self, i: usize) -> Ref<'_>;
+    /// The number of columns.
+    fn width(&self) -> usize;
+}
+
+impl Columns for Row {
+    #[inline]
+    fn column(&self, i: usize) -> Ref<'_> {
+        self.get(i)
+    }
+    #[inline]
+    fn width(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Columns for [Value] {
+    #[inline]
+    fn column(&self, i: usize) -> Ref<'_> {
+        Ref::borrowed(&self[i])
+    }
+    #[inline]
+    fn width(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<const N: usize> Columns for [Value; N] {
+    #[inline]
+    fn column(&self, i: usize) -> Ref<'_> {
+        Ref::borrowed(&self[i])
+    }
+    #[inline]
+    fn width(&self) -> usize {
+        N
+    }
+}
+
+impl Columns for Vec<Value> {
+    #[inline]
+    fn column(&self, i: usize) -> Ref<'_> {
+        Ref::borrowed(&self[i])
+    }
+    #[inline]
+    fn width(&self) -> usize {
+        self.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decimal::Decimal;
 
     #[test]
-    fn rows_are_thin_and_hash_by_value() {
+    fn rows_are_thin_compact_and_hash_by_value() {
         assert_eq!(std::mem::size_of::<Row>(), 8);
-        assert_eq!(layout(5).0.size(), 96, "a five-value row is one 96-byte allocation");
-        assert_eq!(layout(0).1, std::mem::size_of::<Header>());
+        assert_eq!(layout(5).0.size(), 56, "a five-value row is one 56-byte allocation");
+        assert_eq!(layout(6).0.size(), 64);
+        assert_eq!(layout(0).0.size(), 16);
         let a = crate::row![1, "x", 2.5];
         let b: Row = vec![Value::Int(1), Value::text("x"), Value::Float(2.5)].into_iter().collect();
         assert_eq!(a, b);
         assert_eq!(a.hash_value(), b.hash_value());
         assert_ne!(a, crate::row![1, "y", 2.5]);
         assert!(a < crate::row![1, "y", 2.5]);
+        assert!(crate::row![1] < a);
         assert_eq!(a.project(&[2, 0]), crate::row![2.5, 1]);
-        assert_eq!(a.concat(&[Value::Null]).len(), 4);
-        let filtered: Row = a.iter().filter(|v| !matches!(v, Value::Text(_))).cloned().collect();
+        assert_eq!(a.concat(&[Value::Null][..]).len(), 4);
+        let filtered: Row = a.iter().filter(|v| !matches!(**v, Value::Text(_))).map(Ref::into_owned).collect();
         assert_eq!(filtered, crate::row![1, 2.5]);
+        assert_eq!(crate::row![-0.0], crate::row![0.0]);
+    }
+
+    #[test]
+    fn every_kind_of_value_survives_a_slot() {
+        let values = vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Int(i64::MIN),
+            Value::Float(-1.5),
+            Value::Decimal(std::sync::Arc::new(Decimal::parse("12.345").expect("a decimal"))),
+            Value::text("a longer piece of text"),
+            Value::Date(-719_162),
+            Value::Timestamp(i64::MAX),
+        ];
+        let row = Row::new(values.clone());
+        assert_eq!(row.to_vec(), values);
+        let copy = row.clone();
+        drop(row);
+        // The text and the decimal are still alive through the other handle.
+        assert_eq!(copy.to_vec(), values);
+        assert_eq!(copy.get(6).as_str(), Some("a longer piece of text"));
+    }
+
+    #[test]
+    fn a_panicking_iterator_leaves_nothing_behind() {
+        let result = std::panic::catch_unwind(|| {
+            Row::from_exact(
+                [Value::text("kept"), Value::Int(1)].into_iter().chain(std::iter::from_fn(|| panic!("no more"))),
+                3,
+            )
+        });
+        assert!(result.is_err());
     }
 }

@@ -27,9 +27,9 @@ impl OrderSpec {
     }
 
     /// Compares two rows.
-    pub fn compare(&self, a: &[Value], b: &[Value]) -> Ordering {
+    pub fn compare(&self, a: &Row, b: &Row) -> Ordering {
         for k in &self.keys {
-            let o = compare_key(k, &a[k.column], &b[k.column]);
+            let o = compare_key(k, &a.get(k.column), &b.get(k.column));
             if o != Ordering::Equal {
                 return o;
             }
@@ -38,8 +38,8 @@ impl OrderSpec {
     }
 
     /// The value of `row` that orders it first (NULL when the order has no keys).
-    fn first_value(&self, row: &[Value]) -> Value {
-        self.keys.first().map_or(Value::Null, |k| row[k.column].clone())
+    fn first_value(&self, row: &Row) -> Value {
+        self.keys.first().map_or(Value::Null, |k| row.get(k.column).into_owned())
     }
 }
 

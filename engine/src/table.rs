@@ -10,6 +10,7 @@
 //! same transaction sees it, and a failed transaction can put every table back.
 
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::ops::Deref;
 use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
@@ -19,7 +20,7 @@ use crate::datetime;
 use crate::decimal::{Decimal, pow10};
 use crate::error::{ConstraintError, Error, Result, SchemaError, nearest_name};
 use crate::plan::TableId;
-use crate::row::Row;
+use crate::row::{Columns, Row};
 use crate::types::{Column, DataType, TableSchema};
 use crate::value::{Str, Value};
 use crate::zset::{Weight, ZSet};
@@ -124,7 +125,7 @@ impl Table {
         }
     }
 
-    fn key_hash<'a>(&self, key_values: impl Iterator<Item = &'a Value>) -> u64 {
+    fn key_hash<V: Deref<Target = Value>>(&self, key_values: impl Iterator<Item = V>) -> u64 {
         let mut h = self.hasher.build_hasher();
         for v in key_values {
             v.hash(&mut h);
@@ -133,9 +134,9 @@ impl Table {
     }
 
     /// The stored row whose key columns equal `value(c)` for each key column `c`.
-    fn find_hashed<'v>(&self, hash: u64, value: impl Fn(usize) -> &'v Value) -> Option<&Row> {
+    fn find_hashed<V: Deref<Target = Value>>(&self, hash: u64, value: impl Fn(usize) -> V) -> Option<&Row> {
         let Rows::Keyed { key, rows } = &self.rows else { return None };
-        rows.find(hash, |r| key.iter().all(|&c| r[c] == *value(c)))
+        rows.find(hash, |r| key.iter().all(|&c| *r.get(c) == *value(c)))
     }
 
     /// Stores `row` (already checked). Used by changes and by rollback.
@@ -158,7 +159,7 @@ impl Table {
         match &mut self.rows {
             Rows::Keyed { key, rows } => {
                 let hash = hash_key(&self.hasher, key, row);
-                if let Ok(e) = rows.find_entry(hash, |r| key.iter().all(|&c| r[c] == row[c])) {
+                if let Ok(e) = rows.find_entry(hash, |r| key.iter().all(|&c| *r.get(c) == *row.get(c))) {
                     e.remove();
                 }
             }
@@ -178,9 +179,9 @@ impl Table {
     pub fn insert(&mut self, data: RowData, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
         let row = self.full_row(data, None)?;
         if let Rows::Keyed { key, .. } = &self.rows {
-            let hash = self.key_hash(key.iter().map(|&c| &row[c]));
-            if self.find_hashed(hash, |c| &row[c]).is_some() {
-                let key_values: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
+            let hash = self.key_hash(key.iter().map(|&c| row.get(c)));
+            if self.find_hashed(hash, |c| row.get(c)).is_some() {
+                let key_values: Vec<Value> = key.iter().map(|&c| row.get(c).into_owned()).collect();
                 return Err(self.duplicate(&key_values));
             }
         }
@@ -217,13 +218,13 @@ impl Table {
             return Ok(());
         }
         let key_changed = match &self.rows {
-            Rows::Keyed { key, .. } => key.iter().any(|&c| stored[c] != row[c]),
+            Rows::Keyed { key, .. } => key.iter().any(|&c| *stored.get(c) != *row.get(c)),
             Rows::Bag { .. } => true,
         };
         if key_changed && let Rows::Keyed { key, .. } = &self.rows {
-            let hash = self.key_hash(key.iter().map(|&c| &row[c]));
-            if self.find_hashed(hash, |c| &row[c]).is_some() {
-                let new_key: Vec<Value> = key.iter().map(|&c| row[c].clone()).collect();
+            let hash = self.key_hash(key.iter().map(|&c| row.get(c)));
+            if self.find_hashed(hash, |c| row.get(c)).is_some() {
+                let new_key: Vec<Value> = key.iter().map(|&c| row.get(c).into_owned()).collect();
                 return Err(self.duplicate(&new_key));
             }
         }
@@ -289,7 +290,7 @@ impl Table {
                     }
                     .into());
                 };
-                if check_values && (0..stored.len()).any(|c| given.get(c).is_some_and(|g| *g != stored[c])) {
+                if check_values && (0..stored.len()).any(|c| given.get(c).is_some_and(|g| *g != *stored.get(c))) {
                     return Err(ConstraintError::RowMismatch {
                         table: self.schema.name.clone(),
                         operation,
@@ -356,7 +357,7 @@ impl Table {
             }
             RowData::Named(pairs) => {
                 let mut values: Vec<Option<Value>> = match base {
-                    Some(b) => b.iter().cloned().map(Some).collect(),
+                    Some(b) => b.iter().map(|v| Some(v.into_owned())).collect(),
                     None => vec![None; n],
                 };
                 for (name, v) in pairs {
@@ -439,9 +440,9 @@ impl Table {
 }
 
 /// The hash of `row`'s key columns (the same as [`Table::key_hash`] of their values).
-fn hash_key(hasher: &DefaultHashBuilder, key: &[usize], row: &[Value]) -> u64 {
+fn hash_key<R: Columns + ?Sized>(hasher: &DefaultHashBuilder, key: &[usize], row: &R) -> u64 {
     let mut h = hasher.build_hasher();
-    key.iter().for_each(|&c| row[c].hash(&mut h));
+    key.iter().for_each(|&c| row.column(c).hash(&mut h));
     h.finish()
 }
 

@@ -16,6 +16,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use triomphe::ThinArc;
 
 use crate::datetime;
@@ -110,8 +111,9 @@ pub enum Value {
     Int(i64),
     /// DOUBLE.
     Float(f64),
-    /// DECIMAL (boxed, so that a value stays 16 bytes).
-    Decimal(Box<Decimal>),
+    /// DECIMAL (behind a shared pointer, so that a value stays 16 bytes and fits a
+    /// row's 8-byte slot).
+    Decimal(Arc<Decimal>),
     /// TEXT.
     Text(Str),
     /// DATE: days since 1970-01-01.
@@ -120,7 +122,66 @@ pub enum Value {
     Timestamp(i64),
 }
 
+/// The tag of a value in a row's slot (see `row.rs`); `NULL` is zero, so that zeroed
+/// memory reads as NULLs.
+pub(crate) mod tag {
+    pub const NULL: u8 = 0;
+    pub const BOOL: u8 = 1;
+    pub const INT: u8 = 2;
+    pub const FLOAT: u8 = 3;
+    pub const DECIMAL: u8 = 4;
+    pub const TEXT: u8 = 5;
+    pub const DATE: u8 = 6;
+    pub const TIMESTAMP: u8 = 7;
+
+    /// Whether a slot with this tag owns a pointer (a reference count to give back).
+    #[inline]
+    pub fn owns_pointer(tag: u8) -> bool {
+        tag == DECIMAL || tag == TEXT
+    }
+}
+
 impl Value {
+    /// The value as a tag and 8 bytes of payload; the payload of text and decimals is
+    /// the pointer, whose reference it now holds (give it back with
+    /// [`Value::from_slot`]).
+    #[inline]
+    pub(crate) fn into_slot(self) -> (u8, u64) {
+        match self {
+            Value::Null => (tag::NULL, 0),
+            Value::Bool(b) => (tag::BOOL, b as u64),
+            Value::Int(i) => (tag::INT, i as u64),
+            Value::Float(f) => (tag::FLOAT, f.to_bits()),
+            Value::Decimal(d) => (tag::DECIMAL, Arc::into_raw(d) as usize as u64),
+            Value::Text(s) => (tag::TEXT, ThinArc::into_raw(s.0) as usize as u64),
+            Value::Date(d) => (tag::DATE, d as u32 as u64),
+            Value::Timestamp(t) => (tag::TIMESTAMP, t as u64),
+        }
+    }
+
+    /// The value a slot holds, taking over the slot's reference.
+    ///
+    /// # Safety
+    ///
+    /// `(tag, bits)` must come from [`Value::into_slot`], and the reference the slot
+    /// holds must not be given back twice: either the slot is read this way once, or
+    /// the result is never dropped (wrapped in `ManuallyDrop`, as a borrowed view).
+    #[inline]
+    pub(crate) unsafe fn from_slot(tag: u8, bits: u64) -> Value {
+        match tag {
+            tag::NULL => Value::Null,
+            tag::BOOL => Value::Bool(bits != 0),
+            tag::INT => Value::Int(bits as i64),
+            tag::FLOAT => Value::Float(f64::from_bits(bits)),
+            // SAFETY: the pointer came from `Arc::into_raw` (caller's contract).
+            tag::DECIMAL => Value::Decimal(unsafe { Arc::from_raw(bits as usize as *const Decimal) }),
+            // SAFETY: the pointer came from `ThinArc::into_raw` (caller's contract).
+            tag::TEXT => Value::Text(Str(unsafe { ThinArc::from_raw(bits as usize as *const std::ffi::c_void) })),
+            tag::DATE => Value::Date(bits as u32 as i32),
+            _ => Value::Timestamp(bits as i64),
+        }
+    }
+
     /// A text value.
     pub fn text(s: impl Into<Str>) -> Value {
         Value::Text(s.into())
@@ -451,7 +512,7 @@ impl From<Str> for Value {
 }
 impl From<Decimal> for Value {
     fn from(v: Decimal) -> Self {
-        Value::Decimal(Box::new(v))
+        Value::Decimal(Arc::new(v))
     }
 }
 impl From<&Value> for Value {

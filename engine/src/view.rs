@@ -15,8 +15,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use hashbrown::DefaultHashBuilder;
-use indexmap::IndexMap;
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use crate::arrow_out;
@@ -50,7 +49,8 @@ pub(crate) struct ViewInfo {
 
 #[derive(Debug)]
 enum ViewRows {
-    Unordered(IndexMap<Row, Weight, DefaultHashBuilder>),
+    /// Rows by their cached hashes, each with its multiplicity.
+    Unordered(HashTable<(Row, Weight)>),
     Ordered(BTreeMap<OrdRow, Weight>),
 }
 
@@ -73,7 +73,7 @@ impl ViewState {
     pub fn new(order: Option<&Arc<OrderSpec>>) -> ViewState {
         let rows = match order {
             Some(_) => ViewRows::Ordered(BTreeMap::new()),
-            None => ViewRows::Unordered(IndexMap::default()),
+            None => ViewRows::Unordered(HashTable::new()),
         };
         ViewState { rows, len: 0, version: 0, cache: Mutex::new(None), broken: None }
     }
@@ -85,15 +85,15 @@ impl ViewState {
         }
         for (row, w) in delta {
             match &mut self.rows {
-                ViewRows::Unordered(map) => match map.entry(row.clone()) {
-                    indexmap::map::Entry::Occupied(mut o) => {
-                        *o.get_mut() += w;
-                        if *o.get() == 0 {
-                            o.swap_remove();
+                ViewRows::Unordered(map) => match map.find_entry(row.hash_value(), |(r, _)| r == row) {
+                    Ok(mut o) => {
+                        o.get_mut().1 += w;
+                        if o.get().1 == 0 {
+                            o.remove();
                         }
                     }
-                    indexmap::map::Entry::Vacant(v) => {
-                        v.insert(*w);
+                    Err(_) => {
+                        map.insert_unique(row.hash_value(), (row.clone(), *w), |(r, _)| r.hash_value());
                     }
                 },
                 ViewRows::Ordered(map) => {
@@ -167,7 +167,7 @@ impl ViewState {
     pub fn state_bytes(&self) -> usize {
         let per_entry = std::mem::size_of::<Row>() + std::mem::size_of::<Weight>();
         match &self.rows {
-            ViewRows::Unordered(m) => m.capacity() * (per_entry + 2 * std::mem::size_of::<usize>()),
+            ViewRows::Unordered(m) => m.capacity() * (per_entry + 1),
             ViewRows::Ordered(m) => m.len() * (per_entry + 3 * std::mem::size_of::<usize>()),
         }
     }

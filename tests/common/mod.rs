@@ -101,7 +101,7 @@ impl Norm {
 }
 
 pub fn norm_rows_engine(rows: &[Row]) -> Vec<Vec<Norm>> {
-    rows.iter().map(|r| r.iter().map(Norm::from_engine).collect()).collect()
+    rows.iter().map(|r| r.iter().map(|v| Norm::from_engine(&v)).collect()).collect()
 }
 
 /// Runs `sql` on SQLite and normalizes the rows.

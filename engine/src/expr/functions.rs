@@ -4,8 +4,7 @@
 //! evaluation that follows SQLite (which PostgreSQL shares for these functions unless
 //! noted): NULL in gives NULL out, except for `coalesce`/`ifnull`.
 
-use std::borrow::Cow;
-
+use crate::row::{Columns, Ref};
 use crate::value::Value;
 
 use super::{Expr, ops};
@@ -104,7 +103,7 @@ impl Func {
     }
 
     /// The function applied to `args` evaluated on `row`.
-    pub fn eval(self, args: &[Expr], row: &[Value]) -> Value {
+    pub fn eval<R: Columns + ?Sized>(self, args: &[Expr], row: &R) -> Value {
         let arg = |i: usize| args[i].eval_cow(row);
         match self {
             Func::Coalesce => {
@@ -189,7 +188,7 @@ fn map_text(v: &Value, f: impl Fn(&str) -> String) -> Value {
     v.to_text().map_or(Value::Null, |s| Value::text(f(&s)))
 }
 
-fn round(x: &Value, digits: Option<Cow<'_, Value>>) -> Value {
+fn round(x: &Value, digits: Option<Ref<'_>>) -> Value {
     let Some(f) = (match x {
         Value::Text(s) => Some(super::cast::text_to_f64_prefix(s)),
         Value::Bool(b) => Some(*b as i64 as f64),
@@ -209,7 +208,7 @@ fn round(x: &Value, digits: Option<Cow<'_, Value>>) -> Value {
     Value::Float(if (f * scale).abs() >= 4.5e15 { f } else { r })
 }
 
-fn substr(s: &Value, start: &Value, len: Option<Cow<'_, Value>>) -> Value {
+fn substr(s: &Value, start: &Value, len: Option<Ref<'_>>) -> Value {
     let Some(s) = s.to_text() else {
         return Value::Null;
     };
@@ -257,7 +256,7 @@ mod tests {
 
     fn call(f: Func, args: Vec<Value>) -> Value {
         let args: Vec<Expr> = args.into_iter().map(Expr::Literal).collect();
-        f.eval(&args, &[])
+        f.eval(&args, &[][..] as &[Value])
     }
 
     #[test]

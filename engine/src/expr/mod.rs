@@ -13,9 +13,9 @@ pub mod functions;
 pub mod like;
 pub mod ops;
 
-use std::borrow::Cow;
 use std::fmt;
 
+use crate::row::{Columns, Ref};
 use crate::types::DataType;
 use crate::value::Value;
 
@@ -129,25 +129,25 @@ impl Expr {
     }
 
     /// The value of the expression on `row`.
-    pub fn eval(&self, row: &[Value]) -> Value {
+    pub fn eval<R: Columns + ?Sized>(&self, row: &R) -> Value {
         match self {
-            Expr::Column(i) => row[*i].clone(),
+            Expr::Column(i) => row.column(*i).into_owned(),
             Expr::Literal(v) => v.clone(),
             _ => self.eval_computed(row),
         }
     }
 
     /// Like [`Expr::eval`], borrowing columns and literals instead of cloning them.
-    fn eval_cow<'a>(&'a self, row: &'a [Value]) -> Cow<'a, Value> {
+    pub(crate) fn eval_cow<'a, R: Columns + ?Sized>(&'a self, row: &'a R) -> Ref<'a> {
         match self {
-            Expr::Column(i) => Cow::Borrowed(&row[*i]),
-            Expr::Literal(v) => Cow::Borrowed(v),
-            _ => Cow::Owned(self.eval_computed(row)),
+            Expr::Column(i) => row.column(*i),
+            Expr::Literal(v) => Ref::borrowed(v),
+            _ => Ref::owned(self.eval_computed(row)),
         }
     }
 
     /// The truth value of the expression on `row`: `None` is unknown.
-    pub fn eval_truth(&self, row: &[Value]) -> Option<bool> {
+    pub fn eval_truth<R: Columns + ?Sized>(&self, row: &R) -> Option<bool> {
         match self {
             Expr::Binary { op: BinaryOp::And, left, right } => match left.eval_truth(row) {
                 Some(false) => Some(false),
@@ -174,7 +174,7 @@ impl Expr {
         }
     }
 
-    fn eval_computed(&self, row: &[Value]) -> Value {
+    fn eval_computed<R: Columns + ?Sized>(&self, row: &R) -> Value {
         match self {
             Expr::Column(_) | Expr::Literal(_) => self.eval(row),
             Expr::Not(_) | Expr::IsNull { .. } => truth_value(self.eval_truth(row)),
@@ -331,7 +331,7 @@ impl Expr {
 
 /// `v IN (list)` with SQL's rules: true if some item equals `v`; otherwise unknown if
 /// `v` or some item is NULL; otherwise false. An empty list is false even for NULL.
-pub fn in_list<'a>(v: &Value, list: impl IntoIterator<Item = Cow<'a, Value>>) -> Option<bool> {
+pub fn in_list<'a>(v: &Value, list: impl IntoIterator<Item = Ref<'a>>) -> Option<bool> {
     let mut unknown = false;
     let mut any = false;
     for item in list {

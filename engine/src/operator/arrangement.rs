@@ -26,14 +26,13 @@ pub type Shared = Arc<RwLock<Arrangement>>;
 /// Rows of one node's output by the key `keys` computes from them.
 #[derive(Debug)]
 pub struct Arrangement {
-    keys: Vec<Expr>,
     bag: KeyedBag<Multiplicity>,
 }
 
 impl Arrangement {
     /// An empty arrangement by `keys`.
     pub fn new(keys: Vec<Expr>) -> Arrangement {
-        Arrangement { keys, bag: KeyedBag::default() }
+        Arrangement { bag: KeyedBag::new(keys) }
     }
 
     /// An empty arrangement by `keys`, ready to share.
@@ -43,17 +42,13 @@ impl Arrangement {
 
     /// The key expressions.
     pub fn keys(&self) -> &[Expr] {
-        &self.keys
+        self.bag.keys()
     }
 
     /// Adds a delta of the node's output. Rows whose key has a NULL match nothing and
     /// are not stored.
     pub fn apply(&mut self, delta: &ZSet) {
-        for (row, w) in delta {
-            if let Some(k) = join_key(&self.keys, row) {
-                self.bag.add(k, row, *w, 0);
-            }
-        }
+        self.bag.add_all(delta.iter().map(|(r, w)| (r, *w)));
     }
 
     /// Calls `f` with each row under `key` and its multiplicity.
@@ -63,7 +58,7 @@ impl Arrangement {
     }
 
     /// Every key with its rows and their multiplicities.
-    pub(crate) fn for_each_key<'a>(&'a self, mut f: impl FnMut(&'a Key, &mut dyn Iterator<Item = (&'a Row, Weight)>)) {
+    pub(crate) fn for_each_key<'a>(&'a self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&'a Row, Weight)>)) {
         self.bag.for_each_key(|k, rows| f(k, &mut rows.map(|(r, c)| (r, c.weight()))));
     }
 

@@ -40,12 +40,12 @@ impl Emit {
         Emit::new(None, left_width, right_width)
     }
 
-    fn build(&self, l: Option<&[Value]>, r: Option<&[Value]>) -> Row {
+    fn build(&self, l: Option<&Row>, r: Option<&Row>) -> Row {
         let value = |c: usize| -> Value {
             if c < self.left_width {
-                l.map_or(Value::Null, |l| l[c].clone())
+                l.map_or(Value::Null, |l| l.get(c).into_owned())
             } else {
-                r.map_or(Value::Null, |r| r[c - self.left_width].clone())
+                r.map_or(Value::Null, |r| r.get(c - self.left_width).into_owned())
             }
         };
         match &self.output {
@@ -56,17 +56,17 @@ impl Emit {
 
     /// The output row of a matching pair.
     #[inline]
-    pub fn pair(&self, l: &[Value], r: &[Value]) -> Row {
+    pub fn pair(&self, l: &Row, r: &Row) -> Row {
         self.build(Some(l), Some(r))
     }
 
     /// The output row of a left row without a partner.
-    pub fn left_only(&self, l: &[Value]) -> Row {
+    pub fn left_only(&self, l: &Row) -> Row {
         self.build(Some(l), None)
     }
 
     /// The output row of a right row without a partner.
-    pub fn right_only(&self, r: &[Value]) -> Row {
+    pub fn right_only(&self, r: &Row) -> Row {
         self.build(None, Some(r))
     }
 }
@@ -151,7 +151,7 @@ mod tests {
         let mut out = ZSet::new();
         for (a, wa) in l {
             for (b, wb) in r {
-                if !a[0].is_null() && a[0] == b[0] {
+                if !a.get(0).is_null() && *a.get(0) == *b.get(0) {
                     out.push(a.concat(b), wa * wb);
                 }
             }

@@ -174,7 +174,8 @@ impl MultiJoin {
                 let (start, rows) = group;
                 for (row, gw) in rows {
                     bound[start] = Some(row);
-                    let values = self.sources.iter().map(|&(i, c)| bound[i].expect("every input is bound")[c].clone());
+                    let values =
+                        self.sources.iter().map(|&(i, c)| bound[i].expect("every input is bound").get(c).into_owned());
                     out.push(values.collect(), w * gw);
                 }
             }
@@ -307,7 +308,10 @@ mod tests {
         for (ra, wa) in a {
             for (rb, wb) in b {
                 for (rc, wc) in c {
-                    let ok = !ra[1].is_null() && ra[1] == rb[0] && !rb[1].is_null() && rb[1] == rc[0];
+                    let ok = !ra.get(1).is_null()
+                        && *ra.get(1) == *rb.get(0)
+                        && !rb.get(1).is_null()
+                        && *rb.get(1) == *rc.get(0);
                     if ok {
                         out.push(ra.concat(rb).concat(rc), wa * wb * wc);
                     }

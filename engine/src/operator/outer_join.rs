@@ -57,14 +57,14 @@ impl OuterJoin {
     ) -> OuterJoin {
         assert_eq!(left_keys.len(), right_keys.len(), "join keys come in pairs");
         OuterJoin {
+            left: KeyedBag::new(left_keys.clone()),
+            right: KeyedBag::new(right_keys.clone()),
             left_keys,
             right_keys,
             residual,
             preserve_left: preserve.left,
             preserve_right: preserve.right,
             emit,
-            left: KeyedBag::default(),
-            right: KeyedBag::default(),
             left_unmatchable: HashMap::new(),
             right_unmatchable: HashMap::new(),
         }
@@ -125,7 +125,7 @@ impl Operator for OuterJoin {
             if preserve_left && partners == 0 {
                 out.push(emit.left_only(l), *w);
             }
-            self.left.add(key, l, *w, partners);
+            self.left.add(&key, l, *w, partners);
         }
         for (r, w) in right_delta {
             let Some(key) = join_key(&self.right_keys, r) else {
@@ -147,7 +147,7 @@ impl Operator for OuterJoin {
             if preserve_right && partners == 0 {
                 out.push(emit.right_only(r), *w);
             }
-            self.right.add(key, r, *w, partners);
+            self.right.add(&key, r, *w, partners);
         }
         out
     }
@@ -202,7 +202,9 @@ mod tests {
         let (l, r) = (l.clone().consolidated(), r.clone().consolidated());
         let ok = |a: &Row, b: &Row| {
             let j = a.concat(b);
-            !a[0].is_null() && a[0] == b[0] && residual.as_ref().is_none_or(|e| e.eval_truth(&j) == Some(true))
+            !a.get(0).is_null()
+                && *a.get(0) == *b.get(0)
+                && residual.as_ref().is_none_or(|e| e.eval_truth(&j) == Some(true))
         };
         let mut out = ZSet::new();
         for (a, wa) in &l {
