@@ -319,7 +319,7 @@ impl Value {
 }
 
 /// `-0.0` as `0.0` and every NaN as one NaN, so that equal floats hash equally.
-fn canonical(f: f64) -> f64 {
+pub(crate) fn canonical(f: f64) -> f64 {
     if f == 0.0 {
         0.0
     } else if f.is_nan() {

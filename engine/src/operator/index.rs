@@ -17,7 +17,7 @@ use thin_vec::ThinVec;
 
 use crate::expr::Expr;
 use crate::row::{Columns, Row};
-use crate::value::Value;
+use crate::value::{Value, canonical, tag};
 use crate::zset::Weight;
 
 /// A join or group key: up to two values inline (no allocation), or boxed.
@@ -249,24 +249,69 @@ fn key_hash(key: &Key) -> u64 {
     STATE.get_or_init(hashbrown::DefaultHashBuilder::default).hash_one(key)
 }
 
+/// A key of one fixed-width value as its tag and 8 bits-exact bytes: equal keys, and
+/// only they, have equal bits (floats are made canonical: -0.0 is 0.0, one NaN).
+#[inline]
+fn inline_key(key: &Key) -> Option<(u8, u64)> {
+    match key {
+        Key::One(Value::Bool(b)) => Some((tag::BOOL, *b as u64)),
+        Key::One(Value::Int(i)) => Some((tag::INT, *i as u64)),
+        Key::One(Value::Float(f)) => Some((tag::FLOAT, canonical(*f).to_bits())),
+        Key::One(Value::Date(d)) => Some((tag::DATE, *d as u32 as u64)),
+        Key::One(Value::Timestamp(t)) => Some((tag::TIMESTAMP, *t as u64)),
+        _ => None,
+    }
+}
+
+/// The key [`inline_key`] encoded.
+fn from_inline(tag: u8, bits: u64) -> Key {
+    Key::One(match tag {
+        tag::BOOL => Value::Bool(bits != 0),
+        tag::INT => Value::Int(bits as i64),
+        tag::FLOAT => Value::Float(f64::from_bits(bits)),
+        tag::DATE => Value::Date(bits as u32 as i32),
+        _ => Value::Timestamp(bits as i64),
+    })
+}
+
+/// How a bag compares keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KeyMode {
+    /// No key seen yet.
+    Unset,
+    /// Every key is one fixed-width value with this tag, kept in its slot: a probe
+    /// compares 8 bytes without reading a row.
+    Inline(u8),
+    /// Keys are compared by computing them from a row of the slot.
+    FromRows,
+}
+
+/// A bucket and, in [`KeyMode::Inline`], its key's bits.
+#[derive(Debug)]
+struct Slot<C> {
+    key: u64,
+    bucket: Bucket<C>,
+}
+
 /// Rows by join key, each with its tally `C`.
 ///
-/// A bucket does not store its key: every row in it has that key, so the key is
-/// computed from a row when needed (comparing a probe, growing the table). Keys are
-/// usually columns, so that costs a read of a row the probe is about to use anyway,
-/// and it keeps a slot at 16 bytes instead of 64.
+/// A slot does not store its key as a value: where keys are single fixed-width values
+/// (integers, dates: nearly every join key) it keeps their 8 bytes, and otherwise
+/// the key is computed from a row of the bucket (every row in it has the key) when
+/// comparing or growing. A slot is thus 24 bytes instead of 64.
 #[derive(Debug)]
 pub(crate) struct KeyedBag<C = Counts> {
     /// How a row's key is computed.
     keys: Vec<Expr>,
-    buckets: HashTable<Bucket<C>>,
+    mode: KeyMode,
+    buckets: HashTable<Slot<C>>,
     rows: usize,
 }
 
 impl<C: Tally> KeyedBag<C> {
     /// An empty bag of rows keyed by `keys`.
     pub fn new(keys: Vec<Expr>) -> Self {
-        KeyedBag { keys, buckets: HashTable::new(), rows: 0 }
+        KeyedBag { keys, mode: KeyMode::Unset, buckets: HashTable::new(), rows: 0 }
     }
 
     /// How a row's key is computed.
@@ -274,17 +319,54 @@ impl<C: Tally> KeyedBag<C> {
         &self.keys
     }
 
-    /// Whether `bucket` holds the rows with `key`.
+    /// Whether `slot` holds the rows with `key` (`inline`: the key's bits), or `None`
+    /// if no slot can (the bag's keys are inline, and this key is of another kind).
     #[inline]
-    fn holds(keys: &[Expr], bucket: &Bucket<C>, key: &Key) -> bool {
-        let row = bucket.first();
-        keys.iter().zip(key.values()).all(|(e, v)| *e.eval_cow(row) == *v)
+    fn matcher<'k>(
+        keys: &'k [Expr],
+        mode: KeyMode,
+        key: &'k Key,
+        inline: Option<(u8, u64)>,
+    ) -> Option<impl Fn(&Slot<C>) -> bool + 'k> {
+        let bits = match (mode, inline) {
+            (KeyMode::Inline(t), Some((kt, bits))) if t == kt => Some(bits),
+            (KeyMode::Inline(_), _) => return None,
+            _ => None,
+        };
+        Some(move |slot: &Slot<C>| match bits {
+            Some(bits) => slot.key == bits,
+            None => {
+                let row = slot.bucket.first();
+                keys.iter().zip(key.values()).all(|(e, v)| *e.eval_cow(row) == *v)
+            }
+        })
+    }
+
+    /// The hash a slot is stored by, for growing the table.
+    fn rehash(keys: &[Expr], mode: KeyMode) -> impl Fn(&Slot<C>) -> u64 + '_ {
+        move |slot| match mode {
+            KeyMode::Inline(t) => key_hash(&from_inline(t, slot.key)),
+            _ => key_hash(&Key::eval(keys, slot.bucket.first())),
+        }
     }
 
     /// The bucket of `key`.
     #[inline]
     fn bucket(&self, key: &Key) -> Option<&Bucket<C>> {
-        self.buckets.find(key_hash(key), |b| Self::holds(&self.keys, b, key))
+        let holds = Self::matcher(&self.keys, self.mode, key, inline_key(key))?;
+        self.buckets.find(key_hash(key), holds).map(|s| &s.bucket)
+    }
+
+    /// A new slot for `key` holding `row` (a key must not be there already).
+    fn insert(&mut self, hash: u64, inline: Option<(u8, u64)>, row: &Row, tally: C) {
+        self.mode = match (self.mode, inline) {
+            (KeyMode::Unset, Some((t, _))) => KeyMode::Inline(t),
+            (KeyMode::Inline(t), Some((kt, _))) if t == kt => KeyMode::Inline(t),
+            _ => KeyMode::FromRows,
+        };
+        let slot = Slot { key: inline.map_or(0, |(_, bits)| bits), bucket: Bucket::One(row.clone(), tally) };
+        self.buckets.insert_unique(hash, slot, Self::rehash(&self.keys, self.mode));
+        self.rows += 1;
     }
 
     /// Calls `f` with each row under `key`, its weight and its match count.
@@ -301,8 +383,8 @@ impl<C: Tally> KeyedBag<C> {
     /// Like [`KeyedBag::for_each`], with the counts mutable.
     #[inline]
     pub fn for_each_mut(&mut self, key: &Key, mut f: impl FnMut(&Row, &mut C)) {
-        let keys = &self.keys;
-        match self.buckets.find_mut(key_hash(key), |b| Self::holds(keys, b, key)) {
+        let Some(holds) = Self::matcher(&self.keys, self.mode, key, inline_key(key)) else { return };
+        match self.buckets.find_mut(key_hash(key), holds).map(|s| &mut s.bucket) {
             None => {}
             Some(Bucket::One(r, c)) => f(r, c),
             Some(Bucket::Small(v)) => v.iter_mut().for_each(|(_, c, r)| f(r, c)),
@@ -314,76 +396,71 @@ impl<C: Tally> KeyedBag<C> {
     /// `matches`. Rows whose weight reaches zero are dropped, and so are keys left
     /// empty.
     pub fn add(&mut self, key: &Key, row: &Row, weight: Weight, matches: Weight) {
-        let keys = &self.keys;
-        let hash = key_hash(key);
-        match self.buckets.find_entry(hash, |b| Self::holds(keys, b, key)) {
-            Ok(mut o) => match o.get_mut().add(row, weight, matches) {
+        let (hash, inline) = (key_hash(key), inline_key(key));
+        if let Some(holds) = Self::matcher(&self.keys, self.mode, key, inline)
+            && let Ok(mut o) = self.buckets.find_entry(hash, holds)
+        {
+            match o.get_mut().bucket.add(row, weight, matches) {
                 1 => self.rows += 1,
                 -1 => {
                     self.rows -= 1;
-                    if o.get().is_empty() {
+                    if o.get().bucket.is_empty() {
                         o.remove();
                     }
                 }
                 _ => {}
-            },
-            Err(_) => {
-                let rehash = |b: &Bucket<C>| key_hash(&Key::eval(keys, b.first()));
-                self.buckets.insert_unique(hash, Bucket::One(row.clone(), C::new(weight, matches)), rehash);
-                self.rows += 1;
             }
+            return;
         }
+        self.insert(hash, inline, row, C::new(weight, matches));
     }
 
     /// Adds every row of `rows` with its weight, its key computed by the bag's keys;
     /// rows with a NULL in their key match nothing and are not stored. Consecutive
     /// rows with one key (an update that keeps the key: −old +new) share one lookup.
     pub fn add_all<'r>(&mut self, rows: impl Iterator<Item = (&'r Row, Weight)>) {
-        let keys = &self.keys;
         let mut rows = rows.peekable();
         while let Some((row, weight)) = rows.next() {
-            let Some(key) = join_key(keys, row) else { continue };
-            let hash = key_hash(&key);
-            match self.buckets.find_entry(hash, |b| Self::holds(keys, b, &key)) {
-                Ok(mut o) => {
-                    let mut next = Some((row, weight));
-                    while let Some((row, weight)) = next {
-                        match o.get_mut().add(row, weight, 0) {
-                            1 => self.rows += 1,
-                            -1 => self.rows -= 1,
-                            _ => {}
-                        }
-                        if o.get().is_empty() {
-                            o.remove();
-                            break;
-                        }
-                        next = rows.next_if(|(r, _)| keys.iter().zip(key.values()).all(|(e, v)| *e.eval_cow(*r) == *v));
+            let Some(key) = join_key(&self.keys, row) else { continue };
+            let (hash, inline) = (key_hash(&key), inline_key(&key));
+            let keys = &self.keys;
+            if let Some(holds) = Self::matcher(keys, self.mode, &key, inline)
+                && let Ok(mut o) = self.buckets.find_entry(hash, holds)
+            {
+                let mut next = Some((row, weight));
+                while let Some((row, weight)) = next {
+                    match o.get_mut().bucket.add(row, weight, 0) {
+                        1 => self.rows += 1,
+                        -1 => self.rows -= 1,
+                        _ => {}
                     }
+                    if o.get().bucket.is_empty() {
+                        o.remove();
+                        break;
+                    }
+                    next = rows.next_if(|(r, _)| keys.iter().zip(key.values()).all(|(e, v)| *e.eval_cow(*r) == *v));
                 }
-                Err(_) => {
-                    let rehash = |b: &Bucket<C>| key_hash(&Key::eval(keys, b.first()));
-                    self.buckets.insert_unique(hash, Bucket::One(row.clone(), C::new(weight, 0)), rehash);
-                    self.rows += 1;
-                }
+                continue;
             }
+            self.insert(hash, inline, row, C::new(weight, 0));
         }
     }
 
     /// Every key with its rows.
     pub fn for_each_key<'a>(&'a self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&'a Row, C)>)) {
-        for b in &self.buckets {
-            f(&Key::eval(&self.keys, b.first()), &mut b.rows());
+        for s in &self.buckets {
+            f(&Key::eval(&self.keys, s.bucket.first()), &mut s.bucket.rows());
         }
     }
 
     /// Approximate heap bytes (not counting the rows, which are shared).
     pub fn state_bytes(&self) -> usize {
         let entry = std::mem::size_of::<(u32, C, Row)>();
-        self.buckets.capacity() * (std::mem::size_of::<Bucket<C>>() + 1)
+        self.buckets.capacity() * (std::mem::size_of::<Slot<C>>() + 1)
             + self
                 .buckets
                 .iter()
-                .map(|b| match b {
+                .map(|s| match &s.bucket {
                     Bucket::One(..) => 0,
                     Bucket::Small(v) => 8 + v.capacity() * entry,
                     Bucket::Large(m) => m.capacity() * (std::mem::size_of::<(Row, C)>() + 1),
@@ -441,5 +518,29 @@ mod tests {
         assert_eq!(bag.rows, 2);
         bag.add_all([(&a, -1), (&c, -1)].into_iter());
         assert!(bag.buckets.is_empty());
+    }
+
+    #[test]
+    fn inline_keys_give_way_to_keys_read_from_rows() {
+        let mut bag: KeyedBag<Multiplicity> = KeyedBag::new(vec![Expr::col(0)]);
+        let count = |bag: &KeyedBag<Multiplicity>, key: Value| {
+            let mut n = 0;
+            bag.for_each(&Key::One(key), |_, m| n += m.weight());
+            n
+        };
+        bag.add(&Key::One(Value::Float(-0.0)), &row![-0.0, 1], 1, 0);
+        bag.add(&Key::One(Value::Float(0.0)), &row![0.0, 2], 1, 0);
+        assert_eq!(bag.mode, KeyMode::Inline(tag::FLOAT));
+        assert_eq!(count(&bag, Value::Float(0.0)), 2, "-0.0 and 0.0 are one key");
+        assert_eq!(count(&bag, Value::Int(0)), 0, "an integer key is another key");
+        // A key of another kind: from now on keys are read from rows.
+        bag.add(&Key::One(Value::text("a")), &row!["a", 3], 1, 0);
+        assert_eq!(bag.mode, KeyMode::FromRows);
+        for i in 0..100 {
+            bag.add(&Key::One(Value::Float(i as f64)), &row![i as f64, i], 1, 0);
+        }
+        assert_eq!(count(&bag, Value::Float(-0.0)), 3);
+        assert_eq!(count(&bag, Value::Float(99.0)), 1);
+        assert_eq!(count(&bag, Value::text("a")), 1);
     }
 }
