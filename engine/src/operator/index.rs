@@ -416,19 +416,31 @@ impl<C: Tally> KeyedBag<C> {
     }
 
     /// Adds every row of `rows` with its weight, its key computed by the bag's keys;
-    /// rows with a NULL in their key match nothing and are not stored. Consecutive
-    /// rows with one key (an update that keeps the key: −old +new) share one lookup.
+    /// rows with a NULL in their key match nothing and are not stored.
+    ///
+    /// The rows are taken in the order of their slots in the table, so that a large
+    /// delta walks the table from one end to the other (several rows to a cache line
+    /// of the table's control bytes) instead of jumping about it, and rows with one
+    /// key (an update that keeps its key: −old +new) share one lookup.
     pub fn add_all<'r>(&mut self, rows: impl Iterator<Item = (&'r Row, Weight)>) {
-        let mut rows = rows.peekable();
-        while let Some((row, weight)) = rows.next() {
-            let Some(key) = join_key(&self.keys, row) else { continue };
-            let (hash, inline) = (key_hash(&key), inline_key(&key));
-            let keys = &self.keys;
-            if let Some(holds) = Self::matcher(keys, self.mode, &key, inline)
-                && let Ok(mut o) = self.buckets.find_entry(hash, holds)
+        let keyed: Vec<(u64, Key, &Row, Weight)> =
+            rows.filter_map(|(r, w)| join_key(&self.keys, r).map(|k| (key_hash(&k), k, r, w))).collect();
+        // The table's bucket mask, as it will be once these rows are in (near enough:
+        // a wrong guess only costs locality).
+        let buckets = ((self.buckets.len() + keyed.len()) * 8 / 7).next_power_of_two() as u64;
+        let mut order: Vec<(u64, u32)> =
+            keyed.iter().enumerate().map(|(i, (h, ..))| (h & (buckets - 1), i as u32)).collect();
+        order.sort_unstable();
+        let mut i = 0;
+        while i < order.len() {
+            let (hash, key, row, weight) = &keyed[order[i].1 as usize];
+            i += 1;
+            let inline = inline_key(key);
+            if let Some(holds) = Self::matcher(&self.keys, self.mode, key, inline)
+                && let Ok(mut o) = self.buckets.find_entry(*hash, holds)
             {
-                let mut next = Some((row, weight));
-                while let Some((row, weight)) = next {
+                let (mut row, mut weight) = (*row, *weight);
+                loop {
                     match o.get_mut().bucket.add(row, weight, 0) {
                         1 => self.rows += 1,
                         -1 => self.rows -= 1,
@@ -438,11 +450,17 @@ impl<C: Tally> KeyedBag<C> {
                         o.remove();
                         break;
                     }
-                    next = rows.next_if(|(r, _)| keys.iter().zip(key.values()).all(|(e, v)| *e.eval_cow(*r) == *v));
+                    match order.get(i).map(|&(_, j)| &keyed[j as usize]) {
+                        Some((h, k, r, w)) if h == hash && k == key => {
+                            (row, weight) = (*r, *w);
+                            i += 1;
+                        }
+                        _ => break,
+                    }
                 }
                 continue;
             }
-            self.insert(hash, inline, row, C::new(weight, 0));
+            self.insert(*hash, inline, row, C::new(*weight, 0));
         }
     }
 
