@@ -83,20 +83,28 @@ impl ViewState {
         if delta.is_empty() {
             return;
         }
-        for (row, w) in delta {
-            match &mut self.rows {
-                ViewRows::Unordered(map) => match map.find_entry(row.hash_value(), |(r, _)| r == row) {
-                    Ok(mut o) => {
-                        o.get_mut().1 += w;
-                        if o.get().1 == 0 {
-                            o.remove();
+        match &mut self.rows {
+            ViewRows::Unordered(map) => {
+                // In the order of the rows' slots in the table: one pass over it.
+                let mask = ((map.len() + delta.len()) * 8 / 7).next_power_of_two() as u64 - 1;
+                let mut rows: Vec<(u64, &Row, Weight)> = delta.iter().map(|(r, w)| (r.hash_value(), r, *w)).collect();
+                rows.sort_unstable_by_key(|&(h, ..)| h & mask);
+                for (hash, row, w) in rows {
+                    match map.find_entry(hash, |(r, _)| r == row) {
+                        Ok(mut o) => {
+                            o.get_mut().1 += w;
+                            if o.get().1 == 0 {
+                                o.remove();
+                            }
+                        }
+                        Err(_) => {
+                            map.insert_unique(hash, (row.clone(), w), |(r, _)| r.hash_value());
                         }
                     }
-                    Err(_) => {
-                        map.insert_unique(row.hash_value(), (row.clone(), *w), |(r, _)| r.hash_value());
-                    }
-                },
-                ViewRows::Ordered(map) => {
+                }
+            }
+            ViewRows::Ordered(map) => {
+                for (row, w) in delta {
                     let key = OrdRow::new(row.clone(), order.expect("ordered view has a spec"));
                     match map.entry(key) {
                         std::collections::btree_map::Entry::Occupied(mut o) => {
@@ -111,8 +119,8 @@ impl ViewState {
                     }
                 }
             }
-            self.len = (self.len as i64 + w) as usize;
         }
+        self.len = (self.len as i64 + delta.iter().map(|(_, w)| *w).sum::<Weight>()) as usize;
         self.version += 1;
         *self.cache.get_mut() = None;
     }

@@ -113,10 +113,11 @@ impl Operator for Aggregate {
             push_change(&mut out, before, Some(after));
             return out;
         }
-        // The delta's rows in the order of their keys' hashes (ties by key), so that a
-        // group's rows are next to each other — one lookup, one retraction and one
-        // insertion per group — and a large delta walks the group table from one end
-        // to the other instead of jumping about it.
+        // The delta's rows in the order of their groups' slots in the table (the low
+        // bits of their keys' hashes; ties by hash, then key), so that a group's rows
+        // are next to each other — one lookup, one retraction and one insertion per
+        // group — and a large delta walks the group table from one end to the other
+        // instead of jumping about it.
         let mut keyed: Vec<(u64, Key, &Row, Weight)> = delta
             .iter()
             .map(|(row, w)| {
@@ -124,7 +125,10 @@ impl Operator for Aggregate {
                 (self.groups.hasher().hash_one(&key), key, row, *w)
             })
             .collect();
-        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.values().cmp(b.1.values())));
+        let mask = ((self.groups.len() + keyed.len()) * 8 / 7).next_power_of_two() as u64 - 1;
+        keyed.sort_unstable_by(|a, b| {
+            (a.0 & mask, a.0).cmp(&(b.0 & mask, b.0)).then_with(|| a.1.values().cmp(b.1.values()))
+        });
         let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
         let mut at = 0;
         while at < keyed.len() {
