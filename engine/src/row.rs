@@ -440,36 +440,15 @@ impl Columns for Row {
     }
 }
 
-impl Columns for [Value] {
+/// Slices, arrays and vectors of values.
+impl<T: AsRef<[Value]> + ?Sized> Columns for T {
     #[inline]
     fn column(&self, i: usize) -> Ref<'_> {
-        Ref::borrowed(&self[i])
+        Ref::borrowed(&self.as_ref()[i])
     }
     #[inline]
     fn width(&self) -> usize {
-        self.len()
-    }
-}
-
-impl<const N: usize> Columns for [Value; N] {
-    #[inline]
-    fn column(&self, i: usize) -> Ref<'_> {
-        Ref::borrowed(&self[i])
-    }
-    #[inline]
-    fn width(&self) -> usize {
-        N
-    }
-}
-
-impl Columns for Vec<Value> {
-    #[inline]
-    fn column(&self, i: usize) -> Ref<'_> {
-        Ref::borrowed(&self[i])
-    }
-    #[inline]
-    fn width(&self) -> usize {
-        self.len()
+        self.as_ref().len()
     }
 }
 

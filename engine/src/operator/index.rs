@@ -8,7 +8,8 @@
 //! a small vector, and many move to a hash map, so that adding or removing a row costs
 //! the same whether its key has ten partners or ten thousand. Keys with no rows left
 //! are removed, so the index holds exactly the current input. A slot does not hold its
-//! key (the key is computed from the slot's rows), so it is 16 bytes.
+//! key as a value: a single fixed-width key keeps its 8 bytes, any other is computed
+//! from the slot's rows (see [`KeyedBag`]); a slot is 24 bytes.
 
 use std::hash::BuildHasher;
 
@@ -134,7 +135,7 @@ enum Bucket<C> {
     One(Row, C),
     /// Few rows, each with 32 bits of its hash beside it, so that a scan compares
     /// hashes without touching the rows themselves (a thin vector: its length and
-    /// capacity live in its allocation, so that a slot stays 16 bytes).
+    /// capacity live in its allocation, so that a bucket stays 16 bytes).
     Small(ThinVec<(u32, C, Row)>),
     /// Many rows, by their cached hashes (boxed: rare).
     Large(Box<HashTable<(Row, C)>>),
