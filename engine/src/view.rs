@@ -86,7 +86,7 @@ impl ViewState {
         match &mut self.rows {
             ViewRows::Unordered(map) => {
                 // In the order of the rows' slots in the table: one pass over it.
-                let mask = ((map.len() + delta.len()) * 8 / 7).next_power_of_two() as u64 - 1;
+                let mask = crate::operator::slot_mask(map.len() + delta.len());
                 let mut rows: Vec<(u64, &Row, Weight)> = delta.iter().map(|(r, w)| (r.hash_value(), r, *w)).collect();
                 rows.sort_unstable_by_key(|&(h, ..)| h & mask);
                 for (hash, row, w) in rows {

@@ -125,7 +125,7 @@ impl Operator for Aggregate {
                 (self.groups.hasher().hash_one(&key), key, row, *w)
             })
             .collect();
-        let mask = ((self.groups.len() + keyed.len()) * 8 / 7).next_power_of_two() as u64 - 1;
+        let mask = super::slot_mask(self.groups.len() + keyed.len());
         keyed.sort_unstable_by(|a, b| {
             (a.0 & mask, a.0).cmp(&(b.0 & mask, b.0)).then_with(|| a.1.values().cmp(b.1.values()))
         });

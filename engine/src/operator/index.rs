@@ -426,11 +426,8 @@ impl<C: Tally> KeyedBag<C> {
     pub fn add_all<'r>(&mut self, rows: impl Iterator<Item = (&'r Row, Weight)>) {
         let keyed: Vec<(u64, Key, &Row, Weight)> =
             rows.filter_map(|(r, w)| join_key(&self.keys, r).map(|k| (key_hash(&k), k, r, w))).collect();
-        // The table's bucket mask, as it will be once these rows are in (near enough:
-        // a wrong guess only costs locality).
-        let buckets = ((self.buckets.len() + keyed.len()) * 8 / 7).next_power_of_two() as u64;
-        let mut order: Vec<(u64, u32)> =
-            keyed.iter().enumerate().map(|(i, (h, ..))| (h & (buckets - 1), i as u32)).collect();
+        let mask = super::slot_mask(self.buckets.len() + keyed.len());
+        let mut order: Vec<(u64, u32)> = keyed.iter().enumerate().map(|(i, (h, ..))| (h & mask, i as u32)).collect();
         order.sort_unstable();
         let mut i = 0;
         while i < order.len() {

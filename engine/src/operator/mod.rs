@@ -71,3 +71,11 @@ pub trait Operator: Send + Debug {
 
 /// Approximate heap bytes of one stored row handle plus its weight in a container.
 pub(crate) const ENTRY_BYTES: usize = std::mem::size_of::<crate::row::Row>() + std::mem::size_of::<i64>();
+
+/// The mask that picks the slot of a hash in a hashbrown table of `entries` entries
+/// (its buckets are a power of two, at most 7/8 full). Work sorted by `hash & mask`
+/// walks the table from one end to the other; a table grown or shrunk since only
+/// costs some of that locality, never correctness.
+pub(crate) fn slot_mask(entries: usize) -> u64 {
+    (entries * 8 / 7).next_power_of_two() as u64 - 1
+}
