@@ -29,6 +29,10 @@ use super::index::Key;
 struct Group {
     rows: Weight,
     accumulators: Box<[Accumulator]>,
+    /// The row the group last emitted (grouped aggregation only): retracting it
+    /// retracts the very row downstream holds, with its hash already known, so a
+    /// change to the group builds one row, not two.
+    shown: Option<Row>,
 }
 
 impl Group {
@@ -53,7 +57,7 @@ impl Group {
 }
 
 fn new_group(calls: &[AggregateCall]) -> Group {
-    Group { rows: 0, accumulators: calls.iter().map(Accumulator::new).collect() }
+    Group { rows: 0, accumulators: calls.iter().map(Accumulator::new).collect(), shown: None }
 }
 
 /// Grouped aggregation.
@@ -136,30 +140,33 @@ impl Operator for Aggregate {
             let key = std::mem::replace(&mut keyed[at].1, Key::empty());
             let run = &keyed[at..end];
             at = end;
-            let (before, after) = match self.groups.entry(key) {
+            match self.groups.entry(key) {
                 Entry::Occupied(mut o) => {
-                    let before = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
                     run.iter().for_each(|(_, _, row, w)| o.get_mut().add(calls, row, *w));
                     o.get_mut().settle();
                     let after = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
-                    if o.get().rows == 0 {
+                    let group = o.get_mut();
+                    if after != group.shown {
+                        let before = std::mem::replace(&mut group.shown, after.clone());
+                        push_change(&mut out, before, after);
+                    }
+                    if group.rows == 0 {
                         o.remove();
                     }
-                    (before, after)
                 }
                 Entry::Vacant(v) => {
                     let mut group = new_group(calls);
                     run.iter().for_each(|(_, _, row, w)| group.add(calls, row, *w));
                     group.settle();
                     let after = (group.rows > 0).then(|| output(calls, v.key(), &group));
+                    group.shown = after.clone();
                     // A group whose rows net to nothing is not kept.
                     if group.rows != 0 {
                         v.insert(group);
                     }
-                    (None, after)
+                    push_change(&mut out, None, after);
                 }
-            };
-            push_change(&mut out, before, after);
+            }
         }
         out
     }
