@@ -15,7 +15,10 @@
 //! 3. Reading V3 (about 100k rows at scale 1) as Arrow, right after a change and
 //!    unchanged; memory after load and after the stream.
 //!
-//! Lines starting with `RESULT` are the measurements, one JSON object each.
+//! Lines starting with `RESULT` are the measurements, one JSON object each. With
+//! `--profile`, lines starting with `PROFILE` say where the maintained runs spent their
+//! time, per graph node (see `ciuf::core::profile`); timing the nodes costs a little, so
+//! take throughput and latency from a run without it.
 
 #[global_allocator]
 static GLOBAL: heap::Counting = heap::Counting;
@@ -39,6 +42,8 @@ struct Args {
     ciuf_only: bool,
     /// For profiling: register only these views (1-based).
     only_views: Option<Vec<usize>>,
+    /// Time every graph node during the maintained runs and print where time went.
+    profile: bool,
 }
 
 fn parse_args() -> Args {
@@ -47,6 +52,7 @@ fn parse_args() -> Args {
     let mut sizes = vec![10_000, 100, 1];
     let mut ciuf_only = false;
     let mut only_views = None;
+    let mut profile = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -61,6 +67,7 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--ciuf-only" => ciuf_only = true,
+            "--profile" => profile = true,
             "--views" => {
                 only_views = Some(
                     it.next().expect("--views 1,3").split(',').map(|n| n.parse().expect("a view number")).collect(),
@@ -82,12 +89,13 @@ fn parse_args() -> Args {
         eprintln!("--views is for profiling and needs --ciuf-only");
         std::process::exit(2);
     }
-    Args { data, sqlite_batches, sizes, ciuf_only, only_views }
+    Args { data, sqlite_batches, sizes, ciuf_only, only_views, profile }
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench reference -- --data <dir> [--sqlite-batches N] [--sizes 10000,100,1] [--ciuf-only]\n\
+         \x20      [--views 1,3 (with --ciuf-only)] [--profile]\n\
          make <dir> with: python3 ../shared/bench/gen_workload.py <dir> --scale 1"
     );
     std::process::exit(2)
@@ -267,6 +275,7 @@ fn main() {
         let mut latencies = Vec::with_capacity(prepared.len());
         let mut one_event = Vec::new();
         let mut events = 0;
+        loaded.engine.dataflow().set_profiling(args.profile);
         for batch in prepared {
             let n = batch.len();
             let start = Instant::now();
@@ -277,6 +286,13 @@ fn main() {
                 one_event.push(took);
             }
             events += n;
+        }
+        if args.profile {
+            // Timing each node slows the run a little: its figures are for the split.
+            for line in loaded.engine.dataflow().profile().to_string().lines() {
+                println!("PROFILE batch {size}: {line}");
+            }
+            loaded.engine.dataflow().set_profiling(false);
         }
         let ours = result("ciuf", &size.to_string(), events, &mut latencies);
         if size == 1 {

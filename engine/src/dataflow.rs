@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use petgraph::stable_graph::NodeIndex;
@@ -22,6 +23,7 @@ use crate::change::{Change, RowData, TableRef};
 use crate::error::{Error, Result, SchemaError, SqlError, SqlErrorKind, nearest_name};
 use crate::graph::Graph;
 use crate::plan::{Plan, TableId, ViewDef};
+use crate::profile::{Profile, Stopwatch};
 use crate::row::Row;
 use crate::sort::OrderSpec;
 use crate::table::{Table, Undo};
@@ -73,6 +75,8 @@ struct Writer {
     pending: Vec<ZSet>,
     pending_tables: Vec<TableId>,
     poisoned: Option<String>,
+    /// While profiling: transactions, table stage and publish totals.
+    profile: Option<(u64, Duration, Duration)>,
 }
 
 /// Sizes of what the engine holds, for memory reports.
@@ -123,6 +127,7 @@ impl Dataflow {
             pending: Vec::new(),
             pending_tables: Vec::new(),
             poisoned: None,
+            profile: None,
         };
         Dataflow {
             shared: Arc::new(Shared { writer: Mutex::new(writer), published: RwLock::new(Published::default()) }),
@@ -306,11 +311,16 @@ impl Dataflow {
     pub fn apply<I: IntoIterator<Item = Change>>(&self, changes: I) -> Result<()> {
         let mut w = self.writer()?;
         let mut undo = Vec::new();
+        let watch = Stopwatch::start(w.profile.is_some());
         for change in changes {
             if let Err(e) = w.stage(change, &mut undo) {
                 w.rollback(undo);
                 return Err(e);
             }
+        }
+        if let Some((txns, tables, _)) = &mut w.profile {
+            *txns += 1;
+            watch.add_to(tables);
         }
         let w = &mut *w;
         let deltas = match catch_unwind(AssertUnwindSafe(|| w.propagate())) {
@@ -318,12 +328,17 @@ impl Dataflow {
             Err(panic) => return Err(w.poison(panic)),
         };
         if !deltas.is_empty() {
+            let watch = Stopwatch::start(w.profile.is_some());
             let mut p = self.shared.published.write();
             for (id, delta) in &deltas {
                 let order = w.views[id.0 as usize].as_ref().and_then(|v| v.info.order.clone());
                 if let Some(state) = p.views[id.0 as usize].as_mut() {
                     state.apply(delta, order.as_ref());
                 }
+            }
+            drop(p);
+            if let Some((_, _, publish)) = &mut w.profile {
+                watch.add_to(publish);
             }
         }
         Ok(())
@@ -343,6 +358,20 @@ impl Dataflow {
     /// Deletes one row (a transaction of one change).
     pub fn delete(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
         self.apply([Change::delete(table, row)])
+    }
+
+    /// Starts timing transactions (from zero) or stops; see [`crate::profile`].
+    pub fn set_profiling(&self, on: bool) {
+        let mut w = self.shared.writer.lock();
+        w.profile = on.then_some((0, Duration::ZERO, Duration::ZERO));
+        w.graph.set_profiling(on);
+    }
+
+    /// Where the time of transactions went since profiling started (empty when off).
+    pub fn profile(&self) -> Profile {
+        let w = self.shared.writer.lock();
+        let (transactions, tables, publish) = w.profile.unwrap_or_default();
+        Profile { transactions, tables, publish, nodes: w.graph.profile() }
     }
 
     /// Sizes of what the engine holds.

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::NodeIndexable;
@@ -39,6 +40,7 @@ use crate::operator::top_k::TopK;
 use crate::operator::union::Union;
 use crate::operator::values::Values;
 use crate::plan::{JoinKind, Plan, TableId};
+use crate::profile::{NodeProfile, Stopwatch};
 use crate::table::Table;
 use crate::zset::ZSet;
 
@@ -130,6 +132,17 @@ pub(crate) struct Graph {
     deltas: Vec<ZSet>,
     touched: Vec<NodeIndex>,
     arrangements: Arrangements,
+    /// Per node index, while profiling: (steps, rows out, step time, arrangement time).
+    timing: Option<Vec<NodeTiming>>,
+}
+
+/// A node's totals while profiling.
+#[derive(Debug, Clone, Copy, Default)]
+struct NodeTiming {
+    steps: u64,
+    rows_out: u64,
+    step: Duration,
+    arrangements: Duration,
 }
 
 impl Graph {
@@ -209,7 +222,13 @@ impl Graph {
             if let Some(n) = self.source(*table)
                 && !delta.is_empty()
             {
+                let watch = Stopwatch::start(self.timing.is_some());
                 self.arrangements.apply(n, delta);
+                if let Some(t) = self.timing_of(n) {
+                    t.steps += 1;
+                    t.rows_out += delta.len() as u64;
+                    watch.add_to(&mut t.arrangements);
+                }
                 self.deltas[n.index()] = std::mem::take(delta);
                 self.touched.push(n);
                 any = true;
@@ -241,16 +260,61 @@ impl Graph {
             };
             let node = self.graph.node_weight_mut(n).expect("node exists");
             let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
+            let watch = Stopwatch::start(self.timing.is_some());
             let mut out = op.step(inputs);
             if op.starved() {
                 out = self.refill(n, tables);
             }
+            let rows_out = out.len() as u64;
+            if let Some(t) = self.timing_of(n) {
+                t.steps += 1;
+                t.rows_out += rows_out;
+                watch.add_to(&mut t.step);
+            }
             if !out.is_empty() {
+                let watch = Stopwatch::start(self.timing.is_some() && self.arrangements.by_node.contains_key(&n));
                 self.arrangements.apply(n, &out);
+                if let Some(t) = self.timing_of(n) {
+                    watch.add_to(&mut t.arrangements);
+                }
                 self.deltas[n.index()] = out;
                 self.touched.push(n);
             }
         }
+    }
+
+    /// Starts (with zero totals) or stops timing the nodes.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.timing = on.then(Vec::new);
+    }
+
+    /// The totals of `node`, while profiling.
+    #[inline]
+    fn timing_of(&mut self, node: NodeIndex) -> Option<&mut NodeTiming> {
+        let timing = self.timing.as_mut()?;
+        if timing.len() <= node.index() {
+            timing.resize(node.index() + 1, NodeTiming::default());
+        }
+        Some(&mut timing[node.index()])
+    }
+
+    /// What each node that did work took since profiling started, in the graph's
+    /// order.
+    pub fn profile(&self) -> Vec<NodeProfile> {
+        let Some(timing) = &self.timing else { return Vec::new() };
+        self.topo
+            .iter()
+            .filter_map(|&n| {
+                let t = timing.get(n.index()).filter(|t| t.steps > 0)?;
+                Some(NodeProfile {
+                    label: self.graph[n].key.0.clone(),
+                    steps: t.steps,
+                    rows_out: t.rows_out,
+                    step: t.step,
+                    arrangements: t.arrangements,
+                })
+            })
+            .collect()
     }
 
     /// Finishes the starved step of `node` from its inputs' current contents.

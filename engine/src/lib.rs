@@ -34,6 +34,7 @@ mod optimize;
 pub mod plan;
 #[cfg(feature = "polars")]
 pub mod polars_out;
+pub mod profile;
 pub mod row;
 pub mod sort;
 mod table;
@@ -49,6 +50,7 @@ pub use decimal::Decimal;
 pub use error::{ConstraintError, Error, Position, Result, SchemaError, SqlError, SqlErrorKind};
 pub use expr::Expr;
 pub use plan::{AggFunc, AggregateCall, JoinEdge, JoinKind, Plan, SortKey, TableId, ViewDef};
+pub use profile::{NodeProfile, Profile};
 pub use row::Row;
 pub use table::coerce;
 pub use types::{Column, DataType, TableSchema};
