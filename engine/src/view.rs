@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use crate::arrow_out;
 use crate::dataflow::Shared;
 use crate::error::{Error, Result};
+use crate::operator::{SLOT_ORDER_FROM, slot_mask};
 use crate::row::Row;
 use crate::sort::{OrdRow, OrderSpec};
 use crate::types::{Column, DataType};
@@ -84,24 +85,15 @@ impl ViewState {
             return;
         }
         match &mut self.rows {
+            ViewRows::Unordered(map) if delta.len() < SLOT_ORDER_FROM => {
+                delta.iter().for_each(|(row, w)| add_unordered(map, row.hash_value(), row, *w));
+            }
             ViewRows::Unordered(map) => {
                 // In the order of the rows' slots in the table: one pass over it.
-                let mask = crate::operator::slot_mask(map.len() + delta.len());
+                let mask = slot_mask(map.len() + delta.len());
                 let mut rows: Vec<(u64, &Row, Weight)> = delta.iter().map(|(r, w)| (r.hash_value(), r, *w)).collect();
                 rows.sort_unstable_by_key(|&(h, ..)| h & mask);
-                for (hash, row, w) in rows {
-                    match map.find_entry(hash, |(r, _)| r == row) {
-                        Ok(mut o) => {
-                            o.get_mut().1 += w;
-                            if o.get().1 == 0 {
-                                o.remove();
-                            }
-                        }
-                        Err(_) => {
-                            map.insert_unique(hash, (row.clone(), w), |(r, _)| r.hash_value());
-                        }
-                    }
-                }
+                rows.into_iter().for_each(|(hash, row, w)| add_unordered(map, hash, row, w));
             }
             ViewRows::Ordered(map) => {
                 for (row, w) in delta {
@@ -177,6 +169,21 @@ impl ViewState {
         match &self.rows {
             ViewRows::Unordered(m) => m.capacity() * (per_entry + 1),
             ViewRows::Ordered(m) => m.len() * (per_entry + 3 * std::mem::size_of::<usize>()),
+        }
+    }
+}
+
+/// Adds `w` copies of `row` (whose hash is `hash`) to an unordered view's rows.
+fn add_unordered(map: &mut HashTable<(Row, Weight)>, hash: u64, row: &Row, w: Weight) {
+    match map.find_entry(hash, |(r, _)| r == row) {
+        Ok(mut o) => {
+            o.get_mut().1 += w;
+            if o.get().1 == 0 {
+                o.remove();
+            }
+        }
+        Err(_) => {
+            map.insert_unique(hash, (row.clone(), w), |(r, _)| r.hash_value());
         }
     }
 }

@@ -423,7 +423,15 @@ impl<C: Tally> KeyedBag<C> {
     /// delta walks the table from one end to the other (several rows to a cache line
     /// of the table's control bytes) instead of jumping about it, and rows with one
     /// key (an update that keeps its key: −old +new) share one lookup.
-    pub fn add_all<'r>(&mut self, rows: impl Iterator<Item = (&'r Row, Weight)>) {
+    pub fn add_all<'r>(&mut self, rows: impl ExactSizeIterator<Item = (&'r Row, Weight)>) {
+        if rows.len() < super::SLOT_ORDER_FROM {
+            for (row, weight) in rows {
+                if let Some(key) = join_key(&self.keys, row) {
+                    self.add(&key, row, weight, 0);
+                }
+            }
+            return;
+        }
         let keyed: Vec<(u64, Key, &Row, Weight)> =
             rows.filter_map(|(r, w)| join_key(&self.keys, r).map(|k| (key_hash(&k), k, r, w))).collect();
         let mask = super::slot_mask(self.buckets.len() + keyed.len());
@@ -495,6 +503,7 @@ pub(crate) fn join_key<R: Columns + ?Sized>(keys: &[Expr], row: &R) -> Option<Ke
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::SLOT_ORDER_FROM;
     use crate::row;
 
     #[test]
@@ -518,22 +527,41 @@ mod tests {
 
     #[test]
     fn runs_of_one_key_share_a_lookup_and_empty_buckets_go() {
-        let mut bag: KeyedBag<Multiplicity> = KeyedBag::new(vec![Expr::col(0)]);
-        let (a, b, c) = (row![1, "a"], row![1, "b"], row![2, "c"]);
-        bag.add_all([(&a, 1), (&c, 1)].into_iter());
-        // An update within key 1, then key 1 emptied and refilled within one run, and
-        // a row whose key is NULL (never stored).
-        bag.add_all([(&a, -1), (&b, 1), (&b, -1), (&a, 1), (&row![None::<i64>, "n"], 1)].into_iter());
         let rows = |bag: &KeyedBag<Multiplicity>, k: i64| {
             let mut out = Vec::new();
             bag.for_each(&Key::One(Value::Int(k)), |r, m| out.push((r.to_string(), m.weight())));
             out
         };
-        assert_eq!(rows(&bag, 1), vec![("(1, 'a')".to_string(), 1)]);
-        assert_eq!(rows(&bag, 2), vec![("(2, 'c')".to_string(), 1)]);
-        assert_eq!(bag.rows, 2);
-        bag.add_all([(&a, -1), (&c, -1)].into_iter());
-        assert!(bag.buckets.is_empty());
+        // Short deltas are applied as they come, long ones in slot order: both alike.
+        for filler in [0, SLOT_ORDER_FROM] {
+            let mut bag: KeyedBag<Multiplicity> = KeyedBag::new(vec![Expr::col(0)]);
+            let (a, b, c, n) = (row![1, "a"], row![1, "b"], row![2, "c"], row![None::<i64>, "n"]);
+            let others: Vec<Row> = (0..filler as i64).map(|i| row![100 + i, "x"]).collect();
+            let mut first: Vec<(&Row, Weight)> = vec![(&a, 1), (&c, 1)];
+            first.extend(others.iter().map(|r| (r, 1)));
+            bag.add_all(first.into_iter());
+            // An update within key 1, then key 1 emptied and refilled within one
+            // delta, and a row whose key is NULL (never stored).
+            bag.add_all(vec![(&a, -1), (&b, 1), (&b, -1), (&a, 1), (&n, 1)].into_iter());
+            assert_eq!(rows(&bag, 1), vec![("(1, 'a')".to_string(), 1)]);
+            assert_eq!(rows(&bag, 2), vec![("(2, 'c')".to_string(), 1)]);
+            assert_eq!(bag.rows, 2 + filler);
+            let mut gone: Vec<(&Row, Weight)> = vec![(&a, -1), (&c, -1)];
+            gone.extend(others.iter().map(|r| (r, -1)));
+            bag.add_all(gone.into_iter());
+            assert!(bag.buckets.is_empty());
+        }
+        // The same key changing many times in one long delta.
+        let mut bag: KeyedBag<Multiplicity> = KeyedBag::new(vec![Expr::col(0)]);
+        let versions: Vec<Row> = (0..40).map(|v| row![7, v]).collect();
+        let mut delta: Vec<(&Row, Weight)> = vec![(&versions[0], 1)];
+        for pair in versions.windows(2) {
+            delta.push((&pair[0], -1));
+            delta.push((&pair[1], 1));
+        }
+        bag.add_all(delta.into_iter());
+        assert_eq!(rows(&bag, 7), vec![("(7, 39)".to_string(), 1)]);
+        assert_eq!(bag.rows, 1);
     }
 
     #[test]

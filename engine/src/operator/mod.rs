@@ -76,6 +76,12 @@ pub(crate) const ENTRY_BYTES: usize = std::mem::size_of::<crate::row::Row>() + s
 /// (its buckets are a power of two, at most 7/8 full). Work sorted by `hash & mask`
 /// walks the table from one end to the other; a table grown or shrunk since only
 /// costs some of that locality, never correctness.
+///
+/// Deltas shorter than [`SLOT_ORDER_FROM`] are applied as they come: for a few rows
+/// the sort's allocation costs more than the locality saves.
 pub(crate) fn slot_mask(entries: usize) -> u64 {
     (entries * 8 / 7).next_power_of_two() as u64 - 1
 }
+
+/// The delta length from which deltas are applied in slot order (see [`slot_mask`]).
+pub(crate) const SLOT_ORDER_FROM: usize = 16;
