@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use petgraph::stable_graph::NodeIndex;
@@ -75,8 +74,9 @@ struct Writer {
     pending: Vec<ZSet>,
     pending_tables: Vec<TableId>,
     poisoned: Option<String>,
-    /// While profiling: transactions, table stage and publish totals.
-    profile: Option<(u64, Duration, Duration)>,
+    /// While profiling: transactions, table stage and publish totals (the nodes'
+    /// times are the graph's).
+    profile: Option<Profile>,
 }
 
 /// Sizes of what the engine holds, for memory reports.
@@ -318,9 +318,9 @@ impl Dataflow {
                 return Err(e);
             }
         }
-        if let Some((txns, tables, _)) = &mut w.profile {
-            *txns += 1;
-            watch.add_to(tables);
+        if let Some(p) = &mut w.profile {
+            p.transactions += 1;
+            watch.add_to(&mut p.tables);
         }
         let w = &mut *w;
         let deltas = match catch_unwind(AssertUnwindSafe(|| w.propagate())) {
@@ -337,8 +337,8 @@ impl Dataflow {
                 }
             }
             drop(p);
-            if let Some((_, _, publish)) = &mut w.profile {
-                watch.add_to(publish);
+            if let Some(p) = &mut w.profile {
+                watch.add_to(&mut p.publish);
             }
         }
         Ok(())
@@ -363,15 +363,14 @@ impl Dataflow {
     /// Starts timing transactions (from zero) or stops; see [`crate::profile`].
     pub fn set_profiling(&self, on: bool) {
         let mut w = self.shared.writer.lock();
-        w.profile = on.then_some((0, Duration::ZERO, Duration::ZERO));
+        w.profile = on.then(Profile::default);
         w.graph.set_profiling(on);
     }
 
     /// Where the time of transactions went since profiling started (empty when off).
     pub fn profile(&self) -> Profile {
         let w = self.shared.writer.lock();
-        let (transactions, tables, publish) = w.profile.unwrap_or_default();
-        Profile { transactions, tables, publish, nodes: w.graph.profile() }
+        Profile { nodes: w.graph.profile(), ..w.profile.clone().unwrap_or_default() }
     }
 
     /// Sizes of what the engine holds.

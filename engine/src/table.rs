@@ -179,7 +179,7 @@ impl Table {
     pub fn insert(&mut self, data: RowData, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
         let row = self.full_row(data, None)?;
         if let Rows::Keyed { key, .. } = &self.rows {
-            let hash = self.key_hash(key.iter().map(|&c| row.get(c)));
+            let hash = hash_key(&self.hasher, key, &row);
             if self.find_hashed(hash, |c| row.get(c)).is_some() {
                 let key_values: Vec<Value> = key.iter().map(|&c| row.get(c).into_owned()).collect();
                 return Err(self.duplicate(&key_values));
@@ -222,7 +222,7 @@ impl Table {
             Rows::Bag { .. } => true,
         };
         if key_changed && let Rows::Keyed { key, .. } = &self.rows {
-            let hash = self.key_hash(key.iter().map(|&c| row.get(c)));
+            let hash = hash_key(&self.hasher, key, &row);
             if self.find_hashed(hash, |c| row.get(c)).is_some() {
                 let new_key: Vec<Value> = key.iter().map(|&c| row.get(c).into_owned()).collect();
                 return Err(self.duplicate(&new_key));

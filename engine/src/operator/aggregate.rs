@@ -88,12 +88,17 @@ fn output(calls: &[AggregateCall], key: &Key, group: &Group) -> Row {
 /// Retracts a group's row from before and inserts its row after, unless they agree.
 fn push_change(out: &mut ZSet, before: Option<Row>, after: Option<Row>) {
     if before != after {
-        if let Some(before) = before {
-            out.push(before, -1);
-        }
-        if let Some(after) = after {
-            out.push(after, 1);
-        }
+        push_replacement(out, before, after);
+    }
+}
+
+/// Retracts `before` and inserts `after`, known to differ.
+fn push_replacement(out: &mut ZSet, before: Option<Row>, after: Option<Row>) {
+    if let Some(before) = before {
+        out.push(before, -1);
+    }
+    if let Some(after) = after {
+        out.push(after, 1);
     }
 }
 
@@ -148,7 +153,7 @@ impl Operator for Aggregate {
                     let group = o.get_mut();
                     if after != group.shown {
                         let before = std::mem::replace(&mut group.shown, after.clone());
-                        push_change(&mut out, before, after);
+                        push_replacement(&mut out, before, after);
                     }
                     if group.rows == 0 {
                         o.remove();
@@ -164,7 +169,7 @@ impl Operator for Aggregate {
                     if group.rows != 0 {
                         v.insert(group);
                     }
-                    push_change(&mut out, None, after);
+                    push_replacement(&mut out, None, after);
                 }
             }
         }
