@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ciuf_engine::{Change, Dataflow, Dialect, Error, Result, RowData, SqlError, Stats, TableRef, View};
+use ciuf_engine::{
+    Change, Dataflow, Dialect, Error, RecordBatch, Result, RowData, SqlError, Stats, TableRef, TableSchema, View,
+};
 use ciuf_sql::Statement;
 use parking_lot::Mutex;
 
@@ -207,6 +209,24 @@ impl Engine {
     pub fn insert_many<R: Into<RowData>>(&self, table: &str, rows: impl IntoIterator<Item = R>) -> Result<()> {
         let id = self.dataflow.table_id(table)?;
         self.dataflow.apply(rows.into_iter().map(|r| Change::insert(id, r)))
+    }
+
+    /// Inserts the rows of an Arrow record batch into one table as one transaction.
+    /// Batch columns are matched to table columns by name; table columns the batch
+    /// lacks are NULL; a batch column the table lacks is an error.
+    pub fn insert_arrow(&self, table: &str, batch: &RecordBatch) -> Result<()> {
+        self.dataflow.insert_batches(table, std::slice::from_ref(batch))
+    }
+
+    /// Inserts the rows of several Arrow record batches into one table as one
+    /// transaction (see [`Engine::insert_arrow`]).
+    pub fn insert_arrow_batches(&self, table: &str, batches: &[RecordBatch]) -> Result<()> {
+        self.dataflow.insert_batches(table, batches)
+    }
+
+    /// The schema of table `name`.
+    pub fn table_schema(&self, name: &str) -> Result<Arc<TableSchema>> {
+        self.dataflow.table_schema(name)
     }
 
     /// Sizes of what the engine holds.

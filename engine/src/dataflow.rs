@@ -344,6 +344,18 @@ impl Dataflow {
         Ok(())
     }
 
+    /// Inserts the rows of Arrow record batches into one table as one transaction;
+    /// columns are matched by name (see [`crate::arrow_in`]).
+    pub fn insert_batches(&self, table: &str, batches: &[arrow_array::RecordBatch]) -> Result<()> {
+        let schema = self.table_schema(table)?;
+        let id = self.table_id(table)?;
+        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+        for batch in batches {
+            rows.extend(crate::arrow_in::batch_rows(&schema, batch)?);
+        }
+        self.apply(rows.into_iter().map(|r| Change::insert(id, RowData::Values(r))))
+    }
+
     /// Inserts one row (a transaction of one change).
     pub fn insert(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
         self.apply([Change::insert(table, row)])

@@ -20,6 +20,7 @@
 //! - Views ([`View`]) are read concurrently with writes and always show the state
 //!   between two whole transactions.
 
+pub mod arrow_in;
 pub mod arrow_out;
 pub mod catalog;
 pub mod change;

@@ -1,0 +1,279 @@
+//! `Engine` and `View` for Python: the Rust facade with Python values.
+//!
+//! Python objects are converted to rows while the GIL is held; the engine then runs
+//! (applies the transaction, builds a view's batch) with the GIL released, so other
+//! Python threads run meanwhile. Every call either succeeds or raises and changes
+//! nothing, as in Rust.
+
+use arrow_array::RecordBatch;
+use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
+use ciuf::{Change, Outcome};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyDict, PyList, PyString, PyTuple};
+
+use crate::errors::{IntoPy, SchemaError};
+use crate::frame::Frame;
+use crate::values::to_row;
+
+/// An incremental view-maintenance engine.
+#[derive(Debug)]
+#[pyclass(module = "ciuf", frozen)]
+pub struct Engine {
+    inner: ciuf::Engine,
+}
+
+/// A view: a query whose answer the engine keeps up to date.
+#[derive(Debug)]
+#[pyclass(module = "ciuf", frozen)]
+pub struct View {
+    inner: ciuf::View,
+}
+
+#[pymethods]
+impl Engine {
+    /// An engine: in memory with no URL (or `"memory:"`); database URLs name a source.
+    #[new]
+    #[pyo3(signature = (url=None))]
+    fn new(py: Python<'_>, url: Option<&str>) -> PyResult<Engine> {
+        let inner = match url {
+            None => ciuf::Engine::in_memory(),
+            Some(url) => ciuf::Engine::open(url).py_err(py)?,
+        };
+        Ok(Engine { inner })
+    }
+
+    /// Runs SQL statements (CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,
+    /// EXPLAIN, queries). Returns the last statement's view, EXPLAIN text, or None.
+    fn execute<'py>(&self, py: Python<'py>, sql: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Ok(match py.detach(|| self.inner.execute(sql)).py_err(py)? {
+            Outcome::Done => None,
+            Outcome::View(v) => Some(Bound::new(py, View { inner: v })?.into_any()),
+            Outcome::Explain(text) => Some(PyString::new(py, &text).into_any()),
+        })
+    }
+
+    /// Registers `sql` as a view, or returns the view already registered for it.
+    #[allow(clippy::wrong_self_convention)] // the name is the Python API's
+    fn from_sql(&self, py: Python<'_>, sql: &str) -> PyResult<View> {
+        py.detach(|| self.inner.from_sql(sql)).py_err(py).map(|inner| View { inner })
+    }
+
+    /// Registers `sql` as the view `name`, which later queries can read like a table.
+    fn create_view(&self, py: Python<'_>, name: &str, sql: &str) -> PyResult<View> {
+        py.detach(|| self.inner.create_view(name, sql)).py_err(py).map(|inner| View { inner })
+    }
+
+    /// The named view `name`, or None.
+    fn view(&self, name: &str) -> Option<View> {
+        self.inner.view(name).map(|inner| View { inner })
+    }
+
+    /// Stops maintaining `view`.
+    fn drop_view(&self, py: Python<'_>, view: &View) -> PyResult<()> {
+        self.inner.drop_view(&view.inner).py_err(py)
+    }
+
+    /// The operator plan of a query, as text.
+    fn explain(&self, py: Python<'_>, sql: &str) -> PyResult<String> {
+        self.inner.explain(sql).py_err(py)
+    }
+
+    /// The names of the tables.
+    fn tables(&self) -> Vec<String> {
+        self.inner.dataflow().table_names()
+    }
+
+    /// Inserts `row` (a dict by column name, or a sequence in column order).
+    fn on_insert(&self, py: Python<'_>, table: &str, row: &Bound<'_, PyAny>) -> PyResult<()> {
+        let change = Change::insert(table, to_row(row)?);
+        self.run(py, vec![change])
+    }
+
+    /// Replaces the row `old` by `new`. Without `old`, the row with `new`'s primary key
+    /// is replaced, and columns `new` leaves out keep their values.
+    #[pyo3(signature = (table, new, old=None))]
+    fn on_update(
+        &self,
+        py: Python<'_>,
+        table: &str,
+        new: &Bound<'_, PyAny>,
+        old: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let change = match old {
+            Some(old) => Change::update(table, to_row(old)?, to_row(new)?),
+            None => Change::update_by_key(table, to_row(new)?),
+        };
+        self.run(py, vec![change])
+    }
+
+    /// Deletes `row` (found by primary key where the table has one).
+    fn on_delete(&self, py: Python<'_>, table: &str, row: &Bound<'_, PyAny>) -> PyResult<()> {
+        let change = Change::delete(table, to_row(row)?);
+        self.run(py, vec![change])
+    }
+
+    /// Applies many changes as one atomic transaction. A change is a tuple —
+    /// `("insert", table, row)`, `("delete", table, row)`, `("update", table, new)` or
+    /// `("update", table, new, old)` — or a dict with keys `op`, `table` and `row`
+    /// (insert, delete) or `new` and optionally `old` (update).
+    fn apply(&self, py: Python<'_>, changes: &Bound<'_, PyAny>) -> PyResult<()> {
+        let changes = changes.try_iter()?.map(|c| to_change(&c?)).collect::<PyResult<Vec<_>>>()?;
+        self.run(py, changes)
+    }
+
+    /// Inserts many rows into `table` as one transaction: a list of dicts (or of
+    /// sequences), or any Arrow-compatible table (pyarrow, polars, pandas: read through
+    /// the Arrow PyCapsule interface, with no per-row Python work).
+    fn insert_many(&self, py: Python<'_>, table: &str, rows: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(batches) = arrow_batches(rows)? {
+            return py.detach(|| self.inner.insert_arrow_batches(table, &batches)).py_err(py);
+        }
+        if rows.cast::<PyDict>().is_ok() || rows.cast::<PyString>().is_ok() {
+            return Err(PyTypeError::new_err(
+                "insert_many takes a list of rows (dicts or sequences) or an Arrow-compatible table",
+            ));
+        }
+        let changes =
+            rows.try_iter()?.map(|r| Ok(Change::insert(table, to_row(&r?)?))).collect::<PyResult<Vec<_>>>()?;
+        self.run(py, changes)
+    }
+
+    /// Sizes of what the engine holds: tables, rows, views, arrangements, bytes.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("base_rows", s.base_rows)?;
+        d.set_item("nodes", s.nodes)?;
+        d.set_item("arrangements", s.arrangements)?;
+        d.set_item("table_index_bytes", s.table_index_bytes)?;
+        d.set_item("operator_state_bytes", s.operator_state_bytes)?;
+        d.set_item("view_state_bytes", s.view_state_bytes)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<ciuf.Engine tables={:?}>", self.inner.dataflow().table_names())
+    }
+}
+
+impl Engine {
+    /// Applies `changes` as one transaction with the GIL released.
+    fn run(&self, py: Python<'_>, changes: Vec<Change>) -> PyResult<()> {
+        py.detach(|| self.inner.apply(changes)).py_err(py)
+    }
+}
+
+/// Registers `sql` as a view of `engine` (the same as `engine.from_sql(sql)`).
+#[pyfunction]
+pub fn from_sql(py: Python<'_>, engine: &Engine, sql: &str) -> PyResult<View> {
+    engine.from_sql(py, sql)
+}
+
+#[pymethods]
+impl View {
+    /// The view's rows now, as an Arrow-backed frame.
+    fn query(&self, py: Python<'_>) -> PyResult<Frame> {
+        py.detach(|| self.inner.query()).py_err(py).map(|batch| Frame { batch })
+    }
+
+    /// The column names.
+    #[getter]
+    fn columns(&self) -> Vec<String> {
+        self.inner.columns().iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// The columns' SQL types, by column name.
+    #[getter]
+    fn schema<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for c in self.inner.columns() {
+            d.set_item(&c.name, c.data_type.to_string())?;
+        }
+        Ok(d)
+    }
+
+    /// The number of rows.
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.inner.len().py_err(py)
+    }
+
+    /// The SQL text the view was registered with.
+    #[getter]
+    fn sql(&self) -> &str {
+        self.inner.sql()
+    }
+
+    /// The view's name, if it was created with one.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.inner.name()
+    }
+
+    /// A number that changes whenever the view's rows change.
+    #[getter]
+    fn version(&self, py: Python<'_>) -> PyResult<u64> {
+        self.inner.version().py_err(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<ciuf.View {:?} columns={:?}>", self.inner.name().unwrap_or(self.inner.sql()), self.columns())
+    }
+}
+
+/// One element of `Engine.apply`'s list as a change.
+fn to_change(obj: &Bound<'_, PyAny>) -> PyResult<Change> {
+    let bad = || {
+        SchemaError::new_err(
+            "a change is ('insert'|'delete', table, row), ('update', table, new[, old]) \
+             or a dict with 'op', 'table' and 'row' (or 'new' and 'old')",
+        )
+    };
+    let (op, table, first, second): (String, String, Bound<'_, PyAny>, Option<Bound<'_, PyAny>>) =
+        if let Ok(t) = obj.cast::<PyTuple>() {
+            match t.len() {
+                3 => (t.get_item(0)?.extract()?, t.get_item(1)?.extract()?, t.get_item(2)?, None),
+                4 => (t.get_item(0)?.extract()?, t.get_item(1)?.extract()?, t.get_item(2)?, Some(t.get_item(3)?)),
+                _ => return Err(bad()),
+            }
+        } else if let Ok(d) = obj.cast::<PyDict>() {
+            let get = |k: &str| d.get_item(k);
+            let op: String = get("op")?.ok_or_else(bad)?.extract()?;
+            let table: String = get("table")?.ok_or_else(bad)?.extract()?;
+            if op == "update" {
+                (op, table, get("new")?.ok_or_else(bad)?, get("old")?.filter(|o| !o.is_none()))
+            } else {
+                (op, table, get("row")?.ok_or_else(bad)?, None)
+            }
+        } else if obj.cast::<PyList>().is_ok() {
+            return to_change(&PyTuple::new(obj.py(), obj.cast::<PyList>()?.iter())?.into_any());
+        } else {
+            return Err(bad());
+        };
+    match (op.as_str(), second) {
+        ("insert", None) => Ok(Change::insert(table, to_row(&first)?)),
+        ("delete", None) => Ok(Change::delete(table, to_row(&first)?)),
+        ("update", None) => Ok(Change::update_by_key(table, to_row(&first)?)),
+        ("update", Some(old)) => Ok(Change::update(table, to_row(&old)?, to_row(&first)?)),
+        _ => Err(SchemaError::new_err(format!("unknown change {op:?}: use 'insert', 'update' or 'delete'"))),
+    }
+}
+
+/// The record batches of an object that offers an Arrow C stream, or None.
+fn arrow_batches(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<RecordBatch>>> {
+    if !obj.hasattr("__arrow_c_stream__")? {
+        return Ok(None);
+    }
+    let capsule = obj.call_method0("__arrow_c_stream__")?.cast_into::<PyCapsule>()?;
+    let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
+    // SAFETY: a capsule named `arrow_array_stream` holds an ArrowArrayStream (the Arrow
+    // PyCapsule interface); `from_raw` moves the stream out and marks the original
+    // released, as the interface asks of a consumer.
+    let stream = unsafe { FFI_ArrowArrayStream::from_raw(pointer.cast::<FFI_ArrowArrayStream>().as_ptr()) };
+    let reader = RecordBatchStreamReader::try_new(stream)
+        .map_err(|e| SchemaError::new_err(format!("cannot read the Arrow stream: {e}")))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(|e| SchemaError::new_err(format!("cannot read the Arrow stream: {e}")))
+}
