@@ -84,6 +84,22 @@ impl Engine {
         self.inner.dataflow().table_names()
     }
 
+    /// The columns of `table` and their SQL types, in column order.
+    fn columns<'py>(&self, py: Python<'py>, table: &str) -> PyResult<Bound<'py, PyDict>> {
+        let schema = self.inner.table_schema(table).py_err(py)?;
+        let d = PyDict::new(py);
+        for c in &schema.columns {
+            d.set_item(&c.name, c.data_type.to_string())?;
+        }
+        Ok(d)
+    }
+
+    /// The primary-key columns of `table` (empty if it has none).
+    fn primary_key(&self, py: Python<'_>, table: &str) -> PyResult<Vec<String>> {
+        let schema = self.inner.table_schema(table).py_err(py)?;
+        Ok(schema.primary_key.iter().flatten().map(|&i| schema.columns[i].name.clone()).collect())
+    }
+
     /// Inserts `row` (a dict by column name, or a sequence in column order).
     fn on_insert(&self, py: Python<'_>, table: &str, row: &Bound<'_, PyAny>) -> PyResult<()> {
         let change = Change::insert(table, to_row(row)?);
@@ -214,6 +230,15 @@ impl View {
     #[getter]
     fn version(&self, py: Python<'_>) -> PyResult<u64> {
         self.inner.version().py_err(py)
+    }
+
+    /// Handles on the same view are equal (the same SQL registered twice is one view).
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<View>().is_ok_and(|o| o.get().inner.id() == self.inner.id())
+    }
+
+    fn __hash__(&self) -> u64 {
+        u64::from(self.inner.id().0)
     }
 
     fn __repr__(&self) -> String {
