@@ -5,6 +5,8 @@
 //! Python threads run meanwhile. Every call either succeeds or raises and changes
 //! nothing, as in Rust.
 
+use std::sync::{PoisonError, RwLock};
+
 use arrow_array::RecordBatch;
 use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use ciuf::{Change, Outcome};
@@ -20,7 +22,8 @@ use crate::values::to_row;
 #[derive(Debug)]
 #[pyclass(module = "ciuf", frozen)]
 pub struct Engine {
-    inner: ciuf::Engine,
+    /// None once closed.
+    inner: RwLock<Option<ciuf::Engine>>,
 }
 
 /// A view: a query whose answer the engine keeps up to date.
@@ -40,13 +43,14 @@ impl Engine {
             None => ciuf::Engine::in_memory(),
             Some(url) => ciuf::Engine::open(url).py_err(py)?,
         };
-        Ok(Engine { inner })
+        Ok(Engine { inner: RwLock::new(Some(inner)) })
     }
 
     /// Runs SQL statements (CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,
     /// EXPLAIN, queries). Returns the last statement's view, EXPLAIN text, or None.
     fn execute<'py>(&self, py: Python<'py>, sql: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(match py.detach(|| self.inner.execute(sql)).py_err(py)? {
+        let engine = self.engine()?;
+        Ok(match py.detach(|| engine.execute(sql)).py_err(py)? {
             Outcome::Done => None,
             Outcome::View(v) => Some(Bound::new(py, View { inner: v })?.into_any()),
             Outcome::Explain(text) => Some(PyString::new(py, &text).into_any()),
@@ -56,37 +60,39 @@ impl Engine {
     /// Registers `sql` as a view, or returns the view already registered for it.
     #[allow(clippy::wrong_self_convention)] // the name is the Python API's
     fn from_sql(&self, py: Python<'_>, sql: &str) -> PyResult<View> {
-        py.detach(|| self.inner.from_sql(sql)).py_err(py).map(|inner| View { inner })
+        let engine = self.engine()?;
+        py.detach(|| engine.from_sql(sql)).py_err(py).map(|inner| View { inner })
     }
 
     /// Registers `sql` as the view `name`, which later queries can read like a table.
     fn create_view(&self, py: Python<'_>, name: &str, sql: &str) -> PyResult<View> {
-        py.detach(|| self.inner.create_view(name, sql)).py_err(py).map(|inner| View { inner })
+        let engine = self.engine()?;
+        py.detach(|| engine.create_view(name, sql)).py_err(py).map(|inner| View { inner })
     }
 
     /// The named view `name`, or None.
-    fn view(&self, name: &str) -> Option<View> {
-        self.inner.view(name).map(|inner| View { inner })
+    fn view(&self, name: &str) -> PyResult<Option<View>> {
+        Ok(self.engine()?.view(name).map(|inner| View { inner }))
     }
 
     /// Stops maintaining `view`.
     fn drop_view(&self, py: Python<'_>, view: &View) -> PyResult<()> {
-        self.inner.drop_view(&view.inner).py_err(py)
+        self.engine()?.drop_view(&view.inner).py_err(py)
     }
 
     /// The operator plan of a query, as text.
     fn explain(&self, py: Python<'_>, sql: &str) -> PyResult<String> {
-        self.inner.explain(sql).py_err(py)
+        self.engine()?.explain(sql).py_err(py)
     }
 
     /// The names of the tables.
-    fn tables(&self) -> Vec<String> {
-        self.inner.dataflow().table_names()
+    fn tables(&self) -> PyResult<Vec<String>> {
+        Ok(self.engine()?.dataflow().table_names())
     }
 
     /// The columns of `table` and their SQL types, in column order.
     fn columns<'py>(&self, py: Python<'py>, table: &str) -> PyResult<Bound<'py, PyDict>> {
-        let schema = self.inner.table_schema(table).py_err(py)?;
+        let schema = self.engine()?.table_schema(table).py_err(py)?;
         let d = PyDict::new(py);
         for c in &schema.columns {
             d.set_item(&c.name, c.data_type.to_string())?;
@@ -96,7 +102,7 @@ impl Engine {
 
     /// The primary-key columns of `table` (empty if it has none).
     fn primary_key(&self, py: Python<'_>, table: &str) -> PyResult<Vec<String>> {
-        let schema = self.inner.table_schema(table).py_err(py)?;
+        let schema = self.engine()?.table_schema(table).py_err(py)?;
         Ok(schema.primary_key.iter().flatten().map(|&i| schema.columns[i].name.clone()).collect())
     }
 
@@ -143,7 +149,8 @@ impl Engine {
     /// the Arrow PyCapsule interface, with no per-row Python work).
     fn insert_many(&self, py: Python<'_>, table: &str, rows: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Some(batches) = arrow_batches(rows)? {
-            return py.detach(|| self.inner.insert_arrow_batches(table, &batches)).py_err(py);
+            let engine = self.engine()?;
+            return py.detach(|| engine.insert_arrow_batches(table, &batches)).py_err(py);
         }
         if rows.cast::<PyDict>().is_ok() || rows.cast::<PyString>().is_ok() {
             return Err(PyTypeError::new_err(
@@ -157,7 +164,7 @@ impl Engine {
 
     /// Sizes of what the engine holds: tables, rows, views, arrangements, bytes.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
+        let s = self.engine()?.stats();
         let d = PyDict::new(py);
         d.set_item("base_rows", s.base_rows)?;
         d.set_item("nodes", s.nodes)?;
@@ -168,15 +175,50 @@ impl Engine {
         Ok(d)
     }
 
+    /// Stops the engine: later calls raise `ciuf.Error`. Views already obtained stay
+    /// readable, frozen at their last state. Closing twice is harmless.
+    fn close(&self) {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner).take();
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
     fn __repr__(&self) -> String {
-        format!("<ciuf.Engine tables={:?}>", self.inner.dataflow().table_names())
+        match self.engine() {
+            Ok(e) => format!("<ciuf.Engine tables={:?}>", e.dataflow().table_names()),
+            Err(_) => "<ciuf.Engine closed>".to_string(),
+        }
     }
 }
 
 impl Engine {
     /// Applies `changes` as one transaction with the GIL released.
     fn run(&self, py: Python<'_>, changes: Vec<Change>) -> PyResult<()> {
-        py.detach(|| self.inner.apply(changes)).py_err(py)
+        let engine = self.engine()?;
+        py.detach(|| engine.apply(changes)).py_err(py)
+    }
+
+    /// The engine (a cheap handle), or an error once closed.
+    fn engine(&self) -> PyResult<ciuf::Engine> {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| crate::errors::Error::new_err("the engine is closed"))
     }
 }
 

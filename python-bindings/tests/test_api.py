@@ -213,3 +213,18 @@ def test_a_random_stream_matches_sqlite(engine: Engine, oracle: sqlite3.Connecti
             oracle.execute("DELETE FROM orders WHERE id = ?", (oid,))
         for v in views:
             assert_same(v, oracle)
+
+
+def test_a_closed_engine_refuses_work_and_its_views_stay_readable() -> None:
+    with Engine() as e:
+        e.execute("CREATE TABLE t (a BIGINT)")
+        v = e.from_sql("SELECT a FROM t")
+        e.on_insert("t", [1])
+        assert not e.closed
+    assert e.closed and "closed" in repr(e)
+    with pytest.raises(ciuf.Error, match="closed"):
+        e.on_insert("t", [2])
+    with pytest.raises(ciuf.Error, match="closed"):
+        e.from_sql("SELECT a FROM t")
+    assert v.query().rows() == [(1,)]
+    e.close()

@@ -29,17 +29,18 @@ from __future__ import annotations
 import enum
 import uuid
 import warnings
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
-from sqlalchemy import event, inspect
+from sqlalchemy import MetaData, Table, event, inspect, select, types
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, scoped_session, sessionmaker
-from sqlalchemy.orm.attributes import NO_VALUE
 
 from . import Engine
 
-__all__ = ["Tracker", "track"]
+__all__ = ["Tracker", "mirror", "track"]
 
 _Change = tuple[Any, ...]
+
+_MISSING = object()
 
 
 class Tracker:
@@ -94,11 +95,12 @@ class Tracker:
     # -- events ----------------------------------------------------------------------
 
     def _listen(self, target: Any) -> None:
-        for name, fn in [
+        hooks: list[tuple[str, Callable[..., Any]]] = [
             ("after_flush", self._after_flush),
             ("after_commit", self._after_commit),
             ("after_transaction_end", self._after_transaction_end),
-        ]:
+        ]
+        for name, fn in hooks:
             event.listen(target, name, fn)
             self._targets.append((target, name, fn))
 
@@ -197,8 +199,8 @@ class Tracker:
                 else:
                     continue
             else:
-                value = state.dict.get(prop.key, NO_VALUE)
-                if value is NO_VALUE:
+                value = state.dict.get(prop.key, _MISSING)
+                if value is _MISSING:
                     value = getattr(state.obj(), prop.key)  # expired (a server default): load it
             out[column.name] = value
         return out
@@ -236,7 +238,8 @@ def _plain(value: Any) -> Any:
 
 def _sync(session: Any) -> Session:
     """The sync Session behind an AsyncSession (or the session itself)."""
-    return getattr(session, "sync_session", session)
+    sync: Session = getattr(session, "sync_session", session)
+    return sync
 
 
 SessionTarget = Union[Session, "sessionmaker[Any]", "scoped_session[Any]", type, Any]
@@ -271,3 +274,72 @@ def track(engine: Engine, session: SessionTarget) -> Tracker:
     if not tracker._tables:
         warnings.warn("ciuf.sqlalchemy.track: the engine has no tables yet; nothing will be tracked", stacklevel=2)
     return tracker
+
+
+def _ciuf_type(column: Any) -> str:
+    """The ciuf type of a SQLAlchemy column, or TypeError naming the column."""
+    t = column.type
+    if isinstance(t, types.Boolean):
+        return "BOOLEAN"
+    if isinstance(t, types.Integer):
+        # Every width as BIGINT: SQLite keeps any integer in any integer column, and a
+        # value the database accepted must never be refused here.
+        return "BIGINT"
+    if isinstance(t, types.Float):
+        return "DOUBLE"
+    if isinstance(t, types.Numeric):
+        if t.precision is not None and t.asdecimal:
+            return f"DECIMAL({t.precision},{t.scale or 0})"
+        return "DOUBLE"
+    if isinstance(t, (types.String, types.Enum, types.Uuid)):
+        return "TEXT"
+    if isinstance(t, types.DateTime):
+        return "TIMESTAMP"
+    if isinstance(t, types.Date):
+        return "DATE"
+    raise TypeError(
+        f"column {column.table.name}.{column.name} is {t!r}, which ciuf has no type for;"
+        " leave the table out (tables=...) or declare it with engine.execute"
+    )
+
+
+def mirror(
+    engine: Engine,
+    metadata: Union[MetaData, Iterable[Table]],
+    bind: Any = None,
+    tables: Optional[Iterable[str]] = None,
+) -> list[str]:
+    """Declares in ``engine`` the tables of SQLAlchemy ``metadata`` (or a list of
+    ``Table``), with their columns, types, primary keys and NOT NULL, and, given
+    ``bind`` (a SQLAlchemy Engine or Connection), loads their current rows, one
+    transaction per table. ``tables`` limits it to the tables named. Returns the names.
+
+    Call it at start-up, before :func:`track` and before the app serves writes: rows
+    written between the load and the start of tracking would be missed.
+    """
+    all_tables = list(metadata.sorted_tables if isinstance(metadata, MetaData) else metadata)
+    wanted = {t.lower() for t in tables} if tables is not None else None
+    chosen = [t for t in all_tables if wanted is None or t.name.lower() in wanted]
+    have = {t.lower() for t in engine.tables()}
+    for table in chosen:
+        if table.name.lower() in have:
+            continue
+        cols = []
+        for c in table.columns:
+            cols.append(f'"{c.name}" {_ciuf_type(c)}' + ("" if c.nullable or c.primary_key else " NOT NULL"))
+        key = [f'"{c.name}"' for c in table.primary_key.columns]
+        if key:
+            cols.append(f"PRIMARY KEY ({', '.join(key)})")
+        engine.execute(f'CREATE TABLE "{table.name}" ({", ".join(cols)})')
+    if bind is not None:
+        from sqlalchemy.engine import Engine as SqlAlchemyEngine
+
+        conn = bind.connect() if isinstance(bind, SqlAlchemyEngine) else bind
+        try:
+            for table in chosen:
+                rows = [{k: _plain(v) for k, v in r.items()} for r in conn.execute(select(table)).mappings()]
+                engine.insert_many(table.name, rows)
+        finally:
+            if conn is not bind:
+                conn.close()
+    return [t.name for t in chosen]
