@@ -55,6 +55,12 @@ def test_polars_and_pandas(frame: Frame) -> None:
     assert pdf.to_dict(orient="records")[1:3] == frame.to_dict(orient="records")[1:3]
 
 
+def test_duckdb_queries_a_frame_in_place(frame: Frame) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    assert duckdb.sql("SELECT COUNT(*), SUM(x), COUNT(s) FROM frame").fetchall() == [(1000, 249750.0, 666)]
+    assert duckdb.from_arrow(frame).aggregate("max(id)").fetchall() == [(999,)]
+
+
 def test_plain_rows_follow_pandas_spelling(frame: Frame) -> None:
     records = frame.to_dict(orient="records")
     assert records[4] == {"id": 4, "x": 2.0, "s": "s4", "d": decimal.Decimal("0.500"),
