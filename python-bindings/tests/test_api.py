@@ -127,7 +127,7 @@ def test_every_column_type_goes_in_and_comes_back() -> None:
 
 
 def test_numpy_scalars_are_numbers() -> None:
-    np = pytest.importorskip("numpy")  # comes with pandas and pyarrow in the test extras
+    import numpy as np  # comes with pandas and pyarrow in the test extras
     e = Engine()
     e.execute("CREATE TABLE t (i BIGINT, f DOUBLE)")
     e.on_insert("t", {"i": np.int64(5), "f": np.float32(0.5)})

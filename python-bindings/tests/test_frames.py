@@ -9,13 +9,12 @@ import subprocess
 import sys
 import textwrap
 
+import pandas as pd  # noqa: F401 - to_pandas needs it
+import polars as pl
+import pyarrow as pa
 import pytest
 
 from ciuf import Engine, Frame
-
-pa = pytest.importorskip("pyarrow")
-pl = pytest.importorskip("polars")
-pd = pytest.importorskip("pandas")
 
 
 @pytest.fixture
@@ -56,7 +55,7 @@ def test_polars_and_pandas(frame: Frame) -> None:
 
 
 def test_duckdb_queries_a_frame_in_place(frame: Frame) -> None:
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
     assert duckdb.sql("SELECT COUNT(*), SUM(x), COUNT(s) FROM frame").fetchall() == [(1000, 249750.0, 666)]
     assert duckdb.from_arrow(frame).aggregate("max(id)").fetchall() == [(999,)]
 

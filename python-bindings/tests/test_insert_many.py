@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime
 
+import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 
 import ciuf
 from ciuf import Engine
-
-pa = pytest.importorskip("pyarrow")
-pl = pytest.importorskip("polars")
-pd = pytest.importorskip("pandas")
 
 
 @pytest.fixture

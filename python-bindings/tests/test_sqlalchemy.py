@@ -143,7 +143,6 @@ def test_close_stops_tracking(setup: Any) -> None:
 
 
 def test_async_sessions(db_path: Path) -> None:
-    pytest.importorskip("aiosqlite")
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     async def run() -> None:

@@ -92,7 +92,6 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 def test_fastapi_app(db: Database) -> None:
-    pytest.importorskip("fastapi")
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.testclient import TestClient
 
@@ -132,7 +131,6 @@ def test_fastapi_app(db: Database) -> None:
 
 
 def test_litestar_app(db: Database) -> None:
-    pytest.importorskip("litestar")
     from litestar import Litestar, get, post
     from litestar.exceptions import HTTPException, NotFoundException
     from litestar.testing import TestClient
