@@ -3,8 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::cell::RefCell;
+
+use ciuf_connectors::Source;
+use ciuf_connectors::postgres::{PostgresOptions, PostgresSource};
 use ciuf_engine::{
-    Change, Dataflow, Dialect, Error, RecordBatch, Result, RowData, SqlError, Stats, TableRef, TableSchema, View,
+    Catalog, Change, Dataflow, Dialect, Error, RecordBatch, Result, RowData, SqlError, SqlErrorKind, Stats, TableId,
+    TableRef, TableSchema, View, ViewDef,
 };
 use ciuf_sql::Statement;
 use parking_lot::Mutex;
@@ -29,6 +34,8 @@ pub struct Engine {
     dataflow: Dataflow,
     /// Views by SQL text, so that repeating a query costs a lookup, not a parse.
     by_sql: Arc<Mutex<HashMap<String, View>>>,
+    /// The database the tables come from, if any.
+    source: Option<Arc<dyn Source>>,
 }
 
 impl Default for Engine {
@@ -47,26 +54,56 @@ impl Engine {
 
     /// An in-memory engine following `dialect` where SQL dialects differ.
     pub fn with_dialect(dialect: Dialect) -> Engine {
-        Engine { dataflow: Dataflow::new(dialect), by_sql: Arc::new(Mutex::new(HashMap::new())) }
+        Engine { dataflow: Dataflow::new(dialect), by_sql: Arc::new(Mutex::new(HashMap::new())), source: None }
     }
 
-    /// An engine for the database at `url`. `memory:` (or an empty URL) is an in-memory
-    /// engine; database sources (`sqlite://…`, `postgresql://…`) are not available in
-    /// this build and are refused with an error that says so.
+    /// An engine for the database at `url`:
+    ///
+    /// - `postgresql://user:password@host:port/db` (also `postgres://` and SQLAlchemy's
+    ///   `postgresql+psycopg://`): tables are read from PostgreSQL when a view first
+    ///   names them — copied from a consistent snapshot, then kept up to date by logical
+    ///   replication, each source transaction applied atomically. The server needs
+    ///   `wal_level = logical` and a role with REPLICATION and SELECT on the tables.
+    /// - `memory:` (or an empty URL): an in-memory engine, as [`Engine::in_memory`].
+    ///
+    /// SQLite files (`sqlite://…`) are not available in this build and are refused with
+    /// an error that says so.
     pub fn open(url: &str) -> Result<Engine> {
         let scheme = url.split_once(':').map_or(url, |(s, _)| s).to_ascii_lowercase();
         match scheme.as_str() {
             "" | "memory" => Ok(Engine::in_memory()),
-            "sqlite" | "postgres" | "postgresql" | "postgresql+psycopg" | "postgresql+asyncpg" => Err(Error::Source {
-                message: format!(
-                    "{scheme} sources are not available in this build of ciuf; use Engine::in_memory() and push changes"
-                ),
+            "postgres" | "postgresql" => Engine::open_postgres(url, PostgresOptions::default()),
+            s if s.starts_with("postgresql+") || s.starts_with("postgres+") => {
+                Engine::open_postgres(url, PostgresOptions::default())
+            }
+            "sqlite" => Err(Error::Source {
+                message:
+                    "sqlite sources are not available in this build of ciuf; use Engine::in_memory() and push changes"
+                        .to_string(),
                 retryable: false,
             }),
             _ => Err(Error::Source {
-                message: format!("unknown database URL scheme {scheme:?} in {url:?}"),
+                message: format!("unknown database URL scheme {scheme:?} (use postgresql://, sqlite:// or memory:)"),
                 retryable: false,
             }),
+        }
+    }
+
+    /// An engine fed by the PostgreSQL database at `url`, with the slot and publication
+    /// names of `options` (see [`Engine::open`]).
+    pub fn open_postgres(url: &str, options: PostgresOptions) -> Result<Engine> {
+        let dataflow = Dataflow::new(Dialect::Postgres);
+        let source = PostgresSource::open(url, options, dataflow.clone())?;
+        Ok(Engine { dataflow, by_sql: Arc::new(Mutex::new(HashMap::new())), source: Some(Arc::new(source)) })
+    }
+
+    /// Stops following the source database (a no-op for in-memory engines): the stream
+    /// ends, and the replication slot and publication ciuf created are dropped. Views
+    /// stay readable, frozen at their last state. Dropping the last clone of an engine
+    /// does the same.
+    pub fn close(&self) {
+        if let Some(s) = &self.source {
+            s.close();
         }
     }
 
@@ -95,7 +132,7 @@ impl Engine {
                 if if_not_exists && let Some(v) = self.dataflow.view(&name) {
                     return Ok(Outcome::View(v));
                 }
-                Outcome::View(self.dataflow.define_view(Some(&name), |cat| ciuf_sql::plan_query(&query, &sql, cat))?)
+                Outcome::View(self.define(Some(&name), &query, &sql)?)
             }
             Statement::DropView { names, if_exists } => {
                 for n in names {
@@ -145,13 +182,42 @@ impl Engine {
     }
 
     fn register(&self, query: &ciuf_sql::Query, sql: &str) -> Result<View> {
-        self.dataflow.define_view(None, |cat| ciuf_sql::plan_query(query, sql, cat))
+        self.define(None, query, sql)
+    }
+
+    /// Plans and registers a view. With a source, tables the query names that the
+    /// engine does not have yet are asked of the source (discovered, loaded, followed)
+    /// and the planning tried again.
+    fn define(&self, name: Option<&str>, query: &ciuf_sql::Query, sql: &str) -> Result<View> {
+        let mut asked: Vec<String> = Vec::new();
+        loop {
+            let missing = RefCell::new(Vec::new());
+            let result = self.dataflow.define_view(name, |cat| {
+                ciuf_sql::plan_query(query, sql, &RecordingCatalog { inner: cat, missing: &missing })
+            });
+            let Some(source) = &self.source else { return result };
+            match &result {
+                Err(Error::Sql(e)) if e.kind == SqlErrorKind::UnknownTable => {
+                    let new: Vec<String> = missing
+                        .into_inner()
+                        .into_iter()
+                        .filter(|n| !asked.iter().any(|a| a.eq_ignore_ascii_case(n)))
+                        .collect();
+                    if new.is_empty() {
+                        return result;
+                    }
+                    source.add_tables(&new)?;
+                    asked.extend(new);
+                }
+                _ => return result,
+            }
+        }
     }
 
     /// Registers `sql` as a named view, which later queries can read like a table.
     pub fn create_view(&self, name: &str, sql: &str) -> Result<View> {
         let (query, text) = ciuf_sql::parse_query(sql)?;
-        self.dataflow.define_view(Some(name), |cat| ciuf_sql::plan_query(&query, &text, cat))
+        self.define(Some(name), &query, &text)
     }
 
     /// The named view `name`.
@@ -239,4 +305,32 @@ impl Engine {
 /// [`Engine::from_sql`]).
 pub fn from_sql(engine: &Engine, sql: &str) -> Result<View> {
     engine.from_sql(sql)
+}
+
+/// A catalog that notes the tables a query asks for and the engine does not have.
+struct RecordingCatalog<'a> {
+    inner: &'a dyn Catalog,
+    missing: &'a RefCell<Vec<String>>,
+}
+
+impl Catalog for RecordingCatalog<'_> {
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+
+    fn table(&self, name: &str) -> Option<(TableId, Arc<TableSchema>)> {
+        let found = self.inner.table(name);
+        if found.is_none() && self.inner.view(name).is_none() {
+            self.missing.borrow_mut().push(name.to_string());
+        }
+        found
+    }
+
+    fn view(&self, name: &str) -> Option<&ViewDef> {
+        self.inner.view(name)
+    }
+
+    fn relation_names(&self) -> Vec<String> {
+        self.inner.relation_names()
+    }
 }

@@ -1,10 +1,33 @@
 //! # ciuf-connectors
 //!
-//! Change sources that feed a [`ciuf_engine::Dataflow`] from a database: SQLite files
-//! (schema discovery, initial load, captured writes) and PostgreSQL logical
-//! replication (consistent snapshot, then streamed transactions). Changes pushed by the
-//! application itself need no connector: they go straight to
+//! Change sources that feed a [`ciuf_engine::Dataflow`] from a database. Changes pushed
+//! by the application itself need no connector: they go straight to
 //! [`ciuf_engine::Dataflow::apply`].
 //!
-//! Neither source is built yet; each arrives with its own issue. Until then
-//! `ciuf::Engine::open` refuses their URLs with an error that says so.
+//! - [`postgres`]: PostgreSQL logical replication — tables discovered in the catalog
+//!   when a view names them, copied from a consistent snapshot, then every committed
+//!   transaction streamed in and applied atomically.
+//! - SQLite files arrive with their own issue; until then `ciuf::Engine::open` refuses
+//!   their URLs with an error that says so.
+
+pub mod postgres;
+
+/// A database the engine's tables come from.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// Makes the tables `names` (as a view names them) tables of the dataflow, loaded
+    /// and followed. Names the database does not have are left out.
+    fn add_tables(&self, names: &[String]) -> ciuf_engine::Result<()>;
+
+    /// Stops following and releases what the source holds on the database.
+    fn close(&self);
+}
+
+impl Source for postgres::PostgresSource {
+    fn add_tables(&self, names: &[String]) -> ciuf_engine::Result<()> {
+        postgres::PostgresSource::add_tables(self, names).map_err(Into::into)
+    }
+
+    fn close(&self) {
+        postgres::PostgresSource::close(self);
+    }
+}

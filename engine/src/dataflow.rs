@@ -167,6 +167,13 @@ impl Dataflow {
         Ok(Arc::clone(w.table(id).schema()))
     }
 
+    /// The name of table `id`.
+    pub fn table_name(&self, id: TableId) -> Result<String> {
+        let w = self.shared.writer.lock();
+        let id = w.resolve(&TableRef::Id(id))?;
+        Ok(w.table(id).schema().name.clone())
+    }
+
     /// The names of all tables, in creation order.
     pub fn table_names(&self) -> Vec<String> {
         let w = self.shared.writer.lock();

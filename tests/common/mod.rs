@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use ciuf::{Row, Value};
 
 /// SplitMix64: small, fast, and the same sequence on every platform and version.

@@ -1,0 +1,24 @@
+//! PostgreSQL as a source: schema discovery, a consistent snapshot, then logical
+//! replication (pgoutput) streamed into the engine, one source transaction at a time.
+//!
+//! - `config`: URLs and options;
+//! - `wire`: the replication connection (tokio-postgres has none);
+//! - `pgoutput`: the logical replication message decoder;
+//! - `catalog`, `types`: tables and values as the engine has them;
+//! - `copy`: the snapshot;
+//! - `stream`: messages to engine transactions;
+//! - `source`: the thread that runs it all, and reconnects.
+
+mod catalog;
+mod config;
+mod copy;
+mod error;
+pub mod pgoutput;
+mod source;
+mod stream;
+mod types;
+mod wire;
+
+pub use config::PostgresOptions;
+pub use error::{PgError, ServerError};
+pub use source::{PostgresSource, Status};

@@ -1,0 +1,621 @@
+//! The PostgreSQL source: a thread that owns the connections, loads tables from a
+//! consistent snapshot, and streams every committed transaction into the engine.
+//!
+//! ```text
+//!  first tables   CREATE PUBLICATION … FOR TABLE …; CREATE_REPLICATION_SLOT … EXPORT_SNAPSHOT
+//!                 COPY each table under that snapshot; START_REPLICATION at the slot's
+//!                 consistent point: no gap, no duplicate
+//!  later tables   ALTER PUBLICATION … ADD TABLE; a temporary slot's snapshot for the COPY;
+//!                 the stream skips that table's changes committed before the temporary
+//!                 slot's consistent point (they are in the copy)
+//!  streaming      each transaction applied at its Commit; the slot acknowledged up to the
+//!                 last applied commit only; keepalives answered
+//!  dropped link   reconnect with backoff; START_REPLICATION from the last applied commit
+//! ```
+
+use std::sync::Arc;
+use std::sync::mpsc as sync_mpsc;
+use std::time::Duration;
+
+use ciuf_engine::{Change, Dataflow, RowData, TableId};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, NoTls};
+
+use super::catalog::{PgTable, discover, query_error};
+use super::config::{PostgresOptions, Url};
+use super::copy::copy_table;
+use super::error::PgError;
+use super::pgoutput::decode;
+use super::stream::{Followed, Follower, Step};
+use super::wire::{Replication, WireConnection, format_lsn, parse_lsn};
+
+/// Session settings under which every value arrives in one exact text form.
+const SESSION: [(&str, &str); 4] =
+    [("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"), ("TimeZone", "UTC"), ("extra_float_digits", "3")];
+
+/// How often the slot is acknowledged while transactions arrive.
+const STATUS_EVERY: Duration = Duration::from_millis(200);
+
+/// What the source is doing, for progress lines and health checks.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// The last source commit applied (its end LSN).
+    pub applied_lsn: u64,
+    /// Source transactions applied.
+    pub transactions: u64,
+    /// The table being copied and the rows copied so far.
+    pub loading: Option<(String, u64)>,
+    /// Whether the replication stream is connected.
+    pub streaming: bool,
+    /// Reconnections so far.
+    pub reconnects: u64,
+    /// Why the source stopped following, if it did.
+    pub error: Option<String>,
+}
+
+enum Command {
+    Add(Vec<String>, sync_mpsc::SyncSender<Result<(), PgError>>),
+    Stop(sync_mpsc::SyncSender<()>),
+}
+
+/// A running PostgreSQL source feeding one dataflow.
+#[derive(Debug)]
+pub struct PostgresSource {
+    commands: mpsc::UnboundedSender<Command>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Add(names, _) => write!(f, "Add({names:?})"),
+            Command::Stop(_) => f.write_str("Stop"),
+        }
+    }
+}
+
+impl PostgresSource {
+    /// Connects to the database at `url` and checks that it can replicate (wal_level,
+    /// the role's rights). Tables are added when views need them ([`Self::add_tables`]).
+    pub fn open(url: &str, options: PostgresOptions, dataflow: Dataflow) -> Result<PostgresSource, PgError> {
+        let url = Url::parse(url)?;
+        let status = Arc::new(Mutex::new(Status::default()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = sync_mpsc::sync_channel(1);
+        let task_status = Arc::clone(&status);
+        let thread = std::thread::Builder::new()
+            .name("ciuf-postgres".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(PgError::Config(format!("cannot start the source's runtime: {e}"))));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let task = match Task::connect(url, options, dataflow, task_status).await {
+                        Ok(t) => {
+                            let _ = ready_tx.send(Ok(()));
+                            t
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    task.run(rx).await;
+                });
+            })
+            .map_err(|e| PgError::Config(format!("cannot start the source's thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(PostgresSource { commands: tx, thread: Mutex::new(Some(thread)), status }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(PgError::Config("the source's thread ended before connecting".into())),
+        }
+    }
+
+    /// Makes the tables `names` (as views name them) tables of the dataflow: discovered
+    /// in the catalog, copied from a consistent snapshot, then followed. Names that are
+    /// not tables of the database are left out (the view then reports them unknown).
+    pub fn add_tables(&self, names: &[String]) -> Result<(), PgError> {
+        let (tx, rx) = sync_mpsc::sync_channel(1);
+        self.commands.send(Command::Add(names.to_vec(), tx)).map_err(|_| self.stopped())?;
+        rx.recv().map_err(|_| self.stopped())?
+    }
+
+    /// What the source is doing.
+    pub fn status(&self) -> Status {
+        self.status.lock().clone()
+    }
+
+    /// Stops following: ends the stream and drops the slot and publication ciuf made.
+    pub fn close(&self) {
+        let (tx, rx) = sync_mpsc::sync_channel(1);
+        if self.commands.send(Command::Stop(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(30));
+        }
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+
+    fn stopped(&self) -> PgError {
+        let why = self.status.lock().error.clone().unwrap_or_else(|| "it was closed".into());
+        PgError::Config(format!("the PostgreSQL source has stopped: {why}"))
+    }
+}
+
+impl Drop for PostgresSource {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The source's state, owned by its thread.
+struct Task {
+    url: Url,
+    dataflow: Dataflow,
+    status: Arc<Mutex<Status>>,
+    control: Client,
+    slot: String,
+    own_slot: bool,
+    publication: String,
+    own_publication: bool,
+    /// The stream, once the first tables are loaded.
+    stream: Option<WireConnection>,
+    started: bool,
+    follower: Follower,
+    /// The end LSN of the last applied commit (what the slot is acknowledged up to).
+    applied: u64,
+    /// The last acknowledged LSN.
+    acked: u64,
+}
+
+impl Task {
+    async fn connect(
+        url: Url,
+        options: PostgresOptions,
+        dataflow: Dataflow,
+        status: Arc<Mutex<Status>>,
+    ) -> Result<Task, PgError> {
+        let control = control_client(&url).await?;
+        let wal_level: String = control.query_one("SHOW wal_level", &[]).await.map_err(query_error)?.get(0);
+        if wal_level != "logical" {
+            return Err(PgError::Config(format!(
+                "PostgreSQL has wal_level = {wal_level}; logical replication needs wal_level = logical: \
+                 ALTER SYSTEM SET wal_level = logical (or set it in postgresql.conf) and restart PostgreSQL"
+            )));
+        }
+        let row = control
+            .query_one("SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user", &[])
+            .await
+            .map_err(query_error)?;
+        if !row.get::<_, bool>(0) {
+            return Err(PgError::Config(format!(
+                "role {} may not replicate: ALTER ROLE {} REPLICATION (run as a superuser)",
+                url.target.user, url.target.user
+            )));
+        }
+        let suffix = format!(
+            "{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+        );
+        let (slot, own_slot) = match options.slot {
+            Some(s) => (s, false),
+            None => (format!("ciuf_{suffix}"), true),
+        };
+        let (publication, own_publication) = match options.publication {
+            Some(p) => (p, false),
+            None => (format!("ciuf_{suffix}"), true),
+        };
+        Ok(Task {
+            url,
+            dataflow,
+            status,
+            control,
+            slot,
+            own_slot,
+            publication,
+            own_publication,
+            stream: None,
+            started: false,
+            follower: Follower::default(),
+            applied: 0,
+            acked: 0,
+        })
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut ticker = tokio::time::interval(STATUS_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if self.started && self.stream.is_none() {
+                // Reconnect, with backoff, while still answering commands.
+                tokio::select! {
+                    cmd = commands.recv() => if self.command(cmd).await { break },
+                    _ = tokio::time::sleep(backoff) => {
+                        match self.resume().await {
+                            Ok(()) => backoff = Duration::from_millis(50),
+                            Err(e) if e.retryable() || is_slot_busy(&e) => {
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                            }
+                            Err(e) => self.fail(e),
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                let cmd = commands.recv().await;
+                if self.command(cmd).await {
+                    break;
+                }
+                continue;
+            };
+            tokio::select! {
+                cmd = commands.recv() => if self.command(cmd).await { break },
+                msg = stream.next_replication() => {
+                    if let Err(e) = self.message(msg).await {
+                        if e.retryable() {
+                            self.disconnected();
+                        } else {
+                            self.fail(e);
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    if let Err(e) = self.acknowledge(false).await {
+                        self.disconnected();
+                        let _ = e;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles a command; true when the task should end.
+    async fn command(&mut self, cmd: Option<Command>) -> bool {
+        match cmd {
+            Some(Command::Add(names, reply)) => {
+                let stopped = self.status.lock().error.clone();
+                let result = match stopped {
+                    Some(e) => Err(PgError::Config(format!("the PostgreSQL source has stopped: {e}"))),
+                    None => self.add(&names).await,
+                };
+                let _ = reply.send(result);
+                false
+            }
+            Some(Command::Stop(reply)) => {
+                self.shutdown().await;
+                let _ = reply.send(());
+                true
+            }
+            None => {
+                self.shutdown().await;
+                true
+            }
+        }
+    }
+
+    async fn message(&mut self, msg: Result<Replication, PgError>) -> Result<(), PgError> {
+        match msg? {
+            Replication::XLogData { data, .. } => {
+                let message = decode(data).map_err(|e| PgError::Protocol(e.to_string()))?;
+                let dataflow = &self.dataflow;
+                let mut apply = |changes: Vec<Change>| {
+                    dataflow.apply(changes).map_err(|e| {
+                        PgError::Schema(format!("a replicated transaction does not apply to the views: {e}"))
+                    })
+                };
+                let mut truncated = |table: TableId| truncate_changes(dataflow, table);
+                if let Step::Committed(lsn) = self.follower.handle(message, &mut apply, &mut truncated)? {
+                    self.applied = lsn;
+                    let mut s = self.status.lock();
+                    s.applied_lsn = lsn;
+                    s.transactions += 1;
+                }
+            }
+            Replication::Keepalive { wal_end, reply } => {
+                // Everything before wal_end has been sent; with no transaction open,
+                // all of it that concerns the views is applied.
+                if !self.follower.in_transaction() && wal_end > self.applied {
+                    self.applied = wal_end;
+                    self.status.lock().applied_lsn = wal_end;
+                }
+                if reply {
+                    self.acknowledge(true).await?;
+                }
+            }
+            Replication::Done => {
+                return Err(PgError::Connect {
+                    target: self.url.target.host.clone(),
+                    reason: "the server ended the stream".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a standby status update if there is news (or `force`).
+    async fn acknowledge(&mut self, force: bool) -> Result<(), PgError> {
+        if let Some(stream) = self.stream.as_mut()
+            && (force || self.applied != self.acked)
+        {
+            stream.standby_status(self.applied, self.applied, self.applied, false).await?;
+            self.acked = self.applied;
+        }
+        Ok(())
+    }
+
+    fn disconnected(&mut self) {
+        self.stream = None;
+        self.follower.reset();
+        let mut s = self.status.lock();
+        s.streaming = false;
+        s.reconnects += 1;
+    }
+
+    fn fail(&mut self, e: PgError) {
+        self.stream = None;
+        self.started = false;
+        let mut s = self.status.lock();
+        s.streaming = false;
+        s.error = Some(e.to_string());
+    }
+
+    /// Reconnects the stream from the last applied commit.
+    async fn resume(&mut self) -> Result<(), PgError> {
+        let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
+        stream.start_replication(&self.start_command(self.applied)).await?;
+        self.stream = Some(stream);
+        self.acked = 0;
+        self.status.lock().streaming = true;
+        Ok(())
+    }
+
+    fn start_command(&self, lsn: u64) -> String {
+        format!(
+            "START_REPLICATION SLOT \"{}\" LOGICAL {} (\"proto_version\" '1', \"publication_names\" '{}')",
+            self.slot,
+            format_lsn(lsn),
+            self.publication.replace('\'', "''")
+        )
+    }
+
+    /// Adds the tables among `names` that are not tables of the dataflow yet.
+    async fn add(&mut self, names: &[String]) -> Result<(), PgError> {
+        if self.control.is_closed() {
+            self.control = control_client(&self.url).await?;
+        }
+        let mut tables = Vec::new();
+        for name in names {
+            if self.dataflow.table_id(name).is_ok()
+                || tables.iter().any(|t: &PgTable| t.schema.name.eq_ignore_ascii_case(name))
+            {
+                continue;
+            }
+            if let Some(t) = discover(&self.control, name).await? {
+                tables.push(t);
+            }
+        }
+        if tables.is_empty() {
+            return Ok(());
+        }
+        self.publish(&tables).await?;
+        if self.started { self.add_while_streaming(tables).await } else { self.start(tables).await }
+    }
+
+    /// Puts `tables` in the publication (ciuf's own), or checks they are in it.
+    async fn publish(&mut self, tables: &[PgTable]) -> Result<(), PgError> {
+        let list = tables.iter().map(|t| t.qualified.as_str()).collect::<Vec<_>>().join(", ");
+        let quoted = format!("\"{}\"", self.publication.replace('"', "\"\""));
+        if self.own_publication {
+            let exists = !self
+                .control
+                .query("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&self.publication])
+                .await
+                .map_err(query_error)?
+                .is_empty();
+            let sql = if exists {
+                format!("ALTER PUBLICATION {quoted} ADD TABLE {list}")
+            } else {
+                format!("CREATE PUBLICATION {quoted} FOR TABLE {list}")
+            };
+            self.control.batch_execute(&sql).await.map_err(query_error)?;
+        } else {
+            for t in tables {
+                let found = self
+                    .control
+                    .query(
+                        "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND \
+                         (quote_ident(schemaname) || '.' || quote_ident(tablename)) = $2",
+                        &[&self.publication, &t.qualified],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                if found.is_empty() {
+                    return Err(PgError::Schema(format!(
+                        "publication {} does not publish {}: ALTER PUBLICATION {quoted} ADD TABLE {}",
+                        self.publication, t.qualified, t.qualified
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first tables: the slot, the snapshot, the stream.
+    async fn start(&mut self, tables: Vec<PgTable>) -> Result<(), PgError> {
+        let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
+        let rows = stream
+            .simple_query(&format!("CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput EXPORT_SNAPSHOT", self.slot))
+            .await?;
+        let (lsn, snapshot) = slot_result(&rows)?;
+        self.load(&tables, &snapshot, 0).await?;
+        stream.start_replication(&self.start_command(lsn)).await?;
+        self.stream = Some(stream);
+        self.started = true;
+        self.applied = lsn;
+        let mut s = self.status.lock();
+        s.applied_lsn = lsn;
+        s.streaming = true;
+        Ok(())
+    }
+
+    /// Tables added while the stream runs: copied from a temporary slot's snapshot; the
+    /// stream skips their changes committed before that snapshot.
+    async fn add_while_streaming(&mut self, tables: Vec<PgTable>) -> Result<(), PgError> {
+        let mut side = WireConnection::connect(&self.url.target, true, &SESSION).await?;
+        let temp = format!("{}_add", self.slot);
+        let rows = side
+            .simple_query(&format!("CREATE_REPLICATION_SLOT \"{temp}\" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"))
+            .await?;
+        let (lsn, snapshot) = slot_result(&rows)?;
+        let result = self.load(&tables, &snapshot, lsn).await;
+        side.terminate().await;
+        result
+    }
+
+    /// Creates the engine tables and copies `tables` under `snapshot`, keeping the
+    /// stream's slot acknowledged meanwhile; then follows them.
+    async fn load(&mut self, tables: &[PgTable], snapshot: &str, skip_before: u64) -> Result<(), PgError> {
+        let mut ids = Vec::new();
+        for t in tables {
+            let id = self.dataflow.create_table(t.schema.clone()).map_err(|e| PgError::Schema(e.to_string()))?;
+            ids.push(id);
+        }
+        let status = Arc::clone(&self.status);
+        let dataflow = self.dataflow.clone();
+        let control = &mut self.control;
+        let stream = &mut self.stream;
+        let applied = self.applied;
+        let ids_ref = &ids;
+        let copy = async move {
+            let txn = control.transaction().await.map_err(query_error)?;
+            txn.batch_execute(&format!(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'; \
+                 SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3"
+            ))
+            .await
+            .map_err(query_error)?;
+            for (t, &id) in tables.iter().zip(ids_ref) {
+                let name = t.schema.name.clone();
+                status.lock().loading = Some((name.clone(), 0));
+                copy_table(&txn, t, &dataflow, id, |n| status.lock().loading = Some((name.clone(), n))).await?;
+            }
+            status.lock().loading = None;
+            txn.commit().await.map_err(query_error)
+        };
+        tokio::pin!(copy);
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        let result = loop {
+            tokio::select! {
+                r = &mut copy => break r,
+                _ = ticker.tick() => {
+                    if let Some(stream) = stream.as_mut() {
+                        let _ = stream.standby_status(applied, applied, applied, false).await;
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
+            self.status.lock().loading = None;
+            return Err(e);
+        }
+        for (t, &id) in tables.iter().zip(&ids) {
+            self.follower.follow(
+                t.oid,
+                Followed {
+                    id,
+                    name: t.schema.name.clone(),
+                    columns: t.schema.columns.iter().map(|c| (c.name.clone(), c.data_type)).collect(),
+                    keyed: t.schema.primary_key.is_some(),
+                    skip_before,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// A clean shutdown: the stream ends, ciuf's slot and publication are dropped.
+    async fn shutdown(&mut self) {
+        let _ = self.acknowledge(true).await;
+        if let Some(stream) = self.stream.take() {
+            stream.terminate().await;
+        }
+        if self.control.is_closed() {
+            match control_client(&self.url).await {
+                Ok(c) => self.control = c,
+                Err(_) => return,
+            }
+        }
+        if self.own_slot && self.started {
+            // The walsender may take a moment to let go of the slot.
+            for _ in 0..50 {
+                match self
+                    .control
+                    .execute(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                        &[&self.slot],
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        if self.own_publication {
+            let _ = self
+                .control
+                .batch_execute(&format!("DROP PUBLICATION IF EXISTS \"{}\"", self.publication.replace('"', "\"\"")))
+                .await;
+        }
+    }
+}
+
+fn is_slot_busy(e: &PgError) -> bool {
+    // 55006: the slot is still active for the previous walsender.
+    matches!(e, PgError::Server(s) if s.code == "55006")
+}
+
+/// The consistent point and exported snapshot of CREATE_REPLICATION_SLOT's answer.
+fn slot_result(rows: &[Vec<Option<String>>]) -> Result<(u64, String), PgError> {
+    let row = rows.first().ok_or_else(|| PgError::Protocol("CREATE_REPLICATION_SLOT returned no row".into()))?;
+    let lsn = row
+        .get(1)
+        .and_then(|v| v.as_deref())
+        .and_then(parse_lsn)
+        .ok_or_else(|| PgError::Protocol("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
+    let snapshot = row
+        .get(2)
+        .and_then(Clone::clone)
+        .ok_or_else(|| PgError::Protocol("CREATE_REPLICATION_SLOT exported no snapshot".into()))?;
+    Ok((lsn, snapshot))
+}
+
+/// Deletes of every row a table holds (a TRUNCATE).
+fn truncate_changes(dataflow: &Dataflow, table: TableId) -> Result<Vec<Change>, PgError> {
+    let name = dataflow.table_name(table).map_err(|e| PgError::Schema(e.to_string()))?;
+    let rows = dataflow.table_rows(&name).map_err(|e| PgError::Schema(e.to_string()))?;
+    Ok(rows.into_iter().map(|r| Change::delete(table, RowData::Values(r.to_vec()))).collect())
+}
+
+async fn control_client(url: &Url) -> Result<Client, PgError> {
+    let (client, connection) = url.config.connect(NoTls).await.map_err(|e| match e.as_db_error() {
+        Some(_) => query_error(e),
+        None => PgError::Connect { target: format!("{}:{}", url.target.host, url.target.port), reason: e.to_string() },
+    })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
