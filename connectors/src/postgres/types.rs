@@ -109,7 +109,7 @@ mod tests {
         assert!(matches!(parse_text("NaN", DataType::Double), Ok(Value::Float(f)) if f.is_nan()));
         let d = DataType::Decimal { precision: 10, scale: 2 };
         assert_eq!(parse_text("12.5", d).unwrap().to_string(), "12.50");
-        assert_eq!(parse_text("2024-02-29", DataType::Date).unwrap().to_string(), "2024-02-29");
+        assert_eq!(parse_text("2024-02-29", DataType::Date).unwrap().to_string(), "DATE '2024-02-29'");
         let ts = parse_text("2024-01-01 12:00:00.5+02", DataType::Timestamp).unwrap();
         assert_eq!(ts, parse_text("2024-01-01 10:00:00.5", DataType::Timestamp).unwrap());
         let ts = parse_text("2024-01-01 12:00:00-03:30", DataType::Timestamp).unwrap();
