@@ -107,6 +107,11 @@ impl Engine {
         }
     }
 
+    /// What the source database's follower is doing (None for in-memory engines).
+    pub fn source_status(&self) -> Option<ciuf_connectors::SourceStatus> {
+        self.source.as_ref().map(|s| s.status())
+    }
+
     /// The engine without SQL.
     pub fn dataflow(&self) -> &Dataflow {
         &self.dataflow

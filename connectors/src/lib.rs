@@ -20,6 +20,27 @@ pub trait Source: Send + Sync + std::fmt::Debug {
 
     /// Stops following and releases what the source holds on the database.
     fn close(&self);
+
+    /// What the source is doing.
+    fn status(&self) -> SourceStatus;
+}
+
+/// What a source is doing, for progress lines and health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// The source's position after the last applied transaction (for PostgreSQL, an
+    /// LSN as `XXXXXXXX/XXXXXXXX`).
+    pub position: String,
+    /// Source transactions applied.
+    pub transactions: u64,
+    /// The table being loaded and the rows loaded so far.
+    pub loading: Option<(String, u64)>,
+    /// Whether changes are streaming in.
+    pub streaming: bool,
+    /// Reconnections so far.
+    pub reconnects: u64,
+    /// Why the source stopped following, if it did.
+    pub error: Option<String>,
 }
 
 impl Source for postgres::PostgresSource {
@@ -29,5 +50,9 @@ impl Source for postgres::PostgresSource {
 
     fn close(&self) {
         postgres::PostgresSource::close(self);
+    }
+
+    fn status(&self) -> SourceStatus {
+        postgres::PostgresSource::status(self)
     }
 }

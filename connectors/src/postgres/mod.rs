@@ -21,4 +21,4 @@ mod wire;
 
 pub use config::PostgresOptions;
 pub use error::{PgError, ServerError};
-pub use source::{PostgresSource, Status};
+pub use source::PostgresSource;

@@ -29,6 +29,7 @@ use super::error::PgError;
 use super::pgoutput::decode;
 use super::stream::{Followed, Follower, Step};
 use super::wire::{Replication, WireConnection, format_lsn, parse_lsn};
+use crate::SourceStatus as Status;
 
 /// Session settings under which every value arrives in one exact text form.
 const SESSION: [(&str, &str); 4] =
@@ -36,23 +37,6 @@ const SESSION: [(&str, &str); 4] =
 
 /// How often the slot is acknowledged while transactions arrive.
 const STATUS_EVERY: Duration = Duration::from_millis(200);
-
-/// What the source is doing, for progress lines and health checks.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    /// The last source commit applied (its end LSN).
-    pub applied_lsn: u64,
-    /// Source transactions applied.
-    pub transactions: u64,
-    /// The table being copied and the rows copied so far.
-    pub loading: Option<(String, u64)>,
-    /// Whether the replication stream is connected.
-    pub streaming: bool,
-    /// Reconnections so far.
-    pub reconnects: u64,
-    /// Why the source stopped following, if it did.
-    pub error: Option<String>,
-}
 
 enum Command {
     Add(Vec<String>, sync_mpsc::SyncSender<Result<(), PgError>>),
@@ -319,7 +303,7 @@ impl Task {
                 if let Step::Committed(lsn) = self.follower.handle(message, &mut apply, &mut truncated)? {
                     self.applied = lsn;
                     let mut s = self.status.lock();
-                    s.applied_lsn = lsn;
+                    s.position = format_lsn(lsn);
                     s.transactions += 1;
                 }
             }
@@ -328,7 +312,7 @@ impl Task {
                 // all of it that concerns the views is applied.
                 if !self.follower.in_transaction() && wal_end > self.applied {
                     self.applied = wal_end;
-                    self.status.lock().applied_lsn = wal_end;
+                    self.status.lock().position = format_lsn(wal_end);
                 }
                 if reply {
                     self.acknowledge(true).await?;
@@ -465,7 +449,7 @@ impl Task {
         self.started = true;
         self.applied = lsn;
         let mut s = self.status.lock();
-        s.applied_lsn = lsn;
+        s.position = format_lsn(lsn);
         s.streaming = true;
         Ok(())
     }

@@ -264,7 +264,9 @@ impl WireConnection {
                 _ => match self.parse(frame)? {
                     Some(Message::ErrorResponse(body)) => return Err(server_error(body.fields())),
                     Some(Message::NoticeResponse(_) | Message::ParameterStatus(_)) | None => {}
-                    Some(_) => return Err(PgError::Protocol("unexpected message in the replication stream".into())),
+                    // CommandComplete or ReadyForQuery: the server left CopyBoth mode (it
+                    // is shutting down); the stream resumes on a new connection.
+                    Some(_) => return Ok(Replication::Done),
                 },
             }
         }

@@ -1,0 +1,238 @@
+//! The PostgreSQL source under faults: the replication connection killed by the server
+//! in the middle of a large transaction, every connection cut on the client's side, and
+//! the server restarted while streaming. Writers move money between accounts, so the
+//! total never changes: a reader checks that invariant on every state the view shows
+//! (a half-applied transaction would break it), and after each fault the views equal
+//! PostgreSQL's answers again.
+
+mod common;
+
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ciuf::{Engine, Value, View};
+use common::Rng;
+use common::pg::PgServer;
+
+const ACCOUNTS: i64 = 50;
+const START_BALANCE: i64 = 1000;
+
+/// A TCP proxy in front of the server whose connections can all be cut at once.
+struct Proxy {
+    port: u16,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(to_port: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let list = Arc::clone(&open);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to_port)) else { continue };
+                let mut l = list.lock().unwrap();
+                l.push(client.try_clone().unwrap());
+                l.push(server.try_clone().unwrap());
+                drop(l);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, open }
+    }
+
+    /// Cuts every connection made so far.
+    fn cut(&self) {
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn total_of(view: &View) -> Option<(i64, i64)> {
+    let rows = view.rows().ok()?;
+    let r = rows.first()?;
+    match (&*r.get(0), &*r.get(1)) {
+        (Value::Int(t), Value::Int(n)) => Some((*t, *n)),
+        _ => None,
+    }
+}
+
+fn wait_for_marker(marker: &View, id: i64, server: &PgServer, engine: &Engine) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if marker.rows().unwrap().first().is_some_and(|r| *r.get(0) == Value::Int(id)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "marker {id} not applied within 60 s; source: {:?}\n{}",
+            engine.source_status(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn pg_balances(client: &mut postgres::Client) -> Vec<(i64, i64)> {
+    client
+        .query("SELECT id, balance FROM accounts ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+fn view_balances(view: &View) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = view
+        .rows()
+        .unwrap()
+        .iter()
+        .map(|r| match (&*r.get(0), &*r.get(1)) {
+            (Value::Int(a), Value::Int(b)) => (*a, *b),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Transfers between accounts, in transactions of `transfers` transfers each, then a
+/// marker; returns the marker.
+fn transfer(client: &mut postgres::Client, rng: &mut Rng, transfers: usize, marker: &mut i64) -> i64 {
+    let mut sql = String::from("BEGIN;");
+    for _ in 0..transfers {
+        let (a, b) = (rng.below(ACCOUNTS as u64) as i64, rng.below(ACCOUNTS as u64) as i64);
+        let amount = rng.below(50) as i64;
+        sql += &format!(
+            "UPDATE accounts SET balance = balance - {amount} WHERE id = {a};\
+             UPDATE accounts SET balance = balance + {amount} WHERE id = {b};"
+        );
+    }
+    *marker += 1;
+    sql += &format!("UPDATE marker SET id = {marker}; COMMIT;");
+    // The server may be restarting: retry until the transaction commits.
+    for attempt in 0.. {
+        match client.batch_execute(&sql) {
+            Ok(()) => return *marker,
+            Err(e) if attempt < 200 => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("the writer cannot commit: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn faults_lose_nothing_and_apply_nothing_twice() {
+    let server = PgServer::start();
+    let mut admin = server.client();
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);\
+             INSERT INTO accounts SELECT g, {START_BALANCE} FROM generate_series(0, {}) g;\
+             CREATE TABLE marker (id bigint PRIMARY KEY); INSERT INTO marker VALUES (0);",
+            ACCOUNTS - 1
+        ))
+        .unwrap();
+    let proxy = Proxy::start(server.port);
+    let url = server.url().replace(&format!(":{}/", server.port), &format!(":{}/", proxy.port));
+    let engine = Engine::open(&url).unwrap();
+    let marker = engine.from_sql("SELECT id FROM marker").unwrap();
+    let total = engine.from_sql("SELECT SUM(balance) AS total, COUNT(*) AS n FROM accounts").unwrap();
+    let balances = engine.from_sql("SELECT id, balance FROM accounts").unwrap();
+    let expected = (START_BALANCE * ACCOUNTS, ACCOUNTS);
+    assert_eq!(total_of(&total), Some(expected));
+
+    // A reader checks the invariant on every state it sees.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (stop, reads, total) = (Arc::clone(&stop), Arc::clone(&reads), total.clone());
+        std::thread::spawn(move || {
+            let mut broken = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(t) = total_of(&total)
+                    && t != expected
+                {
+                    broken.push(t);
+                }
+                reads.fetch_add(1, Ordering::Relaxed);
+            }
+            broken
+        })
+    };
+
+    let mut writer = server.client();
+    let mut rng = Rng::new(5);
+    let mut m = 0;
+    let mut check = |what: &str, writer: &mut postgres::Client, rng: &mut Rng, m: &mut i64| {
+        let id = transfer(writer, rng, 3, m);
+        wait_for_marker(&marker, id, &server, &engine);
+        assert_eq!(view_balances(&balances), pg_balances(&mut server.client()), "after {what}");
+    };
+    for _ in 0..20 {
+        check("warm-up", &mut writer, &mut rng, &mut m);
+    }
+
+    // 1. The server kills the walsender while a large transaction streams: the
+    // transaction commits, and the walsender is terminated while it decodes and sends
+    // its 40,000 changes.
+    transfer(&mut writer, &mut rng, 20_000, &mut m);
+    server.psql("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender'");
+    wait_for_marker(&marker, m, &server, &engine);
+    let reconnects = |e: &Engine| e.source_status().map_or(0, |s| s.reconnects);
+    assert!(reconnects(&engine) >= 1, "the stream was not cut: {:?}", engine.source_status());
+    for _ in 0..10 {
+        check("the walsender was terminated", &mut writer, &mut rng, &mut m);
+    }
+
+    // 2. Every connection cut on the client's side, in the middle of a stream of
+    // transactions.
+    for round in 0..3 {
+        for _ in 0..5 {
+            transfer(&mut writer, &mut rng, 10, &mut m);
+        }
+        proxy.cut();
+        for _ in 0..5 {
+            transfer(&mut writer, &mut rng, 10, &mut m);
+        }
+        wait_for_marker(&marker, m, &server, &engine);
+        check(&format!("client-side cut {round}"), &mut writer, &mut rng, &mut m);
+        assert!(reconnects(&engine) >= 2 + round as u64, "{:?}", engine.source_status());
+    }
+
+    // 3. The server restarts while streaming.
+    for _ in 0..5 {
+        transfer(&mut writer, &mut rng, 10, &mut m);
+    }
+    server.restart_with("restart");
+    let mut writer = server.client();
+    for _ in 0..5 {
+        transfer(&mut writer, &mut rng, 10, &mut m);
+    }
+    wait_for_marker(&marker, m, &server, &engine);
+    for _ in 0..10 {
+        check("a server restart", &mut writer, &mut rng, &mut m);
+    }
+    let status = engine.source_status().unwrap();
+    assert!(status.reconnects >= 5 && status.error.is_none(), "{status:?}");
+
+    stop.store(true, Ordering::Relaxed);
+    let broken = reader.join().unwrap();
+    assert!(broken.is_empty(), "the reader saw a half-applied transaction: {:?}", &broken[..broken.len().min(5)]);
+    assert!(reads.load(Ordering::Relaxed) > 100);
+    engine.close();
+}
