@@ -178,7 +178,7 @@ fn faults_lose_nothing_and_apply_nothing_twice() {
     let mut writer = server.client();
     let mut rng = Rng::new(5);
     let mut m = 0;
-    let mut check = |what: &str, writer: &mut postgres::Client, rng: &mut Rng, m: &mut i64| {
+    let check = |what: &str, writer: &mut postgres::Client, rng: &mut Rng, m: &mut i64| {
         let id = transfer(writer, rng, 3, m);
         wait_for_marker(&marker, id, &server, &engine);
         assert_eq!(view_balances(&balances), pg_balances(&mut server.client()), "after {what}");
