@@ -97,6 +97,28 @@ impl Engine {
         Ok(Engine { dataflow, by_sql: Arc::new(Mutex::new(HashMap::new())), source: Some(Arc::new(source)) })
     }
 
+    /// Loads the tables `names` from the source database now, in one consistent
+    /// snapshot, instead of when a view first names them (useful at start-up: one
+    /// snapshot for all tables, and views registered later build at once). Every name
+    /// must be a table of the source; for in-memory engines, a table already declared.
+    pub fn load_tables(&self, names: &[&str]) -> Result<()> {
+        let wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        if let Some(source) = &self.source {
+            source.add_tables(&wanted)?;
+        }
+        for name in names {
+            if self.dataflow.table_id(name).is_err() {
+                let where_ = if self.source.is_some() { "in the source database" } else { "declared" };
+                return Err(SqlError::new(
+                    SqlErrorKind::UnknownTable,
+                    format!("unknown table {name} (no such table {where_})"),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     /// Stops following the source database (a no-op for in-memory engines): the stream
     /// ends, and the replication slot and publication ciuf created are dropped. Views
     /// stay readable, frozen at their last state. Dropping the last clone of an engine

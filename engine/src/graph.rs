@@ -378,11 +378,7 @@ impl Graph {
             let refs: Vec<&ZSet> = inputs.iter().collect();
             let out = match &mut self.graph[n].kind {
                 NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
-                NodeKind::Op(op) => {
-                    let out = op.step(&refs);
-                    // The inputs given are whole contents already.
-                    if op.starved() { op.refill(&refs) } else { out }
-                }
+                NodeKind::Op(op) => op.initial(&refs),
             };
             for (_, a) in unfilled.iter().filter(|(node, _)| *node == n) {
                 a.write().apply(&out);

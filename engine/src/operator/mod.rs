@@ -63,6 +63,14 @@ pub trait Operator: Send + Debug {
         unreachable!("only operators that can starve are refilled")
     }
 
+    /// The output for whole `inputs`, when the operator is new in a graph whose inputs
+    /// already hold data (a view registered over loaded tables): by default the step
+    /// rule with the contents as deltas. Operators with a cheaper way override it.
+    fn initial(&mut self, inputs: &[&ZSet]) -> ZSet {
+        let out = self.step(inputs);
+        if self.starved() { self.refill(inputs) } else { out }
+    }
+
     /// Approximate heap bytes held as state.
     fn state_bytes(&self) -> usize {
         0
