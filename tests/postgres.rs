@@ -276,3 +276,64 @@ fn clear_errors_for_what_cannot_be_replicated() {
     let err = engine.from_sql("SELECT id FROM secret").unwrap_err().to_string();
     assert!(err.contains("GRANT SELECT"), "{err}");
 }
+
+#[test]
+fn an_altered_or_dropped_table_fails_its_views_and_the_others_go_on() {
+    let server = PgServer::start();
+    let mut client = server.client();
+    client
+        .batch_execute(
+            "CREATE TABLE a (id bigint PRIMARY KEY, v text); CREATE TABLE b (id bigint PRIMARY KEY, w text); \
+             CREATE TABLE marker (id bigint PRIMARY KEY); INSERT INTO marker VALUES (0); \
+             INSERT INTO a VALUES (1, 'x'); INSERT INTO b VALUES (1, 'y');",
+        )
+        .unwrap();
+    let engine = Engine::open(&server.url()).unwrap();
+    let marker = engine.from_sql("SELECT id FROM marker").unwrap();
+    let on_a = engine.from_sql("SELECT id, v FROM a").unwrap();
+    let on_b = engine.from_sql("SELECT id, w FROM b").unwrap();
+    let both = engine.from_sql("SELECT a.v, b.w FROM a JOIN b ON a.id = b.id").unwrap();
+    client
+        .batch_execute("ALTER TABLE a ADD COLUMN extra int; INSERT INTO a VALUES (2, 'z', 5); UPDATE marker SET id = 1")
+        .unwrap();
+    wait_for_marker(&marker, 1);
+    for v in [&on_a, &both] {
+        let err = v.query().unwrap_err().to_string();
+        assert!(err.contains("table a is no longer followed") && err.contains("extra"), "{err}");
+    }
+    client.batch_execute("INSERT INTO b VALUES (2, 'q'); UPDATE marker SET id = 2").unwrap();
+    wait_for_marker(&marker, 2);
+    assert_eq!(on_b.len().unwrap(), 2);
+    // A view registered later over the failed table reports it too.
+    let err = engine.from_sql("SELECT COUNT(*) FROM a").unwrap().query().unwrap_err().to_string();
+    assert!(err.contains("no longer followed"), "{err}");
+    // DROP TABLE is not in the stream: the source notices it within seconds.
+    client.batch_execute("DROP TABLE b").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match on_b.query() {
+            Err(e) if e.to_string().contains("dropped") => break,
+            _ => assert!(Instant::now() < deadline, "the dropped table was not noticed"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    client.batch_execute("UPDATE marker SET id = 3").unwrap();
+    wait_for_marker(&marker, 3);
+}
+
+#[test]
+fn settings_that_prevent_replication_are_named_with_their_fix() {
+    let server = PgServer::start_with(&["wal_level=replica"]);
+    let err = Engine::open(&server.url()).unwrap_err().to_string();
+    assert!(
+        err.contains("wal_level = replica") && err.contains("wal_level = logical") && err.contains("restart"),
+        "{err}"
+    );
+    drop(server);
+    let server = PgServer::start_with(&["max_replication_slots=1"]);
+    server.psql("shop", "SELECT pg_create_logical_replication_slot('taken', 'pgoutput')");
+    server.client().batch_execute("CREATE TABLE t (id int PRIMARY KEY)").unwrap();
+    let engine = Engine::open(&server.url()).unwrap();
+    let err = engine.from_sql("SELECT id FROM t").unwrap_err().to_string();
+    assert!(err.contains("replication slot") && err.contains("max_replication_slots"), "{err}");
+}

@@ -74,6 +74,8 @@ struct Writer {
     pending: Vec<ZSet>,
     pending_tables: Vec<TableId>,
     poisoned: Option<String>,
+    /// Tables no longer kept up to date, and why (see [`Dataflow::fail_table`]).
+    failed_tables: HashMap<TableId, Error>,
     /// While profiling: transactions, table stage and publish totals (the nodes'
     /// times are the graph's).
     profile: Option<Profile>,
@@ -127,6 +129,7 @@ impl Dataflow {
             pending: Vec::new(),
             pending_tables: Vec::new(),
             poisoned: None,
+            failed_tables: HashMap::new(),
             profile: None,
         };
         Dataflow {
@@ -165,6 +168,27 @@ impl Dataflow {
         let w = self.shared.writer.lock();
         let id = w.resolve(&TableRef::Name(name.to_string()))?;
         Ok(Arc::clone(w.table(id).schema()))
+    }
+
+    /// Marks table `table` as no longer kept up to date (its source changed under it:
+    /// altered, dropped): every view reading it reports `reason` from then on, and
+    /// changes to it are refused; the other views go on.
+    pub fn fail_table(&self, table: TableId, reason: &str) -> Result<()> {
+        let mut w = self.shared.writer.lock();
+        let id = w.resolve(&TableRef::Id(table))?;
+        let name = w.table(id).schema().name.clone();
+        let error =
+            Error::Source { message: format!("table {name} is no longer followed: {reason}"), retryable: false };
+        w.failed_tables.insert(id, error.clone());
+        let readers: Vec<ViewId> =
+            w.views.iter().flatten().filter(|v| v.def.plan.reads(id)).map(|v| v.info.id).collect();
+        let mut p = self.shared.published.write();
+        for v in readers {
+            if let Some(state) = p.views.get_mut(v.0 as usize).and_then(Option::as_mut) {
+                state.broken = Some(error.clone());
+            }
+        }
+        Ok(())
     }
 
     /// The name of table `id`.
@@ -253,6 +277,7 @@ impl Dataflow {
         };
         let mut state = ViewState::new(order.as_ref());
         state.apply(&initial, order.as_ref());
+        state.broken = w.failed_tables.iter().find(|(t, _)| stored_plan.reads(**t)).map(|(_, e)| e.clone());
         {
             let mut p = self.shared.published.write();
             p.views.resize_with(id.0 as usize + 1, || None);
@@ -446,6 +471,9 @@ impl Writer {
     /// Checks one change and applies it to its table, recording how to undo it.
     fn stage(&mut self, change: Change, undo: &mut Vec<Undo>) -> Result<()> {
         let id = self.resolve(change.table())?;
+        if let Some(e) = self.failed_tables.get(&id) {
+            return Err(e.clone());
+        }
         let i = id.0 as usize;
         if self.pending[i].is_empty() {
             self.pending_tables.push(id);

@@ -231,6 +231,14 @@ impl Plan {
         }
     }
 
+    /// Whether the plan reads base table `table`.
+    pub fn reads(&self, table: TableId) -> bool {
+        match self {
+            Plan::Scan { table: t, .. } => *t == table,
+            other => other.inputs().iter().any(|p| p.reads(table)),
+        }
+    }
+
     /// The inputs, in order.
     pub fn inputs(&self) -> Vec<&Plan> {
         match self {

@@ -15,6 +15,7 @@ pub struct PgServer {
     bin: PathBuf,
     dir: PathBuf,
     pub port: u16,
+    extra: String,
 }
 
 /// The role and database the tests use (the role may replicate).
@@ -52,10 +53,16 @@ impl PgServer {
     /// Starts a fresh server with the `app` role (LOGIN REPLICATION, password) owning
     /// the `shop` database, reachable over TCP with SCRAM-SHA-256.
     pub fn start() -> PgServer {
+        PgServer::start_with(&[])
+    }
+
+    /// Starts a server with extra settings (`name=value`), after the defaults.
+    pub fn start_with(settings: &[&str]) -> PgServer {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!("ciuf-pg-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let server = PgServer { bin, dir, port: free_port() };
+        let extra = settings.iter().map(|s| format!(" -c {s}")).collect();
+        let server = PgServer { bin, dir, port: free_port(), extra };
         if is_root() {
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&server.dir));
         }
@@ -83,9 +90,10 @@ impl PgServer {
     pub fn restart_with(&self, action: &str) {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_wal_senders=10 \
-             -c max_replication_slots=10 -c fsync=off -c full_page_writes=off",
+             -c max_replication_slots=10 -c fsync=off -c full_page_writes=off{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra
         );
         let mut args = vec!["pg_ctl", "-D", "data", "-l", "log", "-w", "-t", "60", action];
         if action != "stop" {

@@ -38,6 +38,10 @@ const SESSION: [(&str, &str); 4] =
 /// How often the slot is acknowledged while transactions arrive.
 const STATUS_EVERY: Duration = Duration::from_millis(200);
 
+/// Every how many status ticks the followed tables are checked for a DROP TABLE
+/// (which the stream does not announce).
+const DROP_CHECK_EVERY: u64 = 10;
+
 enum Command {
     Add(Vec<String>, sync_mpsc::SyncSender<Result<(), PgError>>),
     Stop(sync_mpsc::SyncSender<()>),
@@ -220,6 +224,7 @@ impl Task {
         let mut ticker = tokio::time::interval(STATUS_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Duration::from_millis(50);
+        let mut ticks = 0u64;
         loop {
             if self.started && self.stream.is_none() {
                 // Reconnect, with backoff, while still answering commands.
@@ -256,9 +261,12 @@ impl Task {
                     }
                 }
                 _ = ticker.tick() => {
-                    if let Err(e) = self.acknowledge(false).await {
+                    if self.acknowledge(false).await.is_err() {
                         self.disconnected();
-                        let _ = e;
+                    }
+                    ticks += 1;
+                    if ticks % DROP_CHECK_EVERY == 0 {
+                        self.check_dropped().await;
                     }
                 }
             }
@@ -300,7 +308,10 @@ impl Task {
                     })
                 };
                 let mut truncated = |table: TableId| truncate_changes(dataflow, table);
-                if let Step::Committed(lsn) = self.follower.handle(message, &mut apply, &mut truncated)? {
+                let mut failed = |table: TableId, why: String| {
+                    let _ = dataflow.fail_table(table, &why);
+                };
+                if let Step::Committed(lsn) = self.follower.handle(message, &mut apply, &mut truncated, &mut failed)? {
                     self.applied = lsn;
                     let mut s = self.status.lock();
                     s.position = format_lsn(lsn);
@@ -527,6 +538,30 @@ impl Task {
             );
         }
         Ok(())
+    }
+
+    /// Fails the views of followed tables that were dropped at the source.
+    async fn check_dropped(&mut self) {
+        let oids: Vec<i64> = self.follower.oids().into_iter().map(i64::from).collect();
+        if oids.is_empty() || self.control.is_closed() {
+            return;
+        }
+        let Ok(rows) = self
+            .control
+            .query(
+                "SELECT o FROM unnest($1::int8[]) o WHERE NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = o::oid)",
+                &[&oids],
+            )
+            .await
+        else {
+            return;
+        };
+        for r in rows {
+            let oid = r.get::<_, i64>(0) as u32;
+            if let Some(table) = self.follower.unfollow(oid) {
+                let _ = self.dataflow.fail_table(table, "it was dropped in PostgreSQL");
+            }
+        }
     }
 
     /// A clean shutdown: the stream ends, ciuf's slot and publication are dropped.

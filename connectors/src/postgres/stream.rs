@@ -89,6 +89,7 @@ impl Follower {
         message: Message,
         apply: &mut dyn FnMut(Vec<Change>) -> Result<(), PgError>,
         truncated: &mut dyn FnMut(TableId) -> Result<Vec<Change>, PgError>,
+        failed: &mut dyn FnMut(TableId, String),
     ) -> Result<Step, PgError> {
         match message {
             Message::Begin { final_lsn, .. } => {
@@ -101,7 +102,15 @@ impl Follower {
                 }
                 return Ok(Step::Committed(end_lsn));
             }
-            Message::Relation(r) => self.relation(r)?,
+            Message::Relation(r) => {
+                if let Err(e) = self.relation(&r) {
+                    // The table changed under the views: they report it; the rest goes on.
+                    if let Some(t) = self.tables.remove(&r.oid) {
+                        failed(t.id, e.to_string());
+                    }
+                    self.relations.remove(&r.oid);
+                }
+            }
             Message::Insert { relation, new } => {
                 if let Some((m, _)) = self.target(relation)? {
                     let row = m.row(&new, false)?;
@@ -177,9 +186,33 @@ impl Follower {
         Ok(Some((m, table.keyed)))
     }
 
-    fn relation(&mut self, r: Relation) -> Result<(), PgError> {
+    /// Stops following relation `oid` (dropped at the source); returns its table.
+    pub fn unfollow(&mut self, oid: u32) -> Option<TableId> {
+        self.relations.remove(&oid);
+        self.tables.remove(&oid).map(|t| t.id)
+    }
+
+    /// The relation oids followed.
+    pub fn oids(&self) -> Vec<u32> {
+        self.tables.keys().copied().collect()
+    }
+
+    fn relation(&mut self, r: &Relation) -> Result<(), PgError> {
         let Some(table) = self.tables.get(&r.oid) else { return Ok(()) };
         let mut columns = Vec::with_capacity(r.columns.len());
+        if r.columns.len() < table.columns.len() {
+            let missing: Vec<&str> = table
+                .columns
+                .iter()
+                .filter(|(n, _)| !r.columns.iter().any(|c| c.name == *n))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            return Err(PgError::Schema(format!(
+                "{} lost column(s) {} (the table was altered under a running view)",
+                table.name,
+                missing.join(", ")
+            )));
+        }
         for c in &r.columns {
             let Some((name, t)) = table.columns.iter().find(|(n, _)| *n == c.name) else {
                 return Err(PgError::Schema(format!(
@@ -277,7 +310,7 @@ mod tests {
                 skip_before: 100,
             },
         );
-        f.relation(Relation {
+        f.relation(&Relation {
             oid: 7,
             namespace: "public".into(),
             name: "orders".into(),
@@ -304,23 +337,32 @@ mod tests {
             Ok(())
         };
         let mut none = |_| Ok(Vec::new());
+        let mut fail = |_, _| panic!("no table fails here");
         // Committed before the table's snapshot: skipped, but acknowledged.
-        f.handle(Message::Begin { final_lsn: 50, timestamp: 0, xid: 1 }, &mut apply, &mut none).unwrap();
-        f.handle(Message::Insert { relation: 7, new: vec![t("1"), t("a")] }, &mut apply, &mut none).unwrap();
-        let step = f.handle(Message::Commit { commit_lsn: 50, end_lsn: 58, timestamp: 0 }, &mut apply, &mut none);
+        f.handle(Message::Begin { final_lsn: 50, timestamp: 0, xid: 1 }, &mut apply, &mut none, &mut fail).unwrap();
+        f.handle(Message::Insert { relation: 7, new: vec![t("1"), t("a")] }, &mut apply, &mut none, &mut fail).unwrap();
+        let step =
+            f.handle(Message::Commit { commit_lsn: 50, end_lsn: 58, timestamp: 0 }, &mut apply, &mut none, &mut fail);
         assert_eq!(step.unwrap(), Step::Committed(58));
-        f.handle(Message::Begin { final_lsn: 150, timestamp: 0, xid: 2 }, &mut apply, &mut none).unwrap();
-        f.handle(Message::Insert { relation: 7, new: vec![t("2"), t("b")] }, &mut apply, &mut none).unwrap();
+        f.handle(Message::Begin { final_lsn: 150, timestamp: 0, xid: 2 }, &mut apply, &mut none, &mut fail).unwrap();
+        f.handle(Message::Insert { relation: 7, new: vec![t("2"), t("b")] }, &mut apply, &mut none, &mut fail).unwrap();
         f.handle(
             Message::Update { relation: 7, old: None, new: vec![t("2"), Datum::UnchangedToast] },
             &mut apply,
             &mut none,
+            &mut fail,
         )
         .unwrap();
-        f.handle(Message::Delete { relation: 7, old: OldTuple::Key(vec![t("2"), Datum::Null]) }, &mut apply, &mut none)
+        f.handle(
+            Message::Delete { relation: 7, old: OldTuple::Key(vec![t("2"), Datum::Null]) },
+            &mut apply,
+            &mut none,
+            &mut fail,
+        )
+        .unwrap();
+        f.handle(Message::Insert { relation: 99, new: vec![t("x")] }, &mut apply, &mut none, &mut fail).unwrap(); // not followed
+        f.handle(Message::Commit { commit_lsn: 150, end_lsn: 158, timestamp: 0 }, &mut apply, &mut none, &mut fail)
             .unwrap();
-        f.handle(Message::Insert { relation: 99, new: vec![t("x")] }, &mut apply, &mut none).unwrap(); // not followed
-        f.handle(Message::Commit { commit_lsn: 150, end_lsn: 158, timestamp: 0 }, &mut apply, &mut none).unwrap();
         assert_eq!(applied.len(), 1);
         assert_eq!(
             applied[0],
@@ -333,17 +375,26 @@ mod tests {
     }
 
     #[test]
-    fn an_altered_table_is_reported() {
+    fn an_altered_table_fails_alone() {
         let mut f = follower();
-        let err = f
-            .relation(Relation {
-                oid: 7,
-                namespace: "public".into(),
-                name: "orders".into(),
-                replica_identity: b'd',
-                columns: vec![RelationColumn { key: true, name: "id".into(), type_oid: 25, type_modifier: -1 }],
-            })
-            .unwrap_err();
-        assert!(err.to_string().contains("type of orders.id changed"), "{err}");
+        let mut failures = Vec::new();
+        let mut apply = |_: Vec<Change>| Ok(());
+        let mut none = |_| Ok(Vec::new());
+        let mut fail = |t: TableId, why: String| failures.push((t, why));
+        let relation = Message::Relation(Relation {
+            oid: 7,
+            namespace: "public".into(),
+            name: "orders".into(),
+            replica_identity: b'd',
+            columns: vec![RelationColumn { key: true, name: "id".into(), type_oid: 25, type_modifier: -1 }],
+        });
+        f.handle(relation, &mut apply, &mut none, &mut fail).unwrap();
+        // Its later changes are ignored, not errors.
+        f.handle(Message::Begin { final_lsn: 500, timestamp: 0, xid: 3 }, &mut apply, &mut none, &mut fail).unwrap();
+        f.handle(Message::Insert { relation: 7, new: vec![t("9")] }, &mut apply, &mut none, &mut fail).unwrap();
+        f.handle(Message::Commit { commit_lsn: 500, end_lsn: 508, timestamp: 0 }, &mut apply, &mut none, &mut fail)
+            .unwrap();
+        assert_eq!(failures.len(), 1);
+        assert!(failures[0].1.contains("lost column(s) note"), "{}", failures[0].1);
     }
 }
