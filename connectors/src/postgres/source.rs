@@ -265,7 +265,7 @@ impl Task {
                         self.disconnected();
                     }
                     ticks += 1;
-                    if ticks % DROP_CHECK_EVERY == 0 {
+                    if ticks.is_multiple_of(DROP_CHECK_EVERY) {
                         self.check_dropped().await;
                     }
                 }
