@@ -1,0 +1,90 @@
+//! `ciuf watch`: the view printed, then its changes as they commit, against a
+//! PostgreSQL server the test starts.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::pg::PgServer;
+
+#[test]
+fn watch_prints_the_view_then_each_committed_change() {
+    let server = PgServer::start();
+    let mut client = server.client();
+    client
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, customer text, amount numeric(8,2)); \
+             INSERT INTO orders VALUES (1, 'ann', 10.50), (2, 'bob', 3.00);",
+        )
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ciuf"))
+        .args([
+            "watch",
+            &server.url(),
+            "SELECT customer, SUM(amount) AS total FROM orders GROUP BY customer",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut next =
+        |what: &str| rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no output line for {what}"));
+    let mut first = vec![next("the first row"), next("the second row")];
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            r#"{"op":"row","row":{"customer":"ann","total":10.50}}"#,
+            r#"{"op":"row","row":{"customer":"bob","total":3.00}}"#
+        ]
+    );
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO orders VALUES (3, 'ann', 1.25); UPDATE orders SET amount = 4 WHERE id = 2; COMMIT;",
+        )
+        .unwrap();
+    let mut changes = vec![next("change 1"), next("change 2"), next("change 3"), next("change 4")];
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            r#"{"op":"+","row":{"customer":"ann","total":11.75}}"#,
+            r#"{"op":"+","row":{"customer":"bob","total":4.00}}"#,
+            r#"{"op":"-","row":{"customer":"ann","total":10.50}}"#,
+            r#"{"op":"-","row":{"customer":"bob","total":3.00}}"#,
+        ]
+    );
+    client
+        .batch_execute("BEGIN; DELETE FROM orders WHERE customer = 'bob'; ROLLBACK; DELETE FROM orders WHERE id = 2;")
+        .unwrap();
+    assert_eq!(next("the delete"), r#"{"op":"-","row":{"customer":"bob","total":4.00}}"#);
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the rolled-back delete printed nothing");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn watch_explains_its_usage_and_bad_urls() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["watch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: ciuf watch"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ciuf"))
+        .args(["watch", "postgresql://app:pw@127.0.0.1:1/db", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach PostgreSQL at 127.0.0.1:1") && !err.contains(":pw@"), "{err}");
+}
