@@ -39,7 +39,7 @@ fn watch_prints_the_view_then_each_committed_change() {
             let _ = tx.send(line);
         }
     });
-    let mut next =
+    let next =
         |what: &str| rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no output line for {what}"));
     let mut first = vec![next("the first row"), next("the second row")];
     first.sort();
