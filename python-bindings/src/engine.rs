@@ -177,8 +177,25 @@ impl Engine {
 
     /// Stops the engine: later calls raise `ciuf.Error`. Views already obtained stay
     /// readable, frozen at their last state. Closing twice is harmless.
-    fn close(&self) {
-        self.inner.write().unwrap_or_else(PoisonError::into_inner).take();
+    fn close(&self, py: Python<'_>) {
+        let engine = self.inner.write().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(e) = engine {
+            py.detach(|| e.close());
+        }
+    }
+
+    /// What the source database's follower is doing (None for in-memory engines):
+    /// position, transactions, loading, streaming, reconnects, error.
+    fn source_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(s) = self.engine()?.source_status() else { return Ok(None) };
+        let d = PyDict::new(py);
+        d.set_item("position", s.position)?;
+        d.set_item("transactions", s.transactions)?;
+        d.set_item("loading", s.loading)?;
+        d.set_item("streaming", s.streaming)?;
+        d.set_item("reconnects", s.reconnects)?;
+        d.set_item("error", s.error)?;
+        Ok(Some(d))
     }
 
     /// Whether `close()` was called.
@@ -192,8 +209,8 @@ impl Engine {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.close();
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
         false
     }
 
