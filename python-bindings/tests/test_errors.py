@@ -72,4 +72,4 @@ def test_a_refused_apply_leaves_every_table_and_view_as_before(engine: Engine) -
 
 def test_a_database_url_without_its_source_says_so() -> None:
     with pytest.raises(ciuf.ConnectionError, match="not available"):
-        Engine("postgresql+psycopg://app:secret@localhost/shop")
+        Engine("sqlite:///./local.db")
