@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_postgres::config::Host;
 
 use super::error::PgError;
+use super::tls::{SslMode, Tls};
 use super::wire::Target;
 
 /// How a PostgreSQL source replicates.
@@ -44,6 +45,20 @@ impl Url {
         if base != "postgresql" && base != "postgres" {
             return Err(PgError::Config(format!("{scheme}:// is not a PostgreSQL URL")));
         }
+        // sslmode and sslrootcert are ciuf's to handle (tokio-postgres knows neither
+        // verify-ca/verify-full nor sslrootcert).
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut tls = Tls::default();
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "sslmode" => tls.mode = SslMode::parse(&percent_decode(v))?,
+                "sslrootcert" => tls.root_cert = Some(percent_decode(v).into()),
+                _ => kept.push(pair),
+            }
+        }
+        let rest = if kept.is_empty() { location.to_string() } else { format!("{location}?{}", kept.join("&")) };
         let mut config = tokio_postgres::Config::from_str(&format!("postgresql://{rest}"))
             .map_err(|e| PgError::Config(format!("invalid PostgreSQL URL ({})", redact(&e.to_string()))))?;
         let user = match config.get_user() {
@@ -71,6 +86,11 @@ impl Url {
             }
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
+        config.ssl_mode(match tls.mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
         let target = Target {
             host,
             port,
@@ -78,14 +98,33 @@ impl Url {
             password: config.get_password().map(<[u8]>::to_vec),
             dbname: config.get_dbname().unwrap_or_default().to_string(),
             connect_timeout: config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10)),
+            tls: tls.client_config()?,
+            tls_required: tls.mode.required(),
         };
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(PgError::Config(
-                "sslmode=require is not supported yet; TLS arrives with its own change".into(),
-            ));
-        }
         Ok(Url { config, target })
     }
+}
+
+/// `%XX` escapes decoded.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = if bytes[i] == b'%' && i + 2 < bytes.len() {
+            std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        } else {
+            None
+        };
+        if let Some(v) = escaped {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `text` with anything after `password=` or between `:` and `@` hidden.
@@ -115,6 +154,12 @@ mod tests {
             assert_eq!(u.target.password.as_deref(), Some(&b"secret"[..]));
         }
         assert!(Url::parse("mysql://x").is_err());
+        let u = Url::parse("postgresql://a:b@h/db?sslmode=require&application_name=x").unwrap();
+        assert!(u.target.tls.is_some() && u.target.tls_required);
+        let u = Url::parse("postgresql://a:b@h/db?sslmode=disable").unwrap();
+        assert!(u.target.tls.is_none());
+        let err = Url::parse("postgresql://a:b@h/db?sslmode=verify-full&sslrootcert=%2Fnope.pem").unwrap_err();
+        assert!(err.to_string().contains("/nope.pem"), "{err}");
         let err = Url::parse("postgresql://app:secret@host:notaport/db").unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
     }

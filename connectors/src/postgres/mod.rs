@@ -16,6 +16,7 @@ mod error;
 pub mod pgoutput;
 mod source;
 mod stream;
+mod tls;
 mod types;
 mod wire;
 

@@ -629,12 +629,47 @@ fn truncate_changes(dataflow: &Dataflow, table: TableId) -> Result<Vec<Change>, 
 }
 
 async fn control_client(url: &Url) -> Result<Client, PgError> {
-    let (client, connection) = url.config.connect(NoTls).await.map_err(|e| match e.as_db_error() {
-        Some(_) => query_error(e),
-        None => PgError::Connect { target: format!("{}:{}", url.target.host, url.target.port), reason: e.to_string() },
-    })?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+    let address = format!("{}:{}", url.target.host, url.target.port);
+    let error = |e: tokio_postgres::Error| {
+        if e.as_db_error().is_some() {
+            return query_error(e);
+        }
+        let chain = error_chain(&e);
+        if chain.contains("does not support TLS") {
+            PgError::Config(format!(
+                "the server at {address} does not accept TLS connections, and the URL's sslmode requires TLS"
+            ))
+        } else {
+            PgError::Connect { target: address.clone(), reason: chain }
+        }
+    };
+    match &url.target.tls {
+        None => {
+            let (client, connection) = url.config.connect(NoTls).await.map_err(error)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(client)
+        }
+        Some(config) => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config.as_ref().clone());
+            let (client, connection) = url.config.connect(tls).await.map_err(error)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(client)
+        }
+    }
+}
+
+/// An error with its sources, which carry the useful part (a TLS or I/O cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

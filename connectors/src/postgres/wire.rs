@@ -15,7 +15,9 @@ use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::backend::{ErrorFields, Message};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::error::{PgError, ServerError, hint_for};
@@ -37,6 +39,10 @@ pub struct Target {
     pub dbname: String,
     /// How long to wait for the TCP connection.
     pub connect_timeout: Duration,
+    /// TLS, unless sslmode=disable.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Whether a server without TLS is refused.
+    pub tls_required: bool,
 }
 
 impl Target {
@@ -73,13 +79,22 @@ pub enum Replication {
     Done,
 }
 
+/// A byte stream: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One connection speaking the replication protocol.
-#[derive(Debug)]
 pub struct WireConnection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     read: BytesMut,
     write: BytesMut,
     target: String,
+}
+
+impl std::fmt::Debug for WireConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireConnection").field("target", &self.target).finish_non_exhaustive()
+    }
 }
 
 /// A backend frame: its tag and the whole frame (header included, as
@@ -100,6 +115,7 @@ impl WireConnection {
             .map_err(|_| PgError::Connect { target: address.clone(), reason: "timed out".into() })?
             .map_err(|e| PgError::Connect { target: address.clone(), reason: e.to_string() })?;
         stream.set_nodelay(true).ok();
+        let stream = negotiate_tls(stream, target, &address).await?;
         let mut conn = WireConnection {
             stream,
             read: BytesMut::with_capacity(64 * 1024),
@@ -334,6 +350,31 @@ impl WireConnection {
 
     fn parse(&self, mut frame: Frame) -> Result<Option<Message>> {
         Message::parse(&mut frame.bytes).map_err(protocol)
+    }
+}
+
+/// SSLRequest, then the TLS handshake if the server accepts (as sslmode asks).
+async fn negotiate_tls(mut tcp: TcpStream, target: &Target, address: &str) -> Result<Box<dyn Stream>> {
+    let Some(config) = &target.tls else { return Ok(Box::new(tcp)) };
+    let io = |e: std::io::Error| PgError::Connect { target: address.to_string(), reason: e.to_string() };
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
+    tcp.write_all(&request).await.map_err(io)?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(io)?;
+    match answer[0] {
+        b'S' => {
+            let name = super::tls::server_name(&target.host)?;
+            let tls = tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp).await.map_err(|e| {
+                PgError::Connect { target: address.to_string(), reason: format!("TLS handshake failed: {e}") }
+            })?;
+            Ok(Box::new(tls))
+        }
+        b'N' if target.tls_required => Err(PgError::Config(format!(
+            "the server at {address} does not accept TLS connections, and the URL's sslmode requires TLS"
+        ))),
+        b'N' => Ok(Box::new(tcp)),
+        other => Err(PgError::Protocol(format!("unexpected answer {:?} to SSLRequest", other as char))),
     }
 }
 
