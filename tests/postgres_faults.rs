@@ -244,3 +244,69 @@ fn faults_lose_nothing_and_apply_nothing_twice() {
     assert!(reads.load(Ordering::Relaxed) > 100);
     engine.close();
 }
+
+#[test]
+fn concurrent_writers_keep_the_invariant_in_every_state_read() {
+    let server = PgServer::start();
+    server
+        .client()
+        .batch_execute(&format!(
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);\
+             INSERT INTO accounts SELECT g, {START_BALANCE} FROM generate_series(0, {}) g;\
+             CREATE TABLE marker (id bigint PRIMARY KEY); INSERT INTO marker VALUES (0);",
+            ACCOUNTS - 1
+        ))
+        .unwrap();
+    let engine = Engine::open(&server.url()).unwrap();
+    let marker = engine.from_sql("SELECT id FROM marker").unwrap();
+    let total = engine.from_sql("SELECT SUM(balance) AS total, COUNT(*) AS n FROM accounts").unwrap();
+    let balances = engine.from_sql("SELECT id, balance FROM accounts").unwrap();
+    let expected = (START_BALANCE * ACCOUNTS, ACCOUNTS);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, total) = (Arc::clone(&stop), total.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let t = total_of(&total);
+                assert_eq!(t, Some(expected), "a reader saw half a transaction");
+                seen += 1;
+            }
+            seen
+        })
+    };
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let mut client = server.client();
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(100 + w);
+                for _ in 0..150 {
+                    let (a, b) = (rng.below(ACCOUNTS as u64), rng.below(ACCOUNTS as u64));
+                    let amount = rng.below(20);
+                    // Concurrent transfers may deadlock; PostgreSQL aborts one, which retries.
+                    loop {
+                        let sql = format!(
+                            "BEGIN; UPDATE accounts SET balance = balance - {amount} WHERE id = {a};\
+                             UPDATE accounts SET balance = balance + {amount} WHERE id = {b}; COMMIT;"
+                        );
+                        match client.batch_execute(&sql) {
+                            Ok(()) => break,
+                            Err(_) => {
+                                let _ = client.batch_execute("ROLLBACK");
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    server.client().batch_execute("UPDATE marker SET id = 1").unwrap();
+    wait_for_marker(&marker, 1, &server, &engine);
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 100);
+    assert_eq!(view_balances(&balances), pg_balances(&mut server.client()));
+    engine.close();
+}
