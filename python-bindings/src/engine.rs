@@ -36,14 +36,27 @@ pub struct View {
 #[pymethods]
 impl Engine {
     /// An engine: in memory with no URL (or `"memory:"`); database URLs name a source.
+    /// For PostgreSQL, `slot` and `publication` name the replication slot and
+    /// publication to use instead of ciuf's own.
     #[new]
-    #[pyo3(signature = (url=None))]
-    fn new(py: Python<'_>, url: Option<&str>) -> PyResult<Engine> {
+    #[pyo3(signature = (url=None, *, slot=None, publication=None))]
+    fn new(py: Python<'_>, url: Option<&str>, slot: Option<String>, publication: Option<String>) -> PyResult<Engine> {
         let inner = match url {
             None => ciuf::Engine::in_memory(),
-            Some(url) => ciuf::Engine::open(url).py_err(py)?,
+            Some(url) if slot.is_some() || publication.is_some() => {
+                let options = ciuf::connectors::postgres::PostgresOptions { slot, publication };
+                py.detach(|| ciuf::Engine::open_postgres(url, options)).py_err(py)?
+            }
+            Some(url) => py.detach(|| ciuf::Engine::open(url)).py_err(py)?,
         };
         Ok(Engine { inner: RwLock::new(Some(inner)) })
+    }
+
+    /// Loads these tables from the source database now, in one snapshot.
+    fn load_tables(&self, py: Python<'_>, tables: Vec<String>) -> PyResult<()> {
+        let engine = self.engine()?;
+        let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+        py.detach(|| engine.load_tables(&names)).py_err(py)
     }
 
     /// Runs SQL statements (CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,

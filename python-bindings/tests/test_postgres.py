@@ -82,3 +82,22 @@ def test_postgres_errors_are_python_exceptions(pg: Server) -> None:  # noqa: F81
             engine.from_sql("SELECT a FROM nokey")
         with pytest.raises(ciuf.SqlError, match="unknown table nothere"):
             engine.from_sql("SELECT * FROM nothere")
+
+
+def test_given_slot_and_publication_names(pg: Server) -> None:  # noqa: F811
+    pg.sql_as_app("CREATE TABLE items (id bigint PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a');")
+    pg.psql("CREATE PUBLICATION mine FOR TABLE items", db="shop")
+    with Engine(pg.url, slot="my_slot", publication="mine") as engine:
+        engine.load_tables(["items"])
+        assert pg.psql("SELECT slot_name FROM pg_replication_slots") == "my_slot"
+        assert engine.from_sql("SELECT name FROM items").query().to_dicts() == [{"name": "a"}]
+    # A publication given by the user is the user's: it stays.
+    assert pg.psql("SELECT count(*) FROM pg_publication WHERE pubname = 'mine'", db="shop") == "1"
+    # The slot ciuf made under that name was dropped at close; a slot that exists
+    # already is not taken over.
+    assert pg.psql("SELECT count(*) FROM pg_replication_slots") == "0"
+    pg.psql("SELECT pg_create_logical_replication_slot('taken', 'pgoutput')", db="shop")
+    with Engine(pg.url, slot="taken", publication="mine") as engine:
+        with pytest.raises(ciuf.ConnectionError, match="already exists"):
+            engine.load_tables(["items"])
+    pg.psql("SELECT pg_drop_replication_slot('taken')", db="shop")

@@ -151,8 +151,9 @@ struct Task {
     dataflow: Dataflow,
     status: Arc<Mutex<Status>>,
     control: Client,
+    /// The slot: created by ciuf at the first snapshot (whatever its name), dropped on
+    /// a clean shutdown; nothing is persisted, so a new process needs a new snapshot.
     slot: String,
-    own_slot: bool,
     publication: String,
     own_publication: bool,
     /// The stream, once the first tables are loaded.
@@ -195,10 +196,7 @@ impl Task {
             std::process::id(),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
         );
-        let (slot, own_slot) = match options.slot {
-            Some(s) => (s, false),
-            None => (format!("ciuf_{suffix}"), true),
-        };
+        let slot = options.slot.unwrap_or_else(|| format!("ciuf_{suffix}"));
         let (publication, own_publication) = match options.publication {
             Some(p) => (p, false),
             None => (format!("ciuf_{suffix}"), true),
@@ -209,7 +207,6 @@ impl Task {
             status,
             control,
             slot,
-            own_slot,
             publication,
             own_publication,
             stream: None,
@@ -452,7 +449,15 @@ impl Task {
         let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
         let rows = stream
             .simple_query(&format!("CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput EXPORT_SNAPSHOT", self.slot))
-            .await?;
+            .await
+            .map_err(|e| match e {
+                PgError::Server(s) if s.code == "42710" => PgError::Config(format!(
+                    "replication slot {} already exists; ciuf keeps nothing between runs, so it starts from a new \
+                     snapshot with a new slot: drop it (SELECT pg_drop_replication_slot('{}')) or name another",
+                    self.slot, self.slot
+                )),
+                other => other,
+            })?;
         let (lsn, snapshot) = slot_result(&rows)?;
         self.load(&tables, &snapshot, 0).await?;
         stream.start_replication(&self.start_command(lsn)).await?;
@@ -576,7 +581,7 @@ impl Task {
                 Err(_) => return,
             }
         }
-        if self.own_slot && self.started {
+        if self.started {
             // The walsender may take a moment to let go of the slot.
             for _ in 0..50 {
                 match self
