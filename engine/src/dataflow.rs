@@ -471,7 +471,9 @@ impl Writer {
     /// Checks one change and applies it to its table, recording how to undo it.
     fn stage(&mut self, change: Change, undo: &mut Vec<Undo>) -> Result<()> {
         let id = self.resolve(change.table())?;
-        if let Some(e) = self.failed_tables.get(&id) {
+        if !self.failed_tables.is_empty()
+            && let Some(e) = self.failed_tables.get(&id)
+        {
             return Err(e.clone());
         }
         let i = id.0 as usize;
