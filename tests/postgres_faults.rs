@@ -135,11 +135,11 @@ fn transfer(client: &mut postgres::Client, rng: &mut Rng, transfers: usize, mark
     unreachable!()
 }
 
-#[test]
-fn faults_lose_nothing_and_apply_nothing_twice() {
+/// A server with the accounts (each holding START_BALANCE) and the marker.
+fn bank() -> PgServer {
     let server = PgServer::start();
-    let mut admin = server.client();
-    admin
+    server
+        .client()
         .batch_execute(&format!(
             "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);\
              INSERT INTO accounts SELECT g, {START_BALANCE} FROM generate_series(0, {}) g;\
@@ -147,6 +147,12 @@ fn faults_lose_nothing_and_apply_nothing_twice() {
             ACCOUNTS - 1
         ))
         .unwrap();
+    server
+}
+
+#[test]
+fn faults_lose_nothing_and_apply_nothing_twice() {
+    let server = bank();
     let proxy = Proxy::start(server.port);
     let url = server.url().replace(&format!(":{}/", server.port), &format!(":{}/", proxy.port));
     let engine = Engine::open(&url).unwrap();
@@ -247,16 +253,7 @@ fn faults_lose_nothing_and_apply_nothing_twice() {
 
 #[test]
 fn concurrent_writers_keep_the_invariant_in_every_state_read() {
-    let server = PgServer::start();
-    server
-        .client()
-        .batch_execute(&format!(
-            "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);\
-             INSERT INTO accounts SELECT g, {START_BALANCE} FROM generate_series(0, {}) g;\
-             CREATE TABLE marker (id bigint PRIMARY KEY); INSERT INTO marker VALUES (0);",
-            ACCOUNTS - 1
-        ))
-        .unwrap();
+    let server = bank();
     let engine = Engine::open(&server.url()).unwrap();
     let marker = engine.from_sql("SELECT id FROM marker").unwrap();
     let total = engine.from_sql("SELECT SUM(balance) AS total, COUNT(*) AS n FROM accounts").unwrap();

@@ -37,14 +37,3 @@ class Order(Base):
     amount: Mapped[Optional[float]] = mapped_column(Float)
     status: Mapped[Optional[str]] = mapped_column(String, server_default="pending")
 
-
-VIEWS = [
-    "SELECT id, customer_id, amount FROM orders WHERE status = 'paid' AND amount > 50",
-    "SELECT o.id, o.amount, p.name, p.category FROM orders o JOIN products p ON o.product_id = p.id"
-    " WHERE p.category = 'c1'",
-    "SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total FROM orders WHERE status <> 'refunded'"
-    " GROUP BY customer_id",
-    "SELECT c.region, p.category, COUNT(*) AS n, SUM(o.amount) AS revenue FROM orders o"
-    " JOIN customers c ON o.customer_id = c.id JOIN products p ON o.product_id = p.id"
-    " GROUP BY c.region, p.category",
-]

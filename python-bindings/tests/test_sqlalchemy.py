@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 import ciuf
 from ciuf.sqlalchemy import track
 
-from .conftest import SCHEMA, assert_same
-from .models import VIEWS, Base, Customer, Order, Product
+from .conftest import SCHEMA, VIEWS, assert_same
+from .models import Base, Customer, Order, Product
 
 
 @pytest.fixture

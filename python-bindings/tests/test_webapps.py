@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ciuf import Engine, View
 
-from .conftest import bag
-from .models import VIEWS, Base, Customer, Order, Product
+from .conftest import VIEWS, bag
+from .models import Base, Customer, Order, Product
 
 NAMED_VIEWS = {"paid": VIEWS[0], "cat1": VIEWS[1], "totals": VIEWS[2], "regions": VIEWS[3]}
 
