@@ -151,7 +151,16 @@ impl Engine {
 
     fn run(&self, statement: Statement) -> Result<Outcome> {
         Ok(match statement {
-            Statement::CreateTable(schema) => {
+            Statement::CreateTable(mut schema) => {
+                if self.dataflow.dialect() == Dialect::Sqlite {
+                    // SQLite keeps any 64-bit integer in a column declared INTEGER or
+                    // SMALLINT (the declared width is only a name): so does ciuf.
+                    for c in &mut schema.columns {
+                        if c.data_type.is_integer() {
+                            c.data_type = ciuf_engine::DataType::BigInt;
+                        }
+                    }
+                }
                 self.dataflow.create_table(schema)?;
                 Outcome::Done
             }
@@ -171,8 +180,22 @@ impl Engine {
                 self.by_sql.lock().clear();
                 Outcome::Done
             }
-            Statement::DropTable { .. } => {
-                return Err(SqlError::unsupported("DROP TABLE").into());
+            Statement::DropTable { names, if_exists } => {
+                if self.source.is_some() {
+                    return Err(SqlError::new(
+                        SqlErrorKind::Catalog,
+                        "the tables of a database source are dropped in the database, not in ciuf",
+                    )
+                    .into());
+                }
+                for n in names {
+                    match self.dataflow.drop_table(&n) {
+                        Err(Error::Schema(ciuf_engine::SchemaError::UnknownTable { .. })) if if_exists => {}
+                        other => other?,
+                    }
+                }
+                self.by_sql.lock().clear();
+                Outcome::Done
             }
             Statement::Query { query, sql } => Outcome::View(self.register(&query, &sql)?),
             Statement::Insert { table, columns, rows } => {

@@ -112,10 +112,15 @@ fn bad_changes_are_refused_with_the_reason() {
         e.on_insert("orders", [("id", Value::Int(3)), ("amount", Value::Float(1.0))]),
         "column orders.customer_id is NOT NULL but the row has NULL",
     );
+    // Under PostgreSQL's rules INTEGER is 32 bits (SQLite's keeps any 64-bit integer).
+    let pg = Engine::with_dialect(ciuf::Dialect::Postgres);
+    pg.execute("CREATE TABLE tags (name TEXT, n INTEGER)").unwrap();
     check(
-        e.on_insert("tags", vec![Value::text("a"), Value::Int(1 << 40)]),
+        pg.on_insert("tags", vec![Value::text("a"), Value::Int(1 << 40)]),
         "column tags.n is INTEGER: 1099511627776 is out of range for INTEGER",
     );
+    e.on_insert("tags", vec![Value::text("big"), Value::Int(1 << 40)]).unwrap();
+    e.on_delete("tags", vec![Value::text("big"), Value::Int(1 << 40)]).unwrap();
     check(e.on_delete("orders", [("id", 9)]), "delete on orders: no row with id = 9");
     check(
         e.on_update_by_key("orders", [("id", Value::Int(9)), ("amount", Value::Float(2.0))]),

@@ -157,6 +157,32 @@ impl Dataflow {
         Ok(id)
     }
 
+    /// Drops the table `name` and its rows. Refused while a view reads it (drop the
+    /// views first): a view must never lose its input.
+    pub fn drop_table(&self, name: &str) -> Result<()> {
+        let mut w = self.writer()?;
+        let id = w.resolve(&TableRef::Name(name.to_string()))?;
+        let readers: Vec<String> = w
+            .views
+            .iter()
+            .flatten()
+            .filter(|v| v.def.plan.reads(id))
+            .map(|v| v.info.name.clone().unwrap_or_else(|| v.info.sql.clone()))
+            .collect();
+        if !readers.is_empty() {
+            return Err(SqlError::new(
+                SqlErrorKind::Catalog,
+                format!("cannot drop table {name}: views read it (drop them first): {}", readers.join("; ")),
+            )
+            .into());
+        }
+        let table_name = w.table(id).schema().name.to_ascii_lowercase();
+        w.table_names.remove(&table_name);
+        w.tables[id.0 as usize] = None;
+        w.failed_tables.remove(&id);
+        Ok(())
+    }
+
     /// The id of the table called `name`.
     pub fn table_id(&self, name: &str) -> Result<TableId> {
         let w = self.shared.writer.lock();

@@ -63,8 +63,8 @@ def test_a_bad_batch_changes_nothing(e: Engine) -> None:
         e.insert_many("t", pa.table({"id": [2], "ss": ["a"]}))
     with pytest.raises(ciuf.ConstraintError, match="duplicate primary key"):
         e.insert_many("t", pa.table({"id": [2, 3, 1]}))
-    with pytest.raises(ciuf.SchemaError, match="INTEGER"):
-        e.insert_many("t", pa.table({"id": [4], "n": [2**40]}))
+    with pytest.raises(ciuf.SchemaError, match="DOUBLE"):
+        e.insert_many("t", pa.table({"id": [4], "x": ["not a number"]}))
     with pytest.raises(ciuf.SchemaError, match="does not read"):
         e.insert_many("t", pa.table({"id": [5], "s": pa.array([b"x"], pa.binary())}))
     assert rows(e) == [(1, None, None, None, None, None)]
