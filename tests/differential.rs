@@ -32,6 +32,10 @@ const NAMED_VIEW: &str = "CREATE VIEW big_t1 AS SELECT id, a, b FROM t1 WHERE a 
 /// Registered before the initial load.
 const EARLY: &[&str] = &[
     "SELECT * FROM t1",
+    "SELECT id, a FROM t1 WHERE a IN (SELECT a FROM t2 WHERE f > 1)",
+    "SELECT id, a FROM t1 WHERE a NOT IN (SELECT x FROM t3)",
+    "SELECT id FROM t1 WHERE d > 2 OR NOT (a IN (SELECT z FROM t3 WHERE y = 'x'))",
+    "SELECT t1.id, t2.e FROM t1, t2 WHERE t1.a = t2.a AND t2.id IN (SELECT x FROM t3) AND t1.b IN (SELECT f FROM t2)",
     "SELECT id, a + d, a * 2 - d, b / 2, a / 3, a % 3 FROM t1",
     "SELECT id, a / d, a % d, b * d FROM t1",
     "SELECT id, c || '-' || a, -a, abs(d - 2), c || b FROM t1",
@@ -66,6 +70,8 @@ const EARLY: &[&str] = &[
 /// Registered after the initial load: filled from existing state.
 const LATE: &[&str] = &[
     "SELECT a FROM t1 UNION SELECT x FROM t3",
+    "SELECT c, COUNT(*) FROM t1 WHERE a IN (SELECT x FROM t3) GROUP BY c",
+    "SELECT id FROM t2 WHERE NOT a IN (SELECT d FROM t1 WHERE d IS NOT NULL)",
     "SELECT id, b FROM t1 ORDER BY b DESC, id LIMIT 5",
     "SELECT id, a FROM t1 ORDER BY a, id LIMIT 4 OFFSET 2",
     "SELECT x, y, z FROM t3 ORDER BY z DESC, x, y LIMIT 3",

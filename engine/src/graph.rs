@@ -32,6 +32,7 @@ use crate::operator::aggregate::Aggregate;
 use crate::operator::arrangement::{Arrangement, Shared};
 use crate::operator::distinct::Distinct;
 use crate::operator::filter::Filter;
+use crate::operator::in_set::InSet;
 use crate::operator::join::{Emit, Join};
 use crate::operator::multi_join::MultiJoin;
 use crate::operator::outer_join::{OuterJoin, Preserve};
@@ -444,6 +445,7 @@ fn make_operator(plan: &Plan, arrange: &mut dyn FnMut(usize, &[Expr]) -> Shared)
         }
         Plan::Aggregate { group_by, aggregates, .. } => Box::new(Aggregate::new(group_by.clone(), aggregates.clone())),
         Plan::Distinct { .. } => Box::new(Distinct::default()),
+        Plan::InSet { key, .. } => Box::new(InSet::new(key.clone())),
         Plan::Union { .. } => Box::new(Union),
         Plan::TopK { order, limit, offset, .. } => Box::new(TopK::new(order.clone(), *limit, *offset)),
     }

@@ -151,6 +151,7 @@ fn map_inputs(plan: Plan, f: fn(Plan) -> Plan) -> Plan {
             Plan::MultiJoin { inputs: inputs.into_iter().map(f).collect(), edges, output }
         }
         Plan::TopK { input, order, limit, offset } => Plan::TopK { input: boxed(f(*input)), order, limit, offset },
+        Plan::InSet { input, set, key } => Plan::InSet { input: boxed(f(*input)), set: boxed(f(*set)), key },
     }
 }
 
@@ -309,6 +310,19 @@ fn prune(plan: Plan, required: &[bool]) -> (Plan, ColumnMap) {
                 .collect();
             let w = required.len();
             (Plan::Aggregate { input: boxed(input), group_by, aggregates }, identity(w))
+        }
+        Plan::InSet { input, set, key } => {
+            let w = input.width();
+            let mut req = required[..w].to_vec();
+            mark(&mut req, &key);
+            let (input, map) = prune(*input, &req);
+            let set_width = set.width();
+            let (set, _) = prune(*set, &vec![true; set_width]);
+            let key = remap(&key, &map);
+            let new_width = input.width();
+            let mut out_map = map;
+            out_map.push(Some(new_width));
+            (Plan::InSet { input: boxed(input), set: boxed(set), key }, out_map)
         }
         Plan::Distinct { input } => {
             // Every column decides what is distinct: none can go.

@@ -109,6 +109,16 @@ pub enum Plan {
         /// Rows skipped first.
         offset: u64,
     },
+    /// `input` with one more column: SQL's three-valued answer to `key IN (set)`,
+    /// where `set` is a one-column plan (an uncorrelated subquery).
+    InSet {
+        /// The rows to answer for.
+        input: Box<Plan>,
+        /// The subquery's rows (one column).
+        set: Box<Plan>,
+        /// The key, over an input row (of the set's column type).
+        key: Expr,
+    },
 }
 
 /// One equality of a [`Plan::MultiJoin`]: `left_keys` over input `left`'s row equal
@@ -228,6 +238,7 @@ impl Plan {
             Plan::Join { left, right, .. } => left.width() + right.width(),
             Plan::Aggregate { group_by, aggregates, .. } => group_by.len() + aggregates.len(),
             Plan::Union { inputs } => inputs.first().map_or(0, Plan::width),
+            Plan::InSet { input, .. } => input.width() + 1,
         }
     }
 
@@ -249,6 +260,7 @@ impl Plan {
             | Plan::Distinct { input }
             | Plan::TopK { input, .. } => vec![input],
             Plan::Join { left, right, .. } => vec![left, right],
+            Plan::InSet { input, set, .. } => vec![input, set],
             Plan::Union { inputs } | Plan::MultiJoin { inputs, .. } => inputs.iter().collect(),
         }
     }
@@ -290,6 +302,7 @@ impl Plan {
                 format!("Aggregate group=[{}] aggs=[{}]", list(group_by), list(aggregates))
             }
             Plan::Distinct { .. } => "Distinct".into(),
+            Plan::InSet { key, .. } => format!("InSet key={key}"),
             Plan::Union { inputs } => format!("Union all of {}", inputs.len()),
             Plan::TopK { order, limit, offset, .. } => {
                 let limit = limit.map_or("none".to_string(), |l| l.to_string());

@@ -196,6 +196,14 @@ impl<'a> ExprCtx<'a> {
                     nullable,
                 ))
             }
+            E::In { target: ast::InTarget::Subquery(q), negated, .. } => {
+                // Answered by an InSet node below (see from.rs): its column holds the
+                // three-valued answer.
+                let at = self.scope.columns.iter().position(|c| c.mark == Some(subquery_id(q)));
+                let Some(at) = at else { return Err(unsupported("IN (subquery) outside WHERE", span)) };
+                let e = if *negated { Expr::Not(Box::new(Expr::Column(at))) } else { Expr::Column(at) };
+                Ok(Typed::new(e, DataType::Bool, true))
+            }
             E::In { .. } => Err(unsupported("IN (subquery)", span)),
             E::Exists { .. } => Err(unsupported("EXISTS (subquery)", span)),
             E::Subquery(_) => Err(unsupported("scalar subquery", span)),
@@ -568,4 +576,9 @@ fn fold_temporal(x: Typed, t: DataType, span: Span) -> Result<Typed, Error> {
         return Ok(Typed::literal(c, t));
     }
     Ok(x.coerce(t))
+}
+
+/// The identity of a subquery in the syntax tree while one query is planned.
+pub(crate) fn subquery_id(q: &ast::Query) -> usize {
+    std::ptr::from_ref(q) as usize
 }

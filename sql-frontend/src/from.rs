@@ -17,9 +17,10 @@ use sqlparser::ast::{self, Spanned};
 use sqlparser::tokenizer::Span;
 
 use crate::error::{position, sql_error, unsupported};
+use crate::expr::subquery_id;
 use crate::expr::{ExprCtx, Typed};
 use crate::planner::{Planner, Rel};
-use crate::scope::Scope;
+use crate::scope::{Scope, ScopeColumn};
 use crate::types::{common_type, same_representation};
 
 /// A condition planned over the columns of several tables side by side.
@@ -112,8 +113,17 @@ impl Planner<'_> {
             parts.extend(group);
             pending.extend(group_pending);
         }
+        // WHERE conjuncts with an IN (subquery) are answered after the joins, on the
+        // joined rows; the others take part in choosing join keys and pushdowns.
+        let mut late = Vec::new();
         if let Some(w) = selection {
-            pending.push(Pending::Sql(w));
+            let mut conjuncts = Vec::new();
+            split_and(w, &mut conjuncts);
+            for c in conjuncts {
+                let mut found = Vec::new();
+                find_in_subqueries(c, &mut found);
+                if found.is_empty() { pending.push(Pending::Sql(c)) } else { late.push((c, found)) }
+            }
         }
         if parts.is_empty() {
             parts.push(Rel {
@@ -121,7 +131,49 @@ impl Planner<'_> {
                 scope: Scope::default(),
             });
         }
-        self.join_inner(parts, pending)
+        let mut rel = self.join_inner(parts, pending)?;
+        for (conjunct, found) in late {
+            for (key, q) in found {
+                rel = self.in_set(rel, key, q)?;
+            }
+            let cond = ExprCtx::row(&rel.scope, self.dialect).plan_condition(conjunct)?;
+            rel = Rel { plan: Plan::Filter { input: Box::new(rel.plan), predicate: cond.expr }, scope: rel.scope };
+        }
+        Ok(rel)
+    }
+
+    /// `rel` with one more (hidden) column: the answer to `key IN (q)`.
+    fn in_set(&self, rel: Rel, key: &ast::Expr, q: &ast::Query) -> Result<Rel, Error> {
+        let span = q.span();
+        let sub = self.plan_subquery(q).map_err(|e| match e {
+            Error::Sql(s) if s.kind == SqlErrorKind::UnknownColumn => {
+                unsupported(format!("correlated IN (subquery) ({})", s.message), span)
+            }
+            other => other,
+        })?;
+        if sub.scope.columns.len() != 1 {
+            return Err(sql_error(
+                SqlErrorKind::Invalid,
+                format!("IN (subquery) needs a subquery of one column, not {}", sub.scope.columns.len()),
+                span,
+            ));
+        }
+        let ctx = ExprCtx::row(&rel.scope, self.dialect);
+        let k = ctx.plan(key)?;
+        let c = &sub.scope.columns[0];
+        let col = Typed::new(Expr::Column(0), c.ty, c.nullable);
+        let (k, col) = ctx.comparable(k, col, key.span())?;
+        let set = Plan::Project { input: Box::new(sub.plan), exprs: vec![col.expr] };
+        let mut scope = rel.scope;
+        scope.columns.push(ScopeColumn {
+            qualifier: None,
+            name: format!("in#{}", scope.columns.len()),
+            ty: DataType::Bool,
+            nullable: true,
+            merged: true,
+            mark: Some(subquery_id(q)),
+        });
+        Ok(Rel { plan: Plan::InSet { input: Box::new(rel.plan), set: Box::new(set), key: k.expr }, scope })
     }
 
     /// The column pairs of USING (or NATURAL): (left, right) planned over the combined
@@ -479,4 +531,50 @@ fn apply_ready(
         }
     }
     current
+}
+
+/// The `key IN (subquery)` expressions in `e`, outside nested subqueries.
+fn find_in_subqueries<'e>(e: &'e ast::Expr, out: &mut Vec<(&'e ast::Expr, &'e ast::Query)>) {
+    use ast::Expr as E;
+    match e {
+        E::In { expr, target: ast::InTarget::Subquery(q), .. } => {
+            find_in_subqueries(expr, out);
+            out.push((expr, q));
+        }
+        E::In { expr, target: ast::InTarget::List(list), .. } => {
+            find_in_subqueries(expr, out);
+            list.iter().for_each(|x| find_in_subqueries(x, out));
+        }
+        E::BinaryOp { left, right, .. } => {
+            find_in_subqueries(left, out);
+            find_in_subqueries(right, out);
+        }
+        E::UnaryOp { expr, .. }
+        | E::Nested(expr)
+        | E::IsNull(expr)
+        | E::IsNotNull(expr)
+        | E::IsTrue(expr)
+        | E::IsFalse(expr)
+        | E::IsNotTrue(expr)
+        | E::IsNotFalse(expr)
+        | E::Cast { expr, .. } => find_in_subqueries(expr, out),
+        E::Between { expr, low, high, .. } => {
+            find_in_subqueries(expr, out);
+            find_in_subqueries(low, out);
+            find_in_subqueries(high, out);
+        }
+        E::Case { operand, conditions, else_result, .. } => {
+            if let Some(o) = operand {
+                find_in_subqueries(o, out);
+            }
+            for w in conditions {
+                find_in_subqueries(&w.condition, out);
+                find_in_subqueries(&w.result, out);
+            }
+            if let Some(e) = else_result {
+                find_in_subqueries(e, out);
+            }
+        }
+        _ => {}
+    }
 }

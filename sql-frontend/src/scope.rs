@@ -17,8 +17,12 @@ pub(crate) struct ScopeColumn {
     pub ty: DataType,
     /// Whether it may be NULL.
     pub nullable: bool,
-    /// Hidden from unqualified names and `*`: the second copy of a USING column.
+    /// Hidden from unqualified names and `*`: the second copy of a USING column, or
+    /// the answer column of an `IN (subquery)`.
     pub merged: bool,
+    /// For the answer column of an `IN (subquery)`: which subquery (its address in the
+    /// syntax tree, stable while one query is planned).
+    pub mark: Option<usize>,
 }
 
 /// The columns of a relation, in order.
@@ -39,6 +43,7 @@ impl Scope {
                     ty: c.data_type,
                     nullable: c.nullable,
                     merged: false,
+                    mark: None,
                 })
                 .collect(),
         }

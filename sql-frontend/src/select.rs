@@ -287,6 +287,7 @@ impl Planner<'_> {
                     ty: t.ty,
                     nullable: t.nullable,
                     merged: false,
+                    mark: None,
                 })
                 .collect(),
         };
@@ -399,6 +400,7 @@ impl Planner<'_> {
                 ty,
                 nullable: a.nullable || b.nullable,
                 merged: false,
+                mark: None,
             });
         }
         let conform = |rel: Rel| -> Plan {
@@ -462,6 +464,7 @@ impl Planner<'_> {
                 ty: types[i],
                 nullable: rows.iter().any(|r| r[i].nullable),
                 merged: false,
+                mark: None,
             })
             .collect();
         let rows = rows

@@ -18,6 +18,7 @@ pub mod aggregate;
 pub mod arrangement;
 pub mod distinct;
 pub mod filter;
+pub mod in_set;
 mod index;
 pub mod join;
 pub mod multi_join;
