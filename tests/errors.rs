@@ -23,7 +23,12 @@ fn sql_error(e: Error) -> ciuf::SqlError {
 fn unsupported_constructs_are_named_with_their_position() {
     let e = engine();
     let cases = [
-        ("SELECT id FROM orders WHERE id IN (SELECT n FROM tags)", "IN (subquery)", (1, 29)),
+        ("SELECT id FROM orders WHERE EXISTS (SELECT n FROM tags)", "EXISTS (subquery)", (1, 37)),
+        (
+            "SELECT id FROM orders o WHERE id IN (SELECT n FROM tags WHERE n = o.customer_id)",
+            "correlated IN (subquery)",
+            (1, 38),
+        ),
         ("SELECT id,\n  row_number() OVER (ORDER BY id) FROM orders", "window function", (2, 3)),
         ("SELECT id FROM orders\nEXCEPT SELECT n FROM tags", "EXCEPT", (1, 1)),
         ("WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r", "WITH RECURSIVE", (1, 1)),

@@ -206,7 +206,13 @@ impl<'a> ExprCtx<'a> {
             }
             E::In { .. } => Err(unsupported("IN (subquery)", span)),
             E::Exists { .. } => Err(unsupported("EXISTS (subquery)", span)),
-            E::Subquery(_) => Err(unsupported("scalar subquery", span)),
+            E::Subquery(q) => {
+                // Joined in below the expression (see from.rs): its hidden column.
+                match self.scope.columns.iter().position(|c| c.mark == Some(subquery_id(q))) {
+                    Some(at) => Ok(Typed::new(Expr::Column(at), self.scope.columns[at].ty, true)),
+                    None => Err(unsupported("scalar subquery", span)),
+                }
+            }
             E::Between { expr, negated, low, high } => {
                 let t = self.plan(expr)?;
                 let (t, lo) = self.comparable(t, self.plan(low)?, low.span())?;

@@ -121,7 +121,7 @@ impl Planner<'_> {
             split_and(w, &mut conjuncts);
             for c in conjuncts {
                 let mut found = Vec::new();
-                find_in_subqueries(c, &mut found);
+                find_subqueries(c, &mut found);
                 if found.is_empty() { pending.push(Pending::Sql(c)) } else { late.push((c, found)) }
             }
         }
@@ -133,21 +133,81 @@ impl Planner<'_> {
         }
         let mut rel = self.join_inner(parts, pending)?;
         for (conjunct, found) in late {
-            for (key, q) in found {
-                rel = self.in_set(rel, key, q)?;
-            }
+            rel = self.attach_subqueries(rel, found)?;
             let cond = ExprCtx::row(&rel.scope, self.dialect).plan_condition(conjunct)?;
             rel = Rel { plan: Plan::Filter { input: Box::new(rel.plan), predicate: cond.expr }, scope: rel.scope };
         }
         Ok(rel)
     }
 
+    /// `rel` with a hidden column per subquery found: the answer to each `key IN (q)`,
+    /// the value of each scalar `(q)`.
+    pub(crate) fn attach_subqueries(&self, mut rel: Rel, found: Vec<Found<'_>>) -> Result<Rel, Error> {
+        for f in found {
+            if rel.scope.columns.iter().any(|c| c.mark == Some(subquery_id(f.query()))) {
+                continue;
+            }
+            rel = match f {
+                Found::In(key, q) => self.in_set(rel, key, q)?,
+                Found::Scalar(q) => self.scalar(rel, q)?,
+            };
+        }
+        Ok(rel)
+    }
+
+    /// `rel` with one more (hidden) column: the value of the scalar subquery `q`, which
+    /// must be uncorrelated and give one row (an aggregate without GROUP BY).
+    fn scalar(&self, rel: Rel, q: &ast::Query) -> Result<Rel, Error> {
+        let span = q.span();
+        let sub = self.plan_subquery(q).map_err(|e| match e {
+            Error::Sql(s) if matches!(s.kind, SqlErrorKind::UnknownColumn | SqlErrorKind::UnknownTable) => {
+                unsupported(format!("correlated scalar subquery: {}", s.message), span)
+            }
+            other => other,
+        })?;
+        if sub.scope.columns.len() != 1 {
+            return Err(sql_error(
+                SqlErrorKind::Invalid,
+                format!("a scalar subquery gives one column, not {}", sub.scope.columns.len()),
+                span,
+            ));
+        }
+        let mut top = &sub.plan;
+        while let Plan::Project { input, .. } = top {
+            top = input;
+        }
+        if !matches!(top, Plan::Aggregate { group_by, .. } if group_by.is_empty()) {
+            return Err(unsupported("a scalar subquery other than an aggregate without GROUP BY", span));
+        }
+        let c = &sub.scope.columns[0];
+        let mut scope = rel.scope;
+        scope.columns.push(ScopeColumn {
+            qualifier: None,
+            name: format!("scalar#{}", scope.columns.len()),
+            ty: c.ty,
+            nullable: true,
+            merged: true,
+            mark: Some(subquery_id(q)),
+        });
+        // Exactly one row on the right: every row of `rel` gets its value.
+        let plan = Plan::Join {
+            left: Box::new(rel.plan),
+            right: Box::new(sub.plan),
+            kind: JoinKind::Left,
+            left_keys: vec![],
+            right_keys: vec![],
+            residual: None,
+            output: None,
+        };
+        Ok(Rel { plan, scope })
+    }
+
     /// `rel` with one more (hidden) column: the answer to `key IN (q)`.
     fn in_set(&self, rel: Rel, key: &ast::Expr, q: &ast::Query) -> Result<Rel, Error> {
         let span = q.span();
         let sub = self.plan_subquery(q).map_err(|e| match e {
-            Error::Sql(s) if s.kind == SqlErrorKind::UnknownColumn => {
-                unsupported(format!("correlated IN (subquery) ({})", s.message), span)
+            Error::Sql(s) if matches!(s.kind, SqlErrorKind::UnknownColumn | SqlErrorKind::UnknownTable) => {
+                unsupported(format!("correlated IN (subquery): {}", s.message), span)
             }
             other => other,
         })?;
@@ -533,21 +593,38 @@ fn apply_ready(
     current
 }
 
-/// The `key IN (subquery)` expressions in `e`, outside nested subqueries.
-fn find_in_subqueries<'e>(e: &'e ast::Expr, out: &mut Vec<(&'e ast::Expr, &'e ast::Query)>) {
+/// A subquery inside an expression.
+pub(crate) enum Found<'e> {
+    /// `key IN (query)`.
+    In(&'e ast::Expr, &'e ast::Query),
+    /// `(query)` as a value.
+    Scalar(&'e ast::Query),
+}
+
+impl Found<'_> {
+    fn query(&self) -> &ast::Query {
+        match self {
+            Found::In(_, q) | Found::Scalar(q) => q,
+        }
+    }
+}
+
+/// The IN and scalar subqueries in `e`, outside nested subqueries.
+pub(crate) fn find_subqueries<'e>(e: &'e ast::Expr, out: &mut Vec<Found<'e>>) {
     use ast::Expr as E;
     match e {
         E::In { expr, target: ast::InTarget::Subquery(q), .. } => {
-            find_in_subqueries(expr, out);
-            out.push((expr, q));
+            find_subqueries(expr, out);
+            out.push(Found::In(expr, q));
         }
+        E::Subquery(q) => out.push(Found::Scalar(q)),
         E::In { expr, target: ast::InTarget::List(list), .. } => {
-            find_in_subqueries(expr, out);
-            list.iter().for_each(|x| find_in_subqueries(x, out));
+            find_subqueries(expr, out);
+            list.iter().for_each(|x| find_subqueries(x, out));
         }
         E::BinaryOp { left, right, .. } => {
-            find_in_subqueries(left, out);
-            find_in_subqueries(right, out);
+            find_subqueries(left, out);
+            find_subqueries(right, out);
         }
         E::UnaryOp { expr, .. }
         | E::Nested(expr)
@@ -557,22 +634,31 @@ fn find_in_subqueries<'e>(e: &'e ast::Expr, out: &mut Vec<(&'e ast::Expr, &'e as
         | E::IsFalse(expr)
         | E::IsNotTrue(expr)
         | E::IsNotFalse(expr)
-        | E::Cast { expr, .. } => find_in_subqueries(expr, out),
+        | E::Cast { expr, .. } => find_subqueries(expr, out),
         E::Between { expr, low, high, .. } => {
-            find_in_subqueries(expr, out);
-            find_in_subqueries(low, out);
-            find_in_subqueries(high, out);
+            find_subqueries(expr, out);
+            find_subqueries(low, out);
+            find_subqueries(high, out);
         }
         E::Case { operand, conditions, else_result, .. } => {
             if let Some(o) = operand {
-                find_in_subqueries(o, out);
+                find_subqueries(o, out);
             }
             for w in conditions {
-                find_in_subqueries(&w.condition, out);
-                find_in_subqueries(&w.result, out);
+                find_subqueries(&w.condition, out);
+                find_subqueries(&w.result, out);
             }
             if let Some(e) = else_result {
-                find_in_subqueries(e, out);
+                find_subqueries(e, out);
+            }
+        }
+        E::Function(f) => {
+            if let ast::FunctionArguments::List(list) = &f.args {
+                for a in &list.args {
+                    if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) = a {
+                        find_subqueries(x, out);
+                    }
+                }
             }
         }
         _ => {}

@@ -154,7 +154,7 @@ impl Planner<'_> {
     /// Plans a SELECT with the ORDER BY items of its query.
     fn plan_select(&self, s: &ast::Select, order_items: &[ast::OrderByExpr]) -> Result<QueryOut, Error> {
         reject_select_extras(s)?;
-        let input = self.plan_from(&s.from, s.selection.as_ref())?;
+        let mut input = self.plan_from(&s.from, s.selection.as_ref())?;
         let group_exprs: &[ast::Expr] = match &s.group_by {
             ast::GroupByExpr::Expressions(exprs, modifiers) => {
                 if !modifiers.is_empty() {
@@ -177,6 +177,21 @@ impl Planner<'_> {
             collect_aggregates(&o.expr, &mut calls)?;
         }
         let aggregating = !group_exprs.is_empty() || !calls.is_empty() || s.having.is_some();
+        if !aggregating {
+            // Subqueries in the select list and ORDER BY: joined in as hidden columns.
+            let mut found = Vec::new();
+            for item in &s.projection {
+                if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
+                    crate::from::find_subqueries(e, &mut found);
+                }
+            }
+            for o in order_items {
+                crate::from::find_subqueries(&o.expr, &mut found);
+            }
+            if !found.is_empty() {
+                input = self.attach_subqueries(input, found)?;
+            }
+        }
         let row_ctx = ExprCtx::row(&input.scope, self.dialect);
         let mut agg_ctx = AggContext::default();
         let mut plan = input.plan;

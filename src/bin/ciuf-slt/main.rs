@@ -238,10 +238,11 @@ fn read(view: &View, spec: &Spec) -> Result<Vec<String>, String> {
     Ok(render::sort_values(values, width, &spec.sort))
 }
 
-/// "unsupported: X at line …" → X.
+/// "unsupported: X: detail at line …" → X.
 fn construct_of(message: &str) -> String {
     let m = message.strip_prefix("unsupported: ").unwrap_or(message);
     let m = m.split(" at line ").next().unwrap_or(m);
+    let m = m.split(": ").next().unwrap_or(m);
     m.chars().take(60).collect()
 }
 
