@@ -69,6 +69,9 @@ fn watch(url: &str, sql: &str, format: Format) -> ciuf::Result<()> {
     let engine = Engine::open(url)?;
     let view = register_with_progress(&engine, sql)?;
     let columns: Vec<String> = view.columns().iter().map(|c| c.name.clone()).collect();
+    // The version before the rows: a change landing in between is then seen again
+    // (and diffs to nothing), never missed.
+    let mut version = view.version()?;
     let mut shown = rows_of(&view)?;
     let mut out = std::io::stdout().lock();
     match format {
@@ -80,7 +83,6 @@ fn watch(url: &str, sql: &str, format: Format) -> ciuf::Result<()> {
         }
     }
     let _ = out.flush();
-    let mut version = view.version()?;
     loop {
         std::thread::sleep(Duration::from_millis(5));
         let now = view.version()?;
