@@ -109,7 +109,12 @@ fn snapshot_and_stream_over_tls_with_each_sslmode() {
     server.psql("postgres", &format!("ALTER SYSTEM SET ssl_cert_file = '{}'", crt.display()));
     server.psql("postgres", &format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()));
     server.psql("postgres", "SELECT pg_reload_conf()");
-    std::thread::sleep(Duration::from_millis(300));
+    // The reload is asynchronous: wait until new sessions see ssl = on.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.psql("postgres", "SHOW ssl") != "on" {
+        assert!(Instant::now() < deadline, "ssl did not turn on:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut client = server.client();
     client.batch_execute("CREATE TABLE t (id bigint PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');").unwrap();
 
