@@ -155,23 +155,31 @@ impl Planner<'_> {
         Ok(rel)
     }
 
-    /// `rel` with one more (hidden) column: the value of the scalar subquery `q`, which
-    /// must be uncorrelated and give one row (an aggregate without GROUP BY).
-    fn scalar(&self, rel: Rel, q: &ast::Query) -> Result<Rel, Error> {
+    /// The plan of the uncorrelated one-column subquery `q` (`what` names it in errors).
+    fn one_column_subquery(&self, q: &ast::Query, what: &str) -> Result<Rel, Error> {
         let span = q.span();
         let sub = self.plan_subquery(q).map_err(|e| match e {
+            // A name the subquery cannot resolve alone is, here, an outer reference.
             Error::Sql(s) if matches!(s.kind, SqlErrorKind::UnknownColumn | SqlErrorKind::UnknownTable) => {
-                unsupported(format!("correlated scalar subquery: {}", s.message), span)
+                unsupported(format!("correlated {what}: {}", s.message), span)
             }
             other => other,
         })?;
         if sub.scope.columns.len() != 1 {
             return Err(sql_error(
                 SqlErrorKind::Invalid,
-                format!("a scalar subquery gives one column, not {}", sub.scope.columns.len()),
+                format!("{what} must give one column, not {}", sub.scope.columns.len()),
                 span,
             ));
         }
+        Ok(sub)
+    }
+
+    /// `rel` with one more (hidden) column: the value of the scalar subquery `q`, which
+    /// must be uncorrelated and give one row (an aggregate without GROUP BY).
+    fn scalar(&self, rel: Rel, q: &ast::Query) -> Result<Rel, Error> {
+        let span = q.span();
+        let sub = self.one_column_subquery(q, "scalar subquery")?;
         let mut top = &sub.plan;
         while let Plan::Project { input, .. } = top {
             top = input;
@@ -204,20 +212,7 @@ impl Planner<'_> {
 
     /// `rel` with one more (hidden) column: the answer to `key IN (q)`.
     fn in_set(&self, rel: Rel, key: &ast::Expr, q: &ast::Query) -> Result<Rel, Error> {
-        let span = q.span();
-        let sub = self.plan_subquery(q).map_err(|e| match e {
-            Error::Sql(s) if matches!(s.kind, SqlErrorKind::UnknownColumn | SqlErrorKind::UnknownTable) => {
-                unsupported(format!("correlated IN (subquery): {}", s.message), span)
-            }
-            other => other,
-        })?;
-        if sub.scope.columns.len() != 1 {
-            return Err(sql_error(
-                SqlErrorKind::Invalid,
-                format!("IN (subquery) needs a subquery of one column, not {}", sub.scope.columns.len()),
-                span,
-            ));
-        }
+        let sub = self.one_column_subquery(q, "IN (subquery)")?;
         let ctx = ExprCtx::row(&rel.scope, self.dialect);
         let k = ctx.plan(key)?;
         let c = &sub.scope.columns[0];
