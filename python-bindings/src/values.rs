@@ -121,19 +121,11 @@ pub fn to_row(obj: &Bound<'_, PyAny>) -> PyResult<ciuf::RowData> {
         }
         return Ok(ciuf::RowData::Named(named));
     }
-    if let Ok(t) = obj.cast::<PyTuple>() {
-        return t
-            .iter()
+    if obj.is_instance_of::<PyTuple>() || obj.is_instance_of::<PyList>() {
+        return obj
+            .try_iter()?
             .enumerate()
-            .map(|(i, v)| to_value(&v, &Ordinal(i)))
-            .collect::<PyResult<_>>()
-            .map(ciuf::RowData::Values);
-    }
-    if let Ok(l) = obj.cast::<PyList>() {
-        return l
-            .iter()
-            .enumerate()
-            .map(|(i, v)| to_value(&v, &Ordinal(i)))
+            .map(|(i, v)| to_value(&v?, &Ordinal(i)))
             .collect::<PyResult<_>>()
             .map(ciuf::RowData::Values);
     }
