@@ -23,14 +23,18 @@ fn sql_error(e: Error) -> ciuf::SqlError {
 fn unsupported_constructs_are_named_with_their_position() {
     let e = engine();
     let cases = [
-        ("SELECT id FROM orders WHERE EXISTS (SELECT n FROM tags)", "EXISTS (subquery)", (1, 37)),
         (
-            "SELECT id FROM orders o WHERE id IN (SELECT n FROM tags WHERE n = o.customer_id)",
-            "correlated IN (subquery)",
-            (1, 38),
+            "SELECT id FROM orders o WHERE EXISTS (SELECT n FROM tags WHERE n = o.customer_id GROUP BY n)",
+            "correlated EXISTS (subquery) with GROUP BY",
+            (1, 39),
+        ),
+        (
+            "SELECT id, (SELECT n FROM tags WHERE n = o.id) FROM orders o",
+            "correlated scalar subquery other than an aggregate",
+            (1, 13),
         ),
         ("SELECT id,\n  row_number() OVER (ORDER BY id) FROM orders", "window function", (2, 3)),
-        ("SELECT id FROM orders\nEXCEPT SELECT n FROM tags", "EXCEPT", (1, 1)),
+        ("SELECT id FROM orders\nMINUS SELECT n FROM tags", "MINUS", (1, 1)),
         ("WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r", "WITH RECURSIVE", (1, 1)),
         ("SELECT id FROM orders WHERE amount > $1", "parameter $1", (1, 38)),
         ("SELECT random() FROM orders", "function random()", (1, 8)),

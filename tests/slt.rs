@@ -31,10 +31,10 @@ fn the_kept_corpus_subset_has_no_wrong_answer() {
     assert!(n >= 2, "no report: {stdout}");
     assert_eq!(lines[n - 2], "wrong answers: 0", "{stdout}");
     assert!(out.status.success(), "{stdout}");
-    // Every file was run; most checks pass.
+    // Every file was run; nearly every check passes (what fails is refused with an error).
     assert_eq!(stdout.lines().filter(|l| l.contains(".test: ")).count(), 12, "{stdout}");
     let mut parts = lines[n - 1].split(' ');
     let passed: usize = parts.next().unwrap().parse().unwrap();
     let failed: usize = parts.nth(1).unwrap().parse().unwrap();
-    assert!(passed + failed > 50_000 && passed * 100 >= (passed + failed) * 90, "{stdout}");
+    assert!(passed + failed > 50_000 && passed * 1000 >= (passed + failed) * 998, "{stdout}");
 }

@@ -37,6 +37,7 @@ use crate::operator::join::{Emit, Join};
 use crate::operator::multi_join::MultiJoin;
 use crate::operator::outer_join::{OuterJoin, Preserve};
 use crate::operator::project::Project;
+use crate::operator::set_op::SetOp;
 use crate::operator::top_k::TopK;
 use crate::operator::union::Union;
 use crate::operator::values::Values;
@@ -447,6 +448,7 @@ fn make_operator(plan: &Plan, arrange: &mut dyn FnMut(usize, &[Expr]) -> Shared)
         Plan::Distinct { .. } => Box::new(Distinct::default()),
         Plan::InSet { key, .. } => Box::new(InSet::new(key.clone())),
         Plan::Union { .. } => Box::new(Union),
+        Plan::SetOp { kind, all, .. } => Box::new(SetOp::new(*kind, *all)),
         Plan::TopK { order, limit, offset, .. } => Box::new(TopK::new(order.clone(), *limit, *offset)),
     }
 }

@@ -152,6 +152,9 @@ fn map_inputs(plan: Plan, f: fn(Plan) -> Plan) -> Plan {
         }
         Plan::TopK { input, order, limit, offset } => Plan::TopK { input: boxed(f(*input)), order, limit, offset },
         Plan::InSet { input, set, key } => Plan::InSet { input: boxed(f(*input)), set: boxed(f(*set)), key },
+        Plan::SetOp { left, right, kind, all } => {
+            Plan::SetOp { left: boxed(f(*left)), right: boxed(f(*right)), kind, all }
+        }
     }
 }
 
@@ -323,6 +326,13 @@ fn prune(plan: Plan, required: &[bool]) -> (Plan, ColumnMap) {
             let mut out_map = map;
             out_map.push(Some(new_width));
             (Plan::InSet { input: boxed(input), set: boxed(set), key }, out_map)
+        }
+        Plan::SetOp { left, right, kind, all } => {
+            // Every column decides which rows match: none can go.
+            let w = left.width();
+            let (left, _) = prune(*left, &vec![true; w]);
+            let (right, _) = prune(*right, &vec![true; w]);
+            (Plan::SetOp { left: boxed(left), right: boxed(right), kind, all }, identity(w))
         }
         Plan::Distinct { input } => {
             // Every column decides what is distinct: none can go.

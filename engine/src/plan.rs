@@ -109,6 +109,17 @@ pub enum Plan {
         /// Rows skipped first.
         offset: u64,
     },
+    /// EXCEPT or INTERSECT of two inputs of one width.
+    SetOp {
+        /// The left input.
+        left: Box<Plan>,
+        /// The right input.
+        right: Box<Plan>,
+        /// EXCEPT or INTERSECT.
+        kind: SetOpKind,
+        /// The ALL form (multiplicities kept), else each row once.
+        all: bool,
+    },
     /// `input` with one more column: SQL's three-valued answer to `key IN (set)`,
     /// where `set` is a one-column plan (an uncorrelated subquery).
     InSet {
@@ -133,6 +144,15 @@ pub struct JoinEdge {
     pub right: usize,
     /// Key expressions over its row.
     pub right_keys: Vec<Expr>,
+}
+
+/// The kind of a [`Plan::SetOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SetOpKind {
+    /// Rows of the left input not in the right one.
+    Except,
+    /// Rows in both inputs.
+    Intersect,
 }
 
 /// The kind of a join.
@@ -239,6 +259,7 @@ impl Plan {
             Plan::Aggregate { group_by, aggregates, .. } => group_by.len() + aggregates.len(),
             Plan::Union { inputs } => inputs.first().map_or(0, Plan::width),
             Plan::InSet { input, .. } => input.width() + 1,
+            Plan::SetOp { left, .. } => left.width(),
         }
     }
 
@@ -261,6 +282,7 @@ impl Plan {
             | Plan::TopK { input, .. } => vec![input],
             Plan::Join { left, right, .. } => vec![left, right],
             Plan::InSet { input, set, .. } => vec![input, set],
+            Plan::SetOp { left, right, .. } => vec![left, right],
             Plan::Union { inputs } | Plan::MultiJoin { inputs, .. } => inputs.iter().collect(),
         }
     }
@@ -303,6 +325,7 @@ impl Plan {
             }
             Plan::Distinct { .. } => "Distinct".into(),
             Plan::InSet { key, .. } => format!("InSet key={key}"),
+            Plan::SetOp { kind, all, .. } => format!("{kind:?}{}", if *all { " all" } else { "" }),
             Plan::Union { inputs } => format!("Union all of {}", inputs.len()),
             Plan::TopK { order, limit, offset, .. } => {
                 let limit = limit.map_or("none".to_string(), |l| l.to_string());

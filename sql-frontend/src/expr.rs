@@ -200,16 +200,31 @@ impl<'a> ExprCtx<'a> {
                 // Answered by an InSet node below (see from.rs): its column holds the
                 // three-valued answer.
                 let at = self.scope.columns.iter().position(|c| c.mark == Some(subquery_id(q)));
-                let Some(at) = at else { return Err(unsupported("IN (subquery) outside WHERE", span)) };
+                let Some(at) = at else { return Err(unsupported("IN (subquery) here", span)) };
                 let e = if *negated { Expr::Not(Box::new(Expr::Column(at))) } else { Expr::Column(at) };
                 Ok(Typed::new(e, DataType::Bool, true))
             }
-            E::In { .. } => Err(unsupported("IN (subquery)", span)),
-            E::Exists { .. } => Err(unsupported("EXISTS (subquery)", span)),
+            E::In { target: ast::InTarget::Table { name, args: None }, negated, .. } => {
+                let at = self.scope.columns.iter().position(|c| c.mark == Some(in_table_id(name)));
+                let Some(at) = at else { return Err(unsupported("IN table here", span)) };
+                let e = if *negated { Expr::Not(Box::new(Expr::Column(at))) } else { Expr::Column(at) };
+                Ok(Typed::new(e, DataType::Bool, true))
+            }
+            E::In { .. } => Err(unsupported("IN UNNEST and IN table-valued function", span)),
+            E::Exists { subquery, negated } => {
+                // Answered below the expression (see correlated.rs): its hidden column.
+                let at = self.scope.columns.iter().position(|c| c.mark == Some(subquery_id(subquery)));
+                let Some(at) = at else { return Err(unsupported("EXISTS (subquery) here", span)) };
+                let e = if *negated { Expr::Not(Box::new(Expr::Column(at))) } else { Expr::Column(at) };
+                Ok(Typed::new(e, DataType::Bool, false))
+            }
             E::Subquery(q) => {
                 // Joined in below the expression (see from.rs): its hidden column.
                 match self.scope.columns.iter().position(|c| c.mark == Some(subquery_id(q))) {
-                    Some(at) => Ok(Typed::new(Expr::Column(at), self.scope.columns[at].ty, true)),
+                    Some(at) => {
+                        let c = &self.scope.columns[at];
+                        Ok(Typed::new(Expr::Column(at), c.ty, c.nullable))
+                    }
                     None => Err(unsupported("scalar subquery", span)),
                 }
             }
@@ -502,7 +517,21 @@ impl<'a> ExprCtx<'a> {
         if args.star {
             return Err(type_error(format!("{name}(*) is not a function call"), span));
         }
-        let planned: Vec<Typed> = args.exprs.iter().map(|a| self.plan(a)).collect::<Result<_, _>>()?;
+        let mut planned: Vec<Typed> = Vec::with_capacity(args.exprs.len());
+        for a in &args.exprs {
+            let t = self.plan(a)?;
+            let never_null = !t.nullable;
+            planned.push(t);
+            // COALESCE never evaluates what follows an argument that is never NULL. Under
+            // SQLite's dynamic typing it is not even looked at: the value, and so its
+            // type, is that argument's (`coalesce(-81, 9.5) / 14` divides integers).
+            if func == Func::Coalesce && never_null && self.dialect == Dialect::Sqlite {
+                break;
+            }
+        }
+        if func == Func::Coalesce && planned.len() == 1 && self.dialect == Dialect::Sqlite {
+            return Ok(planned.pop().expect("one argument"));
+        }
         let any_null = planned.iter().any(|a| a.nullable);
         let (ty, nullable, planned) = match func {
             Func::Coalesce | Func::Least | Func::Greatest => {
@@ -587,4 +616,9 @@ fn fold_temporal(x: Typed, t: DataType, span: Span) -> Result<Typed, Error> {
 /// The identity of a subquery in the syntax tree while one query is planned.
 pub(crate) fn subquery_id(q: &ast::Query) -> usize {
     std::ptr::from_ref(q) as usize
+}
+
+/// What marks the answer column of SQLite's `key IN table` (the name's address).
+pub(crate) fn in_table_id(name: &ast::ObjectName) -> usize {
+    std::ptr::from_ref(name) as usize
 }

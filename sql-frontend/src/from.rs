@@ -16,6 +16,7 @@ use ciuf_engine::{DataType, Error, Expr, JoinKind, Plan, SqlError, SqlErrorKind}
 use sqlparser::ast::{self, Spanned};
 use sqlparser::tokenizer::Span;
 
+use crate::correlated::Correlated;
 use crate::error::{position, sql_error, unsupported};
 use crate::expr::subquery_id;
 use crate::expr::{ExprCtx, Typed};
@@ -140,16 +141,43 @@ impl Planner<'_> {
         Ok(rel)
     }
 
-    /// `rel` with a hidden column per subquery found: the answer to each `key IN (q)`,
-    /// the value of each scalar `(q)`.
+    /// `rel` with a hidden column per subquery found: the answer to each `key IN (q)`
+    /// and `EXISTS (q)`, the value of each scalar `(q)`. A subquery that names columns
+    /// of `rel` is correlated, and planned as `correlated.rs` describes.
     pub(crate) fn attach_subqueries(&self, mut rel: Rel, found: Vec<Found<'_>>) -> Result<Rel, Error> {
         for f in found {
-            if rel.scope.columns.iter().any(|c| c.mark == Some(subquery_id(f.query()))) {
+            if rel.scope.columns.iter().any(|c| c.mark == Some(f.id())) {
                 continue;
             }
-            rel = match f {
-                Found::In(key, q) => self.in_set(rel, key, q)?,
-                Found::Scalar(q) => self.scalar(rel, q)?,
+            let uncorrelated = match f {
+                Found::In(key, q) => self
+                    .one_column_subquery(q, "IN (subquery)")
+                    .and_then(|set| self.in_set(rel.clone(), key, set, f.id())),
+                Found::InTable(key, name) => {
+                    // SQLite's `key IN table`: `key IN (SELECT * FROM table)`.
+                    let (q, _) = crate::parse_query(&format!("SELECT * FROM {name}"))?;
+                    let set = self.one_column_subquery(&q, "IN table")?;
+                    rel = self.in_set(rel, key, set, f.id())?;
+                    continue;
+                }
+                Found::Scalar(q) => self.scalar(rel.clone(), q),
+                Found::Exists(q) => {
+                    rel = self.correlated(rel, q, Correlated::Exists)?;
+                    continue;
+                }
+            };
+            rel = match uncorrelated {
+                Ok(r) => r,
+                // A name the subquery cannot resolve alone may be an outer reference.
+                Err(Error::Sql(s)) if matches!(s.kind, SqlErrorKind::UnknownColumn | SqlErrorKind::UnknownTable) => {
+                    let (q, kind) = match f {
+                        Found::In(key, q) => (q, Correlated::In(key)),
+                        Found::Scalar(q) => (q, Correlated::Scalar),
+                        Found::Exists(_) | Found::InTable(..) => unreachable!("handled above"),
+                    };
+                    self.correlated(rel, q, kind)?
+                }
+                Err(e) => return Err(e),
             };
         }
         Ok(rel)
@@ -158,13 +186,7 @@ impl Planner<'_> {
     /// The plan of the uncorrelated one-column subquery `q` (`what` names it in errors).
     fn one_column_subquery(&self, q: &ast::Query, what: &str) -> Result<Rel, Error> {
         let span = q.span();
-        let sub = self.plan_subquery(q).map_err(|e| match e {
-            // A name the subquery cannot resolve alone is, here, an outer reference.
-            Error::Sql(s) if matches!(s.kind, SqlErrorKind::UnknownColumn | SqlErrorKind::UnknownTable) => {
-                unsupported(format!("correlated {what}: {}", s.message), span)
-            }
-            other => other,
-        })?;
+        let sub = self.plan_subquery(q)?;
         if sub.scope.columns.len() != 1 {
             return Err(sql_error(
                 SqlErrorKind::Invalid,
@@ -196,6 +218,7 @@ impl Planner<'_> {
             nullable: true,
             merged: true,
             mark: Some(subquery_id(q)),
+            outer: false,
         });
         // Exactly one row on the right: every row of `rel` gets its value.
         let plan = Plan::Join {
@@ -210,9 +233,8 @@ impl Planner<'_> {
         Ok(Rel { plan, scope })
     }
 
-    /// `rel` with one more (hidden) column: the answer to `key IN (q)`.
-    fn in_set(&self, rel: Rel, key: &ast::Expr, q: &ast::Query) -> Result<Rel, Error> {
-        let sub = self.one_column_subquery(q, "IN (subquery)")?;
+    /// `rel` with one more (hidden) column, marked `id`: the answer to `key IN (sub)`.
+    fn in_set(&self, rel: Rel, key: &ast::Expr, sub: Rel, id: usize) -> Result<Rel, Error> {
         let ctx = ExprCtx::row(&rel.scope, self.dialect);
         let k = ctx.plan(key)?;
         let c = &sub.scope.columns[0];
@@ -226,7 +248,8 @@ impl Planner<'_> {
             ty: DataType::Bool,
             nullable: true,
             merged: true,
-            mark: Some(subquery_id(q)),
+            mark: Some(id),
+            outer: false,
         });
         Ok(Rel { plan: Plan::InSet { input: Box::new(rel.plan), set: Box::new(set), key: k.expr }, scope })
     }
@@ -383,7 +406,7 @@ impl Planner<'_> {
         Ok(Rel { plan: current, scope })
     }
 
-    fn join_outer(
+    pub(crate) fn join_outer(
         &self,
         left: Rel,
         mut right: Rel,
@@ -594,17 +617,23 @@ pub(crate) enum Found<'e> {
     In(&'e ast::Expr, &'e ast::Query),
     /// `(query)` as a value.
     Scalar(&'e ast::Query),
+    /// `EXISTS (query)`.
+    Exists(&'e ast::Query),
+    /// `key IN table` (SQLite).
+    InTable(&'e ast::Expr, &'e ast::ObjectName),
 }
 
 impl Found<'_> {
-    fn query(&self) -> &ast::Query {
+    /// What marks the subquery's answer column.
+    fn id(&self) -> usize {
         match self {
-            Found::In(_, q) | Found::Scalar(q) => q,
+            Found::In(_, q) | Found::Scalar(q) | Found::Exists(q) => subquery_id(q),
+            Found::InTable(_, name) => crate::expr::in_table_id(name),
         }
     }
 }
 
-/// The IN and scalar subqueries in `e`, outside nested subqueries.
+/// The IN, EXISTS and scalar subqueries in `e`, outside nested subqueries.
 pub(crate) fn find_subqueries<'e>(e: &'e ast::Expr, out: &mut Vec<Found<'e>>) {
     use ast::Expr as E;
     match e {
@@ -613,6 +642,11 @@ pub(crate) fn find_subqueries<'e>(e: &'e ast::Expr, out: &mut Vec<Found<'e>>) {
             out.push(Found::In(expr, q));
         }
         E::Subquery(q) => out.push(Found::Scalar(q)),
+        E::Exists { subquery, .. } => out.push(Found::Exists(subquery)),
+        E::In { expr, target: ast::InTarget::Table { name, args: None }, .. } => {
+            find_subqueries(expr, out);
+            out.push(Found::InTable(expr, name));
+        }
         E::In { expr, target: ast::InTarget::List(list), .. } => {
             find_subqueries(expr, out);
             list.iter().for_each(|x| find_subqueries(x, out));

@@ -12,6 +12,7 @@
 //! and its position in the SQL, and unknown names come with the nearest known one.
 
 mod aggregate;
+mod correlated;
 mod ddl;
 mod error;
 mod expr;

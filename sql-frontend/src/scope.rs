@@ -20,9 +20,12 @@ pub(crate) struct ScopeColumn {
     /// Hidden from unqualified names and `*`: the second copy of a USING column, or
     /// the answer column of an `IN (subquery)`.
     pub merged: bool,
-    /// For the answer column of an `IN (subquery)`: which subquery (its address in the
-    /// syntax tree, stable while one query is planned).
+    /// For the answer column of a subquery (`IN`, `EXISTS`, scalar): which subquery
+    /// (its address in the syntax tree, stable while one query is planned).
     pub mark: Option<usize>,
+    /// A column of the enclosing query, seen by a correlated subquery: a name resolves
+    /// to it only when no column of the subquery's own tables has that name.
+    pub outer: bool,
 }
 
 /// The columns of a relation, in order.
@@ -44,6 +47,7 @@ impl Scope {
                     nullable: c.nullable,
                     merged: false,
                     mark: None,
+                    outer: false,
                 })
                 .collect(),
         }
@@ -71,21 +75,28 @@ impl Scope {
         self.columns.iter().map(|c| Column { name: c.name.clone(), data_type: c.ty, nullable: c.nullable }).collect()
     }
 
-    /// The position of `qualifier.name` (or of `name` in any table).
+    /// The position of `qualifier.name` (or of `name` in any table). The subquery's own
+    /// columns hide the enclosing query's ([`ScopeColumn::outer`]).
     pub fn resolve(&self, qualifier: Option<&str>, name: &str, span: Span) -> Result<usize, Error> {
-        let matches: Vec<usize> = self
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| {
-                c.name.eq_ignore_ascii_case(name)
-                    && match qualifier {
-                        Some(q) => c.qualifier.as_deref().is_some_and(|cq| cq.eq_ignore_ascii_case(q)),
-                        None => !c.merged,
-                    }
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let candidates = |outer: bool| -> Vec<usize> {
+            self.columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    c.outer == outer
+                        && c.name.eq_ignore_ascii_case(name)
+                        && match qualifier {
+                            Some(q) => c.qualifier.as_deref().is_some_and(|cq| cq.eq_ignore_ascii_case(q)),
+                            None => !c.merged,
+                        }
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let mut matches = candidates(false);
+        if matches.is_empty() {
+            matches = candidates(true);
+        }
         match matches.as_slice() {
             [i] => Ok(*i),
             [] => {

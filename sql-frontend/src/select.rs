@@ -6,8 +6,8 @@
 //! the view keeps for ordering and never shows. LIMIT/OFFSET become a top-k node over
 //! that order; ORDER BY alone only orders what `query()` returns.
 
-use ciuf_engine::plan::SortKey;
-use ciuf_engine::{DataType, Error, Expr, Plan, Row, SqlErrorKind, Value};
+use ciuf_engine::plan::{SetOpKind, SortKey};
+use ciuf_engine::{DataType, Dialect, Error, Expr, Plan, Row, SqlErrorKind, Value};
 use sqlparser::ast::{self, Spanned};
 
 use crate::aggregate::{AggContext, collect_aggregates, contains_aggregate, plan_call};
@@ -303,6 +303,7 @@ impl Planner<'_> {
                     nullable: t.nullable,
                     merged: false,
                     mark: None,
+                    outer: false,
                 })
                 .collect(),
         };
@@ -382,40 +383,74 @@ impl Planner<'_> {
         match body {
             ast::SetExpr::Select(s) => Ok(self.plan_select(s, &[])?.rel),
             ast::SetExpr::Query(q) => self.plan_subquery(q),
-            ast::SetExpr::SetOperation { left, op, set_quantifier, right } => {
-                let all = match set_quantifier {
-                    ast::SetQuantifier::All => true,
-                    ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
-                    other => return Err(unsupported(format!("{op} {other}"), body.span())),
-                };
-                match op {
-                    ast::SetOperator::Union => {}
-                    other => return Err(unsupported(other.to_string(), body.span())),
+            ast::SetExpr::SetOperation { .. } => {
+                // SQLite applies compound operators left to right, all at one precedence;
+                // the parser (like PostgreSQL) binds INTERSECT tighter. Under SQLite the
+                // operands are re-associated from the left.
+                let mut operands = Vec::new();
+                if self.dialect == Dialect::Sqlite {
+                    flatten_set_operations(body, &mut operands);
+                } else {
+                    let ast::SetExpr::SetOperation { left, op, set_quantifier, right } = body else { unreachable!() };
+                    let l = self.plan_set_expr(left)?;
+                    let r = self.plan_set_expr(right)?;
+                    return self.set_operation(l, r, op, set_quantifier, body.span());
                 }
-                let (l, r) = (self.plan_set_expr(left)?, self.plan_set_expr(right)?);
-                self.union(l, r, all, body.span())
+                let (first, _) = operands.remove(0);
+                let mut rel = self.plan_set_expr(first)?;
+                for (operand, op) in operands {
+                    let (op, quantifier) = op.expect("operands after the first follow an operator");
+                    let r = self.plan_set_expr(operand)?;
+                    rel = self.set_operation(rel, r, op, quantifier, body.span())?;
+                }
+                Ok(rel)
             }
             ast::SetExpr::Values(v) => self.plan_values(v),
             other => Err(unsupported(format!("{other}"), other.span())),
         }
     }
 
-    fn union(&self, l: Rel, r: Rel, all: bool, span: sqlparser::tokenizer::Span) -> Result<Rel, Error> {
+    /// `l op r`: UNION, EXCEPT or INTERSECT, each with or without ALL.
+    fn set_operation(
+        &self,
+        l: Rel,
+        r: Rel,
+        op: &ast::SetOperator,
+        quantifier: &ast::SetQuantifier,
+        span: sqlparser::tokenizer::Span,
+    ) -> Result<Rel, Error> {
+        let all = match quantifier {
+            ast::SetQuantifier::All => true,
+            ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
+            other => return Err(unsupported(format!("{op} {other}"), span)),
+        };
+        let kind = match op {
+            ast::SetOperator::Union => None,
+            ast::SetOperator::Except => Some(SetOpKind::Except),
+            ast::SetOperator::Intersect => Some(SetOpKind::Intersect),
+            other => return Err(unsupported(other.to_string(), span)),
+        };
         let (lw, rw) = (l.scope.columns.len(), r.scope.columns.len());
         if lw != rw {
-            return Err(sql_error(SqlErrorKind::Invalid, format!("UNION of {lw} and {rw} columns"), span));
+            return Err(sql_error(SqlErrorKind::Invalid, format!("{op} of {lw} and {rw} columns"), span));
         }
         let mut columns = Vec::with_capacity(lw);
         for (a, b) in l.scope.columns.iter().zip(&r.scope.columns) {
             let ty = common_type(a.ty, b.ty)
-                .ok_or_else(|| type_error(format!("UNION column {} mixes {} and {}", a.name, a.ty, b.ty), span))?;
+                .ok_or_else(|| type_error(format!("{op} column {} mixes {} and {}", a.name, a.ty, b.ty), span))?;
+            let nullable = match kind {
+                None => a.nullable || b.nullable,
+                Some(SetOpKind::Except) => a.nullable,
+                Some(SetOpKind::Intersect) => a.nullable && b.nullable,
+            };
             columns.push(ScopeColumn {
                 qualifier: None,
                 name: a.name.clone(),
                 ty,
-                nullable: a.nullable || b.nullable,
+                nullable,
                 merged: false,
                 mark: None,
+                outer: false,
             });
         }
         let conform = |rel: Rel| -> Plan {
@@ -432,17 +467,21 @@ impl Planner<'_> {
                 .collect();
             Plan::Project { input: Box::new(rel.plan), exprs }
         };
-        let mut inputs = Vec::new();
-        for p in [conform(l), conform(r)] {
-            match p {
-                Plan::Union { inputs: nested } => inputs.extend(nested),
-                other => inputs.push(other),
+        let (l, r) = (conform(l), conform(r));
+        let plan = match kind {
+            Some(kind) => Plan::SetOp { left: Box::new(l), right: Box::new(r), kind, all },
+            None => {
+                let mut inputs = Vec::new();
+                for p in [l, r] {
+                    match p {
+                        Plan::Union { inputs: nested } => inputs.extend(nested),
+                        other => inputs.push(other),
+                    }
+                }
+                let plan = Plan::Union { inputs };
+                if all { plan } else { Plan::Distinct { input: Box::new(plan) } }
             }
-        }
-        let mut plan = Plan::Union { inputs };
-        if !all {
-            plan = Plan::Distinct { input: Box::new(plan) };
-        }
+        };
         Ok(Rel { plan, scope: Scope { columns } })
     }
 
@@ -480,6 +519,7 @@ impl Planner<'_> {
                 nullable: rows.iter().any(|r| r[i].nullable),
                 merged: false,
                 mark: None,
+                outer: false,
             })
             .collect();
         let rows = rows
@@ -487,6 +527,22 @@ impl Planner<'_> {
             .map(|r| r.into_iter().zip(&types).map(|(x, t)| x.coerce(*t).expr.eval(&[])).collect::<Row>())
             .collect();
         Ok(Rel { plan: Plan::Values { rows, width }, scope: Scope { columns } })
+    }
+}
+
+/// The operands of a tree of set operations, left to right, each with the operator
+/// before it (none for the first).
+type Operand<'q> = (&'q ast::SetExpr, Option<(&'q ast::SetOperator, &'q ast::SetQuantifier)>);
+
+fn flatten_set_operations<'q>(body: &'q ast::SetExpr, out: &mut Vec<Operand<'q>>) {
+    match body {
+        ast::SetExpr::SetOperation { left, op, set_quantifier, right } => {
+            flatten_set_operations(left, out);
+            let at = out.len();
+            flatten_set_operations(right, out);
+            out[at].1 = Some((op, set_quantifier));
+        }
+        other => out.push((other, None)),
     }
 }
 
@@ -562,7 +618,7 @@ fn reject_wildcard_options(
     Ok(())
 }
 
-fn reject_select_extras(s: &ast::Select) -> Result<(), Error> {
+pub(crate) fn reject_select_extras(s: &ast::Select) -> Result<(), Error> {
     let span = s.span();
     let extra = if s.top.is_some() {
         Some("TOP")

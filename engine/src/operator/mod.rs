@@ -9,7 +9,7 @@
 //!
 //! Stateless operators (filter, project, union) are pure functions of their input
 //! deltas, so the graph can also run them on whole relations. Stateful ones (join,
-//! aggregate, distinct, top-k) keep exactly the state their rule needs, and can
+//! aggregate, distinct, EXCEPT/INTERSECT, top-k) keep exactly the state their rule needs, and can
 //! report their whole current output ([`Operator::current_output`]), which is how a
 //! view registered later is filled from state that already exists.
 
@@ -24,6 +24,7 @@ pub mod join;
 pub mod multi_join;
 pub mod outer_join;
 pub mod project;
+pub mod set_op;
 pub mod top_k;
 pub mod union;
 pub mod values;
