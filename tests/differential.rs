@@ -2,7 +2,7 @@
 //! same query on the same data.
 //!
 //! Seeded random tables (with NULLs, duplicate rows in a table without a key, decimals,
-//! dates and booleans), 80 queries covering every construct the engine maintains, and
+//! dates and booleans), 82 queries covering every construct the engine maintains, and
 //! random transactions of inserts, updates (by old row and by key, key changes
 //! included), deletes, and rows deleted and re-inserted. Some views are registered
 //! before any data, some after the initial load (so they are filled from existing
@@ -76,6 +76,8 @@ const LATE: &[&str] = &[
     "SELECT id, a IN (SELECT a FROM t2 WHERE t2.id <> t1.id) FROM t1",
     "SELECT c, (SELECT COUNT(*) FROM t2 WHERE t2.e = t1.c) FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.y = t1.c)",
     "SELECT x FROM t3 INTERSECT ALL SELECT a FROM t1",
+    "SELECT id, (SELECT e FROM t2 WHERE t2.id = t1.d), (SELECT c FROM t1 AS k WHERE k.id = 3) FROM t1",
+    "SELECT x, (SELECT b FROM t1 WHERE t1.id = t3.z AND t1.a > 1) FROM t3",
     "SELECT x FROM t3 UNION SELECT a FROM t2 EXCEPT SELECT d FROM t1",
     "SELECT a FROM t1 UNION SELECT x FROM t3",
     "SELECT c, COUNT(*) FROM t1 WHERE a IN (SELECT x FROM t3) GROUP BY c",

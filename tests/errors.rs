@@ -25,12 +25,12 @@ fn unsupported_constructs_are_named_with_their_position() {
     let cases = [
         (
             "SELECT id FROM orders o WHERE EXISTS (SELECT n FROM tags WHERE n = o.customer_id GROUP BY n)",
-            "correlated EXISTS (subquery) with GROUP BY",
+            "EXISTS (subquery) with GROUP BY",
             (1, 39),
         ),
         (
             "SELECT id, (SELECT n FROM tags WHERE n = o.id) FROM orders o",
-            "correlated scalar subquery other than an aggregate",
+            "scalar subquery that is neither an aggregate nor a lookup by primary key",
             (1, 13),
         ),
         ("SELECT id,\n  row_number() OVER (ORDER BY id) FROM orders", "window function", (2, 3)),
@@ -218,4 +218,20 @@ fn bad_statements_change_nothing() {
     let err = e.execute("INSERT INTO orders VALUES (1, 2, 3.0, 'a'), (1, 2, 3.0, 'b')").unwrap_err();
     assert!(err.to_string().contains("duplicate primary key"));
     assert!(e.dataflow().table_rows("orders").unwrap().is_empty());
+}
+
+#[test]
+fn deep_nesting_is_planned_up_to_a_limit_then_refused_clearly() {
+    let e = engine();
+    // 45 levels of unary minus and parentheses (90 for the parser): planned and
+    // maintained on a test thread's stack.
+    let deep = format!("SELECT {}amount{} FROM orders", "-(".repeat(45), ")".repeat(45));
+    let view = e.from_sql(&deep).unwrap();
+    e.on_insert("orders", vec![Value::Int(1), Value::Int(7), Value::Float(2.5), Value::Null]).unwrap();
+    assert_eq!(view.rows().unwrap()[0].get(0).clone(), Value::Float(-2.5));
+    // Far deeper: a syntax error that says why, not a stack overflow.
+    let deeper = format!("SELECT {}1{} FROM orders", "(".repeat(500), ")".repeat(500));
+    let err = sql_error(e.from_sql(&deeper).unwrap_err());
+    assert_eq!(err.kind, SqlErrorKind::Syntax);
+    assert!(err.message.contains("recursion limit"), "{err}");
 }

@@ -31,6 +31,13 @@ const VIEWS: &[&str] = &[
     "SELECT c.name, o.id, LENGTH(o.note) AS note_len FROM customers c LEFT JOIN orders o ON o.customer_id = c.id",
     "SELECT kind, COUNT(*) AS n, SUM(n) AS total FROM events GROUP BY kind",
     "SELECT id, day, note IS NULL AS no_note FROM orders WHERE day >= DATE '2024-01-10'",
+    "SELECT c.id, c.name FROM customers c \
+     WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.status = 'refunded' AND o.amount > 150)",
+    "SELECT o.id, (SELECT p.name FROM products p WHERE p.id = o.product_id), \
+     (SELECT COUNT(*) FROM orders o2 WHERE o2.customer_id = o.customer_id AND o2.amount > o.amount) FROM orders o",
+    "SELECT customer_id FROM orders EXCEPT ALL SELECT id FROM customers WHERE region = 'r1'",
+    "SELECT customer_id FROM orders INTERSECT ALL SELECT product_id FROM orders WHERE amount > 100",
+    "SELECT kind FROM events UNION SELECT name FROM products INTERSECT SELECT category FROM products",
 ];
 
 /// A value as text that compares equal across the two systems: numbers rounded.

@@ -67,12 +67,18 @@ impl Planner<'_> {
         let s = match &*q.body {
             ast::SetExpr::Select(s) if q.with.is_none() && q.limit_clause.is_none() && q.fetch.is_none() => s,
             _ => {
-                return Err(unsupported(format!("correlated {what} other than one SELECT (UNION, WITH, LIMIT)"), span));
+                return Err(unsupported(
+                    format!("{what} other than one SELECT (UNION, WITH or LIMIT) that names outer columns"),
+                    span,
+                ));
             }
         };
         crate::select::reject_select_extras(s)?;
         if !matches!(&s.group_by, ast::GroupByExpr::Expressions(g, m) if g.is_empty() && m.is_empty()) {
-            return Err(unsupported(format!("correlated {what} with GROUP BY"), span));
+            return Err(unsupported(
+                format!("{what} with GROUP BY that names outer columns or is not an aggregate"),
+                span,
+            ));
         }
         if matches!(s.distinct, Some(ast::Distinct::On(_))) {
             return Err(unsupported("DISTINCT ON", span));
@@ -166,7 +172,7 @@ impl Planner<'_> {
                     collect_aggregates(e, &mut calls)?;
                 }
                 _ if matches!(kind, Correlated::Exists) => {}
-                other => return Err(unsupported(format!("{other} in a correlated {what}"), other.span())),
+                other => return Err(unsupported(format!("{other} in {what}"), other.span())),
             }
         }
         if let Some(h) = &s.having {
@@ -174,7 +180,7 @@ impl Planner<'_> {
         }
         let aggregating = !calls.is_empty() || s.having.is_some();
         if aggregating && !matches!(kind, Correlated::Scalar) {
-            return Err(unsupported(format!("correlated {what} over an aggregate"), span));
+            return Err(unsupported(format!("{what} over an aggregate that names outer columns"), span));
         }
         if !matches!(kind, Correlated::Exists) && projection.len() != 1 {
             return Err(sql_error(
@@ -215,10 +221,26 @@ impl Planner<'_> {
                     Typed::new(answer, DataType::Bool, true),
                 )
             }
-            Correlated::Scalar => {
-                if !aggregating {
-                    return Err(unsupported("a correlated scalar subquery other than an aggregate", span));
+            Correlated::Scalar if !aggregating => {
+                // A value looked up by key: at most one row per value of the domain,
+                // which is what makes the value well defined.
+                if !self.binds_a_key(s, &joined.plan, inner_width, local.as_ref())? {
+                    return Err(unsupported(
+                        "a scalar subquery that is neither an aggregate nor a lookup by primary key \
+                         (it could give several rows)",
+                        span,
+                    ));
                 }
+                let y = row_ctx.plan(projection[0])?;
+                let call = AggregateCall {
+                    func: AggFunc::Max,
+                    arg: Some(case(present, y.expr)),
+                    distinct: false,
+                    arg_type: y.ty,
+                };
+                (vec![call], Typed::new(Expr::Column(d_width), y.ty, true))
+            }
+            Correlated::Scalar => {
                 let mut agg = AggContext { groups, calls: Vec::new() };
                 let mut aggregates = Vec::new();
                 for c in &calls {
@@ -287,6 +309,61 @@ impl Planner<'_> {
             outer: false,
         });
         Ok(Rel { plan, scope })
+    }
+}
+
+impl Planner<'_> {
+    /// Whether subquery `s` reads one base table with a primary key and pins every key
+    /// column, either to the domain (a key of `joined`, the domain's LEFT JOIN with
+    /// its rows) or to a constant (in `local`, its uncorrelated conditions): then it
+    /// gives at most one row per value of the domain.
+    fn binds_a_key(
+        &self,
+        s: &ast::Select,
+        joined: &Plan,
+        inner_width: usize,
+        local: Option<&ast::Expr>,
+    ) -> Result<bool, Error> {
+        let [item] = s.from.as_slice() else { return Ok(false) };
+        let ast::TableFactor::Table { name, .. } = &item.relation else { return Ok(false) };
+        if !item.joins.is_empty() {
+            return Ok(false);
+        }
+        let table = crate::ddl::object_name(name)?;
+        if self.cte(&table).is_some() || self.catalog.view(&table).is_some() {
+            return Ok(false);
+        }
+        let Some((_, schema)) = self.catalog.table(&table) else { return Ok(false) };
+        let Some(key) = &schema.primary_key else { return Ok(false) };
+        let mut pinned: BTreeSet<usize> = BTreeSet::new();
+        if let Plan::Join { right_keys, .. } = joined {
+            pinned.extend(right_keys.iter().filter_map(|k| match k {
+                Expr::Column(c) if *c < inner_width => Some(*c),
+                _ => None,
+            }));
+        }
+        if let Some(local) = local {
+            let scope = self.plan_from(&s.from, None)?.scope;
+            let ctx = ExprCtx::row(&scope, self.dialect);
+            let mut conjuncts = Vec::new();
+            split_and(local, &mut conjuncts);
+            for c in conjuncts {
+                let mut nested = Vec::new();
+                find_subqueries(c, &mut nested);
+                if !nested.is_empty() {
+                    continue;
+                }
+                if let Expr::Binary { op: BinaryOp::Eq, left, right } = ctx.plan(c)?.expr {
+                    match (*left, *right) {
+                        (Expr::Column(k), other) | (other, Expr::Column(k)) if other.is_constant() => {
+                            pinned.insert(k);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(key.iter().all(|k| pinned.contains(k)))
     }
 }
 

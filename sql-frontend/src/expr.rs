@@ -143,6 +143,8 @@ impl<'a> ExprCtx<'a> {
                         let ty = numeric_operand(&t, "-", expr.span())?;
                         Ok(Typed::new(Expr::Negate(Box::new(t.expr)), ty, t.nullable))
                     }
+                    // SQLite's unary + is a no-op on any value, text included.
+                    ast::UnaryOperator::Plus if self.dialect == Dialect::Sqlite => Ok(t),
                     ast::UnaryOperator::Plus => {
                         let ty = numeric_operand(&t, "+", expr.span())?;
                         Ok(Typed { ty, ..t })

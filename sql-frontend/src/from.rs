@@ -200,14 +200,14 @@ impl Planner<'_> {
     /// `rel` with one more (hidden) column: the value of the scalar subquery `q`, which
     /// must be uncorrelated and give one row (an aggregate without GROUP BY).
     fn scalar(&self, rel: Rel, q: &ast::Query) -> Result<Rel, Error> {
-        let span = q.span();
         let sub = self.one_column_subquery(q, "scalar subquery")?;
         let mut top = &sub.plan;
         while let Plan::Project { input, .. } = top {
             top = input;
         }
         if !matches!(top, Plan::Aggregate { group_by, .. } if group_by.is_empty()) {
-            return Err(unsupported("a scalar subquery other than an aggregate without GROUP BY", span));
+            // Possibly a lookup by key, which the general path plans.
+            return self.correlated(rel, q, Correlated::Scalar);
         }
         let c = &sub.scope.columns[0];
         let mut scope = rel.scope;

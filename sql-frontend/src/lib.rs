@@ -88,7 +88,13 @@ pub enum Statement {
 
 /// Parses `sql` into statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, Error> {
-    let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(parse_error)?;
+    // Nesting deeper than sqlparser's default of 50 occurs in generated SQL; 100 still
+    // leaves the planner's recursion far from a thread's stack limit.
+    let statements = Parser::new(&GenericDialect {})
+        .with_recursion_limit(100)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(parse_error)?;
     let single = statements.len() == 1;
     statements
         .into_iter()

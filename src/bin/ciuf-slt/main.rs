@@ -92,6 +92,8 @@ struct Report {
     by_phase: BTreeMap<String, Tally>,
     /// Unsupported constructs, with the number of checks they cost.
     constructs: BTreeMap<String, usize>,
+    /// Other errors, by message, with the number of checks they cost.
+    refusals: BTreeMap<String, usize>,
     /// The first few wrong answers and errors, for the log.
     samples: Vec<String>,
     event_errors: usize,
@@ -205,6 +207,7 @@ impl Replay<'_> {
                 Some((is_error, why)) => {
                     if is_error {
                         t.errors = 1;
+                        *self.report.refusals.entry(reason_of(&why)).or_default() += 1;
                     } else {
                         t.wrong = 1;
                     }
@@ -236,6 +239,22 @@ fn read(view: &View, spec: &Spec) -> Result<Vec<String>, String> {
         }
     }
     Ok(render::sort_values(values, width, &spec.sort))
+}
+
+/// An error message without its position, digits as `N` (so `col1` and `col2` group).
+fn reason_of(message: &str) -> String {
+    let m = message.split(" at line ").next().unwrap_or(message);
+    let mut out = String::new();
+    for c in m.chars().take(80) {
+        if c.is_ascii_digit() {
+            if !out.ends_with('N') {
+                out.push('N');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// "unsupported: X: detail at line …" → X.
@@ -379,6 +398,7 @@ fn main() -> ExitCode {
     let mut total = Tally::default();
     let mut phases: BTreeMap<String, Tally> = BTreeMap::new();
     let mut constructs: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     let mut event_errors = 0;
     for f in &files {
         let start = std::time::Instant::now();
@@ -411,6 +431,9 @@ fn main() -> ExitCode {
         for (c, n) in report.constructs {
             *constructs.entry(c).or_default() += n;
         }
+        for (c, n) in report.refusals {
+            *refusals.entry(c).or_default() += n;
+        }
         event_errors += report.event_errors;
     }
     println!();
@@ -424,6 +447,14 @@ fn main() -> ExitCode {
     by_cost.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     if !by_cost.is_empty() {
         println!("unsupported, by construct (checks):");
+        for (c, n) in by_cost.iter().take(25) {
+            println!("  {n:>7}  {c}");
+        }
+    }
+    let mut by_cost: Vec<(String, usize)> = refusals.into_iter().collect();
+    by_cost.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    if verbose && !by_cost.is_empty() {
+        println!("errors, by message (checks):");
         for (c, n) in by_cost.iter().take(25) {
             println!("  {n:>7}  {c}");
         }
