@@ -2,7 +2,7 @@
 //! same query on the same data.
 //!
 //! Seeded random tables (with NULLs, duplicate rows in a table without a key, decimals,
-//! dates and booleans), 82 queries covering every construct the engine maintains, and
+//! dates and booleans), 85 queries covering every construct the engine maintains, and
 //! random transactions of inserts, updates (by old row and by key, key changes
 //! included), deletes, and rows deleted and re-inserted. Some views are registered
 //! before any data, some after the initial load (so they are filled from existing
@@ -79,6 +79,9 @@ const LATE: &[&str] = &[
     "SELECT id, (SELECT e FROM t2 WHERE t2.id = t1.d), (SELECT c FROM t1 AS k WHERE k.id = 3) FROM t1",
     "SELECT x, (SELECT b FROM t1 WHERE t1.id = t3.z AND t1.a > 1) FROM t3",
     "SELECT x FROM t3 UNION SELECT a FROM t2 EXCEPT SELECT d FROM t1",
+    "SELECT a, SUM(b) FROM t1 GROUP BY a HAVING SUM(b) > (SELECT AVG(f) FROM t2)",
+    "SELECT c, COUNT(*), (SELECT COUNT(*) FROM t2 WHERE t2.e = t1.c) FROM t1 GROUP BY c HAVING EXISTS (SELECT 1 FROM t3 WHERE t3.y = t1.c)",
+    "SELECT a, COUNT(*), a IN (SELECT x FROM t3) FROM t1 GROUP BY a HAVING COUNT(*) NOT IN (SELECT z FROM t3)",
     "SELECT a FROM t1 UNION SELECT x FROM t3",
     "SELECT c, COUNT(*) FROM t1 WHERE a IN (SELECT x FROM t3) GROUP BY c",
     "SELECT id FROM t2 WHERE NOT a IN (SELECT d FROM t1 WHERE d IS NOT NULL)",

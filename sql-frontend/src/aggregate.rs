@@ -8,6 +8,7 @@ use sqlparser::tokenizer::Span;
 
 use crate::error::{sql_error, type_error, unsupported};
 use crate::expr::{ExprCtx, Typed};
+use crate::scope::{Scope, ScopeColumn};
 
 /// The arguments of a function call, as written.
 pub(crate) struct FnArgs<'a> {
@@ -188,6 +189,9 @@ pub(crate) struct AggContext {
     pub groups: Vec<Typed>,
     /// Each aggregate call as written, with its result's type and nullability.
     pub calls: Vec<(ast::Expr, DataType, bool)>,
+    /// Subqueries in HAVING, the select list or ORDER BY, answered after the aggregate:
+    /// each one's mark and its answer column (after the groups and calls).
+    pub answers: Vec<(usize, Typed)>,
 }
 
 impl AggContext {
@@ -196,6 +200,27 @@ impl AggContext {
         let i = self.calls.iter().position(|(c, _, _)| c == e)?;
         let (_, ty, nullable) = &self.calls[i];
         Some(Typed::new(Expr::Column(self.groups.len() + i), *ty, *nullable))
+    }
+
+    /// The aggregate's output as a relation's columns: the groups that are plain input
+    /// columns keep their names (a correlated subquery after the aggregate may name
+    /// them); other groups and the calls are hidden.
+    pub fn output_scope(&self, input: &Scope) -> Scope {
+        let hidden = |ty, nullable| ScopeColumn {
+            qualifier: None,
+            name: "#aggregate".into(),
+            ty,
+            nullable,
+            merged: true,
+            mark: None,
+            outer: false,
+        };
+        let groups = self.groups.iter().map(|g| match g.expr {
+            Expr::Column(i) => ScopeColumn { mark: None, outer: false, ..input.columns[i].clone() },
+            _ => hidden(g.ty, g.nullable),
+        });
+        let calls = self.calls.iter().map(|(_, ty, nullable)| hidden(*ty, *nullable));
+        Scope { columns: groups.chain(calls).collect() }
     }
 
     /// The output column of the group expression equal to `expr`, if any.

@@ -60,8 +60,15 @@ impl Correlated<'_> {
 }
 
 impl Planner<'_> {
-    /// `rel` with one more hidden column: the answer of subquery `q` for each row.
-    pub(crate) fn correlated(&self, rel: Rel, q: &ast::Query, kind: Correlated<'_>) -> Result<Rel, Error> {
+    /// `rel` with one more hidden column: the answer of subquery `q` for each row. An
+    /// IN key is planned by `keys` if given (after an aggregate), else over `rel`.
+    pub(crate) fn correlated(
+        &self,
+        rel: Rel,
+        q: &ast::Query,
+        kind: Correlated<'_>,
+        keys: Option<&ExprCtx>,
+    ) -> Result<Rel, Error> {
         let span = q.span();
         let what = kind.name();
         let s = match &*q.body {
@@ -96,7 +103,10 @@ impl Planner<'_> {
         let mut d_cols: Vec<ScopeColumn> =
             outer_cols.iter().map(|&i| ScopeColumn { outer: true, ..rel.scope.columns[i].clone() }).collect();
         if let Correlated::In(key) = kind {
-            let k = ExprCtx::row(&rel.scope, self.dialect).plan(key)?;
+            let k = match keys {
+                Some(ctx) => ctx.plan(key)?,
+                None => ExprCtx::row(&rel.scope, self.dialect).plan(key)?,
+            };
             d_exprs.push(k.expr);
             d_cols.push(ScopeColumn {
                 qualifier: None,
@@ -241,7 +251,7 @@ impl Planner<'_> {
                 (vec![call], Typed::new(Expr::Column(d_width), y.ty, true))
             }
             Correlated::Scalar => {
-                let mut agg = AggContext { groups, calls: Vec::new() };
+                let mut agg = AggContext { groups, ..AggContext::default() };
                 let mut aggregates = Vec::new();
                 for c in &calls {
                     let (mut call, ty, nullable) = plan_call(c, &row_ctx)?;

@@ -72,8 +72,12 @@ impl<'a> ExprCtx<'a> {
             if let Some(t) = agg.lookup_call(e) {
                 return Ok(t);
             }
-            if !contains_aggregate(e) {
-                let planned = self.row_mode().plan(e)?;
+            // A sub-expression equal to a GROUP BY expression, or a constant. (One that
+            // does not plan over the input, like a subquery answered after the
+            // aggregate, is planned below, in post-aggregate mode.)
+            if !contains_aggregate(e)
+                && let Ok(planned) = self.row_mode().plan(e)
+            {
                 if let Some(t) = agg.lookup_group(&planned.expr) {
                     return Ok(t);
                 }
@@ -90,6 +94,20 @@ impl<'a> ExprCtx<'a> {
         let t = self.plan(e)?;
         check_boolean(&t, e.span())?;
         Ok(t)
+    }
+
+    /// The hidden column that answers subquery `id` (negated for NOT IN / NOT EXISTS):
+    /// after an aggregate, one the aggregate context lists; else one of the scope.
+    fn answer(&self, id: usize, negated: bool, what: &str, span: Span) -> Result<Typed, Error> {
+        let found = match self.agg {
+            Some(agg) => agg.answers.iter().find(|(m, _)| *m == id).map(|(_, t)| t.clone()),
+            None => self.scope.columns.iter().position(|c| c.mark == Some(id)).map(|at| {
+                let c = &self.scope.columns[at];
+                Typed::new(Expr::Column(at), c.ty, c.nullable)
+            }),
+        };
+        let Some(t) = found else { return Err(unsupported(format!("{what} here"), span)) };
+        Ok(if negated { Typed { expr: Expr::Not(Box::new(t.expr)), ..t } } else { t })
     }
 
     fn column(&self, qualifier: Option<&str>, ident: &ast::Ident) -> Result<Typed, Error> {
@@ -198,38 +216,17 @@ impl<'a> ExprCtx<'a> {
                     nullable,
                 ))
             }
+            // Subqueries are answered below the expression (see from.rs and
+            // correlated.rs), each by a hidden column.
             E::In { target: ast::InTarget::Subquery(q), negated, .. } => {
-                // Answered by an InSet node below (see from.rs): its column holds the
-                // three-valued answer.
-                let at = self.scope.columns.iter().position(|c| c.mark == Some(subquery_id(q)));
-                let Some(at) = at else { return Err(unsupported("IN (subquery) here", span)) };
-                let e = if *negated { Expr::Not(Box::new(Expr::Column(at))) } else { Expr::Column(at) };
-                Ok(Typed::new(e, DataType::Bool, true))
+                self.answer(subquery_id(q), *negated, "IN (subquery)", span)
             }
             E::In { target: ast::InTarget::Table { name, args: None }, negated, .. } => {
-                let at = self.scope.columns.iter().position(|c| c.mark == Some(in_table_id(name)));
-                let Some(at) = at else { return Err(unsupported("IN table here", span)) };
-                let e = if *negated { Expr::Not(Box::new(Expr::Column(at))) } else { Expr::Column(at) };
-                Ok(Typed::new(e, DataType::Bool, true))
+                self.answer(in_table_id(name), *negated, "IN table", span)
             }
             E::In { .. } => Err(unsupported("IN UNNEST and IN table-valued function", span)),
-            E::Exists { subquery, negated } => {
-                // Answered below the expression (see correlated.rs): its hidden column.
-                let at = self.scope.columns.iter().position(|c| c.mark == Some(subquery_id(subquery)));
-                let Some(at) = at else { return Err(unsupported("EXISTS (subquery) here", span)) };
-                let e = if *negated { Expr::Not(Box::new(Expr::Column(at))) } else { Expr::Column(at) };
-                Ok(Typed::new(e, DataType::Bool, false))
-            }
-            E::Subquery(q) => {
-                // Joined in below the expression (see from.rs): its hidden column.
-                match self.scope.columns.iter().position(|c| c.mark == Some(subquery_id(q))) {
-                    Some(at) => {
-                        let c = &self.scope.columns[at];
-                        Ok(Typed::new(Expr::Column(at), c.ty, c.nullable))
-                    }
-                    None => Err(unsupported("scalar subquery", span)),
-                }
-            }
+            E::Exists { subquery, negated } => self.answer(subquery_id(subquery), *negated, "EXISTS (subquery)", span),
+            E::Subquery(q) => self.answer(subquery_id(q), false, "scalar subquery", span),
             E::Between { expr, negated, low, high } => {
                 let t = self.plan(expr)?;
                 let (t, lo) = self.comparable(t, self.plan(low)?, low.span())?;

@@ -144,7 +144,18 @@ impl Planner<'_> {
     /// `rel` with a hidden column per subquery found: the answer to each `key IN (q)`
     /// and `EXISTS (q)`, the value of each scalar `(q)`. A subquery that names columns
     /// of `rel` is correlated, and planned as `correlated.rs` describes.
-    pub(crate) fn attach_subqueries(&self, mut rel: Rel, found: Vec<Found<'_>>) -> Result<Rel, Error> {
+    pub(crate) fn attach_subqueries(&self, rel: Rel, found: Vec<Found<'_>>) -> Result<Rel, Error> {
+        self.attach_subqueries_with(rel, found, None)
+    }
+
+    /// [`Planner::attach_subqueries`], with IN keys planned by `keys` if given (after
+    /// an aggregate, where a key may be an aggregate call), else over `rel`.
+    pub(crate) fn attach_subqueries_with(
+        &self,
+        mut rel: Rel,
+        found: Vec<Found<'_>>,
+        keys: Option<&ExprCtx>,
+    ) -> Result<Rel, Error> {
         for f in found {
             if rel.scope.columns.iter().any(|c| c.mark == Some(f.id())) {
                 continue;
@@ -152,17 +163,17 @@ impl Planner<'_> {
             let uncorrelated = match f {
                 Found::In(key, q) => self
                     .one_column_subquery(q, "IN (subquery)")
-                    .and_then(|set| self.in_set(rel.clone(), key, set, f.id())),
+                    .and_then(|set| self.in_set(rel.clone(), key, set, f.id(), keys)),
                 Found::InTable(key, name) => {
                     // SQLite's `key IN table`: `key IN (SELECT * FROM table)`.
                     let (q, _) = crate::parse_query(&format!("SELECT * FROM {name}"))?;
                     let set = self.one_column_subquery(&q, "IN table")?;
-                    rel = self.in_set(rel, key, set, f.id())?;
+                    rel = self.in_set(rel, key, set, f.id(), keys)?;
                     continue;
                 }
                 Found::Scalar(q) => self.scalar(rel.clone(), q),
                 Found::Exists(q) => {
-                    rel = self.correlated(rel, q, Correlated::Exists)?;
+                    rel = self.correlated(rel, q, Correlated::Exists, keys)?;
                     continue;
                 }
             };
@@ -175,7 +186,7 @@ impl Planner<'_> {
                         Found::Scalar(q) => (q, Correlated::Scalar),
                         Found::Exists(_) | Found::InTable(..) => unreachable!("handled above"),
                     };
-                    self.correlated(rel, q, kind)?
+                    self.correlated(rel, q, kind, keys)?
                 }
                 Err(e) => return Err(e),
             };
@@ -207,7 +218,7 @@ impl Planner<'_> {
         }
         if !matches!(top, Plan::Aggregate { group_by, .. } if group_by.is_empty()) {
             // Possibly a lookup by key, which the general path plans.
-            return self.correlated(rel, q, Correlated::Scalar);
+            return self.correlated(rel, q, Correlated::Scalar, None);
         }
         let c = &sub.scope.columns[0];
         let mut scope = rel.scope;
@@ -234,9 +245,9 @@ impl Planner<'_> {
     }
 
     /// `rel` with one more (hidden) column, marked `id`: the answer to `key IN (sub)`.
-    fn in_set(&self, rel: Rel, key: &ast::Expr, sub: Rel, id: usize) -> Result<Rel, Error> {
+    fn in_set(&self, rel: Rel, key: &ast::Expr, sub: Rel, id: usize, keys: Option<&ExprCtx>) -> Result<Rel, Error> {
         let ctx = ExprCtx::row(&rel.scope, self.dialect);
-        let k = ctx.plan(key)?;
+        let k = keys.unwrap_or(&ctx).plan(key)?;
         let c = &sub.scope.columns[0];
         let col = Typed::new(Expr::Column(0), c.ty, c.nullable);
         let (k, col) = ctx.comparable(k, col, key.span())?;

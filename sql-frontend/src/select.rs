@@ -177,20 +177,22 @@ impl Planner<'_> {
             collect_aggregates(&o.expr, &mut calls)?;
         }
         let aggregating = !group_exprs.is_empty() || !calls.is_empty() || s.having.is_some();
-        if !aggregating {
-            // Subqueries in the select list and ORDER BY: joined in as hidden columns.
-            let mut found = Vec::new();
-            for item in &s.projection {
-                if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
-                    crate::from::find_subqueries(e, &mut found);
-                }
+        // Subqueries in the select list, HAVING and ORDER BY: joined in as hidden
+        // columns, below the projection (and after the aggregate, if any).
+        let mut found = Vec::new();
+        for item in &s.projection {
+            if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
+                crate::from::find_subqueries(e, &mut found);
             }
-            for o in order_items {
-                crate::from::find_subqueries(&o.expr, &mut found);
-            }
-            if !found.is_empty() {
-                input = self.attach_subqueries(input, found)?;
-            }
+        }
+        if let Some(h) = &s.having {
+            crate::from::find_subqueries(h, &mut found);
+        }
+        for o in order_items {
+            crate::from::find_subqueries(&o.expr, &mut found);
+        }
+        if !aggregating && !found.is_empty() {
+            input = self.attach_subqueries(input, std::mem::take(&mut found))?;
         }
         let row_ctx = ExprCtx::row(&input.scope, self.dialect);
         let mut agg_ctx = AggContext::default();
@@ -217,6 +219,17 @@ impl Planner<'_> {
                 group_by: agg_ctx.groups.iter().map(|g| g.expr.clone()).collect(),
                 aggregates,
             };
+            if !found.is_empty() {
+                let width = plan.width();
+                let out = Rel { plan, scope: agg_ctx.output_scope(&input.scope) };
+                let keys = ExprCtx { scope: &input.scope, agg: Some(&agg_ctx), dialect: self.dialect };
+                let out = self.attach_subqueries_with(out, found, Some(&keys))?;
+                for (i, c) in out.scope.columns.iter().enumerate().skip(width) {
+                    let mark = c.mark.expect("attached columns answer a subquery");
+                    agg_ctx.answers.push((mark, Typed::new(Expr::Column(i), c.ty, c.nullable)));
+                }
+                plan = out.plan;
+            }
         }
         let ctx = ExprCtx { scope: &input.scope, agg: aggregating.then_some(&agg_ctx), dialect: self.dialect };
         if let Some(h) = &s.having {
