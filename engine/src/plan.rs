@@ -185,6 +185,11 @@ pub enum AggFunc {
     Min,
     /// `MAX(x)`.
     Max,
+    /// `group_concat(x [, sep])` (SQLite) / `string_agg(x, sep)` (PostgreSQL): the
+    /// non-NULL values as text, joined by the separator, NULL over none. Neither
+    /// database promises an order without ORDER BY; ciuf joins them in the order they
+    /// arrived, which is SQLite's for a table only inserted into.
+    GroupConcat,
 }
 
 impl AggFunc {
@@ -197,6 +202,7 @@ impl AggFunc {
             AggFunc::Avg => "avg",
             AggFunc::Min => "min",
             AggFunc::Max => "max",
+            AggFunc::GroupConcat => "group_concat",
         }
     }
 }
@@ -213,6 +219,8 @@ pub struct AggregateCall {
     /// The argument's type (which picks the accumulator: exact integer, decimal, or
     /// compensated floating-point sums).
     pub arg_type: DataType,
+    /// GROUP_CONCAT's separator (`None` for every other function).
+    pub separator: Option<String>,
 }
 
 impl fmt::Display for AggregateCall {
@@ -220,7 +228,10 @@ impl fmt::Display for AggregateCall {
         let distinct = if self.distinct { "DISTINCT " } else { "" };
         match &self.arg {
             None => write!(f, "{}(*)", self.func.name()),
-            Some(a) => write!(f, "{}({distinct}{a})", self.func.name()),
+            Some(a) => match &self.separator {
+                Some(sep) => write!(f, "{}({distinct}{a}, {sep:?})", self.func.name()),
+                None => write!(f, "{}({distinct}{a})", self.func.name()),
+            },
         }
     }
 }

@@ -54,6 +54,7 @@ pub(crate) fn aggregate_func(name: &str, n_args: usize) -> Option<AggFunc> {
         "avg" => AggFunc::Avg,
         "min" if n_args <= 1 => AggFunc::Min,
         "max" if n_args <= 1 => AggFunc::Max,
+        "group_concat" | "string_agg" => AggFunc::GroupConcat,
         _ => return None,
     })
 }
@@ -152,19 +153,40 @@ pub(crate) fn plan_call(e: &ast::Expr, ctx: &ExprCtx) -> Result<(AggregateCall, 
             return Err(type_error(format!("{name}(*) is not valid; only count(*) is"), span));
         }
         return Ok((
-            AggregateCall { func: AggFunc::CountStar, arg: None, distinct: false, arg_type: DataType::Null },
+            AggregateCall {
+                func: AggFunc::CountStar,
+                arg: None,
+                distinct: false,
+                arg_type: DataType::Null,
+                separator: None,
+            },
             DataType::BigInt,
             false,
         ));
     }
-    let [arg] = args.exprs.as_slice() else {
-        return Err(type_error(format!("{name}() takes one argument"), span));
+    let (arg, separator) = match (func, args.exprs.as_slice()) {
+        (AggFunc::GroupConcat, [arg]) if name == "group_concat" => (*arg, Some(",".to_string())),
+        (AggFunc::GroupConcat, [arg, sep]) => {
+            let empty = crate::scope::Scope::default();
+            let sep_t = ExprCtx::row(&empty, ctx.dialect).plan(sep);
+            match sep_t.map(|t| (t.expr.is_constant(), t.expr.eval(&[]))) {
+                Ok((true, v)) if !v.is_null() => (*arg, v.to_text()),
+                _ => return Err(type_error(format!("{name}()'s separator must be a constant"), sep.span())),
+            }
+        }
+        (AggFunc::GroupConcat, _) if name == "string_agg" => {
+            return Err(type_error("string_agg() takes a value and a separator", span));
+        }
+        (AggFunc::GroupConcat, _) => return Err(type_error("group_concat() takes one or two arguments", span)),
+        (_, [arg]) => (*arg, None),
+        _ => return Err(type_error(format!("{name}() takes one argument"), span)),
     };
     let t: Typed = ctx.plan(arg)?;
     let numeric = t.ty.is_numeric() || t.ty == DataType::Bool || t.ty == DataType::Null;
     let (ty, nullable) = match func {
         AggFunc::Count | AggFunc::CountStar => (DataType::BigInt, false),
         AggFunc::Min | AggFunc::Max => (t.ty, true),
+        AggFunc::GroupConcat => (DataType::Text, true),
         _ if !numeric => {
             return Err(type_error(format!("{name}() needs numbers, not {}", t.ty), arg.span()));
         }
@@ -178,7 +200,7 @@ pub(crate) fn plan_call(e: &ast::Expr, ctx: &ExprCtx) -> Result<(AggregateCall, 
             _ => (DataType::BigInt, true),
         },
     };
-    Ok((AggregateCall { func, arg: Some(t.expr), distinct: args.distinct, arg_type: t.ty }, ty, nullable))
+    Ok((AggregateCall { func, arg: Some(t.expr), distinct: args.distinct, arg_type: t.ty, separator }, ty, nullable))
 }
 
 /// How post-aggregate expressions refer to the aggregate's output: its group values

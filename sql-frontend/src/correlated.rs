@@ -170,6 +170,7 @@ impl Planner<'_> {
             arg: Some(arg),
             distinct: false,
             arg_type: DataType::BigInt,
+            separator: None,
         };
         let case = |when: Expr, then: Expr| Expr::Case { operand: None, branches: vec![(when, then)], otherwise: None };
         let positive = |col: usize| Expr::binary(BinaryOp::Gt, Expr::Column(col), Expr::Literal(Value::Int(0)));
@@ -247,6 +248,7 @@ impl Planner<'_> {
                     arg: Some(case(present, y.expr)),
                     distinct: false,
                     arg_type: y.ty,
+                    separator: None,
                 };
                 (vec![call], Typed::new(Expr::Column(d_width), y.ty, true))
             }

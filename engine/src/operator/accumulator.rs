@@ -11,6 +11,8 @@
 //!   group's lifetimes;
 //! - MIN and MAX keep an ordered multiset of the values, so removing the current
 //!   minimum reveals the next one;
+//! - GROUP_CONCAT keeps its values in arrival order (SQLite's order for rows only
+//!   inserted), and joins them on demand;
 //! - DISTINCT keeps a count per distinct value and feeds the inner accumulator only
 //!   when a value appears or disappears.
 
@@ -40,6 +42,56 @@ pub(crate) enum Accumulator {
     /// `f(DISTINCT x)`: each value's multiplicity, and the inner accumulator that sees
     /// each distinct value once.
     Distinct(Box<Distinct>),
+    /// GROUP_CONCAT: the values in the order they arrived (boxed, like DISTINCT).
+    Concat(Box<Concat>),
+}
+
+/// GROUP_CONCAT's state. SQLite joins the values in the order it scans the rows, which
+/// for a table only ever inserted into is the order they were inserted; keeping the
+/// values in arrival order reproduces that. A removed value takes its most recent copy
+/// with it (the rows behind equal values are not known here).
+#[derive(Debug, Clone)]
+pub(crate) struct Concat {
+    separator: String,
+    /// Arrival number of the next value.
+    next: u64,
+    /// The values present, by arrival number.
+    by_arrival: BTreeMap<u64, Value>,
+    /// For each value: the arrival numbers of its copies, and copies removed before
+    /// they arrived (a delta may remove a row before it adds it back).
+    copies: HashMap<Value, (Vec<u64>, Weight)>,
+}
+
+impl Concat {
+    fn update(&mut self, value: &Value, weight: Weight) {
+        let entry = self.copies.entry_ref(value).or_insert_with(|| (Vec::new(), 0));
+        for _ in 0..weight.abs() {
+            if weight > 0 {
+                if entry.1 > 0 {
+                    entry.1 -= 1;
+                } else {
+                    entry.0.push(self.next);
+                    self.by_arrival.insert(self.next, value.clone());
+                    self.next += 1;
+                }
+            } else if let Some(seq) = entry.0.pop() {
+                self.by_arrival.remove(&seq);
+            } else {
+                entry.1 += 1;
+            }
+        }
+        if entry.0.is_empty() && entry.1 == 0 {
+            self.copies.remove(value);
+        }
+    }
+
+    fn result(&self) -> Value {
+        if self.by_arrival.is_empty() {
+            return Value::Null;
+        }
+        let parts: Vec<String> = self.by_arrival.values().map(|v| v.to_text().unwrap_or_default()).collect();
+        Value::text(parts.join(&self.separator).as_str())
+    }
 }
 
 /// `f(DISTINCT x)`: each value's multiplicity, and the inner accumulator that sees
@@ -74,6 +126,12 @@ impl Accumulator {
         let base = match call.func {
             AggFunc::CountStar | AggFunc::Count => Accumulator::Count(0),
             AggFunc::Min | AggFunc::Max => Accumulator::Extreme(BTreeMap::new()),
+            AggFunc::GroupConcat => Accumulator::Concat(Box::new(Concat {
+                separator: call.separator.clone().unwrap_or_else(|| ",".to_string()),
+                next: 0,
+                by_arrival: BTreeMap::new(),
+                copies: HashMap::new(),
+            })),
             AggFunc::Total => Accumulator::SumFloat { sum: 0.0, compensation: 0.0, n: 0 },
             AggFunc::Sum | AggFunc::Avg => match call.arg_type {
                 t if t.is_integer() || t == DataType::Bool => Accumulator::SumInt { sum: Wide::default(), n: 0 },
@@ -144,6 +202,7 @@ impl Accumulator {
                     values.remove(value);
                 }
             }
+            Accumulator::Concat(c) => c.update(value, weight),
             Accumulator::Distinct(d) => {
                 let Distinct { counts, inner } = &mut **d;
                 let c = counts.entry_ref(value).or_insert(0);
@@ -194,6 +253,7 @@ impl Accumulator {
                 let v = if func == AggFunc::Min { values.keys().next() } else { values.keys().next_back() };
                 v.cloned().unwrap_or(Value::Null)
             }
+            Accumulator::Concat(c) => c.result(),
         }
     }
 
@@ -201,6 +261,7 @@ impl Accumulator {
     pub fn state_bytes(&self) -> usize {
         match self {
             Accumulator::Extreme(values) => values.len() * 48,
+            Accumulator::Concat(c) => 96 + c.separator.len() + c.by_arrival.len() * 88,
             Accumulator::Distinct(d) => 8 + d.counts.capacity() * 33 + d.inner.state_bytes(),
             _ => 0,
         }
@@ -218,7 +279,7 @@ mod tests {
     use crate::expr::Expr;
 
     fn call(func: AggFunc, arg_type: DataType, distinct: bool) -> AggregateCall {
-        AggregateCall { func, arg: Some(Expr::col(0)), distinct, arg_type }
+        AggregateCall { func, arg: Some(Expr::col(0)), distinct, arg_type, separator: None }
     }
 
     #[test]
@@ -256,6 +317,34 @@ mod tests {
         assert_eq!(t.result(AggFunc::Total), Value::Float(0.0));
         t.update(&Value::Int(2), 1);
         assert_eq!(t.result(AggFunc::Total), Value::Float(2.0));
+    }
+
+    #[test]
+    fn group_concat_joins_what_is_left() {
+        let mut c = call(AggFunc::GroupConcat, DataType::Text, false);
+        c.separator = Some("; ".into());
+        let mut g = Accumulator::new(&c);
+        assert_eq!(g.result(AggFunc::GroupConcat), Value::Null);
+        g.update(&Value::text("b"), 2);
+        g.update(&Value::text("a"), 1);
+        g.update(&Value::Null, 1);
+        assert_eq!(g.result(AggFunc::GroupConcat), Value::text("b; b; a"));
+        g.update(&Value::text("b"), -2);
+        assert_eq!(g.result(AggFunc::GroupConcat), Value::text("a"));
+        // Removed, then added back: it arrives again, last. Removed before it was
+        // added (inside one delta): no change.
+        g.update(&Value::text("c"), 1);
+        g.update(&Value::text("a"), -1);
+        g.update(&Value::text("a"), 1);
+        assert_eq!(g.result(AggFunc::GroupConcat), Value::text("c; a"));
+        g.update(&Value::text("z"), -1);
+        g.update(&Value::text("z"), 1);
+        assert_eq!(g.result(AggFunc::GroupConcat), Value::text("c; a"));
+        let mut d =
+            Accumulator::new(&AggregateCall { distinct: true, ..call(AggFunc::GroupConcat, DataType::BigInt, false) });
+        d.update(&Value::Int(2), 3);
+        d.update(&Value::Int(1), 1);
+        assert_eq!(d.result(AggFunc::GroupConcat), Value::text("2,1"));
     }
 
     #[test]

@@ -206,9 +206,27 @@ mod tests {
 
     fn calls() -> Vec<AggregateCall> {
         vec![
-            AggregateCall { func: AggFunc::CountStar, arg: None, distinct: false, arg_type: DataType::Null },
-            AggregateCall { func: AggFunc::Sum, arg: Some(Expr::col(1)), distinct: false, arg_type: DataType::BigInt },
-            AggregateCall { func: AggFunc::Max, arg: Some(Expr::col(1)), distinct: false, arg_type: DataType::BigInt },
+            AggregateCall {
+                func: AggFunc::CountStar,
+                arg: None,
+                distinct: false,
+                arg_type: DataType::Null,
+                separator: None,
+            },
+            AggregateCall {
+                func: AggFunc::Sum,
+                arg: Some(Expr::col(1)),
+                distinct: false,
+                arg_type: DataType::BigInt,
+                separator: None,
+            },
+            AggregateCall {
+                func: AggFunc::Max,
+                arg: Some(Expr::col(1)),
+                distinct: false,
+                arg_type: DataType::BigInt,
+                separator: None,
+            },
         ]
     }
 
@@ -243,8 +261,13 @@ mod tests {
     fn a_count_passing_through_zero_inside_a_delta_loses_nothing() {
         // A join's delta may hold a row and its retraction next to other rows (ΔL ⋈ R
         // after, minus ΔL ⋈ ΔR): the float sum must not be reset on the way.
-        let sum =
-            AggregateCall { func: AggFunc::Sum, arg: Some(Expr::col(1)), distinct: false, arg_type: DataType::Double };
+        let sum = AggregateCall {
+            func: AggFunc::Sum,
+            arg: Some(Expr::col(1)),
+            distinct: false,
+            arg_type: DataType::Double,
+            separator: None,
+        };
         let mut a = Aggregate::new(vec![Expr::col(0)], vec![sum]);
         let mut delta = ZSet::new();
         delta.push(row!["g", 1.5], 1);
