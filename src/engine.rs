@@ -7,6 +7,7 @@ use std::cell::RefCell;
 
 use ciuf_connectors::Source;
 use ciuf_connectors::postgres::{PostgresOptions, PostgresSource};
+use ciuf_connectors::sqlite::{SqliteOptions, SqliteSource, SqliteTarget};
 use ciuf_engine::{
     Catalog, Change, Dataflow, Dialect, Error, RecordBatch, Result, RowData, SqlError, SqlErrorKind, Stats, TableId,
     TableRef, TableSchema, View, ViewDef,
@@ -66,8 +67,12 @@ impl Engine {
     ///   `wal_level = logical` and a role with REPLICATION and SELECT on the tables.
     /// - `memory:` (or an empty URL): an in-memory engine, as [`Engine::in_memory`].
     ///
-    /// SQLite files (`sqlite://…`) are not available in this build and are refused with
-    /// an error that says so.
+    /// - `sqlite://./app.db` (also SQLAlchemy's `sqlite:///app.db`, `sqlite:////abs.db`):
+    ///   tables are read from the SQLite file when a view first names them, loaded, and
+    ///   followed: change capture (triggers writing to a log table, in the writer's own
+    ///   transaction) is installed on them, so writes from any connection or process
+    ///   reach the views, each committed transaction whole. `sqlite:///:memory:` is an
+    ///   in-memory engine (nobody else can write to a private in-memory database).
     pub fn open(url: &str) -> Result<Engine> {
         let scheme = url.split_once(':').map_or(url, |(s, _)| s).to_ascii_lowercase();
         match scheme.as_str() {
@@ -76,16 +81,25 @@ impl Engine {
             s if s.starts_with("postgresql+") || s.starts_with("postgres+") => {
                 Engine::open_postgres(url, PostgresOptions::default())
             }
-            "sqlite" => Err(Error::Source {
-                message:
-                    "sqlite sources are not available in this build of ciuf; use Engine::in_memory() and push changes"
-                        .to_string(),
-                retryable: false,
-            }),
+            s if s == "sqlite" || s.starts_with("sqlite+") => Engine::open_sqlite(url, SqliteOptions::default()),
             _ => Err(Error::Source {
                 message: format!("unknown database URL scheme {scheme:?} (use postgresql://, sqlite:// or memory:)"),
                 retryable: false,
             }),
+        }
+    }
+
+    /// An engine fed by the SQLite database at `url`, followed as `options` say (see
+    /// [`Engine::open`]; [`SqliteOptions::capture`] off requires capture installed
+    /// beforehand with `ciuf capture install <url>` or [`ciuf_connectors::sqlite::install_capture`]).
+    pub fn open_sqlite(url: &str, options: SqliteOptions) -> Result<Engine> {
+        match ciuf_connectors::sqlite::parse_url(url)? {
+            SqliteTarget::Memory => Ok(Engine::with_dialect(Dialect::Sqlite)),
+            SqliteTarget::File(path) => {
+                let dataflow = Dataflow::new(Dialect::Sqlite);
+                let source = SqliteSource::open(&path, options, dataflow.clone())?;
+                Ok(Engine { dataflow, by_sql: Arc::new(Mutex::new(HashMap::new())), source: Some(Arc::new(source)) })
+            }
         }
     }
 
@@ -120,7 +134,8 @@ impl Engine {
     }
 
     /// Stops following the source database (a no-op for in-memory engines): the stream
-    /// ends, and the replication slot and publication ciuf created are dropped. Views
+    /// ends, and the replication slot and publication ciuf created are dropped (for
+    /// SQLite, this follower leaves the change log; the capture stays installed). Views
     /// stay readable, frozen at their last state. Dropping the last clone of an engine
     /// does the same.
     pub fn close(&self) {

@@ -7,10 +7,12 @@
 //! - [`postgres`]: PostgreSQL logical replication — tables discovered in the catalog
 //!   when a view names them, copied from a consistent snapshot, then every committed
 //!   transaction streamed in and applied atomically.
-//! - SQLite files arrive with their own issue; until then `ciuf::Engine::open` refuses
-//!   their URLs with an error that says so.
+//! - [`sqlite`]: SQLite files — tables read when a view names them, loaded, then every
+//!   write from any connection or process captured by triggers into a log table and
+//!   applied, one committed source transaction whole.
 
 pub mod postgres;
+pub mod sqlite;
 
 /// A database the engine's tables come from.
 pub trait Source: Send + Sync + std::fmt::Debug {
@@ -29,9 +31,10 @@ pub trait Source: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceStatus {
     /// The source's position after the last applied transaction (for PostgreSQL, an
-    /// LSN as `XXXXXXXX/XXXXXXXX`).
+    /// LSN as `XXXXXXXX/XXXXXXXX`; for SQLite, the change log's sequence number).
     pub position: String,
-    /// Source transactions applied.
+    /// Source transactions applied (for SQLite, batches: the transactions that
+    /// committed while the previous batch was applied arrive together).
     pub transactions: u64,
     /// The table being loaded and the rows loaded so far.
     pub loading: Option<(String, u64)>,
@@ -41,6 +44,20 @@ pub struct SourceStatus {
     pub reconnects: u64,
     /// Why the source stopped following, if it did.
     pub error: Option<String>,
+}
+
+impl Source for sqlite::SqliteSource {
+    fn add_tables(&self, names: &[String]) -> ciuf_engine::Result<()> {
+        sqlite::SqliteSource::add_tables(self, names).map_err(Into::into)
+    }
+
+    fn close(&self) {
+        sqlite::SqliteSource::close(self);
+    }
+
+    fn status(&self) -> SourceStatus {
+        sqlite::SqliteSource::status(self)
+    }
 }
 
 impl Source for postgres::PostgresSource {

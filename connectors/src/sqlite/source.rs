@@ -1,0 +1,485 @@
+//! The SQLite source: a thread that owns a connection to the file, loads tables when
+//! views need them, and follows the change log.
+//!
+//! ```text
+//!  new tables   write txn: capture installed (or checked), this follower registered
+//!               read txn (one snapshot): the log's position P; the followed tables'
+//!               log rows up to P applied; the new tables' rows loaded — so the load
+//!               and the log agree: rows up to P are in the load, rows after it follow
+//!  following    PRAGMA data_version polled; when it moves, the log rows after the
+//!               position read (one statement: one snapshot of whole transactions) and
+//!               applied as one engine transaction
+//!  trimming     every second: this follower's position recorded, log rows every live
+//!               follower has applied deleted
+//!  schema       PRAGMA schema_version polled: a followed table dropped or altered, or
+//!               its capture removed, fails that table's views with the reason
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ciuf_engine::{Change, DataType, Dataflow, RowData, TableId, TableSchema, Value};
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use super::capture::{captured_columns, ensure_tables, install, log_width, open_file, with_write};
+use super::error::SqliteError;
+use super::schema::{SqliteTable, convert, discover, quote};
+use crate::SourceStatus as Status;
+
+/// Rows per engine transaction while loading.
+const CHUNK: usize = 65_536;
+
+/// How often this follower's position is recorded and the log trimmed.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// A follower that has not recorded its position for this long is presumed gone.
+const READER_TIMEOUT_SECS: i64 = 60;
+
+/// How a SQLite file is followed.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Install change capture (triggers and the log table) on the tables views name,
+    /// if it is not there yet. When false, a table without capture is refused with
+    /// the command that installs it (`ciuf capture install <url>`).
+    pub capture: bool,
+    /// How often the file is checked for new commits.
+    pub poll: Duration,
+    /// How long to retry while another connection holds the database locked.
+    pub lock_patience: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { capture: true, poll: Duration::from_millis(2), lock_patience: Duration::from_secs(10) }
+    }
+}
+
+enum Command {
+    Add(Vec<String>, mpsc::SyncSender<Result<(), SqliteError>>),
+    Stop(mpsc::SyncSender<()>),
+}
+
+/// A running SQLite source feeding one dataflow.
+#[derive(Debug)]
+pub struct SqliteSource {
+    commands: Mutex<mpsc::Sender<Command>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl SqliteSource {
+    /// Opens the database file at `path` (which must exist). Tables are added when
+    /// views need them ([`Self::add_tables`]).
+    pub fn open(path: &Path, options: SqliteOptions, dataflow: Dataflow) -> Result<SqliteSource, SqliteError> {
+        let conn = open_file(path, options.lock_patience)?;
+        let status = Arc::new(Mutex::new(Status::default()));
+        let (tx, rx) = mpsc::channel();
+        let mut follower = Follower {
+            conn,
+            path: path.to_path_buf(),
+            options,
+            dataflow,
+            status: Arc::clone(&status),
+            reader: reader_id(),
+            pos: None,
+            followed: HashMap::new(),
+            data_version: None,
+            schema_version: None,
+            width: 0,
+            last_trim: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ciuf-sqlite".into())
+            .spawn(move || follower.run(rx))
+            .map_err(|e| SqliteError::Config(format!("cannot start the source's thread: {e}")))?;
+        Ok(SqliteSource { commands: Mutex::new(tx), thread: Mutex::new(Some(thread)), status })
+    }
+
+    /// Makes the tables `names` (as views name them) tables of the dataflow: read from
+    /// the file, captured, loaded and followed. Names that are not tables of the file
+    /// are left out (the view then reports them unknown).
+    pub fn add_tables(&self, names: &[String]) -> Result<(), SqliteError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.commands.lock().send(Command::Add(names.to_vec(), tx)).map_err(|_| self.stopped())?;
+        rx.recv().map_err(|_| self.stopped())?
+    }
+
+    /// What the source is doing.
+    pub fn status(&self) -> Status {
+        self.status.lock().clone()
+    }
+
+    /// Stops following, and withdraws this follower from the file (the log rows only
+    /// it still needed can go). Capture stays installed (`remove_capture` removes it).
+    pub fn close(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.commands.lock().send(Command::Stop(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(30));
+        }
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+
+    fn stopped(&self) -> SqliteError {
+        let why = self.status.lock().error.clone().unwrap_or_else(|| "it was closed".into());
+        SqliteError::Config(format!("the SQLite source has stopped: {why}"))
+    }
+}
+
+impl Drop for SqliteSource {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A table being followed.
+struct Followed {
+    id: TableId,
+    schema: TableSchema,
+}
+
+struct Follower {
+    conn: Connection,
+    path: PathBuf,
+    options: SqliteOptions,
+    dataflow: Dataflow,
+    status: Arc<Mutex<Status>>,
+    /// This follower's row in `_ciuf_readers`.
+    reader: String,
+    /// The log position applied (None until the first table is loaded).
+    pos: Option<i64>,
+    /// By the table's name as the file spells it (the log's `tbl`).
+    followed: HashMap<String, Followed>,
+    data_version: Option<i64>,
+    schema_version: Option<i64>,
+    /// Column pairs in the log.
+    width: usize,
+    last_trim: Instant,
+}
+
+impl Follower {
+    fn run(&mut self, commands: mpsc::Receiver<Command>) {
+        loop {
+            match commands.recv_timeout(self.options.poll) {
+                Ok(Command::Add(names, reply)) => {
+                    let _ = reply.send(self.add(&names));
+                }
+                Ok(Command::Stop(reply)) => {
+                    self.withdraw();
+                    let _ = reply.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.withdraw();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if let Err(e) = self.poll() {
+                // A busy database is retried at the next poll; anything else is said.
+                if !matches!(e, SqliteError::Locked { .. }) && !e.to_string().contains("locked") {
+                    self.status.lock().error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    fn poll(&mut self) -> Result<(), SqliteError> {
+        if self.followed.is_empty() {
+            return Ok(());
+        }
+        let schema: i64 = self.conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+        if self.schema_version != Some(schema) {
+            self.schema_version = Some(schema);
+            self.check_schema()?;
+        }
+        let version: i64 = self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.data_version != Some(version) {
+            self.data_version = Some(version);
+            self.catch_up(None)?;
+        }
+        if self.last_trim.elapsed() >= TRIM_EVERY {
+            self.last_trim = Instant::now();
+            self.trim();
+        }
+        Ok(())
+    }
+
+    /// Adds the tables `names` that the file has and the dataflow does not.
+    fn add(&mut self, names: &[String]) -> Result<(), SqliteError> {
+        let mut new: Vec<SqliteTable> = Vec::new();
+        for n in names {
+            if self.dataflow.table_id(n).is_ok() || new.iter().any(|t| t.schema.name.eq_ignore_ascii_case(n)) {
+                continue;
+            }
+            if let Some(t) = discover(&self.conn, n)? {
+                new.push(t);
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        // Capture installed (or checked), and this follower registered.
+        let (capture, path, reader, pos) = (self.options.capture, self.path.clone(), self.reader.clone(), self.pos);
+        let url = format!("sqlite:///{}", self.path.display());
+        with_write(&mut self.conn, &path, self.options.lock_patience, |tx| {
+            for t in &new {
+                let want: Vec<&str> = t.schema.columns.iter().map(|c| c.name.as_str()).collect();
+                match captured_columns(tx, &t.schema.name)? {
+                    Some(cols) if cols == want => {}
+                    _ if capture => install(tx, t)?,
+                    Some(_) => {
+                        return Err(SqliteError::Schema(format!(
+                            "the change capture of table {} was made for other columns (the table has changed \
+                             since): run `ciuf capture install {url} {}` again",
+                            t.schema.name, t.schema.name
+                        )));
+                    }
+                    None => {
+                        return Err(SqliteError::Schema(format!(
+                            "table {} has no change capture installed, so writes to it cannot be followed: run \
+                             `ciuf capture install {url}` (or open the database with capture on)",
+                            t.schema.name
+                        )));
+                    }
+                }
+            }
+            ensure_tables(tx)?;
+            let at = pos.unwrap_or(sequence(tx)?);
+            tx.execute(
+                "INSERT OR REPLACE INTO _ciuf_readers (id, pos, beat) VALUES (?1, ?2, ?3)",
+                rusqlite::params![reader, at, unix_now()],
+            )?;
+            Ok(())
+        })?;
+        self.width = log_width(&self.conn)?;
+        // One snapshot: the log's position, the followed tables brought to it, the new
+        // tables loaded as of it.
+        self.conn.execute_batch("BEGIN")?;
+        let loaded = self.load_at_snapshot(&new);
+        let end = if loaded.is_ok() { self.conn.execute_batch("COMMIT") } else { self.conn.execute_batch("ROLLBACK") };
+        let loaded = loaded?;
+        end?;
+        self.pos = Some(loaded);
+        let mut status = self.status.lock();
+        status.loading = None;
+        status.streaming = true;
+        status.position = loaded.to_string();
+        Ok(())
+    }
+
+    /// Inside the read transaction of [`Self::add`]: returns the position loaded at.
+    fn load_at_snapshot(&mut self, new: &[SqliteTable]) -> Result<i64, SqliteError> {
+        let at = sequence(&self.conn)?;
+        if self.pos.is_some() {
+            self.catch_up(Some(at))?;
+        }
+        for t in new {
+            let id = self.dataflow.create_table(t.schema.clone()).map_err(|e| SqliteError::Schema(e.to_string()))?;
+            if let Err(e) = self.load(t, id) {
+                let _ = self.dataflow.drop_table(&t.schema.name);
+                return Err(e);
+            }
+            self.followed.insert(t.schema.name.clone(), Followed { id, schema: t.schema.clone() });
+        }
+        Ok(at)
+    }
+
+    fn load(&self, t: &SqliteTable, id: TableId) -> Result<(), SqliteError> {
+        let name = &t.schema.name;
+        let cols: Vec<String> = t.schema.columns.iter().map(|c| quote(&c.name)).collect();
+        let types: Vec<DataType> = t.schema.columns.iter().map(|c| c.data_type).collect();
+        let mut stmt = self.conn.prepare(&format!("SELECT {} FROM {}", cols.join(", "), quote(name)))?;
+        let mut rows = stmt.query([])?;
+        let mut batch: Vec<Change> = Vec::with_capacity(CHUNK);
+        let mut total = 0u64;
+        self.status.lock().loading = Some((name.clone(), 0));
+        while let Some(r) = rows.next()? {
+            let mut values = Vec::with_capacity(types.len());
+            for (i, ty) in types.iter().enumerate() {
+                values.push(convert(r.get_ref(i)?, *ty).map_err(|v| misfit(&t.schema, i, &v))?);
+            }
+            batch.push(Change::insert(id, RowData::Values(values)));
+            if batch.len() == CHUNK {
+                total += batch.len() as u64;
+                self.dataflow
+                    .apply(batch.drain(..))
+                    .map_err(|e| SqliteError::Schema(format!("loading {name}: {e}")))?;
+                self.status.lock().loading = Some((name.clone(), total));
+            }
+        }
+        self.dataflow.apply(batch).map_err(|e| SqliteError::Schema(format!("loading {name}: {e}")))?;
+        Ok(())
+    }
+
+    /// Applies the log rows after the position (up to `upto`) as one transaction.
+    fn catch_up(&mut self, upto: Option<i64>) -> Result<(), SqliteError> {
+        let Some(pos) = self.pos else { return Ok(()) };
+        let mut cols = vec!["seq".to_string(), "tbl".into(), "op".into()];
+        for k in 0..self.width {
+            cols.push(format!("o{k}"));
+            cols.push(format!("n{k}"));
+        }
+        let sql = format!("SELECT {} FROM _ciuf_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq", cols.join(", "));
+        let mut changes: Vec<Change> = Vec::new();
+        let mut failed: Vec<(TableId, String)> = Vec::new();
+        let mut last = pos;
+        {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params![pos, upto.unwrap_or(i64::MAX)])?;
+            while let Some(r) = rows.next()? {
+                last = r.get(0)?;
+                let tbl: String = r.get(1)?;
+                let Some(f) = self.followed.get(&tbl) else { continue };
+                if failed.iter().any(|(id, _)| *id == f.id) {
+                    continue;
+                }
+                let op: i64 = r.get(2)?;
+                let row = |new: bool| -> Result<Vec<Value>, String> {
+                    let mut values = Vec::with_capacity(f.schema.columns.len());
+                    for (k, c) in f.schema.columns.iter().enumerate() {
+                        let at = 3 + 2 * k + usize::from(new);
+                        let v = r.get_ref(at).map_err(|e| e.to_string())?;
+                        values.push(convert(v, c.data_type).map_err(|v| misfit(&f.schema, k, &v).to_string())?);
+                    }
+                    Ok(values)
+                };
+                let change = match op {
+                    1 => row(true).map(|n| Change::insert(f.id, RowData::Values(n))),
+                    2 => row(false)
+                        .and_then(|o| row(true).map(|n| Change::update(f.id, RowData::Values(o), RowData::Values(n)))),
+                    3 => row(false).map(|o| Change::delete(f.id, RowData::Values(o))),
+                    other => Err(format!("unknown log operation {other}")),
+                };
+                match change {
+                    Ok(c) => changes.push(c),
+                    Err(why) => failed.push((f.id, why)),
+                }
+            }
+        }
+        for (id, why) in &failed {
+            self.stop_following(*id, why);
+        }
+        changes.retain(|c| !failed.iter().any(|(id, _)| matches!(c.table(), ciuf_engine::TableRef::Id(t) if t == id)));
+        if !changes.is_empty() {
+            if let Err(e) = self.dataflow.apply(changes) {
+                // The engine refused what SQLite committed (a key SQLite allows NULL in,
+                // say): the tables of this batch can no longer be followed exactly.
+                let why = format!("a change from the SQLite file was refused: {e}");
+                let ids: Vec<TableId> = self.followed.values().map(|f| f.id).collect();
+                for id in ids {
+                    self.stop_following(id, &why);
+                }
+            }
+            let mut status = self.status.lock();
+            status.transactions += 1;
+        }
+        self.pos = Some(last);
+        self.status.lock().position = last.to_string();
+        Ok(())
+    }
+
+    /// Fails `id`'s views with `why` and stops following it.
+    fn stop_following(&mut self, id: TableId, why: &str) {
+        let _ = self.dataflow.fail_table(id, why);
+        self.followed.retain(|_, f| f.id != id);
+    }
+
+    /// After a schema change: a followed table dropped, altered, or no longer captured.
+    fn check_schema(&mut self) -> Result<(), SqliteError> {
+        self.width = log_width(&self.conn)?;
+        let mut gone: Vec<(TableId, String)> = Vec::new();
+        for (name, f) in &self.followed {
+            let why = match discover(&self.conn, name) {
+                Ok(None) => Some("it was dropped from the SQLite file".to_string()),
+                Ok(Some(t)) if t.schema.columns != f.schema.columns => {
+                    Some("its columns changed in the SQLite file (ALTER TABLE)".to_string())
+                }
+                Err(e) => Some(e.to_string()),
+                Ok(Some(_)) => match captured_columns(&self.conn, name)? {
+                    None => Some("its change capture was removed from the SQLite file".to_string()),
+                    Some(_) => None,
+                },
+            };
+            if let Some(why) = why {
+                gone.push((f.id, format!("table {name} can no longer be followed: {why}")));
+            }
+        }
+        for (id, why) in gone {
+            self.stop_following(id, &why);
+        }
+        Ok(())
+    }
+
+    /// Records this follower's position and deletes the log rows every live follower
+    /// has applied. Skipped (until the next second) if the database is busy.
+    fn trim(&mut self) {
+        let Some(pos) = self.pos else { return };
+        let (path, reader) = (self.path.clone(), self.reader.clone());
+        let result = with_write(&mut self.conn, &path, Duration::ZERO, |tx| {
+            let now = unix_now();
+            tx.execute(
+                "INSERT OR REPLACE INTO _ciuf_readers (id, pos, beat) VALUES (?1, ?2, ?3)",
+                rusqlite::params![reader, pos, now],
+            )?;
+            tx.execute("DELETE FROM _ciuf_readers WHERE beat < ?1", [now - READER_TIMEOUT_SECS])?;
+            tx.execute("DELETE FROM _ciuf_log WHERE seq <= (SELECT min(pos) FROM _ciuf_readers)", [])?;
+            Ok(())
+        });
+        if let Err(e) = result
+            && !matches!(e, SqliteError::Locked { .. })
+        {
+            self.status.lock().error = Some(format!("trimming the change log: {e}"));
+        }
+    }
+
+    /// Removes this follower's row, so that the log rows it alone needed can go.
+    fn withdraw(&mut self) {
+        if self.pos.is_none() {
+            return;
+        }
+        let (path, reader) = (self.path.clone(), self.reader.clone());
+        let _ = with_write(&mut self.conn, &path, Duration::from_secs(1), |tx| {
+            tx.execute("DELETE FROM _ciuf_readers WHERE id = ?1", [&reader])?;
+            Ok(())
+        });
+        self.status.lock().streaming = false;
+    }
+}
+
+/// The log's position: the last sequence number ever given (0 before any).
+fn sequence(conn: &Connection) -> Result<i64, SqliteError> {
+    let has: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'", [], |r| r.get(0))?;
+    if has == 0 {
+        return Ok(0);
+    }
+    Ok(conn
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = '_ciuf_log'", [], |r| r.get(0))
+        .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(0) } else { Err(e) })?)
+}
+
+/// A value of column `i` that does not fit its type.
+fn misfit(schema: &TableSchema, i: usize, value: &str) -> SqliteError {
+    let c = &schema.columns[i];
+    SqliteError::Schema(format!(
+        "column {}.{} ({}) holds {value}, which is not a {} (SQLite lets a column hold any value; ciuf needs the declared type)",
+        schema.name, c.name, c.data_type, c.data_type
+    ))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A name for this follower that no other has: process, time, and an address.
+fn reader_id() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let local = 0u8;
+    format!("{}-{nanos:x}-{:x}", std::process::id(), std::ptr::from_ref(&local) as usize)
+}
