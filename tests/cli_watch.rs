@@ -1,5 +1,6 @@
 //! `ciuf watch`: the view printed, then its changes as they commit, against a
-//! PostgreSQL server the test starts.
+//! PostgreSQL server the test starts and against a SQLite file written by another
+//! process; the demo; `ciuf capture`.
 
 mod common;
 
@@ -77,7 +78,7 @@ fn watch_prints_the_view_then_each_committed_change() {
 
 #[test]
 fn watch_explains_its_usage_and_bad_urls() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["watch"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["watch", "sqlite://x.db"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: ciuf watch"));
     let out = Command::new(env!("CARGO_BIN_EXE_ciuf"))
@@ -87,4 +88,100 @@ fn watch_explains_its_usage_and_bad_urls() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach PostgreSQL at 127.0.0.1:1") && !err.contains(":pw@"), "{err}");
+}
+
+/// Lines of a child's stdout, as they come.
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+#[test]
+fn watch_follows_a_sqlite_file_written_by_another_process() {
+    let dir = std::env::temp_dir().join(format!("ciuf-cli-sqlite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("app.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, amount DECIMAL(8,2));
+         INSERT INTO orders VALUES (1, 'ann', 10.5), (2, 'bob', 3);",
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ciuf"))
+        .args([
+            "watch",
+            &url,
+            "SELECT customer, SUM(amount) AS total FROM orders GROUP BY customer",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let next =
+        |what: &str| rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no output line for {what}"));
+    let mut first = vec![next("the first row"), next("the second row")];
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            r#"{"op":"row","row":{"customer":"ann","total":10.50}}"#,
+            r#"{"op":"row","row":{"customer":"bob","total":3.00}}"#
+        ]
+    );
+    // Another process: a committed transaction, then a rolled-back one.
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN'); c.execute(\"UPDATE orders SET amount = 4 WHERE id = 2\"); c.execute('COMMIT')\n\
+             c.execute('BEGIN'); c.execute(\"DELETE FROM orders\"); c.execute('ROLLBACK')\n",
+        )
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut changes = vec![next("change 1"), next("change 2")];
+    changes.sort();
+    assert_eq!(
+        changes,
+        [r#"{"op":"+","row":{"customer":"bob","total":4.00}}"#, r#"{"op":"-","row":{"customer":"bob","total":3.00}}"#]
+    );
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the rolled-back delete printed nothing");
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The capture stays until removed.
+    let out = Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["capture", "remove", &url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["capture", "install", &url, "orders"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("change capture installed on {url}: orders"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["capture", "install", &url, "nothere"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no table nothere"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_demo_shows_a_view_changing_live() {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["watch", "--for", "4", "--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows = stdout.lines().filter(|l| l.starts_with(r#"{"op":"row""#)).count();
+    let changes = stdout.lines().filter(|l| l.starts_with(r#"{"op":"+""#)).count();
+    assert_eq!(rows, 4, "one row per region first:\n{stdout}");
+    assert!(changes >= 1, "the writer's changes show:\n{stdout}");
 }

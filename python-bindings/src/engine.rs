@@ -37,12 +37,24 @@ pub struct View {
 impl Engine {
     /// An engine: in memory with no URL (or `"memory:"`); database URLs name a source.
     /// For PostgreSQL, `slot` and `publication` name the replication slot and
-    /// publication to use instead of ciuf's own.
+    /// publication to use instead of ciuf's own. For SQLite, `capture=False` follows
+    /// only tables whose change capture is already installed (`ciuf capture install`).
     #[new]
-    #[pyo3(signature = (url=None, *, slot=None, publication=None))]
-    fn new(py: Python<'_>, url: Option<&str>, slot: Option<String>, publication: Option<String>) -> PyResult<Engine> {
+    #[pyo3(signature = (url=None, *, slot=None, publication=None, capture=None))]
+    fn new(
+        py: Python<'_>,
+        url: Option<&str>,
+        slot: Option<String>,
+        publication: Option<String>,
+        capture: Option<bool>,
+    ) -> PyResult<Engine> {
         let inner = match url {
             None => ciuf::Engine::in_memory(),
+            Some(url) if capture.is_some() => {
+                let options =
+                    ciuf::connectors::sqlite::SqliteOptions { capture: capture.unwrap_or(true), ..Default::default() };
+                py.detach(|| ciuf::Engine::open_sqlite(url, options)).py_err(py)?
+            }
             Some(url) if slot.is_some() || publication.is_some() => {
                 let options = ciuf::connectors::postgres::PostgresOptions { slot, publication };
                 py.detach(|| ciuf::Engine::open_postgres(url, options)).py_err(py)?

@@ -70,6 +70,8 @@ def test_a_refused_apply_leaves_every_table_and_view_as_before(engine: Engine) -
     assert totals.query().to_dicts() == [{"n": 6, "s": 6.0}]
 
 
-def test_a_database_url_without_its_source_says_so() -> None:
-    with pytest.raises(ciuf.ConnectionError, match="not available"):
-        Engine("sqlite:///./local.db")
+def test_a_database_url_that_cannot_be_opened_says_why() -> None:
+    with pytest.raises(ciuf.ConnectionError, match="does not exist"):
+        Engine("sqlite:///./no-such-dir/local.db")
+    with pytest.raises(ciuf.ConnectionError, match="unknown database URL scheme"):
+        Engine("mysql://localhost/db")

@@ -1,21 +1,37 @@
 //! `ciuf`: the command line.
 //!
-//!     ciuf watch <url> "<sql>" [--format table|json]
+//!     ciuf watch [<url> "<sql>"] [--format table|json] [--for <seconds>]
+//!     ciuf capture install <url> [<table>…]
+//!     ciuf capture remove <url>
 //!
-//! Prints the view as a table, then each change as its source transaction commits:
-//! `+` rows added, `-` rows removed (`--format json`: one JSON object per line). While
-//! the source loads the tables the view names, a progress line goes to stderr.
+//! `watch` prints the view as a table, then each change as its source transaction
+//! commits: `+` rows added, `-` rows removed (`--format json`: one JSON object per
+//! line). While the source loads the tables the view names, a progress line goes to
+//! stderr. Without a URL and query it runs the demo: a SQLite database made for it, a
+//! writer changing it, and a view over it changing live.
+//!
+//! `capture install` puts SQLite change capture (triggers and a log table, never a
+//! change to the tables themselves) on the named tables, or all; `capture remove`
+//! takes all of it away.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ciuf::{Engine, Value, View};
 
-const USAGE: &str = "usage: ciuf watch <url> \"<sql>\" [--format table|json]\n\
-    \n  <url>   postgresql://user:password@host:port/db (the database to follow)\n\
-    \nPrints the view, then its changes as they commit. Stop with Ctrl-C.";
+const USAGE: &str = "usage: ciuf watch [<url> \"<sql>\"] [--format table|json] [--for <seconds>]\n\
+    \x20      ciuf capture install <url> [<table>...]\n\
+    \x20      ciuf capture remove <url>\n\
+    \n  <url>   sqlite://./app.db, or postgresql://user:password@host:port/db (the database to follow)\n\
+    \nwatch prints the view, then its changes as they commit (stop with Ctrl-C, or after --for\n\
+    seconds). Without <url> and <sql> it runs a demo: a SQLite database with a writer.\n\
+    capture install/remove put or take away the triggers that let ciuf follow writes to a\n\
+    SQLite file from any connection (ciuf installs them itself when it opens a file).";
+
+/// How long `capture` waits for a locked database.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
@@ -25,47 +41,167 @@ enum Format {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("watch") => {}
+    let result = match args.first().map(String::as_str) {
+        Some("watch") => watch_command(&args[1..]),
+        Some("capture") => capture_command(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Some(other) => {
-            eprintln!("ciuf: unknown command {other:?}\n{USAGE}");
-            return ExitCode::from(2);
+        Some(other) => Err(Usage(format!("unknown command {other:?}"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Usage(why)) => {
+            eprintln!("ciuf: {why}\n{USAGE}");
+            ExitCode::from(2)
         }
     }
+}
+
+/// A usage error, or a failure already reported.
+struct Usage(String);
+
+impl From<ciuf::Error> for Usage {
+    fn from(e: ciuf::Error) -> Self {
+        eprintln!("ciuf: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn watch_command(args: &[String]) -> Result<(), Usage> {
     let mut positional = Vec::new();
     let mut format = Format::Table;
-    let mut it = args[1..].iter();
+    let mut until = None;
+    let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--format" => match it.next().map(String::as_str) {
                 Some("table") => format = Format::Table,
                 Some("json") => format = Format::Json,
-                other => {
-                    eprintln!("ciuf: --format takes table or json, not {other:?}");
-                    return ExitCode::from(2);
-                }
+                other => return Err(Usage(format!("--format takes table or json, not {other:?}"))),
+            },
+            "--for" => match it.next().and_then(|s| s.parse::<f64>().ok()) {
+                Some(secs) if secs >= 0.0 => until = Some(Instant::now() + Duration::from_secs_f64(secs)),
+                _ => return Err(Usage("--for takes a number of seconds".into())),
             },
             _ => positional.push(a.clone()),
         }
     }
-    let [url, sql] = positional.as_slice() else {
-        eprintln!("ciuf watch: expected a URL and a query\n{USAGE}");
-        return ExitCode::from(2);
-    };
-    match watch(url, sql, format) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ciuf: {e}");
-            ExitCode::FAILURE
-        }
+    match positional.as_slice() {
+        [] => Ok(demo(format, until)?),
+        [url, sql] => Ok(watch(url, sql, format, until)?),
+        _ => Err(Usage("watch takes a URL and a query (or nothing, for the demo)".into())),
     }
 }
 
-fn watch(url: &str, sql: &str, format: Format) -> ciuf::Result<()> {
+fn capture_command(args: &[String]) -> Result<(), Usage> {
+    use ciuf::connectors::sqlite::{install_capture, remove_capture};
+    match args {
+        [verb, url, tables @ ..] if verb == "install" => {
+            let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
+            let done = install_capture(url, &tables, PATIENCE).map_err(ciuf::Error::from)?;
+            println!("change capture installed on {}: {}", url, done.join(", "));
+            Ok(())
+        }
+        [verb, url] if verb == "remove" => {
+            let done = remove_capture(url, PATIENCE).map_err(ciuf::Error::from)?;
+            if done.is_empty() {
+                println!("no change capture was installed in {url}");
+            } else {
+                println!("change capture removed from {url} (it was on {})", done.join(", "));
+            }
+            Ok(())
+        }
+        _ => Err(Usage("capture takes install <url> [<table>...] or remove <url>".into())),
+    }
+}
+
+/// The demo: a SQLite database of customers and orders, a writer that keeps changing
+/// it from its own connection, and a view of paid revenue by region.
+fn demo(format: Format, until: Option<Instant>) -> ciuf::Result<()> {
+    let dir = std::env::temp_dir().join(format!("ciuf-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| ciuf::Error::Internal(format!("cannot make {}: {e}", dir.display())))?;
+    let path = dir.join("shop.db");
+    let sqlite = |e: rusqlite::Error| ciuf::Error::Internal(format!("demo database: {e}"));
+    let conn = rusqlite::Connection::open(&path).map_err(sqlite)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, region TEXT NOT NULL);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, amount REAL NOT NULL,
+                              status TEXT NOT NULL);",
+    )
+    .map_err(sqlite)?;
+    let regions = ["north", "south", "east", "west"];
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    conn.execute_batch("BEGIN").map_err(sqlite)?;
+    for i in 0..40 {
+        conn.execute(
+            "INSERT INTO customers VALUES (?1, ?2, ?3)",
+            rusqlite::params![i as i64, format!("customer {i}"), regions[i % 4]],
+        )
+        .map_err(sqlite)?;
+    }
+    for i in 0..500 {
+        conn.execute(
+            "INSERT INTO orders VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![i, next(40) as i64, (next(20_000) as f64) / 100.0, ["paid", "pending"][next(2) as usize]],
+        )
+        .map_err(sqlite)?;
+    }
+    conn.execute_batch("COMMIT").map_err(sqlite)?;
+    let url = format!("sqlite://{}", path.display());
+    eprintln!(
+        "demo database: {} (write to it from anywhere, e.g. sqlite3 {} \"UPDATE orders SET status = 'paid'\")",
+        path.display(),
+        path.display()
+    );
+    eprintln!("a writer changes it every 0.4 s; stop with Ctrl-C\n");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut id = 500;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(400));
+                let _ = conn.execute_batch("BEGIN");
+                let _ = match next(3) {
+                    0 => {
+                        id += 1;
+                        conn.execute(
+                            "INSERT INTO orders VALUES (?1, ?2, ?3, 'paid')",
+                            rusqlite::params![id, next(40) as i64, (next(20_000) as f64) / 100.0],
+                        )
+                    }
+                    1 => conn.execute(
+                        "UPDATE orders SET status = CASE status WHEN 'paid' THEN 'pending' ELSE 'paid' END \
+                         WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)",
+                        [],
+                    ),
+                    _ => conn
+                        .execute("DELETE FROM orders WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)", []),
+                };
+                let _ = conn.execute_batch("COMMIT");
+            }
+        }
+    });
+    let sql = "SELECT c.region, COUNT(*) AS paid_orders, ROUND(SUM(o.amount), 2) AS revenue \
+               FROM orders o JOIN customers c ON o.customer_id = c.id WHERE o.status = 'paid' GROUP BY c.region";
+    eprintln!("{sql}\n");
+    let result = watch(&url, sql, format, until);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.join();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn watch(url: &str, sql: &str, format: Format, until: Option<Instant>) -> ciuf::Result<()> {
     let engine = Engine::open(url)?;
     let view = register_with_progress(&engine, sql)?;
     let columns: Vec<String> = view.columns().iter().map(|c| c.name.clone()).collect();
@@ -85,6 +221,10 @@ fn watch(url: &str, sql: &str, format: Format) -> ciuf::Result<()> {
     let _ = out.flush();
     loop {
         std::thread::sleep(Duration::from_millis(5));
+        if until.is_some_and(|t| Instant::now() >= t) {
+            engine.close();
+            return Ok(());
+        }
         let now = view.version()?;
         if now == version {
             if let Some(e) = engine.source_status().and_then(|s| s.error) {

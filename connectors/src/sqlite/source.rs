@@ -76,6 +76,11 @@ impl SqliteSource {
     /// views need them ([`Self::add_tables`]).
     pub fn open(path: &Path, options: SqliteOptions, dataflow: Dataflow) -> Result<SqliteSource, SqliteError> {
         let conn = open_file(path, options.lock_patience)?;
+        // SQLite finds the journal beside the path it was given: an absolute path keeps
+        // working if the application changes its working directory later.
+        let path = &path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        drop(conn);
+        let conn = open_file(path, options.lock_patience)?;
         let status = Arc::new(Mutex::new(Status::default()));
         let (tx, rx) = mpsc::channel();
         let mut follower = Follower {
