@@ -54,7 +54,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { capture: true, poll: Duration::from_millis(2), lock_patience: Duration::from_secs(10) }
+        SqliteOptions { capture: true, poll: Duration::from_millis(1), lock_patience: Duration::from_secs(10) }
     }
 }
 
