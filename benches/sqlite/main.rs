@@ -65,7 +65,8 @@ fn make_file(db: &Path, data: &Path) -> u64 {
         let tx = c.unchecked_transaction().expect("tx");
         {
             let n = ddl.matches(',').count() + 1;
-            let mut stmt = tx.prepare(&format!("INSERT INTO {name} VALUES ({})", vec!["?"; n].join(","))).expect("insert");
+            let mut stmt =
+                tx.prepare(&format!("INSERT INTO {name} VALUES ({})", vec!["?"; n].join(","))).expect("insert");
             read_table(data, name, |row| {
                 stmt.execute(params_from_iter(row.iter().map(to_sql))).expect("insert row");
                 rows += 1;
@@ -74,8 +75,10 @@ fn make_file(db: &Path, data: &Path) -> u64 {
         }
         tx.commit().expect("commit");
     }
-    c.execute_batch("CREATE TABLE marker (id INTEGER PRIMARY KEY, m INTEGER NOT NULL); INSERT INTO marker VALUES (0, 0);")
-        .expect("marker");
+    c.execute_batch(
+        "CREATE TABLE marker (id INTEGER PRIMARY KEY, m INTEGER NOT NULL); INSERT INTO marker VALUES (0, 0);",
+    )
+    .expect("marker");
     rows
 }
 
@@ -89,7 +92,10 @@ fn write_parts(c: &Connection, parts: &[Vec<&Event>], first: i64) {
             match e {
                 Event::Insert { table, row } => {
                     let sql = format!("INSERT INTO {} VALUES ({})", TABLES[*table].0, vec!["?"; row.len()].join(","));
-                    tx.prepare_cached(&sql).expect("prepare").execute(params_from_iter(row.iter().map(to_sql))).expect("insert");
+                    tx.prepare_cached(&sql)
+                        .expect("prepare")
+                        .execute(params_from_iter(row.iter().map(to_sql)))
+                        .expect("insert");
                 }
                 Event::Delete { table, row } => {
                     let sql = format!("DELETE FROM {} WHERE id = ?", TABLES[*table].0);
@@ -278,12 +284,8 @@ fn main() {
             rusqlite::types::Value::Text(t) => t.clone(),
             other => format!("{other:?}"),
         };
-        let mut got: Vec<Vec<String>> = v
-            .rows()
-            .expect("rows")
-            .iter()
-            .map(|r| r.iter().map(|x| norm(&to_sql(&x))).collect())
-            .collect();
+        let mut got: Vec<Vec<String>> =
+            v.rows().expect("rows").iter().map(|r| r.iter().map(|x| norm(&to_sql(&x))).collect()).collect();
         let mut stmt = c.prepare(sql).expect("prepare");
         let cols = stmt.column_count();
         let mut want: Vec<Vec<String>> = Vec::new();

@@ -39,6 +39,9 @@ const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// A follower that has not recorded its position for this long is presumed gone.
 const READER_TIMEOUT_SECS: i64 = 60;
 
+/// How often an idle follower records that it is still there.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+
 /// How a SQLite file is followed.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -96,6 +99,7 @@ impl SqliteSource {
             schema_version: None,
             width: 0,
             last_trim: Instant::now(),
+            recorded: None,
         };
         let thread = std::thread::Builder::new()
             .name("ciuf-sqlite".into())
@@ -165,6 +169,8 @@ struct Follower {
     /// Column pairs in the log.
     width: usize,
     last_trim: Instant,
+    /// The position and time of the last recorded position.
+    recorded: Option<(i64, Instant)>,
 }
 
 impl Follower {
@@ -422,9 +428,13 @@ impl Follower {
     }
 
     /// Records this follower's position and deletes the log rows every live follower
-    /// has applied. Skipped (until the next second) if the database is busy.
+    /// has applied: when the position moved, or as a heartbeat. Skipped (until the next
+    /// second) if the database is busy.
     fn trim(&mut self) {
         let Some(pos) = self.pos else { return };
+        if self.recorded.is_some_and(|(at, when)| at == pos && when.elapsed() < HEARTBEAT_EVERY) {
+            return;
+        }
         let (path, reader) = (self.path.clone(), self.reader.clone());
         let result = with_write(&mut self.conn, &path, Duration::ZERO, |tx| {
             let now = unix_now();
@@ -436,10 +446,10 @@ impl Follower {
             tx.execute("DELETE FROM _ciuf_log WHERE seq <= (SELECT min(pos) FROM _ciuf_readers)", [])?;
             Ok(())
         });
-        if let Err(e) = result
-            && !matches!(e, SqliteError::Locked { .. })
-        {
-            self.status.lock().error = Some(format!("trimming the change log: {e}"));
+        match result {
+            Ok(()) => self.recorded = Some((pos, Instant::now())),
+            Err(SqliteError::Locked { .. }) => {}
+            Err(e) => self.status.lock().error = Some(format!("trimming the change log: {e}")),
         }
     }
 
