@@ -9,8 +9,8 @@ use ciuf_connectors::Source;
 use ciuf_connectors::postgres::{PostgresOptions, PostgresSource};
 use ciuf_connectors::sqlite::{SqliteOptions, SqliteSource, SqliteTarget};
 use ciuf_engine::{
-    Catalog, Change, Dataflow, Dialect, Error, RecordBatch, Result, RowData, SqlError, SqlErrorKind, Stats, TableId,
-    TableRef, TableSchema, View, ViewDef,
+    Catalog, Change, Column, Dataflow, Dialect, Error, PartialLimits, RecordBatch, Result, RowData, SqlError,
+    SqlErrorKind, Stats, TableId, TableRef, TableSchema, Value, View, ViewDef,
 };
 use ciuf_sql::Statement;
 use parking_lot::Mutex;
@@ -35,6 +35,9 @@ pub struct Engine {
     dataflow: Dataflow,
     /// Views by SQL text, so that repeating a query costs a lookup, not a parse.
     by_sql: Arc<Mutex<HashMap<String, View>>>,
+    /// Parameterized views by the shape of their query (see `shape_of`), so that SQL
+    /// with literals in their parameters' places is served from them.
+    shapes: Arc<Mutex<HashMap<String, Shape>>>,
     /// The database the tables come from, if any.
     source: Option<Arc<dyn Source>>,
 }
@@ -55,7 +58,12 @@ impl Engine {
 
     /// An in-memory engine following `dialect` where SQL dialects differ.
     pub fn with_dialect(dialect: Dialect) -> Engine {
-        Engine { dataflow: Dataflow::new(dialect), by_sql: Arc::new(Mutex::new(HashMap::new())), source: None }
+        Engine {
+            dataflow: Dataflow::new(dialect),
+            by_sql: Default::default(),
+            shapes: Default::default(),
+            source: None,
+        }
     }
 
     /// An engine for the database at `url`:
@@ -98,7 +106,12 @@ impl Engine {
             SqliteTarget::File(path) => {
                 let dataflow = Dataflow::new(Dialect::Sqlite);
                 let source = SqliteSource::open(&path, options, dataflow.clone())?;
-                Ok(Engine { dataflow, by_sql: Arc::new(Mutex::new(HashMap::new())), source: Some(Arc::new(source)) })
+                Ok(Engine {
+                    dataflow,
+                    by_sql: Default::default(),
+                    shapes: Default::default(),
+                    source: Some(Arc::new(source)),
+                })
             }
         }
     }
@@ -108,7 +121,7 @@ impl Engine {
     pub fn open_postgres(url: &str, options: PostgresOptions) -> Result<Engine> {
         let dataflow = Dataflow::new(Dialect::Postgres);
         let source = PostgresSource::open(url, options, dataflow.clone())?;
-        Ok(Engine { dataflow, by_sql: Arc::new(Mutex::new(HashMap::new())), source: Some(Arc::new(source)) })
+        Ok(Engine { dataflow, by_sql: Default::default(), shapes: Default::default(), source: Some(Arc::new(source)) })
     }
 
     /// Loads the tables `names` from the source database now, in one consistent
@@ -204,12 +217,14 @@ impl Engine {
                     .into());
                 }
                 for n in names {
+                    self.drop_auto_views_reading(&n);
                     match self.dataflow.drop_table(&n) {
                         Err(Error::Schema(ciuf_engine::SchemaError::UnknownTable { .. })) if if_exists => {}
                         other => other?,
                     }
                 }
                 self.by_sql.lock().clear();
+                self.shapes.lock().retain(|_, s| s.view.as_ref().is_none_or(|v| v.version().is_ok()));
                 Outcome::Done
             }
             Statement::Query { query, sql } => Outcome::View(self.register(&query, &sql)?),
@@ -236,6 +251,15 @@ impl Engine {
     }
 
     /// Registers a query as a view (or returns the view already registered for it).
+    ///
+    /// A query with parameters in its WHERE clause (`… WHERE o.customer_id = $1`, also
+    /// `?`, `:name` and `x IN ($1, $2)`) is a parameterized view: it holds every key's
+    /// answer, and `view.query_with(&[42.into()])` reads one key. SQL that differs from
+    /// a parameterized view's only in literals where its parameters are
+    /// (`… WHERE o.customer_id = 42`) is served from that view, bound to those values;
+    /// and the first time the same shape comes with other literals, ciuf makes a
+    /// partial parameterized view for it, so that string-built queries cost a lookup,
+    /// not a view each. Repeated SQL text is not parsed again.
     pub fn from_sql(&self, sql: &str) -> Result<View> {
         if let Some(v) = self.by_sql.lock().get(sql) {
             return Ok(v.clone());
@@ -246,8 +270,140 @@ impl Engine {
         Ok(view)
     }
 
+    /// [`Engine::from_sql`] with options: a parameterized view may be partial.
+    pub fn from_sql_with(&self, sql: &str, options: ViewOptions) -> Result<View> {
+        let Some(limits) = options.partial else { return self.from_sql(sql) };
+        let (query, text) = ciuf_sql::parse_query(sql)?;
+        let Some(extracted) = ciuf_sql::params::extract(&query)? else {
+            return Err(SqlError::new(
+                SqlErrorKind::Invalid,
+                "a partial view needs parameters (WHERE column = $1): it holds the keys read",
+            )
+            .into());
+        };
+        let view = self.define_partial(&extracted, &text, limits)?;
+        self.shapes.lock().insert(shape_of(&extracted), Shape::of(&extracted, view.clone()));
+        Ok(view)
+    }
+
     fn register(&self, query: &ciuf_sql::Query, sql: &str) -> Result<View> {
+        if let Some(extracted) = ciuf_sql::params::extract(query)? {
+            let view = self.define(None, query, sql)?;
+            self.shapes.lock().entry(shape_of(&extracted)).or_insert_with(|| Shape::of(&extracted, view.clone()));
+            return Ok(view);
+        }
+        if let Some((shaped, values)) = ciuf_sql::params::literals(query)
+            && let Some(extracted) = ciuf_sql::params::extract(&shaped)?
+        {
+            let key = shape_of(&extracted);
+            let known = {
+                let mut shapes = self.shapes.lock();
+                let shape = shapes.entry(key.clone()).or_default();
+                if shape.view.as_ref().is_some_and(|v| v.version().is_err()) {
+                    // Its view was dropped (or its table): the shape starts again.
+                    *shape = Shape::default();
+                }
+                // Other literals than the first time: the shape repeats.
+                let repeated = shape.first.get_or_insert_with(|| values.clone()) != &values;
+                shape.view.clone().map(|v| (v, shape.components.clone())).ok_or(repeated)
+            };
+            let found = match known {
+                Ok(found) => Some(found),
+                Err(true) => {
+                    let view = self.define_partial(&extracted, &shaped.to_string(), AUTO_LIMITS)?;
+                    let mut shape = Shape::of(&extracted, view.clone());
+                    shape.auto = view.keys_table();
+                    let components = shape.components.clone();
+                    self.shapes.lock().insert(key, shape);
+                    Some((view, components))
+                }
+                Err(false) => None,
+            };
+            if let Some((view, components)) = found {
+                let args: Vec<Value> = components.iter().map(|&c| values[c].clone()).collect();
+                // A literal the key's type cannot take (1.5 for an integer column) keeps
+                // the query a view of its own.
+                if let Ok(bound) = view.bind(args) {
+                    return Ok(bound);
+                }
+            }
+        }
         self.define(None, query, sql)
+    }
+
+    /// Registers a partial parameterized view: a table of requested keys is made and
+    /// joined, so that the view holds only the keys read.
+    fn define_partial(
+        &self,
+        extracted: &ciuf_sql::params::Extracted,
+        sql: &str,
+        limits: PartialLimits,
+    ) -> Result<View> {
+        // The key's types, from the plan for every key (loading tables from a source).
+        let full = self.plan_with_source(|cat| ciuf_sql::plan_parameterized(extracted, sql, cat, None))?;
+        let spec = full.params.as_ref().expect("a parameterized plan");
+        let columns: Vec<Column> = spec
+            .key_columns
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| Column::new(format!("{}{i}", ciuf_sql::KEYS_ALIAS), full.columns[c].data_type).not_null())
+            .collect();
+        let n = KEYS_TABLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("__ciuf_keys_{n}");
+        let width = columns.len();
+        let table = self.dataflow.create_table(TableSchema {
+            name: name.clone(),
+            columns,
+            primary_key: Some((0..width).collect()),
+        })?;
+        let defined = self.dataflow.define_view_with(None, limits, |cat| {
+            ciuf_sql::plan_parameterized(extracted, sql, cat, Some((table, &name)))
+        });
+        if defined.is_err() {
+            let _ = self.dataflow.drop_table(&name);
+        }
+        defined
+    }
+
+    /// Drops the parameterized views ciuf made for SQL with literals that read `table`
+    /// (and their tables of keys), so that the table can be dropped.
+    fn drop_auto_views_reading(&self, table: &str) {
+        let mut shapes = self.shapes.lock();
+        shapes.retain(|_, s| {
+            let (Some(view), Some(keys)) = (&s.view, &s.auto) else { return true };
+            if !self.dataflow.view_reads(view, table) {
+                return true;
+            }
+            let _ = self.dataflow.drop_view_handle(view);
+            let _ = self.dataflow.drop_table(keys);
+            false
+        });
+    }
+
+    /// Runs `plan` over the catalog; with a source, tables it names that the engine
+    /// does not have yet are asked of the source and the planning tried again.
+    fn plan_with_source<T>(&self, plan: impl Fn(&dyn Catalog) -> Result<T>) -> Result<T> {
+        let mut asked: Vec<String> = Vec::new();
+        loop {
+            let missing = RefCell::new(Vec::new());
+            let result = self.dataflow.with_catalog(|cat| plan(&RecordingCatalog { inner: cat, missing: &missing }));
+            let Some(source) = &self.source else { return result };
+            match &result {
+                Err(Error::Sql(e)) if e.kind == SqlErrorKind::UnknownTable => {
+                    let new: Vec<String> = missing
+                        .into_inner()
+                        .into_iter()
+                        .filter(|n| !asked.iter().any(|a| a.eq_ignore_ascii_case(n)))
+                        .collect();
+                    if new.is_empty() {
+                        return result;
+                    }
+                    source.add_tables(&new)?;
+                    asked.extend(new);
+                }
+                _ => return result,
+            }
+        }
     }
 
     /// Plans and registers a view. With a source, tables the query names that the
@@ -292,7 +448,13 @@ impl Engine {
 
     /// Stops maintaining `view` (and every handle on it).
     pub fn drop_view(&self, view: &View) -> Result<()> {
+        if let Some(args) = view.bound() {
+            // A handle on one key of a shared parameterized view: only the handle goes.
+            self.by_sql.lock().retain(|_, v| v.id() != view.id() || v.bound() != Some(args));
+            return Ok(());
+        }
         self.by_sql.lock().retain(|_, v| v.id() != view.id());
+        self.shapes.lock().retain(|_, s| s.view.as_ref().is_none_or(|v| v.id() != view.id()));
         self.dataflow.drop_view_handle(view)
     }
 
@@ -370,6 +532,47 @@ impl Engine {
 /// [`Engine::from_sql`]).
 pub fn from_sql(engine: &Engine, sql: &str) -> Result<View> {
     engine.from_sql(sql)
+}
+
+/// How a view is kept (see [`Engine::from_sql_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ViewOptions {
+    /// For a parameterized view: hold only the keys read — each filled on its first
+    /// read from the state upstream, then kept up to date — and let keys go as these
+    /// limits say (they come back, correct, on their next read). `None`: every key.
+    pub partial: Option<PartialLimits>,
+}
+
+/// The limits of the partial views ciuf makes for SQL with literals.
+const AUTO_LIMITS: PartialLimits = PartialLimits { idle: None, max_keys: Some(100_000), max_bytes: None };
+
+/// Numbers the tables of requested keys.
+static KEYS_TABLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A query shape and the parameterized view registered for it.
+#[derive(Debug, Default)]
+struct Shape {
+    view: Option<View>,
+    /// Made by ciuf for SQL with literals (so ciuf drops it with its tables), with the
+    /// table of its requested keys.
+    auto: Option<String>,
+    /// For each of the view's parameters, the key component it gives.
+    components: Vec<usize>,
+    /// The literals SQL of this shape first came with.
+    first: Option<Vec<Value>>,
+}
+
+impl Shape {
+    fn of(extracted: &ciuf_sql::params::Extracted, view: View) -> Shape {
+        Shape { view: Some(view), auto: None, components: extracted.params.iter().map(|(_, c)| *c).collect(), first: None }
+    }
+}
+
+/// What identifies a parameterized query's shape: the query without its parameter
+/// conditions, and the compared expressions with how many parameters each takes.
+fn shape_of(extracted: &ciuf_sql::params::Extracted) -> String {
+    let parts: Vec<String> = extracted.parts.iter().map(|p| format!("{} x{}", p.expr, p.placeholders.len())).collect();
+    format!("{} | {}", extracted.query, parts.join(" | "))
 }
 
 /// A catalog that notes the tables a query asks for and the engine does not have.

@@ -37,12 +37,12 @@ mod engine;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use engine::{Engine, Outcome, from_sql};
+pub use engine::{Engine, Outcome, ViewOptions, from_sql};
 
 pub use ciuf_connectors as connectors;
 pub use ciuf_engine as core;
 pub use ciuf_engine::{
-    Change, Column, ConstraintError, DataType, Decimal, Dialect, Error, Position, RecordBatch, Result, Row, RowData,
-    SchemaError, SqlError, SqlErrorKind, Stats, TableRef, TableSchema, Value, View, row,
+    Change, Column, ConstraintError, DataType, Decimal, Dialect, Error, PartialLimits, Position, RecordBatch, Result,
+    Row, RowData, SchemaError, SqlError, SqlErrorKind, Stats, TableRef, TableSchema, Value, View, row,
 };
 pub use ciuf_sql as sql;

@@ -27,7 +27,7 @@ use crate::row::Row;
 use crate::sort::OrderSpec;
 use crate::table::{Table, Undo};
 use crate::types::{MAX_DECIMAL_PRECISION, TableSchema};
-use crate::view::{View, ViewId, ViewInfo, ViewState};
+use crate::view::{Keyed, PartialLimits, Requested, View, ViewId, ViewInfo, ViewState};
 use crate::zset::ZSet;
 
 /// State shared by an engine and its view handles.
@@ -137,6 +137,11 @@ impl Dataflow {
         }
     }
 
+    /// The engine a view handle belongs to.
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Dataflow {
+        Dataflow { shared }
+    }
+
     /// The dialect.
     pub fn dialect(&self) -> Dialect {
         self.shared.writer.lock().dialect
@@ -181,6 +186,13 @@ impl Dataflow {
         w.tables[id.0 as usize] = None;
         w.failed_tables.remove(&id);
         Ok(())
+    }
+
+    /// Whether `view` reads the table called `name` (false if either is gone).
+    pub fn view_reads(&self, view: &View, name: &str) -> bool {
+        let w = self.shared.writer.lock();
+        let Ok(id) = w.resolve(&TableRef::Name(name.to_string())) else { return false };
+        w.views.get(view.id().0 as usize).and_then(Option::as_ref).is_some_and(|v| v.def.plan.reads(id))
     }
 
     /// The id of the table called `name`.
@@ -249,6 +261,17 @@ impl Dataflow {
         name: Option<&str>,
         define: impl FnOnce(&dyn Catalog) -> Result<ViewDef>,
     ) -> Result<View> {
+        self.define_view_with(name, PartialLimits::default(), define)
+    }
+
+    /// [`Dataflow::define_view`], with the limits a partial parameterized view keeps
+    /// its keys within.
+    pub fn define_view_with(
+        &self,
+        name: Option<&str>,
+        limits: PartialLimits,
+        define: impl FnOnce(&dyn Catalog) -> Result<ViewDef>,
+    ) -> Result<View> {
         let mut w = self.writer()?;
         if let Some(n) = name {
             let lower = n.to_ascii_lowercase();
@@ -263,7 +286,7 @@ impl Dataflow {
         let key = name.is_none().then(|| def.key());
         if let Some(id) = key.as_ref().and_then(|k| w.view_keys.get(k)) {
             let info = Arc::clone(&w.views[id.0 as usize].as_ref().expect("registered").info);
-            return Ok(View { shared: Arc::clone(&self.shared), info });
+            return Ok(View { shared: Arc::clone(&self.shared), info, bound: None });
         }
         let id = ViewId(w.views.len() as u32);
         // A view ending in a projection of plain columns over rows shared with a table
@@ -287,6 +310,13 @@ impl Dataflow {
             schema: arrow_schema(&def.columns[..def.visible]),
             columns: def.columns.clone(),
             visible: def.visible,
+            params: def.params.as_ref().map(|spec| Keyed {
+                positions: spec.key_columns.iter().map(|c| positions[*c]).collect(),
+                partial: spec
+                    .keys_table
+                    .map(|_| parking_lot::Mutex::new(Requested { last_read: Default::default(), limits })),
+                spec: spec.clone(),
+            }),
             positions,
             order: order.clone(),
         });
@@ -301,7 +331,7 @@ impl Dataflow {
             Ok(x) => x,
             Err(panic) => return Err(w.poison(panic)),
         };
-        let mut state = ViewState::new(order.as_ref());
+        let mut state = ViewState::new(order.as_ref(), info.params.as_ref().map(|k| k.positions.clone()));
         state.apply(&initial, order.as_ref());
         state.broken = w.failed_tables.iter().find(|(t, _)| stored_plan.reads(**t)).map(|(_, e)| e.clone());
         {
@@ -317,7 +347,7 @@ impl Dataflow {
         }
         w.views_by_root.entry(root).or_default().push(id);
         w.views.push(Some(ViewEntry { info: Arc::clone(&info), def, root, key }));
-        Ok(View { shared: Arc::clone(&self.shared), info })
+        Ok(View { shared: Arc::clone(&self.shared), info, bound: None })
     }
 
     /// Runs `f` on the catalog (for planning without registering, as EXPLAIN does).
@@ -331,7 +361,7 @@ impl Dataflow {
         let w = self.shared.writer.lock();
         let id = w.named_views.get(&name.to_ascii_lowercase())?;
         let info = Arc::clone(&w.views[id.0 as usize].as_ref()?.info);
-        Some(View { shared: Arc::clone(&self.shared), info })
+        Some(View { shared: Arc::clone(&self.shared), info, bound: None })
     }
 
     /// Drops the named view `name`. Views defined on it keep working: they hold their

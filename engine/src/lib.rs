@@ -50,13 +50,15 @@ pub use dataflow::{Dataflow, Stats};
 pub use decimal::Decimal;
 pub use error::{ConstraintError, Error, Position, Result, SchemaError, SqlError, SqlErrorKind};
 pub use expr::Expr;
-pub use plan::{AggFunc, AggregateCall, JoinEdge, JoinKind, Plan, SortKey, TableId, ViewDef};
+pub use plan::{
+    AggFunc, AggregateCall, EmptyRow, JoinEdge, JoinKind, Param, ParamSpec, Plan, SortKey, TableId, ViewDef,
+};
 pub use profile::{NodeProfile, Profile};
 pub use row::Row;
 pub use table::coerce;
 pub use types::{Column, DataType, TableSchema};
 pub use value::{Str, Value};
-pub use view::{View, ViewId};
+pub use view::{PartialLimits, View, ViewId};
 pub use zset::{Weight, ZSet};
 
 pub use arrow_array::RecordBatch;

@@ -385,6 +385,8 @@ pub struct ViewDef {
     pub order: Vec<SortKey>,
     /// The SQL text the view was made from.
     pub sql: String,
+    /// For a parameterized view (`… WHERE customer_id = $1`): how it is read by key.
+    pub params: Option<ParamSpec>,
 }
 
 impl ViewDef {
@@ -392,6 +394,55 @@ impl ViewDef {
     pub fn key(&self) -> String {
         let cols: Vec<String> = self.columns.iter().map(|c| format!("{} {}", c.name, c.data_type)).collect();
         let order: Vec<String> = self.order.iter().map(ToString::to_string).collect();
-        format!("{}columns [{}] visible {} order [{}]", self.plan, cols.join(", "), self.visible, order.join(", "))
+        let params = self.params.as_ref().map_or(String::new(), |p| format!(" params {p:?}"));
+        format!(
+            "{}columns [{}] visible {} order [{}]{params}",
+            self.plan,
+            cols.join(", "),
+            self.visible,
+            order.join(", ")
+        )
     }
+}
+
+/// How a parameterized view is read. Its plan computes the answer for every key at
+/// once, with the key's values as hidden output columns; a read names the key and
+/// gets that key's rows, in time proportional to them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// The output columns holding the key's components.
+    pub key_columns: Vec<usize>,
+    /// The parameters, in positional order: each gives a value of one key component
+    /// (several do for `x IN ($1, $2)`).
+    pub params: Vec<Param>,
+    /// For a view that aggregates without GROUP BY: what a key with no rows reads as.
+    pub empty: Option<EmptyRow>,
+    /// For a partial view: the table of the keys requested so far, which the plan
+    /// joins, so that only they are materialized.
+    pub keys_table: Option<TableId>,
+}
+
+/// One parameter of a [`ParamSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// Its name: `:name`'s name, else the name of the column it is compared with, else
+    /// `$n`.
+    pub name: String,
+    /// The key component it gives a value of.
+    pub component: usize,
+}
+
+/// The row of a global aggregate over no rows, for one key. Its expressions read the
+/// aggregate's output row for that key: the group values (the key's components, as
+/// `groups` says), then each aggregate's value over no rows (`calls`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmptyRow {
+    /// For each group column of the aggregate, the key component it holds.
+    pub groups: Vec<usize>,
+    /// Each aggregate's value over no rows (COUNT 0, TOTAL 0.0, the others NULL).
+    pub calls: Vec<crate::value::Value>,
+    /// One per output column, over the aggregate's output row.
+    pub exprs: Vec<Expr>,
+    /// HAVING, over the aggregate's output row.
+    pub filter: Option<Expr>,
 }

@@ -12,19 +12,22 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use hashbrown::HashTable;
+use hashbrown::{HashMap, HashTable};
 use parking_lot::Mutex;
 
 use crate::arrow_out;
 use crate::dataflow::Shared;
 use crate::error::{Error, Result};
 use crate::operator::{SLOT_ORDER_FROM, slot_mask};
+use crate::plan::ParamSpec;
 use crate::row::Row;
 use crate::sort::{OrdRow, OrderSpec};
 use crate::types::{Column, DataType};
+use crate::value::Value;
 use crate::zset::{Weight, ZSet};
 
 /// A view's identity within one engine.
@@ -46,6 +49,38 @@ pub(crate) struct ViewInfo {
     pub positions: Vec<usize>,
     pub schema: SchemaRef,
     pub order: Option<Arc<OrderSpec>>,
+    /// For a parameterized view: how it is read by key, and where the key sits in a
+    /// stored row.
+    pub params: Option<Keyed>,
+}
+
+/// A parameterized view's reading rules.
+#[derive(Debug)]
+pub(crate) struct Keyed {
+    pub spec: ParamSpec,
+    /// Where each key component sits in a stored row.
+    pub positions: Vec<usize>,
+    /// For a partial view: the keys requested, when each was last read, and the limits.
+    pub partial: Option<Mutex<Requested>>,
+}
+
+/// The keys a partial view holds.
+#[derive(Debug)]
+pub(crate) struct Requested {
+    pub last_read: HashMap<Row, Instant>,
+    pub limits: PartialLimits,
+}
+
+/// When a partial view lets keys go: those unread for `idle`, and the least recently
+/// read beyond `max_keys` or beyond `max_bytes` of rows (estimated).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PartialLimits {
+    /// Keys unread this long are evicted.
+    pub idle: Option<std::time::Duration>,
+    /// At most this many keys are kept.
+    pub max_keys: Option<usize>,
+    /// At most about this many bytes of rows are kept.
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -53,6 +88,51 @@ enum ViewRows {
     /// Rows by their cached hashes, each with its multiplicity.
     Unordered(HashTable<(Row, Weight)>),
     Ordered(BTreeMap<OrdRow, Weight>),
+    /// A parameterized view's rows, by key (the key's values, in component order),
+    /// each group with its row count.
+    Keyed {
+        positions: Vec<usize>,
+        groups: HashMap<Row, (ViewRows, usize)>,
+    },
+}
+
+impl ViewRows {
+    fn flat(order: Option<&Arc<OrderSpec>>) -> ViewRows {
+        match order {
+            Some(_) => ViewRows::Ordered(BTreeMap::new()),
+            None => ViewRows::Unordered(HashTable::new()),
+        }
+    }
+
+    /// Adds `w` copies of `row` to flat rows.
+    fn add(&mut self, row: &Row, w: Weight, order: Option<&Arc<OrderSpec>>) {
+        match self {
+            ViewRows::Unordered(map) => add_unordered(map, row.hash_value(), row, w),
+            ViewRows::Ordered(map) => {
+                let key = OrdRow::new(row.clone(), order.expect("ordered view has a spec"));
+                match map.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        *o.get_mut() += w;
+                        if *o.get() == 0 {
+                            o.remove();
+                        }
+                    }
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(w);
+                    }
+                }
+            }
+            ViewRows::Keyed { .. } => unreachable!("groups hold flat rows"),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&Row, usize)> + '_> {
+        match self {
+            ViewRows::Unordered(m) => Box::new(m.iter().map(|(r, w)| (r, (*w).max(0) as usize))),
+            ViewRows::Ordered(m) => Box::new(m.iter().map(|(r, w)| (&r.row, (*w).max(0) as usize))),
+            ViewRows::Keyed { groups, .. } => Box::new(groups.values().flat_map(|(g, _)| g.iter())),
+        }
+    }
 }
 
 /// A view's current rows, as readers see them.
@@ -70,13 +150,22 @@ pub(crate) struct ViewState {
 }
 
 impl ViewState {
-    /// An empty view, ordered by `order` if given.
-    pub fn new(order: Option<&Arc<OrderSpec>>) -> ViewState {
-        let rows = match order {
-            Some(_) => ViewRows::Ordered(BTreeMap::new()),
-            None => ViewRows::Unordered(HashTable::new()),
+    /// An empty view, ordered by `order` if given, grouped by the key at `key` (the
+    /// positions of its components in a stored row) for a parameterized view.
+    pub fn new(order: Option<&Arc<OrderSpec>>, key: Option<Vec<usize>>) -> ViewState {
+        let rows = match key {
+            Some(positions) => ViewRows::Keyed { positions, groups: HashMap::new() },
+            None => ViewRows::flat(order),
         };
         ViewState { rows, len: 0, version: 0, cache: Mutex::new(None), broken: None }
+    }
+
+    /// The rows of one key of a parameterized view, with their count.
+    fn key_rows(&self, key: &Row) -> Option<(&ViewRows, usize)> {
+        match &self.rows {
+            ViewRows::Keyed { groups, .. } => groups.get(key).map(|(g, n)| (g, *n)),
+            _ => None,
+        }
     }
 
     /// Applies a delta. `order` must be the spec the view was created with.
@@ -95,19 +184,19 @@ impl ViewState {
                 rows.sort_unstable_by_key(|&(h, ..)| h & mask);
                 rows.into_iter().for_each(|(hash, row, w)| add_unordered(map, hash, row, w));
             }
-            ViewRows::Ordered(map) => {
+            rows @ ViewRows::Ordered(_) => {
                 for (row, w) in delta {
-                    let key = OrdRow::new(row.clone(), order.expect("ordered view has a spec"));
-                    match map.entry(key) {
-                        std::collections::btree_map::Entry::Occupied(mut o) => {
-                            *o.get_mut() += w;
-                            if *o.get() == 0 {
-                                o.remove();
-                            }
-                        }
-                        std::collections::btree_map::Entry::Vacant(v) => {
-                            v.insert(*w);
-                        }
+                    rows.add(row, *w, order);
+                }
+            }
+            ViewRows::Keyed { positions, groups } => {
+                for (row, w) in delta {
+                    let key = row.project(positions);
+                    let (g, n) = groups.entry(key.clone()).or_insert_with(|| (ViewRows::flat(order), 0));
+                    g.add(row, *w, order);
+                    *n = (*n as i64 + w) as usize;
+                    if *n == 0 {
+                        groups.remove(&key);
                     }
                 }
             }
@@ -119,10 +208,7 @@ impl ViewState {
 
     /// Every row with its multiplicity, in the view's order.
     pub fn rows(&self) -> Box<dyn Iterator<Item = (&Row, usize)> + '_> {
-        match &self.rows {
-            ViewRows::Unordered(m) => Box::new(m.iter().map(|(r, w)| (r, (*w).max(0) as usize))),
-            ViewRows::Ordered(m) => Box::new(m.iter().map(|(r, w)| (&r.row, (*w).max(0) as usize))),
-        }
+        self.rows.iter()
     }
 
     /// Rows counted with multiplicity.
@@ -143,22 +229,7 @@ impl ViewState {
         }
         let types: Vec<DataType> = info.columns[..info.visible].iter().map(|c| c.data_type).collect();
         let positions = &info.positions[..info.visible];
-        let batch = match &self.rows {
-            ViewRows::Unordered(m) => arrow_out::rows_to_batch(
-                &info.schema,
-                &types,
-                positions,
-                m.iter().map(|(r, w)| (r, (*w).max(0) as usize)),
-                self.len,
-            ),
-            ViewRows::Ordered(m) => arrow_out::rows_to_batch(
-                &info.schema,
-                &types,
-                positions,
-                m.iter().map(|(r, w)| (&r.row, (*w).max(0) as usize)),
-                self.len,
-            ),
-        };
+        let batch = arrow_out::rows_to_batch(&info.schema, &types, positions, self.rows.iter(), self.len);
         *cache = Some(batch.clone());
         batch
     }
@@ -166,10 +237,16 @@ impl ViewState {
     /// Approximate heap bytes.
     pub fn state_bytes(&self) -> usize {
         let per_entry = std::mem::size_of::<Row>() + std::mem::size_of::<Weight>();
-        match &self.rows {
-            ViewRows::Unordered(m) => m.capacity() * (per_entry + 1),
-            ViewRows::Ordered(m) => m.len() * (per_entry + 3 * std::mem::size_of::<usize>()),
+        fn bytes(rows: &ViewRows, per_entry: usize) -> usize {
+            match rows {
+                ViewRows::Unordered(m) => m.capacity() * (per_entry + 1),
+                ViewRows::Ordered(m) => m.len() * (per_entry + 3 * std::mem::size_of::<usize>()),
+                ViewRows::Keyed { groups, .. } => {
+                    groups.iter().map(|(k, (g, _))| 64 + k.len() * 9 + bytes(g, per_entry)).sum()
+                }
+            }
         }
+        bytes(&self.rows, per_entry)
     }
 }
 
@@ -194,6 +271,8 @@ fn add_unordered(map: &mut HashTable<(Row, Weight)>, hash: u64, row: &Row, w: We
 pub struct View {
     pub(crate) shared: Arc<Shared>,
     pub(crate) info: Arc<ViewInfo>,
+    /// For a handle on one key of a parameterized view: the parameters' values.
+    pub(crate) bound: Option<Arc<[Value]>>,
 }
 
 impl std::fmt::Debug for View {
@@ -204,9 +283,237 @@ impl std::fmt::Debug for View {
 
 impl View {
     /// The view's current rows as one Arrow batch (in ORDER BY order when the query
-    /// has one).
+    /// has one). A parameterized view is read with [`View::query_with`] (or bound to
+    /// its values first with [`View::bind`]).
     pub fn query(&self) -> Result<RecordBatch> {
+        if let Some(args) = &self.bound {
+            return self.query_with(args);
+        }
+        self.unkeyed()?;
         self.with_state(|s| s.batch(&self.info))
+    }
+
+    /// The parameters' names, in positional order (none for a plain view).
+    pub fn params(&self) -> Vec<&str> {
+        self.info.params.as_ref().map_or_else(Vec::new, |k| k.spec.params.iter().map(|p| p.name.as_str()).collect())
+    }
+
+    /// A parameterized view's rows for the parameter values `args` (in positional
+    /// order), as one Arrow batch: a lookup, in time proportional to the rows.
+    pub fn query_with(&self, args: &[Value]) -> Result<RecordBatch> {
+        let types: Vec<DataType> = self.info.columns[..self.info.visible].iter().map(|c| c.data_type).collect();
+        let positions = &self.info.positions[..self.info.visible];
+        self.keyed_read(args, |rows, len| {
+            arrow_out::rows_to_batch(&self.info.schema, &types, positions, rows.iter().map(|(r, n)| (r, *n)), len)
+        })
+    }
+
+    /// [`View::query_with`] with the values by parameter name.
+    pub fn query_named(&self, args: &[(&str, Value)]) -> Result<RecordBatch> {
+        self.query_with(&self.by_name(args)?)
+    }
+
+    /// A parameterized view's rows for `args`, as engine rows (visible columns only).
+    pub fn rows_with(&self, args: &[Value]) -> Result<Vec<Row>> {
+        let positions = &self.info.positions[..self.info.visible];
+        self.keyed_read(args, |rows, len| {
+            let mut out = Vec::with_capacity(len);
+            for (r, n) in rows {
+                out.extend(std::iter::repeat_n(r.project(positions), n));
+            }
+            out
+        })
+    }
+
+    /// The same view bound to the parameter values `args`: its `query()` and `rows()`
+    /// read that key. (What an SQL text with literals in place of parameters gives.)
+    pub fn bind(&self, args: Vec<Value>) -> Result<View> {
+        let keyed = self.keyed()?;
+        if args.len() != keyed.spec.params.len() {
+            return Err(self.arity_error(keyed, args.len()));
+        }
+        let args: Vec<Value> =
+            keyed.spec.params.iter().zip(args).map(|(p, v)| self.coerce_param(keyed, p, v)).collect::<Result<_>>()?;
+        Ok(View { shared: Arc::clone(&self.shared), info: Arc::clone(&self.info), bound: Some(args.into()) })
+    }
+
+    /// `v` as the type of the key component parameter `p` gives, or why it cannot be.
+    fn coerce_param(&self, keyed: &Keyed, p: &crate::plan::Param, v: Value) -> Result<Value> {
+        let ty = self.info.columns[keyed.spec.key_columns[p.component]].data_type;
+        crate::table::coerce(v, ty).map_err(|e| {
+            Error::Sql(crate::error::SqlError::new(
+                crate::error::SqlErrorKind::Type,
+                format!("parameter {} is a {ty}: {e}", p.name),
+            ))
+        })
+    }
+
+    /// The values a bound view reads (None for other views).
+    pub fn bound(&self) -> Option<&[Value]> {
+        self.bound.as_deref()
+    }
+
+    fn keyed(&self) -> Result<&Keyed> {
+        self.info.params.as_ref().ok_or_else(|| {
+            Error::Sql(crate::error::SqlError::new(
+                crate::error::SqlErrorKind::Invalid,
+                "this view has no parameters: read it with query()",
+            ))
+        })
+    }
+
+    fn unkeyed(&self) -> Result<()> {
+        match &self.info.params {
+            None => Ok(()),
+            Some(k) => Err(Error::Sql(crate::error::SqlError::new(
+                crate::error::SqlErrorKind::Invalid,
+                format!(
+                    "this view takes parameters ({}): read it with query_with(values) or bind it first",
+                    k.spec.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ))),
+        }
+    }
+
+    fn arity_error(&self, keyed: &Keyed, got: usize) -> Error {
+        let names: Vec<&str> = keyed.spec.params.iter().map(|p| p.name.as_str()).collect();
+        Error::Sql(crate::error::SqlError::new(
+            crate::error::SqlErrorKind::Invalid,
+            format!("this view takes {} parameters ({}), not {got}", names.len(), names.join(", ")),
+        ))
+    }
+
+    fn by_name(&self, args: &[(&str, Value)]) -> Result<Vec<Value>> {
+        let keyed = self.keyed()?;
+        let mut out = Vec::with_capacity(keyed.spec.params.len());
+        for p in &keyed.spec.params {
+            let v = args.iter().find(|(n, _)| n.eq_ignore_ascii_case(&p.name)).map(|(_, v)| v.clone());
+            out.push(v.ok_or_else(|| {
+                Error::Sql(crate::error::SqlError::new(
+                    crate::error::SqlErrorKind::Invalid,
+                    format!("no value for parameter {}", p.name),
+                ))
+            })?);
+        }
+        if let Some((n, _)) =
+            args.iter().find(|(n, _)| !keyed.spec.params.iter().any(|p| p.name.eq_ignore_ascii_case(n)))
+        {
+            return Err(Error::Sql(crate::error::SqlError::new(
+                crate::error::SqlErrorKind::Invalid,
+                format!("this view has no parameter {n} (it has {})", self.params().join(", ")),
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The keys `args` name (each component's values, all combinations, without NULL
+    /// and without repeats), then `f` on their rows.
+    fn keyed_read<T>(&self, args: &[Value], f: impl FnOnce(Vec<(Row, usize)>, usize) -> T) -> Result<T> {
+        let keyed = self.keyed()?;
+        if args.len() != keyed.spec.params.len() {
+            return Err(self.arity_error(keyed, args.len()));
+        }
+        let mut per: Vec<Vec<Value>> = vec![Vec::new(); keyed.spec.key_columns.len()];
+        for (p, v) in keyed.spec.params.iter().zip(args) {
+            let v = self.coerce_param(keyed, p, v.clone())?;
+            if !per[p.component].contains(&v) {
+                per[p.component].push(v);
+            }
+        }
+        let mut keys: Vec<Vec<Value>> = vec![Vec::new()];
+        for values in &per {
+            keys = keys
+                .into_iter()
+                .flat_map(|k| values.iter().map(move |v| k.iter().cloned().chain([v.clone()]).collect::<Vec<_>>()))
+                .collect();
+        }
+        let keys: Vec<Row> = keys.into_iter().map(Row::new).collect();
+        self.request(keyed, &keys)?;
+        self.with_state(|s| {
+            let mut rows: Vec<(Row, usize)> = Vec::new();
+            let mut len = 0;
+            for key in &keys {
+                let null = key.iter().any(|v| v.is_null());
+                match s.key_rows(key) {
+                    Some((group, n)) if !null => {
+                        rows.extend(group.iter().map(|(r, n)| (r.clone(), n)));
+                        len += n;
+                    }
+                    _ => {
+                        if let Some(empty) = &keyed.spec.empty {
+                            let mut values: Vec<Value> =
+                                empty.groups.iter().map(|&c| key.get(c).into_owned()).collect();
+                            values.extend(empty.calls.iter().cloned());
+                            if empty.filter.as_ref().is_none_or(|f| f.eval_truth(&values[..]) == Some(true)) {
+                                rows.push((empty.exprs.iter().map(|e| e.eval(&values[..])).collect(), 1));
+                                len += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            f(rows, len)
+        })
+    }
+
+    /// For a partial view: makes sure `keys` are held (requesting the new ones, which
+    /// fills them from the state upstream), notes that they were read, and lets go of
+    /// the keys the limits say to.
+    fn request(&self, keyed: &Keyed, keys: &[Row]) -> Result<()> {
+        let (Some(partial), Some(table)) = (&keyed.partial, keyed.spec.keys_table) else { return Ok(()) };
+        let mut req = partial.lock();
+        let now = Instant::now();
+        let keys: Vec<&Row> = keys.iter().filter(|k| !k.iter().any(|v| v.is_null())).collect();
+        let new: Vec<Row> = keys.iter().filter(|k| !req.last_read.contains_key(**k)).map(|k| (*k).clone()).collect();
+        for k in &keys {
+            req.last_read.insert((*k).clone(), now);
+        }
+        let mut victims: Vec<Row> = Vec::new();
+        let limits = req.limits;
+        if let Some(idle) = limits.idle {
+            victims
+                .extend(req.last_read.iter().filter(|(_, t)| now.duration_since(**t) > idle).map(|(k, _)| k.clone()));
+        }
+        let mut keep = limits.max_keys.unwrap_or(usize::MAX);
+        if let Some(bytes) = limits.max_bytes {
+            let held = req.last_read.len().max(1);
+            let rows = self.with_state(ViewState::len).unwrap_or(0) + new.len();
+            let row_bytes = 32 + 9 * self.info.columns.len();
+            let per_key = (rows * row_bytes / held).max(1);
+            keep = keep.min(bytes / per_key).max(keys.len());
+        }
+        if req.last_read.len() - victims.len() > keep {
+            let mut by_age: Vec<(&Row, &Instant)> =
+                req.last_read.iter().filter(|(k, _)| !victims.contains(k)).collect();
+            by_age.sort_by_key(|(_, t)| **t);
+            let extra = req.last_read.len() - victims.len() - keep;
+            victims.extend(by_age.into_iter().filter(|(k, _)| !keys.contains(k)).take(extra).map(|(k, _)| k.clone()));
+        }
+        victims.retain(|v| !keys.contains(&v));
+        for v in &victims {
+            req.last_read.remove(v);
+        }
+        if new.is_empty() && victims.is_empty() {
+            return Ok(());
+        }
+        let mut changes: Vec<crate::change::Change> = new
+            .into_iter()
+            .filter(|k| !victims.contains(k))
+            .map(|k| crate::change::Change::insert(table, k.to_vec()))
+            .collect();
+        changes.extend(victims.into_iter().map(|k| crate::change::Change::delete(table, k.to_vec())));
+        crate::dataflow::Dataflow::from_shared(Arc::clone(&self.shared)).apply(changes)
+    }
+
+    /// The name of a partial view's table of requested keys.
+    pub fn keys_table(&self) -> Option<String> {
+        let table = self.info.params.as_ref()?.spec.keys_table?;
+        crate::dataflow::Dataflow::from_shared(Arc::clone(&self.shared)).table_name(table).ok()
+    }
+
+    /// How many keys a partial view holds (None for other views).
+    pub fn held_keys(&self) -> Option<usize> {
+        self.info.params.as_ref()?.partial.as_ref().map(|p| p.lock().last_read.len())
     }
 
     /// The view's current rows as a polars DataFrame (cargo feature `polars`).
@@ -217,6 +524,10 @@ impl View {
 
     /// The view's current rows as engine rows (visible columns only), in order.
     pub fn rows(&self) -> Result<Vec<Row>> {
+        if let Some(args) = &self.bound {
+            return self.rows_with(args);
+        }
+        self.unkeyed()?;
         let positions = &self.info.positions[..self.info.visible];
         let identity = positions.iter().enumerate().all(|(i, p)| i == *p);
         self.with_state(|s| {
@@ -229,8 +540,11 @@ impl View {
         })
     }
 
-    /// The number of rows (with duplicates).
+    /// The number of rows (with duplicates); for a bound view, of its key.
     pub fn len(&self) -> Result<usize> {
+        if let Some(args) = &self.bound {
+            return self.keyed_read(args, |_, len| len);
+        }
         self.with_state(ViewState::len)
     }
 

@@ -525,7 +525,12 @@ impl Planner<'_> {
                         .suggest(nearest_name(&table, known.iter().map(String::as_str)))
                         .into());
                 };
-                rename_columns(rel, alias.as_ref(), name.span())
+                let mut rel = rename_columns(rel, alias.as_ref(), name.span())?;
+                if qualifier == crate::KEYS_ALIAS {
+                    // A partial view's keys: joined, never shown.
+                    rel.scope.columns.iter_mut().for_each(|c| c.merged = true);
+                }
+                Ok(rel)
             }
             ast::TableFactor::Derived { lateral, subquery, alias, .. } => {
                 if *lateral {

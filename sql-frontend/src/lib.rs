@@ -17,6 +17,7 @@ mod ddl;
 mod error;
 mod expr;
 mod from;
+pub mod params;
 mod planner;
 mod scope;
 mod select;
@@ -116,8 +117,13 @@ pub fn parse_query(sql: &str) -> Result<(Box<Query>, String), Error> {
     }
 }
 
-/// Plans `query` (whose text is `sql`) as a view over `catalog`.
+/// Plans `query` (whose text is `sql`) as a view over `catalog`. A query with
+/// parameters in its WHERE clause (`… = $1`, see [`params`]) is a parameterized view,
+/// holding every key's answer.
 pub fn plan_query(query: &Query, sql: &str, catalog: &dyn Catalog) -> Result<ViewDef, Error> {
+    if let Some(extracted) = params::extract(query)? {
+        return plan_parameterized(&extracted, sql, catalog, None);
+    }
     let planner = Planner::new(catalog);
     let out = planner.plan_query(query)?;
     Ok(ViewDef {
@@ -126,6 +132,88 @@ pub fn plan_query(query: &Query, sql: &str, catalog: &dyn Catalog) -> Result<Vie
         visible: out.visible,
         order: out.order,
         sql: sql.to_string(),
+        params: None,
+    })
+}
+
+/// The qualifier of the keys table a partial view joins (hidden from `*` and from
+/// unqualified names).
+pub const KEYS_ALIAS: &str = "__ciuf_k";
+
+/// Plans a parameterized query. With `keys_table` (its id and name, a table whose
+/// columns `__ciuf_k0, …` hold requested keys), the view is partial: it joins that
+/// table, so it holds only the keys in it.
+pub fn plan_parameterized(
+    extracted: &params::Extracted,
+    sql: &str,
+    catalog: &dyn Catalog,
+    keys_table: Option<(ciuf_engine::TableId, &str)>,
+) -> Result<ViewDef, Error> {
+    if let Some(part) = extracted.parts.iter().find(|p| p.placeholders.len() > 1)
+        && let ast::SetExpr::Select(s) = &*extracted.query.body
+    {
+        // Several keys' rows are read side by side: right for rows, not for what
+        // combines rows across keys.
+        let combines = s.distinct.is_some()
+            || s.having.is_some()
+            || !matches!(&s.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+            || s.projection.iter().any(|i| match i {
+                ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                    aggregate::contains_aggregate(e)
+                }
+                _ => false,
+            })
+            || extracted.query.order_by.is_some();
+        if combines {
+            return Err(unsupported(
+                "an IN list of parameters in a query with aggregates, DISTINCT or ORDER BY (use one parameter)",
+                part.expr.span(),
+            ));
+        }
+    }
+    let mut query = extracted.query.clone();
+    if let Some((_, name)) = keys_table {
+        let ast::SetExpr::Select(s) = &mut *query.body else {
+            return Err(unsupported("parameters in a query other than one SELECT", query.span()));
+        };
+        let (from, _) = parse_query(&format!("SELECT 1 FROM {name} AS {KEYS_ALIAS}"))?;
+        let ast::SetExpr::Select(f) = &*from.body else { unreachable!("a SELECT") };
+        s.from.extend(f.from.iter().cloned());
+        for (i, part) in extracted.parts.iter().enumerate() {
+            let column = ast::Expr::CompoundIdentifier(vec![
+                ast::Ident::new(KEYS_ALIAS),
+                ast::Ident::new(format!("{KEYS_ALIAS}{i}")),
+            ]);
+            let eq = ast::Expr::BinaryOp {
+                left: Box::new(ast::Expr::Nested(Box::new(part.expr.clone()))),
+                op: ast::BinaryOperator::Eq,
+                right: Box::new(column),
+            };
+            s.selection = Some(match s.selection.take() {
+                None => eq,
+                Some(w) => ast::Expr::BinaryOp { left: Box::new(w), op: ast::BinaryOperator::And, right: Box::new(eq) },
+            });
+        }
+    }
+    let planner = Planner::new(catalog);
+    let keys: Vec<ast::Expr> = extracted.parts.iter().map(|p| p.expr.clone()).collect();
+    let out = planner.plan_keyed(&query, &keys)?;
+    Ok(ViewDef {
+        columns: out.rel.scope.engine_columns(),
+        plan: out.rel.plan.optimize(),
+        visible: out.visible,
+        order: out.order,
+        sql: sql.to_string(),
+        params: Some(ciuf_engine::ParamSpec {
+            key_columns: out.keys,
+            params: extracted
+                .params
+                .iter()
+                .map(|(name, component)| ciuf_engine::Param { name: name.clone(), component: *component })
+                .collect(),
+            empty: out.empty,
+            keys_table: keys_table.map(|(id, _)| id),
+        }),
     })
 }
 

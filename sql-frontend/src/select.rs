@@ -6,7 +6,7 @@
 //! the view keeps for ordering and never shows. LIMIT/OFFSET become a top-k node over
 //! that order; ORDER BY alone only orders what `query()` returns.
 
-use ciuf_engine::plan::{SetOpKind, SortKey};
+use ciuf_engine::plan::{AggFunc, EmptyRow, SetOpKind, SortKey};
 use ciuf_engine::{DataType, Dialect, Error, Expr, Plan, Row, SqlErrorKind, Value};
 use sqlparser::ast::{self, Spanned};
 
@@ -24,13 +24,23 @@ pub(crate) struct QueryOut {
     pub rel: Rel,
     pub visible: usize,
     pub order: Vec<SortKey>,
+    /// For a parameterized query: the output columns holding the key's components.
+    pub keys: Vec<usize>,
+    /// For a parameterized global aggregate: what a key with no rows reads as.
+    pub empty: Option<EmptyRow>,
 }
 
 impl Planner<'_> {
     /// Plans a whole query, keeping its ORDER BY.
     pub(crate) fn plan_query(&self, q: &ast::Query) -> Result<QueryOut, Error> {
+        self.plan_keyed(q, &[])
+    }
+
+    /// Plans a whole query with the key expressions `keys` (see params.rs) as hidden
+    /// output columns after the others.
+    pub(crate) fn plan_keyed(&self, q: &ast::Query, keys: &[ast::Expr]) -> Result<QueryOut, Error> {
         let depth = self.cte_depth();
-        let out = self.plan_query_in_scope(q);
+        let out = self.plan_query_in_scope(q, keys);
         self.pop_ctes(depth);
         out
     }
@@ -46,7 +56,7 @@ impl Planner<'_> {
         Ok(rel)
     }
 
-    fn plan_query_in_scope(&self, q: &ast::Query) -> Result<QueryOut, Error> {
+    fn plan_query_in_scope(&self, q: &ast::Query, keys: &[ast::Expr]) -> Result<QueryOut, Error> {
         if let Some(with) = &q.with {
             if with.recursive {
                 return Err(unsupported("WITH RECURSIVE", with.with_token.0.span));
@@ -81,7 +91,10 @@ impl Planner<'_> {
             },
         };
         let mut out = match &*q.body {
-            ast::SetExpr::Select(s) => self.plan_select(s, order_items)?,
+            ast::SetExpr::Select(s) => self.plan_select(s, order_items, keys)?,
+            _ if !keys.is_empty() => {
+                return Err(unsupported("parameters in a query other than one SELECT", q.span()));
+            }
             body => {
                 let rel = self.plan_set_expr(body)?;
                 let visible = rel.scope.columns.len();
@@ -90,10 +103,13 @@ impl Planner<'_> {
                     let column = self.output_position(&item.expr, &rel.scope)?;
                     order.push(self.sort_key(column, item));
                 }
-                QueryOut { rel, visible, order }
+                QueryOut { rel, visible, order, keys: Vec::new(), empty: None }
             }
         };
         let (limit, offset) = self.limit_clause(q.limit_clause.as_ref())?;
+        if (limit.is_some() || offset > 0) && !keys.is_empty() {
+            return Err(unsupported("LIMIT or OFFSET in a parameterized query", q.span()));
+        }
         if limit.is_some() || offset > 0 {
             out.rel.plan = Plan::TopK { input: Box::new(out.rel.plan), order: out.order.clone(), limit, offset };
         }
@@ -152,7 +168,12 @@ impl Planner<'_> {
     }
 
     /// Plans a SELECT with the ORDER BY items of its query.
-    fn plan_select(&self, s: &ast::Select, order_items: &[ast::OrderByExpr]) -> Result<QueryOut, Error> {
+    fn plan_select(
+        &self,
+        s: &ast::Select,
+        order_items: &[ast::OrderByExpr],
+        keys: &[ast::Expr],
+    ) -> Result<QueryOut, Error> {
         reject_select_extras(s)?;
         let mut input = self.plan_from(&s.from, s.selection.as_ref())?;
         let group_exprs: &[ast::Expr] = match &s.group_by {
@@ -197,7 +218,15 @@ impl Planner<'_> {
         let row_ctx = ExprCtx::row(&input.scope, self.dialect);
         let mut agg_ctx = AggContext::default();
         let mut plan = input.plan;
+        let global = aggregating && group_exprs.is_empty();
         if aggregating {
+            // A parameterized aggregate groups by its key too: each key's own answer.
+            for k in keys {
+                let t = row_ctx.plan(k)?;
+                if !agg_ctx.groups.iter().any(|x| x.expr == t.expr) {
+                    agg_ctx.groups.push(t);
+                }
+            }
             for g in group_exprs {
                 let g = group_expr(g, s, &input.scope)?;
                 if contains_aggregate(g) {
@@ -303,6 +332,35 @@ impl Planner<'_> {
             };
             order.push(self.sort_key(column, item));
         }
+        // The key's components, hidden after everything else.
+        let mut key_columns = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let t = ctx.plan(k)?;
+            key_columns.push(outputs.len());
+            outputs.push((t, format!("__key_{i}")));
+        }
+        let empty = if global && !keys.is_empty() {
+            if !agg_ctx.answers.is_empty() {
+                return Err(unsupported("subqueries in a parameterized aggregate without GROUP BY", s.span()));
+            }
+            let key_exprs: Vec<Expr> =
+                keys.iter().map(|k| row_ctx.plan(k).map(|t| t.expr)).collect::<Result<_, _>>()?;
+            Some(EmptyRow {
+                groups: agg_ctx
+                    .groups
+                    .iter()
+                    .map(|g| key_exprs.iter().position(|k| *k == g.expr).expect("the groups are the key"))
+                    .collect(),
+                calls: aggregates_over_nothing(&plan),
+                exprs: outputs.iter().map(|(t, _)| t.expr.clone()).collect(),
+                filter: match &plan {
+                    Plan::Filter { predicate, .. } => Some(predicate.clone()),
+                    _ => None,
+                },
+            })
+        } else {
+            None
+        };
         let width = plan.width();
         let identity =
             outputs.len() == width && outputs.iter().enumerate().all(|(i, (t, _))| t.expr == Expr::Column(i));
@@ -326,7 +384,7 @@ impl Planner<'_> {
         if distinct {
             plan = Plan::Distinct { input: Box::new(plan) };
         }
-        Ok(QueryOut { rel: Rel { plan, scope }, visible, order })
+        Ok(QueryOut { rel: Rel { plan, scope }, visible, order, keys: key_columns, empty })
     }
 
     /// The table a `*` select item is restricted to (`None` for a bare `*`).
@@ -394,7 +452,7 @@ impl Planner<'_> {
     /// A query body that is not a plain SELECT.
     fn plan_set_expr(&self, body: &ast::SetExpr) -> Result<Rel, Error> {
         match body {
-            ast::SetExpr::Select(s) => Ok(self.plan_select(s, &[])?.rel),
+            ast::SetExpr::Select(s) => Ok(self.plan_select(s, &[], &[])?.rel),
             ast::SetExpr::Query(q) => self.plan_subquery(q),
             ast::SetExpr::SetOperation { .. } => {
                 // SQLite applies compound operators left to right, all at one precedence;
@@ -556,6 +614,26 @@ fn flatten_set_operations<'q>(body: &'q ast::SetExpr, out: &mut Vec<Operand<'q>>
             out[at].1 = Some((op, set_quantifier));
         }
         other => out.push((other, None)),
+    }
+}
+
+/// The value of each aggregate of the Aggregate node under `plan` (through a HAVING
+/// filter) over no rows: COUNT 0, TOTAL 0.0, the others NULL.
+fn aggregates_over_nothing(plan: &Plan) -> Vec<Value> {
+    let mut p = plan;
+    while let Plan::Filter { input, .. } = p {
+        p = input;
+    }
+    match p {
+        Plan::Aggregate { aggregates, .. } => aggregates
+            .iter()
+            .map(|a| match a.func {
+                AggFunc::Count | AggFunc::CountStar => Value::Int(0),
+                AggFunc::Total => Value::Float(0.0),
+                _ => Value::Null,
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
