@@ -564,7 +564,12 @@ struct Shape {
 
 impl Shape {
     fn of(extracted: &ciuf_sql::params::Extracted, view: View) -> Shape {
-        Shape { view: Some(view), auto: None, components: extracted.params.iter().map(|(_, c)| *c).collect(), first: None }
+        Shape {
+            view: Some(view),
+            auto: None,
+            components: extracted.params.iter().map(|(_, c)| *c).collect(),
+            first: None,
+        }
     }
 }
 

@@ -82,11 +82,38 @@ impl Engine {
         })
     }
 
-    /// Registers `sql` as a view, or returns the view already registered for it.
+    /// Registers `sql` as a view, or returns the view already registered for it. A
+    /// query with parameters (`WHERE customer_id = $1`, `?`, `:name`) is read by key:
+    /// `view.query(42)` or `view.query(customer_id=42)`. `partial=True` holds only the
+    /// keys read, within `max_keys`, `idle_seconds` and `memory_budget` (bytes).
     #[allow(clippy::wrong_self_convention)] // the name is the Python API's
-    fn from_sql(&self, py: Python<'_>, sql: &str) -> PyResult<View> {
+    #[pyo3(signature = (sql, *, partial=false, max_keys=None, idle_seconds=None, memory_budget=None))]
+    fn from_sql(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        partial: bool,
+        max_keys: Option<usize>,
+        idle_seconds: Option<f64>,
+        memory_budget: Option<usize>,
+    ) -> PyResult<View> {
         let engine = self.engine()?;
-        py.detach(|| engine.from_sql(sql)).py_err(py).map(|inner| View { inner })
+        if !partial && (max_keys.is_some() || idle_seconds.is_some() || memory_budget.is_some()) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "max_keys, idle_seconds and memory_budget are limits of a partial view: pass partial=True",
+            ));
+        }
+        if !partial {
+            return py.detach(|| engine.from_sql(sql)).py_err(py).map(|inner| View { inner });
+        }
+        let limits = ciuf::PartialLimits {
+            max_keys,
+            idle: idle_seconds.map(std::time::Duration::from_secs_f64),
+            max_bytes: memory_budget,
+        };
+        py.detach(|| engine.from_sql_with(sql, ciuf::ViewOptions { partial: Some(limits) }))
+            .py_err(py)
+            .map(|inner| View { inner })
     }
 
     /// Registers `sql` as the view `name`, which later queries can read like a table.
@@ -267,14 +294,56 @@ impl Engine {
 /// Registers `sql` as a view of `engine` (the same as `engine.from_sql(sql)`).
 #[pyfunction]
 pub fn from_sql(py: Python<'_>, engine: &Engine, sql: &str) -> PyResult<View> {
-    engine.from_sql(py, sql)
+    engine.from_sql(py, sql, false, None, None, None)
 }
 
 #[pymethods]
 impl View {
-    /// The view's rows now, as an Arrow-backed frame.
-    fn query(&self, py: Python<'_>) -> PyResult<Frame> {
-        py.detach(|| self.inner.query()).py_err(py).map(|batch| Frame { batch })
+    /// The view's rows now, as an Arrow-backed frame; for a parameterized view, the
+    /// rows of the key given by position (`query(42)`) or by name
+    /// (`query(customer_id=42)`).
+    #[pyo3(signature = (*args, **kwargs))]
+    fn query(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Frame> {
+        let kwargs = kwargs.filter(|k| !k.is_empty());
+        if args.is_empty() && kwargs.is_none() {
+            return py.detach(|| self.inner.query()).py_err(py).map(|batch| Frame { batch });
+        }
+        if !args.is_empty() && kwargs.is_some() {
+            return Err(pyo3::exceptions::PyTypeError::new_err("give the parameters by position or by name, not both"));
+        }
+        let batch = match kwargs {
+            None => {
+                let names = self.inner.params();
+                let values: Vec<ciuf::Value> = args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| crate::values::to_value(&a, &names.get(i).copied().unwrap_or("parameter")))
+                    .collect::<PyResult<_>>()?;
+                py.detach(|| self.inner.query_with(&values)).py_err(py)?
+            }
+            Some(kw) => {
+                let mut named: Vec<(String, ciuf::Value)> = Vec::with_capacity(kw.len());
+                for (k, v) in kw.iter() {
+                    let name: String = k.extract()?;
+                    let value = crate::values::to_value(&v, &name)?;
+                    named.push((name, value));
+                }
+                let pairs: Vec<(&str, ciuf::Value)> = named.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+                py.detach(|| self.inner.query_named(&pairs)).py_err(py)?
+            }
+        };
+        Ok(Frame { batch })
+    }
+
+    /// The parameters' names, in positional order (empty for a plain view).
+    #[getter]
+    fn params(&self) -> Vec<String> {
+        self.inner.params().into_iter().map(str::to_string).collect()
     }
 
     /// The column names.

@@ -20,6 +20,9 @@ from .models import Base, Customer, Order, Product
 
 NAMED_VIEWS = {"paid": VIEWS[0], "cat1": VIEWS[1], "totals": VIEWS[2], "regions": VIEWS[3]}
 
+# A per-request view: one parameterized view, read by key in the handler.
+MINE = "SELECT o.id, o.amount, p.name FROM orders o JOIN products p ON o.product_id = p.id WHERE o.customer_id = $1"
+
 
 class Database:
     """The app's SQLite file, seeded with customers and products before the app starts."""
@@ -81,6 +84,12 @@ def check(client: Any, db: Database) -> None:
         got = bag(tuple(row.values()) for row in r.json())
         want = bag(db.oracle.execute(sql).fetchall())
         assert got == want, f"{name}: ciuf only {got - want}, sqlite only {want - got}"
+    for customer in (0, 3, 7, 42):  # 42 never orders
+        r = client.get(f"/customers/{customer}/orders")
+        assert r.status_code == 200, r.text
+        got = bag(tuple(row.values()) for row in r.json())
+        want = bag(db.oracle.execute(MINE.replace("$1", "?"), (customer,)).fetchall())
+        assert got == want, f"customer {customer}: ciuf only {got - want}, sqlite only {want - got}"
 
 
 @pytest.fixture
@@ -118,6 +127,10 @@ def test_fastapi_app(db: Database) -> None:
     @app.get("/totals")
     def totals(view: ciuf.View = Depends(glue.view("totals"))) -> list[dict[str, Any]]:
         return view.query().to_dict(orient="records")
+
+    @app.get("/customers/{customer_id}/orders")
+    def mine(customer_id: int, engine: ciuf.Engine = Depends(glue.get_engine)) -> list[dict[str, Any]]:
+        return engine.from_sql(MINE).query(customer_id=customer_id).to_dicts()
 
     with TestClient(app) as client:
         check(client, db)  # the rows already in the database were loaded at start-up
@@ -157,8 +170,12 @@ def test_litestar_app(db: Database) -> None:
     def totals(totals: View) -> list[dict[str, Any]]:
         return totals.query().to_dict(orient="records")
 
+    @get("/customers/{customer_id:int}/orders", sync_to_thread=False)
+    def mine(customer_id: int, ciuf: Engine) -> list[dict[str, Any]]:
+        return ciuf.from_sql(MINE).query(customer_id).to_dicts()
+
     plugin = CiufPlugin(config)
-    app = Litestar([write, read, totals], plugins=[plugin])
+    app = Litestar([write, read, totals, mine], plugins=[plugin])
     with TestClient(app=app) as client:
         check(client, db)
         for body in requests(db, 80, seed=2):
