@@ -567,7 +567,7 @@ impl Shape {
         Shape {
             view: Some(view),
             auto: None,
-            components: extracted.params.iter().map(|(_, c)| *c).collect(),
+            components: extracted.params.iter().map(|(_, c, _)| *c).collect(),
             first: None,
         }
     }

@@ -51,7 +51,7 @@ pub use decimal::Decimal;
 pub use error::{ConstraintError, Error, Position, Result, SchemaError, SqlError, SqlErrorKind};
 pub use expr::Expr;
 pub use plan::{
-    AggFunc, AggregateCall, EmptyRow, JoinEdge, JoinKind, Param, ParamSpec, Plan, SortKey, TableId, ViewDef,
+    AggFunc, AggregateCall, EmptyRow, JoinEdge, JoinKind, Param, ParamRole, ParamSpec, Plan, SortKey, TableId, ViewDef,
 };
 pub use profile::{NodeProfile, Profile};
 pub use row::Row;

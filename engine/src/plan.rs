@@ -430,6 +430,25 @@ pub struct Param {
     pub name: String,
     /// The key component it gives a value of.
     pub component: usize,
+    /// Whether the component must equal it or it bounds a range of the component.
+    pub role: ParamRole,
+}
+
+/// What a parameter does to its key component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamRole {
+    /// `expr = $n` (or one of `expr IN ($1, $2)`).
+    Eq,
+    /// `expr > $n` (`>=` when inclusive).
+    Lower {
+        /// `>=`.
+        inclusive: bool,
+    },
+    /// `expr < $n` (`<=` when inclusive).
+    Upper {
+        /// `<=`.
+        inclusive: bool,
+    },
 }
 
 /// The row of a global aggregate over no rows, for one key. Its expressions read the

@@ -23,7 +23,7 @@ use crate::arrow_out;
 use crate::dataflow::Shared;
 use crate::error::{Error, Result};
 use crate::operator::{SLOT_ORDER_FROM, slot_mask};
-use crate::plan::ParamSpec;
+use crate::plan::{ParamRole, ParamSpec};
 use crate::row::Row;
 use crate::sort::{OrdRow, OrderSpec};
 use crate::types::{Column, DataType};
@@ -92,7 +92,7 @@ enum ViewRows {
     /// each group with its row count.
     Keyed {
         positions: Vec<usize>,
-        groups: HashMap<Row, (ViewRows, usize)>,
+        groups: BTreeMap<Row, (ViewRows, usize)>,
     },
 }
 
@@ -154,7 +154,7 @@ impl ViewState {
     /// positions of its components in a stored row) for a parameterized view.
     pub fn new(order: Option<&Arc<OrderSpec>>, key: Option<Vec<usize>>) -> ViewState {
         let rows = match key {
-            Some(positions) => ViewRows::Keyed { positions, groups: HashMap::new() },
+            Some(positions) => ViewRows::Keyed { positions, groups: BTreeMap::new() },
             None => ViewRows::flat(order),
         };
         ViewState { rows, len: 0, version: 0, cache: Mutex::new(None), broken: None }
@@ -166,6 +166,43 @@ impl ViewState {
             ViewRows::Keyed { groups, .. } => groups.get(key).map(|(g, n)| (g, *n)),
             _ => None,
         }
+    }
+
+    /// The groups of the keys that start with `prefix` and whose next component lies
+    /// within the bounds (a NULL component never does): a scan of just those keys.
+    fn key_range(
+        &self,
+        prefix: &[Value],
+        lower: Option<(&Value, bool)>,
+        upper: Option<(&Value, bool)>,
+    ) -> Vec<(&ViewRows, usize)> {
+        use std::ops::Bound;
+        let ViewRows::Keyed { groups, .. } = &self.rows else { return Vec::new() };
+        let at = prefix.len();
+        let with = |v: &Value| Row::new(prefix.iter().cloned().chain([v.clone()]).collect());
+        let start = match lower {
+            Some((v, true)) => Bound::Included(with(v)),
+            Some((v, false)) => Bound::Excluded(with(v)),
+            // Past the NULLs, which sort first and satisfy no bound.
+            None => Bound::Excluded(with(&Value::Null)),
+        };
+        let mut out = Vec::new();
+        for (key, (g, n)) in groups.range((start, Bound::Unbounded)) {
+            if key.len() <= at || key.iter().take(at).zip(prefix).any(|(a, b)| *a != *b) {
+                break;
+            }
+            let v = key.get(at);
+            if v.is_null() {
+                continue;
+            }
+            if let Some((hi, inclusive)) = upper
+                && (if inclusive { &*v > hi } else { &*v >= hi })
+            {
+                break;
+            }
+            out.push((g, *n));
+        }
+        out
     }
 
     /// Applies a delta. `order` must be the spec the view was created with.
@@ -413,19 +450,56 @@ impl View {
         if args.len() != keyed.spec.params.len() {
             return Err(self.arity_error(keyed, args.len()));
         }
-        let mut per: Vec<Vec<Value>> = vec![Vec::new(); keyed.spec.key_columns.len()];
+        let components = keyed.spec.key_columns.len();
+        let mut per: Vec<Vec<Value>> = vec![Vec::new(); components];
+        // Each bound: its value, and whether it is inclusive.
+        let mut lower: Option<(Value, bool)> = None;
+        let mut upper: Option<(Value, bool)> = None;
+        let mut ranged = false;
         for (p, v) in keyed.spec.params.iter().zip(args) {
             let v = self.coerce_param(keyed, p, v.clone())?;
-            if !per[p.component].contains(&v) {
-                per[p.component].push(v);
+            match p.role {
+                ParamRole::Eq => {
+                    if !per[p.component].contains(&v) {
+                        per[p.component].push(v);
+                    }
+                }
+                ParamRole::Lower { inclusive } => {
+                    ranged = true;
+                    lower = Some((v, inclusive));
+                }
+                ParamRole::Upper { inclusive } => {
+                    ranged = true;
+                    upper = Some((v, inclusive));
+                }
             }
         }
+        // The range's component is the last; the others give the prefixes.
+        let exact = if ranged { components - 1 } else { components };
         let mut keys: Vec<Vec<Value>> = vec![Vec::new()];
-        for values in &per {
+        for values in &per[..exact] {
             keys = keys
                 .into_iter()
                 .flat_map(|k| values.iter().map(move |v| k.iter().cloned().chain([v.clone()]).collect::<Vec<_>>()))
                 .collect();
+        }
+        if ranged {
+            // A NULL bound (`x > NULL`) holds for no row, as do NULL components.
+            let null_bound =
+                lower.as_ref().is_some_and(|(v, _)| v.is_null()) || upper.as_ref().is_some_and(|(v, _)| v.is_null());
+            return self.with_state(|s| {
+                let mut rows: Vec<(Row, usize)> = Vec::new();
+                let mut len = 0;
+                for prefix in keys.iter().filter(|k| !null_bound && !k.iter().any(Value::is_null)) {
+                    let lo = lower.as_ref().map(|(v, i)| (v, *i));
+                    let hi = upper.as_ref().map(|(v, i)| (v, *i));
+                    for (group, n) in s.key_range(prefix, lo, hi) {
+                        rows.extend(group.iter().map(|(r, n)| (r.clone(), n)));
+                        len += n;
+                    }
+                }
+                f(rows, len)
+            });
         }
         let keys: Vec<Row> = keys.into_iter().map(Row::new).collect();
         self.request(keyed, &keys)?;

@@ -149,7 +149,7 @@ pub fn plan_parameterized(
     catalog: &dyn Catalog,
     keys_table: Option<(ciuf_engine::TableId, &str)>,
 ) -> Result<ViewDef, Error> {
-    if let Some(part) = extracted.parts.iter().find(|p| p.placeholders.len() > 1)
+    if let Some(part) = extracted.parts.iter().find(|p| p.placeholders.len() > 1 || p.is_range())
         && let ast::SetExpr::Select(s) = &*extracted.query.body
     {
         // Several keys' rows are read side by side: right for rows, not for what
@@ -166,10 +166,16 @@ pub fn plan_parameterized(
             || extracted.query.order_by.is_some();
         if combines {
             return Err(unsupported(
-                "an IN list of parameters in a query with aggregates, DISTINCT or ORDER BY (use one parameter)",
+                "an IN list or a range of parameters in a query with aggregates, DISTINCT or ORDER BY \
+                 (use one parameter compared by =)",
                 part.expr.span(),
             ));
         }
+    }
+    if keys_table.is_some()
+        && let Some(part) = extracted.parts.iter().find(|p| p.is_range())
+    {
+        return Err(unsupported("a partial view keyed by a range (a range reads the full view)", part.expr.span()));
     }
     let mut query = extracted.query.clone();
     if let Some((_, name)) = keys_table {
@@ -209,7 +215,11 @@ pub fn plan_parameterized(
             params: extracted
                 .params
                 .iter()
-                .map(|(name, component)| ciuf_engine::Param { name: name.clone(), component: *component })
+                .map(|(name, component, role)| ciuf_engine::Param {
+                    name: name.clone(),
+                    component: *component,
+                    role: *role,
+                })
                 .collect(),
             empty: out.empty,
             keys_table: keys_table.map(|(id, _)| id),

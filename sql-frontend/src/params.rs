@@ -12,20 +12,29 @@
 //! turns each `column = literal` condition of the WHERE clause into a parameter, so an
 //! f-string query costs a lookup in the view its shape already has.
 
-use ciuf_engine::{Error, SqlErrorKind, Value};
+use ciuf_engine::{Error, ParamRole, SqlErrorKind, Value};
 use sqlparser::ast::{self, Spanned};
 
 use crate::error::{sql_error, unsupported};
 use crate::from::split_and;
 
 /// One key component: the expression the parameters are compared with, and the
-/// parameters (several for `IN`).
+/// parameters (several for `IN`, or for both ends of a range).
 #[derive(Debug, Clone)]
 pub struct KeyPart {
     /// The compared expression, over the query's FROM.
     pub expr: ast::Expr,
     /// The placeholders, as written.
     pub placeholders: Vec<String>,
+    /// What each placeholder does.
+    pub roles: Vec<ParamRole>,
+}
+
+impl KeyPart {
+    /// Whether the part bounds a range (`>`, `<`, `BETWEEN`) rather than equals.
+    pub fn is_range(&self) -> bool {
+        self.roles.iter().any(|r| *r != ParamRole::Eq)
+    }
 }
 
 /// A query with its parameter conditions taken out.
@@ -35,8 +44,8 @@ pub struct Extracted {
     pub query: ast::Query,
     /// The key's components.
     pub parts: Vec<KeyPart>,
-    /// The parameters in positional order: name and component.
-    pub params: Vec<(String, usize)>,
+    /// The parameters in positional order: name, component and role.
+    pub params: Vec<(String, usize, ParamRole)>,
 }
 
 fn placeholder(e: &ast::Expr) -> Option<&str> {
@@ -60,34 +69,84 @@ pub fn extract(q: &ast::Query) -> Result<Option<Extracted>, Error> {
     let mut parts: Vec<KeyPart> = Vec::new();
     for c in conjuncts {
         let inner = strip(c);
+        let one = |expr: &ast::Expr, p: &str, role: ParamRole| KeyPart {
+            expr: expr.clone(),
+            placeholders: vec![p.to_string()],
+            roles: vec![role],
+        };
         let part = match inner {
-            ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } => {
-                match (placeholder(left), placeholder(right)) {
-                    (Some(p), None) => Some(KeyPart { expr: (**right).clone(), placeholders: vec![p.to_string()] }),
-                    (None, Some(p)) => Some(KeyPart { expr: (**left).clone(), placeholders: vec![p.to_string()] }),
+            ast::Expr::BinaryOp { left, op, right } => {
+                use ast::BinaryOperator as B;
+                // `expr op $n`, or `$n op expr` read the other way round.
+                let (expr, p, op) = match (placeholder(left), placeholder(right)) {
+                    (None, Some(p)) => (&**left, p, op.clone()),
+                    (Some(p), None) => (
+                        &**right,
+                        p,
+                        match op {
+                            B::Gt => B::Lt,
+                            B::GtEq => B::LtEq,
+                            B::Lt => B::Gt,
+                            B::LtEq => B::GtEq,
+                            other => other.clone(),
+                        },
+                    ),
+                    _ => (&**left, "", B::Or),
+                };
+                match op {
+                    B::Eq => Some(one(expr, p, ParamRole::Eq)),
+                    B::Gt => Some(one(expr, p, ParamRole::Lower { inclusive: false })),
+                    B::GtEq => Some(one(expr, p, ParamRole::Lower { inclusive: true })),
+                    B::Lt => Some(one(expr, p, ParamRole::Upper { inclusive: false })),
+                    B::LtEq => Some(one(expr, p, ParamRole::Upper { inclusive: true })),
                     _ => None,
                 }
             }
+            ast::Expr::Between { expr, negated: false, low, high } => match (placeholder(low), placeholder(high)) {
+                (Some(lo), Some(hi)) => Some(KeyPart {
+                    expr: (**expr).clone(),
+                    placeholders: vec![lo.to_string(), hi.to_string()],
+                    roles: vec![ParamRole::Lower { inclusive: true }, ParamRole::Upper { inclusive: true }],
+                }),
+                _ => None,
+            },
             ast::Expr::In { expr, target: ast::InTarget::List(list), negated: false, .. } if !list.is_empty() => {
                 let ps: Option<Vec<String>> = list.iter().map(|x| placeholder(x).map(str::to_string)).collect();
-                ps.map(|placeholders| KeyPart { expr: (**expr).clone(), placeholders })
+                ps.map(|placeholders| KeyPart {
+                    expr: (**expr).clone(),
+                    roles: vec![ParamRole::Eq; placeholders.len()],
+                    placeholders,
+                })
             }
             _ => None,
         };
         match part {
+            // Two bounds on one expression are one range.
+            Some(p) if p.is_range() => match parts.iter_mut().find(|q| q.is_range() && q.expr == p.expr) {
+                Some(q) => {
+                    q.placeholders.extend(p.placeholders);
+                    q.roles.extend(p.roles);
+                }
+                None => parts.push(p),
+            },
             Some(p) => parts.push(p),
             None => kept.push(c.clone()),
         }
     }
+    // A range is read as a scan over the last key component: at most one, last.
+    if parts.iter().filter(|p| p.is_range()).count() > 1 {
+        return Err(unsupported("ranges on two expressions in one parameterized query", q.span()));
+    }
+    parts.sort_by_key(KeyPart::is_range);
     if parts.is_empty() {
         return Ok(None);
     }
     // Positional order: $n by n; ? and :name in order of appearance.
-    let mut params: Vec<(String, usize, i64)> = Vec::new();
+    let mut params: Vec<(String, usize, i64, ParamRole)> = Vec::new();
     let mut style: Option<char> = None;
     let mut appearance = 0i64;
     for (i, part) in parts.iter().enumerate() {
-        for p in &part.placeholders {
+        for (p, role) in part.placeholders.iter().zip(&part.roles) {
             let kind = p.chars().next().unwrap_or('?');
             if style.is_some_and(|s| s != kind) {
                 return Err(sql_error(SqlErrorKind::Invalid, "parameters mix $n, ? and :name styles", q.span()));
@@ -106,17 +165,17 @@ pub fn extract(q: &ast::Query) -> Result<Option<Extracted>, Error> {
                     _ => p.clone(),
                 },
             };
-            params.push((name, i, position));
+            params.push((name, i, position, *role));
         }
     }
-    params.sort_by_key(|(_, _, pos)| *pos);
+    params.sort_by_key(|(_, _, pos, _)| *pos);
     for w in params.windows(2) {
         if w[0].2 == w[1].2 {
             return Err(unsupported(format!("parameter ${} used twice", w[0].2), q.span()));
         }
     }
     let mut names: Vec<String> = Vec::new();
-    for (name, _, _) in params.iter_mut() {
+    for (name, ..) in params.iter_mut() {
         let base = name.clone();
         let mut n = 2;
         while names.iter().any(|x| x.eq_ignore_ascii_case(name)) {
@@ -133,7 +192,7 @@ pub fn extract(q: &ast::Query) -> Result<Option<Extracted>, Error> {
             right: Box::new(b),
         });
     }
-    Ok(Some(Extracted { query, parts, params: params.into_iter().map(|(n, i, _)| (n, i)).collect() }))
+    Ok(Some(Extracted { query, parts, params: params.into_iter().map(|(n, i, _, r)| (n, i, r)).collect() }))
 }
 
 fn strip(e: &ast::Expr) -> &ast::Expr {
