@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sqlite3
 import statistics
 import time
@@ -255,6 +256,30 @@ def main() -> None:
     result(system="ciuf-python", measure="query_v3", rows=len(v3), unchanged_us=round(unchanged * 1e6, 2),
            unchanged_to_pyarrow_us=round(unchanged_arrow * 1e6, 1),
            changed_ms=round(statistics.median(changed) * 1e3, 2))
+
+    # Per-request reads: V3 keyed by customer, read by key from Python (10,000
+    # customers requested in a Zipf pattern), full and partial.
+    rng = random.Random(3)
+    n_customers = tables["customers"].num_rows
+    ranked = [rng.randrange(n_customers) for _ in range(10_000)]
+    weights = [1 / (k + 1) for k in range(10_000)]
+    requests = rng.choices(ranked, weights=weights, k=100_000)
+    keyed_sql = ("SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total FROM orders"
+                 " WHERE status <> 'refunded' AND customer_id = $1 GROUP BY customer_id")
+    for partial in (False, True):
+        keyed = stream_engine.from_sql(keyed_sql, partial=partial)
+        lat = []
+        for c in requests:
+            t0 = time.perf_counter()
+            keyed.query(c)
+            lat.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for c in requests[:20_000]:
+            keyed.query(c).to_dicts()
+        dicts_us = (time.perf_counter() - t0) / 20_000 * 1e6
+        result(system="ciuf-python", measure="keyed_lookup_v3", materialization="partial" if partial else "full",
+               lookups=len(lat), p50_us=round(percentile(lat, 0.5) * 1e6, 2),
+               p99_us=round(percentile(lat, 0.99) * 1e6, 2), with_to_dicts_us=round(dicts_us, 2))
 
 
 if __name__ == "__main__":
