@@ -571,12 +571,22 @@ impl View {
             return Ok(());
         }
         let mut changes: Vec<crate::change::Change> = new
-            .into_iter()
+            .iter()
             .filter(|k| !victims.contains(k))
             .map(|k| crate::change::Change::insert(table, k.to_vec()))
             .collect();
-        changes.extend(victims.into_iter().map(|k| crate::change::Change::delete(table, k.to_vec())));
-        crate::dataflow::Dataflow::from_shared(Arc::clone(&self.shared)).apply(changes)
+        changes.extend(victims.iter().map(|k| crate::change::Change::delete(table, k.to_vec())));
+        let applied = crate::dataflow::Dataflow::from_shared(Arc::clone(&self.shared)).apply(changes);
+        if applied.is_err() {
+            // Nothing changed: the bookkeeping goes back to what the table holds.
+            for k in &new {
+                req.last_read.remove(k);
+            }
+            for k in victims {
+                req.last_read.insert(k, now);
+            }
+        }
+        applied
     }
 
     /// The name of a partial view's table of requested keys.
