@@ -380,42 +380,30 @@ impl Engine {
         });
     }
 
-    /// Runs `plan` over the catalog; with a source, tables it names that the engine
-    /// does not have yet are asked of the source and the planning tried again.
+    /// Runs `plan` over the catalog, asking the source for missing tables (see
+    /// [`Engine::with_source_tables`]).
     fn plan_with_source<T>(&self, plan: impl Fn(&dyn Catalog) -> Result<T>) -> Result<T> {
-        let mut asked: Vec<String> = Vec::new();
-        loop {
-            let missing = RefCell::new(Vec::new());
-            let result = self.dataflow.with_catalog(|cat| plan(&RecordingCatalog { inner: cat, missing: &missing }));
-            let Some(source) = &self.source else { return result };
-            match &result {
-                Err(Error::Sql(e)) if e.kind == SqlErrorKind::UnknownTable => {
-                    let new: Vec<String> = missing
-                        .into_inner()
-                        .into_iter()
-                        .filter(|n| !asked.iter().any(|a| a.eq_ignore_ascii_case(n)))
-                        .collect();
-                    if new.is_empty() {
-                        return result;
-                    }
-                    source.add_tables(&new)?;
-                    asked.extend(new);
-                }
-                _ => return result,
-            }
-        }
+        self.with_source_tables(|missing| {
+            self.dataflow.with_catalog(|cat| plan(&RecordingCatalog { inner: cat, missing }))
+        })
     }
 
-    /// Plans and registers a view. With a source, tables the query names that the
-    /// engine does not have yet are asked of the source (discovered, loaded, followed)
-    /// and the planning tried again.
+    /// Plans and registers a view, asking the source for missing tables.
     fn define(&self, name: Option<&str>, query: &ciuf_sql::Query, sql: &str) -> Result<View> {
+        self.with_source_tables(|missing| {
+            self.dataflow
+                .define_view(name, |cat| ciuf_sql::plan_query(query, sql, &RecordingCatalog { inner: cat, missing }))
+        })
+    }
+
+    /// Runs `attempt`, which plans over a catalog that notes the tables it lacks; with
+    /// a source, those tables are asked of it (discovered, loaded, followed) and the
+    /// attempt made again, until it needs no table the source has not been asked for.
+    fn with_source_tables<T>(&self, attempt: impl Fn(&RefCell<Vec<String>>) -> Result<T>) -> Result<T> {
         let mut asked: Vec<String> = Vec::new();
         loop {
             let missing = RefCell::new(Vec::new());
-            let result = self.dataflow.define_view(name, |cat| {
-                ciuf_sql::plan_query(query, sql, &RecordingCatalog { inner: cat, missing: &missing })
-            });
+            let result = attempt(&missing);
             let Some(source) = &self.source else { return result };
             match &result {
                 Err(Error::Sql(e)) if e.kind == SqlErrorKind::UnknownTable => {

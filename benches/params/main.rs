@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ciuf::{Change, Engine, PartialLimits, RowData, TableRef, Value, View, ViewOptions};
-use workload::{Event, TABLES, batches, read_changes, read_table};
+use workload::{Event, TABLES, batches, read_changes, read_table, to_change};
 
 const V2: &str = "SELECT o.id, o.amount, p.name, p.category FROM orders o JOIN products p ON o.product_id = p.id \
                   WHERE p.category = 'cat_3' AND o.customer_id = $1";
@@ -47,19 +47,6 @@ const V3: &str = "SELECT customer_id, COUNT(*) AS n, SUM(amount) AS total FROM o
 fn result(fields: &str) {
     println!("RESULT {{{fields}}}");
     let _ = std::io::stdout().flush();
-}
-
-fn to_change(e: &Event) -> Change {
-    let t = |i: usize| TableRef::Id(ciuf::core::TableId(i as u32));
-    match e {
-        Event::Insert { table, row } => Change::Insert { table: t(*table), row: RowData::Values(row.clone()) },
-        Event::Delete { table, row } => Change::Delete { table: t(*table), row: RowData::Values(row.clone()) },
-        Event::Update { table, old, new } => Change::Update {
-            table: t(*table),
-            old: Some(RowData::Values(old.clone())),
-            new: RowData::Values(new.clone()),
-        },
-    }
 }
 
 /// SplitMix64.

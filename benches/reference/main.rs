@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use ciuf::{Change, Engine, RowData, TableRef, Value, View};
 use sqlite_side::Sqlite;
-use workload::{Event, TABLES, VIEWS, batches, raw_bytes, read_changes, read_table};
+use workload::{Event, TABLES, VIEWS, batches, raw_bytes, read_changes, read_table, to_change};
 
 struct Args {
     data: PathBuf,
@@ -167,19 +167,6 @@ fn load_engine(args: &Args) -> Loaded {
         rss_after: memory().0,
         heap_before,
         heap_after: heap::live(),
-    }
-}
-
-fn to_change(e: &Event) -> Change {
-    let t = |i: usize| TableRef::Id(ciuf::core::TableId(i as u32));
-    match e {
-        Event::Insert { table, row } => Change::Insert { table: t(*table), row: RowData::Values(row.clone()) },
-        Event::Delete { table, row } => Change::Delete { table: t(*table), row: RowData::Values(row.clone()) },
-        Event::Update { table, old, new } => Change::Update {
-            table: t(*table),
-            old: Some(RowData::Values(old.clone())),
-            new: RowData::Values(new.clone()),
-        },
     }
 }
 

@@ -45,6 +45,11 @@ impl Sqlite {
 
     /// Applies a batch in one transaction.
     pub fn apply(&self, batch: &[&Event]) {
+        self.apply_then(batch, |_| {});
+    }
+
+    /// Applies a batch, then `then`, in one transaction.
+    pub fn apply_then(&self, batch: &[&Event], then: impl FnOnce(&rusqlite::Transaction<'_>)) {
         let tx = self.conn.unchecked_transaction().expect("tx");
         for e in batch {
             match e {
@@ -72,6 +77,7 @@ impl Sqlite {
                 }
             }
         }
+        then(&tx);
         tx.commit().expect("commit");
     }
 

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use ciuf::Value;
+use ciuf::{Change, RowData, TableRef, Value};
 
 /// The tables, their DDL (the same text for ciuf and SQLite) and column counts.
 pub const TABLES: [(&str, &str); 3] = [
@@ -149,4 +149,18 @@ pub fn raw_bytes(row: &[Value]) -> usize {
             _ => 8,
         })
         .sum()
+}
+
+/// An event as a change of the engine's table of the same position.
+pub fn to_change(e: &Event) -> Change {
+    let t = |i: usize| TableRef::Id(ciuf::core::TableId(i as u32));
+    match e {
+        Event::Insert { table, row } => Change::Insert { table: t(*table), row: RowData::Values(row.clone()) },
+        Event::Delete { table, row } => Change::Delete { table: t(*table), row: RowData::Values(row.clone()) },
+        Event::Update { table, old, new } => Change::Update {
+            table: t(*table),
+            old: Some(RowData::Values(old.clone())),
+            new: RowData::Values(new.clone()),
+        },
+    }
 }

@@ -21,6 +21,9 @@
 //!
 //! Prints one `RESULT {...}` line per measurement.
 
+#[path = "../reference/sqlite_side.rs"]
+#[allow(dead_code)] // shared with the reference benchmark, which uses all of it
+mod sqlite_side;
 #[path = "../reference/workload.rs"]
 #[allow(dead_code)] // shared with the reference benchmark, which uses all of it
 mod workload;
@@ -84,39 +87,11 @@ fn make_file(db: &Path, data: &Path) -> u64 {
 
 /// Writes `parts` to the file, each in one transaction that ends by setting the marker
 /// to its number (counting on from `first`).
-fn write_parts(c: &Connection, parts: &[Vec<&Event>], first: i64) {
-    let mut m = first;
-    for part in parts {
-        let tx = c.unchecked_transaction().expect("tx");
-        for e in part {
-            match e {
-                Event::Insert { table, row } => {
-                    let sql = format!("INSERT INTO {} VALUES ({})", TABLES[*table].0, vec!["?"; row.len()].join(","));
-                    tx.prepare_cached(&sql)
-                        .expect("prepare")
-                        .execute(params_from_iter(row.iter().map(to_sql)))
-                        .expect("insert");
-                }
-                Event::Delete { table, row } => {
-                    let sql = format!("DELETE FROM {} WHERE id = ?", TABLES[*table].0);
-                    tx.prepare_cached(&sql).expect("prepare").execute([to_sql(&row[0])]).expect("delete");
-                }
-                Event::Update { table, new, .. } => {
-                    let cols: &[&str] = match table {
-                        0 => &["name", "region"],
-                        1 => &["name", "category", "price"],
-                        _ => &["customer_id", "product_id", "amount", "status"],
-                    };
-                    let set = cols.iter().map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
-                    let sql = format!("UPDATE {} SET {set} WHERE id = ?", TABLES[*table].0);
-                    let params = new[1..].iter().chain(std::iter::once(&new[0])).map(to_sql);
-                    tx.prepare_cached(&sql).expect("prepare").execute(params_from_iter(params)).expect("update");
-                }
-            }
-        }
-        m += 1;
-        tx.execute("UPDATE marker SET m = ?1 WHERE id = 0", [m]).expect("marker");
-        tx.commit().expect("commit");
+fn write_parts(file: &sqlite_side::Sqlite, parts: &[Vec<&Event>], first: i64) {
+    for (m, part) in (first + 1..).zip(parts) {
+        file.apply_then(part, |tx| {
+            tx.execute("UPDATE marker SET m = ?1 WHERE id = 0", [m]).expect("marker");
+        });
     }
 }
 
@@ -136,9 +111,9 @@ fn writer(args: &[String]) {
     let [db, data, label, first] = args else { panic!("--writer <db> <data> <label> <first marker>") };
     let txns = read_changes(Path::new(data)).expect("changes.jsonl");
     let parts = parts(&txns, label);
-    let c = connect(Path::new(db));
+    let file = sqlite_side::Sqlite { conn: connect(Path::new(db)) };
     let t = Instant::now();
-    write_parts(&c, &parts, first.parse().expect("a number"));
+    write_parts(&file, &parts, first.parse().expect("a number"));
     println!("{:.6}", t.elapsed().as_secs_f64());
 }
 

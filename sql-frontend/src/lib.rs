@@ -124,16 +124,26 @@ pub fn plan_query(query: &Query, sql: &str, catalog: &dyn Catalog) -> Result<Vie
     if let Some(extracted) = params::extract(query)? {
         return plan_parameterized(&extracted, sql, catalog, None);
     }
-    let planner = Planner::new(catalog);
-    let out = planner.plan_query(query)?;
-    Ok(ViewDef {
+    let out = Planner::new(catalog).plan_query(query)?;
+    Ok(view_def(out, sql, |_| None))
+}
+
+/// The view a planned query makes, with the parameter spec `params` makes of it.
+fn view_def(
+    out: select::QueryOut,
+    sql: &str,
+    params: impl FnOnce(&mut select::QueryOut) -> Option<ciuf_engine::ParamSpec>,
+) -> ViewDef {
+    let mut out = out;
+    let params = params(&mut out);
+    ViewDef {
         columns: out.rel.scope.engine_columns(),
         plan: out.rel.plan.optimize(),
         visible: out.visible,
         order: out.order,
         sql: sql.to_string(),
-        params: None,
-    })
+        params,
+    }
 }
 
 /// The qualifier of the keys table a partial view joins (hidden from `*` and from
@@ -204,14 +214,9 @@ pub fn plan_parameterized(
     let planner = Planner::new(catalog);
     let keys: Vec<ast::Expr> = extracted.parts.iter().map(|p| p.expr.clone()).collect();
     let out = planner.plan_keyed(&query, &keys)?;
-    Ok(ViewDef {
-        columns: out.rel.scope.engine_columns(),
-        plan: out.rel.plan.optimize(),
-        visible: out.visible,
-        order: out.order,
-        sql: sql.to_string(),
-        params: Some(ciuf_engine::ParamSpec {
-            key_columns: out.keys,
+    Ok(view_def(out, sql, |out| {
+        Some(ciuf_engine::ParamSpec {
+            key_columns: std::mem::take(&mut out.keys),
             params: extracted
                 .params
                 .iter()
@@ -221,10 +226,10 @@ pub fn plan_parameterized(
                     role: *role,
                 })
                 .collect(),
-            empty: out.empty,
+            empty: out.empty.take(),
             keys_table: keys_table.map(|(id, _)| id),
-        }),
-    })
+        })
+    }))
 }
 
 /// The plan of `query` as text (what EXPLAIN prints).
