@@ -228,12 +228,20 @@ impl ViewState {
             }
             ViewRows::Keyed { positions, groups } => {
                 for (row, w) in delta {
-                    let key = row.project(positions);
-                    let (g, n) = groups.entry(key.clone()).or_insert_with(|| (ViewRows::flat(order), 0));
-                    g.add(row, *w, order);
-                    *n = (*n as i64 + w) as usize;
-                    if *n == 0 {
-                        groups.remove(&key);
+                    match groups.entry(row.project(positions)) {
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            let (g, n) = o.get_mut();
+                            g.add(row, *w, order);
+                            *n = (*n as i64 + w) as usize;
+                            if *n == 0 {
+                                o.remove();
+                            }
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            let (g, n) = v.insert((ViewRows::flat(order), 0));
+                            g.add(row, *w, order);
+                            *n = (*n as i64 + w) as usize;
+                        }
                     }
                 }
             }
