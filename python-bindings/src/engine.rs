@@ -139,7 +139,8 @@ impl Engine {
 
     /// The names of the tables.
     fn tables(&self) -> PyResult<Vec<String>> {
-        Ok(self.engine()?.dataflow().table_names())
+        // Not the tables of requested keys partial views keep for themselves.
+        Ok(self.engine()?.dataflow().table_names().into_iter().filter(|t| !t.starts_with("__ciuf_")).collect())
     }
 
     /// The columns of `table` and their SQL types, in column order.
