@@ -48,28 +48,35 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Some(other) => Err(Usage(format!("unknown command {other:?}"))),
+        Some(other) => Err(Failure::Usage(format!("unknown command {other:?}"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Usage(why)) => {
+        Err(Failure::Usage(why)) => {
             eprintln!("ciuf: {why}\n{USAGE}");
             ExitCode::from(2)
+        }
+        Err(Failure::Failed(e)) => {
+            eprintln!("ciuf: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-/// A usage error, or a failure already reported.
-struct Usage(String);
+/// Why a command did not succeed: it was called wrongly (exit status 2), or it failed
+/// (status 1).
+enum Failure {
+    Usage(String),
+    Failed(ciuf::Error),
+}
 
-impl From<ciuf::Error> for Usage {
+impl From<ciuf::Error> for Failure {
     fn from(e: ciuf::Error) -> Self {
-        eprintln!("ciuf: {e}");
-        std::process::exit(1);
+        Failure::Failed(e)
     }
 }
 
-fn watch_command(args: &[String]) -> Result<(), Usage> {
+fn watch_command(args: &[String]) -> Result<(), Failure> {
     let mut positional = Vec::new();
     let mut format = Format::Table;
     let mut until = None;
@@ -79,11 +86,11 @@ fn watch_command(args: &[String]) -> Result<(), Usage> {
             "--format" => match it.next().map(String::as_str) {
                 Some("table") => format = Format::Table,
                 Some("json") => format = Format::Json,
-                other => return Err(Usage(format!("--format takes table or json, not {other:?}"))),
+                other => return Err(Failure::Usage(format!("--format takes table or json, not {other:?}"))),
             },
             "--for" => match it.next().and_then(|s| s.parse::<f64>().ok()) {
                 Some(secs) if secs >= 0.0 => until = Some(Instant::now() + Duration::from_secs_f64(secs)),
-                _ => return Err(Usage("--for takes a number of seconds".into())),
+                _ => return Err(Failure::Usage("--for takes a number of seconds".into())),
             },
             _ => positional.push(a.clone()),
         }
@@ -91,11 +98,11 @@ fn watch_command(args: &[String]) -> Result<(), Usage> {
     match positional.as_slice() {
         [] => Ok(demo(format, until)?),
         [url, sql] => Ok(watch(url, sql, format, until)?),
-        _ => Err(Usage("watch takes a URL and a query (or nothing, for the demo)".into())),
+        _ => Err(Failure::Usage("watch takes a URL and a query (or nothing, for the demo)".into())),
     }
 }
 
-fn capture_command(args: &[String]) -> Result<(), Usage> {
+fn capture_command(args: &[String]) -> Result<(), Failure> {
     use ciuf::connectors::sqlite::{install_capture, remove_capture};
     match args {
         [verb, url, tables @ ..] if verb == "install" => {
@@ -113,7 +120,7 @@ fn capture_command(args: &[String]) -> Result<(), Usage> {
             }
             Ok(())
         }
-        _ => Err(Usage("capture takes install <url> [<table>...] or remove <url>".into())),
+        _ => Err(Failure::Usage("capture takes install <url> [<table>...] or remove <url>".into())),
     }
 }
 
