@@ -21,30 +21,9 @@ fn watch_prints_the_view_then_each_committed_change() {
              INSERT INTO orders VALUES (1, 'ann', 10.50), (2, 'bob', 3.00);",
         )
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ciuf"))
-        .args([
-            "watch",
-            &server.url(),
-            "SELECT customer, SUM(amount) AS total FROM orders GROUP BY customer",
-            "--format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = lines_of(&mut child);
+    let (mut child, rx) = watch_totals(&server.url());
     let next =
         |what: &str| rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no output line for {what}"));
-    let mut first = vec![next("the first row"), next("the second row")];
-    first.sort();
-    assert_eq!(
-        first,
-        [
-            r#"{"op":"row","row":{"customer":"ann","total":10.50}}"#,
-            r#"{"op":"row","row":{"customer":"bob","total":3.00}}"#
-        ]
-    );
     client
         .batch_execute(
             "BEGIN; INSERT INTO orders VALUES (3, 'ann', 1.25); UPDATE orders SET amount = 4 WHERE id = 2; COMMIT;",
@@ -84,6 +63,30 @@ fn watch_explains_its_usage_and_bad_urls() {
     assert!(err.contains("cannot reach PostgreSQL at 127.0.0.1:1") && !err.contains(":pw@"), "{err}");
 }
 
+/// `ciuf watch <url>` of the total by customer of a table `orders` holding (1, ann,
+/// 10.50) and (2, bob, 3.00), as JSON lines; checks that the view comes first.
+fn watch_totals(url: &str) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ciuf"))
+        .args(["watch", url, "SELECT customer, SUM(amount) AS total FROM orders GROUP BY customer", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let next =
+        |what: &str| rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no output line for {what}"));
+    let mut first = vec![next("the first row"), next("the second row")];
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            r#"{"op":"row","row":{"customer":"ann","total":10.50}}"#,
+            r#"{"op":"row","row":{"customer":"bob","total":3.00}}"#
+        ]
+    );
+    (child, rx)
+}
+
 /// Lines of a child's stdout, as they come.
 fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -109,30 +112,9 @@ fn watch_follows_a_sqlite_file_written_by_another_process() {
     )
     .unwrap();
     let url = format!("sqlite://{}", path.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ciuf"))
-        .args([
-            "watch",
-            &url,
-            "SELECT customer, SUM(amount) AS total FROM orders GROUP BY customer",
-            "--format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = lines_of(&mut child);
+    let (mut child, rx) = watch_totals(&url);
     let next =
         |what: &str| rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no output line for {what}"));
-    let mut first = vec![next("the first row"), next("the second row")];
-    first.sort();
-    assert_eq!(
-        first,
-        [
-            r#"{"op":"row","row":{"customer":"ann","total":10.50}}"#,
-            r#"{"op":"row","row":{"customer":"bob","total":3.00}}"#
-        ]
-    );
     // Another process: a committed transaction, then a rolled-back one.
     let status = Command::new("python3")
         .arg("-c")

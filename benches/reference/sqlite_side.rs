@@ -25,7 +25,11 @@ impl Sqlite {
     /// An in-memory SQLite with the workload's tables loaded (INTEGER PRIMARY KEY, so
     /// that key lookups and the joins' probes use the rowid index).
     pub fn load(dir: &Path) -> Sqlite {
-        let conn = Connection::open_in_memory().expect("sqlite");
+        Sqlite::load_into(Connection::open_in_memory().expect("sqlite"), dir)
+    }
+
+    /// The workload's tables made and loaded through `conn` (a file, say).
+    pub fn load_into(conn: Connection, dir: &Path) -> Sqlite {
         for (name, ddl) in TABLES {
             conn.execute_batch(&ddl.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY")).expect("ddl");
             let tx = conn.unchecked_transaction().expect("tx");

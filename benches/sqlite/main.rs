@@ -34,8 +34,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ciuf::{Engine, Value, View};
-use rusqlite::{Connection, params_from_iter};
-use workload::{Event, TABLES, VIEWS, batches, read_changes, read_table};
+use rusqlite::Connection;
+use workload::{Event, TABLES, VIEWS, batches, read_changes};
 
 fn result(fields: &str) {
     println!("RESULT {{{fields}}}");
@@ -58,31 +58,22 @@ fn connect(db: &Path) -> Connection {
     c
 }
 
-/// The workload's tables in a new WAL file at `db`, with a marker table.
+/// The workload's tables in a new WAL file at `db`, with a marker table; returns the
+/// number of rows.
 fn make_file(db: &Path, data: &Path) -> u64 {
     let c = connect(db);
     c.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    let mut rows = 0u64;
-    for (name, ddl) in TABLES {
-        c.execute_batch(&ddl.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY")).expect("ddl");
-        let tx = c.unchecked_transaction().expect("tx");
-        {
-            let n = ddl.matches(',').count() + 1;
-            let mut stmt =
-                tx.prepare(&format!("INSERT INTO {name} VALUES ({})", vec!["?"; n].join(","))).expect("insert");
-            read_table(data, name, |row| {
-                stmt.execute(params_from_iter(row.iter().map(to_sql))).expect("insert row");
-                rows += 1;
-            })
-            .expect("read table");
-        }
-        tx.commit().expect("commit");
-    }
-    c.execute_batch(
-        "CREATE TABLE marker (id INTEGER PRIMARY KEY, m INTEGER NOT NULL); INSERT INTO marker VALUES (0, 0);",
-    )
-    .expect("marker");
-    rows
+    let file = sqlite_side::Sqlite::load_into(c, data);
+    file.conn
+        .execute_batch(
+            "CREATE TABLE marker (id INTEGER PRIMARY KEY, m INTEGER NOT NULL); INSERT INTO marker VALUES (0, 0);",
+        )
+        .expect("marker");
+    TABLES
+        .iter()
+        .map(|(name, _)| file.conn.query_row(&format!("SELECT count(*) FROM {name}"), [], |r| r.get::<_, i64>(0)))
+        .sum::<Result<i64, _>>()
+        .expect("row counts") as u64
 }
 
 /// Writes `parts` to the file, each in one transaction that ends by setting the marker
