@@ -277,14 +277,12 @@ fn literal(e: &ast::Expr) -> Option<Value> {
     }
 }
 
+/// Whether `e` holds a placeholder in the operators [`walk`] descends into (one
+/// anywhere else is refused where the planner meets it).
 fn placeholder_anywhere(e: &ast::Expr) -> bool {
-    e.to_string().contains(['$', '?']) && {
-        // Only a real placeholder counts (a '$' or '?' inside a string literal does not).
-        let mut found = false;
-        let mut check = |x: &ast::Expr| found |= placeholder(x).is_some();
-        walk(e, &mut check);
-        found
-    }
+    let mut found = false;
+    walk(e, &mut |x: &ast::Expr| found |= placeholder(x).is_some());
+    found
 }
 
 fn walk(e: &ast::Expr, f: &mut impl FnMut(&ast::Expr)) {
