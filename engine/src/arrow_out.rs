@@ -102,6 +102,13 @@ enum Builder {
 
 impl ColumnBuilder {
     fn new(t: DataType, n: usize) -> ColumnBuilder {
+        // A column whose values decide their own class is read as the one Arrow type
+        // that holds them all: numbers as doubles, anything as its text.
+        let t = match t {
+            DataType::Number => DataType::Double,
+            DataType::Any => DataType::Text,
+            t => t,
+        };
         let builder = match t {
             DataType::Bool => Builder::Bool(BooleanBuilder::with_capacity(n)),
             DataType::SmallInt => Builder::SmallInt(Int16Builder::with_capacity(n)),
@@ -118,6 +125,7 @@ impl ColumnBuilder {
             DataType::Date => Builder::Date(Date32Builder::with_capacity(n)),
             DataType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(n)),
             DataType::Null => Builder::Null(NullBuilder::new()),
+            DataType::Number | DataType::Any => unreachable!("mapped above"),
         };
         ColumnBuilder { ty: t, builder }
     }
@@ -174,6 +182,19 @@ mod tests {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
+
+    #[test]
+    fn columns_whose_values_keep_their_class_read_as_one_arrow_type() {
+        use arrow_array::types::Float64Type;
+        let cols = vec![Column::new("n", DataType::Number), Column::new("a", DataType::Any)];
+        let schema = arrow_schema(&cols);
+        let rows = [row![3, 2.5], row![2.5, "x"], row![None::<i64>, 7]];
+        let batch = rows_to_batch(&schema, &[DataType::Number, DataType::Any], &[0, 1], rows.iter().zip([1, 1, 1]), 3);
+        let n = batch.column(0).as_primitive::<Float64Type>();
+        assert_eq!((n.value(0), n.value(1), n.is_null(2)), (3.0, 2.5, true));
+        let a = batch.column(1).as_string::<i32>();
+        assert_eq!((a.value(0), a.value(1), a.value(2)), ("2.5", "x", "7"));
+    }
 
     #[test]
     fn multiplicities_repeat_rows() {

@@ -1,7 +1,9 @@
 //! Orderings over rows, for top-k state and ordered views.
 //!
-//! An [`OrderSpec`] compares rows by its keys (direction and NULL placement per key)
-//! and then by the whole row, so it is a total order: equal rows are the only ties,
+//! An [`OrderSpec`] compares rows by its keys (direction and NULL placement per key;
+//! numbers by value, so that an integer and a real of one value tie and the next key
+//! decides, as in SQL) and then by the whole row, so it is a total order: equal rows
+//! are the only ties,
 //! and which rows fill a LIMIT window never depends on arrival order. [`OrdRow`]
 //! carries its spec so that rows can live in a `BTreeMap`, and a copy of its first
 //! sort value, so that most comparisons in a large ordered state are decided without
@@ -51,8 +53,8 @@ fn compare_key(k: &SortKey, x: &Value, y: &Value) -> Ordering {
         (true, false) => Ordering::Greater,
         (false, true) if k.nulls_first => Ordering::Greater,
         (false, true) => Ordering::Less,
-        (false, false) if k.descending => x.cmp(y).reverse(),
-        (false, false) => x.cmp(y),
+        (false, false) if k.descending => x.sort_cmp(y).reverse(),
+        (false, false) => x.sort_cmp(y),
     }
 }
 

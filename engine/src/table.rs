@@ -479,6 +479,8 @@ fn fits_exactly(v: &Value, t: DataType) -> bool {
             | (Value::Bool(_), DataType::Bool)
             | (Value::Date(_), DataType::Date)
             | (Value::Timestamp(_), DataType::Timestamp)
+            | (Value::Int(_), DataType::Number)
+            | (_, DataType::Any)
     )
 }
 
@@ -529,6 +531,10 @@ pub fn coerce(v: Value, t: DataType) -> std::result::Result<Value, String> {
         (Value::Text(s), DataType::Timestamp) => datetime::parse_timestamp(s)
             .map(Value::Timestamp)
             .ok_or_else(|| format!("'{}' is not a timestamp (YYYY-MM-DD HH:MM:SS)", s.as_str())),
+        // SQLite's NUMERIC affinity: a whole double is stored as the integer it is.
+        (_, DataType::Number) => crate::expr::cast::numeric_column_value(&v)
+            .ok_or_else(|| format!("got {} {v}, which is not a number", v.kind_name())),
+        (_, DataType::Any) => Ok(v),
         _ => Err(mismatch(&v)),
     }
 }

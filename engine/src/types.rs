@@ -4,6 +4,12 @@
 //! whatever their declared width; the width is kept so that inserts are range-checked
 //! and Arrow output uses the declared type. Floats are `f64`. Decimals are exact with a
 //! fixed scale per column (see [`crate::decimal`]).
+//!
+//! Two types stand for SQLite's typing, where each *value* carries its storage class
+//! and an expression may give an integer on one row and a real on the next:
+//! [`DataType::Number`] (integers and doubles, as a NUMERIC column or a CASE over mixed
+//! INTEGER and REAL results holds them) and [`DataType::Any`] (numbers and text mixed).
+//! Arrow has one type per column, so they read as Float64 and as text respectively.
 
 use std::fmt;
 
@@ -40,6 +46,15 @@ pub enum DataType {
     Timestamp,
     /// The type of a bare NULL literal, before it meets another type.
     Null,
+    /// A number whose storage class each value decides: an integer or a double, as
+    /// SQLite holds them in a NUMERIC column and gives them from CASE, COALESCE, MIN/MAX
+    /// and the like over mixed INTEGER and REAL results. Each value computes as what it
+    /// is (an integer divides as an integer); Arrow reads the column as Float64.
+    Number,
+    /// A value of any storage class, decided per value (SQLite's expressions that mix
+    /// text with numbers; the ANY of its STRICT tables). Arrow reads the column as text,
+    /// each value rendered as SQLite renders it.
+    Any,
 }
 
 impl DataType {
@@ -48,9 +63,17 @@ impl DataType {
         matches!(self, DataType::SmallInt | DataType::Int | DataType::BigInt)
     }
 
-    /// Whether the type is numeric (integer, double or decimal).
+    /// Whether the type is numeric (integer, double, decimal, or a number of either
+    /// class).
     pub fn is_numeric(self) -> bool {
-        self.is_integer() || matches!(self, DataType::Double | DataType::Decimal { .. })
+        self.is_integer() || matches!(self, DataType::Double | DataType::Decimal { .. } | DataType::Number)
+    }
+
+    /// Whether values of this type decide their storage class one by one
+    /// ([`DataType::Number`], [`DataType::Any`]): equal numbers of two classes (3 and
+    /// 3.0) must then meet as keys.
+    pub fn is_per_value(self) -> bool {
+        matches!(self, DataType::Number | DataType::Any)
     }
 
     /// The Arrow type a column of this type is read as.
@@ -66,6 +89,8 @@ impl DataType {
             DataType::Date => ArrowType::Date32,
             DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
             DataType::Null => ArrowType::Null,
+            DataType::Number => ArrowType::Float64,
+            DataType::Any => ArrowType::Utf8,
         }
     }
 }
@@ -83,6 +108,8 @@ impl fmt::Display for DataType {
             DataType::Date => f.write_str("DATE"),
             DataType::Timestamp => f.write_str("TIMESTAMP"),
             DataType::Null => f.write_str("NULL"),
+            DataType::Number => f.write_str("NUMERIC"),
+            DataType::Any => f.write_str("ANY"),
         }
     }
 }

@@ -210,6 +210,27 @@ impl Value {
         }
     }
 
+    /// The value as a key in which equal numbers of two classes meet: a double or a
+    /// decimal that is a whole number within the i64 range becomes that integer, another
+    /// decimal its double (3.0 and 3 are one key, as they are one value to SQL's `=`).
+    /// Every other value is unchanged. Grouping, DISTINCT, set operations and join keys
+    /// over [`crate::DataType::Number`] and [`crate::DataType::Any`] hash this.
+    pub fn number_key(&self) -> Value {
+        let f = match self {
+            Value::Float(f) => *f,
+            Value::Decimal(d) => match d.trunc_i64() {
+                Some(i) if Decimal::from_i64(i) == **d => return Value::Int(i),
+                _ => d.to_f64(),
+            },
+            other => return other.clone(),
+        };
+        if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+            Value::Int(f as i64)
+        } else {
+            Value::Float(canonical(f))
+        }
+    }
+
     /// The text, if this is text.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -266,6 +287,13 @@ impl Value {
             (a, Value::Bool(b)) if a.class() == 2 => a.sql_cmp(&Value::Int(*b as i64)),
             _ => Some(self.cmp_same_class(other).unwrap_or_else(|| self.class().cmp(&other.class()))),
         }
+    }
+
+    /// ORDER BY's comparison of two non-NULL values: by value, numbers of any class
+    /// together (3 and 3.0 tie, and the next sort key decides), then by class (numbers
+    /// before text, as in SQLite). [`Ord`] refines it by breaking those ties.
+    pub fn sort_cmp(&self, other: &Value) -> Ordering {
+        self.cmp_same_class(other).unwrap_or_else(|| self.class().cmp(&other.class()))
     }
 
     /// Compares two values of the same class by value; `None` if the classes differ.

@@ -65,6 +65,8 @@ pub fn parse_text(text: &str, t: DataType) -> Result<Value, String> {
         DataType::Date => Value::Date(parse_date(text).ok_or_else(bad)?),
         DataType::Timestamp => Value::Timestamp(parse_timestamptz(text).ok_or_else(bad)?),
         DataType::Null => Value::Null,
+        // PostgreSQL's columns each have one type; these are SQLite's.
+        DataType::Number | DataType::Any => return Err(format!("no PostgreSQL column has type {t}")),
     })
 }
 

@@ -4,6 +4,10 @@
 //! leading characters spell (`'12ab'` is 12, `'abc'` is 0), a DOUBLE casts to an integer
 //! by truncation toward zero (saturating at the i64 range), and text that is not a date
 //! casts to NULL.
+//!
+//! SQLite's *affinities* live here too: the conversions it applies to one side of a
+//! comparison ([`numeric_affinity`], [`text_affinity`]) and to a value stored in a
+//! NUMERIC column ([`numeric_column_value`]).
 
 use crate::datetime;
 use crate::decimal::Decimal;
@@ -72,7 +76,84 @@ pub fn cast(v: &Value, to: DataType) -> Value {
             Value::Text(s) => datetime::parse_timestamp(s).map_or(Value::Null, Value::Timestamp),
             _ => Value::Null,
         },
+        // SQLite's CAST(… AS NUMERIC): numbers keep their class; text becomes the number
+        // its leading characters spell, an integer where that number is one.
+        DataType::Number => match v {
+            Value::Int(_) | Value::Float(_) => v.clone(),
+            Value::Bool(b) => Value::Int(*b as i64),
+            Value::Decimal(d) => Value::Float(d.to_f64()),
+            Value::Text(s) => integral_as_int(text_to_number(s)),
+            Value::Date(d) => Value::Int(*d as i64),
+            Value::Timestamp(t) => Value::Int(*t),
+            Value::Null => unreachable!(),
+        },
+        DataType::Any => v.clone(),
     }
+}
+
+/// A double that is a whole number within the i64 range, as that integer; anything
+/// else unchanged (SQLite's lossless REAL to INTEGER conversion).
+fn integral_as_int(v: Value) -> Value {
+    match v {
+        Value::Float(f) if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) => {
+            Value::Int(f as i64)
+        }
+        other => other,
+    }
+}
+
+/// The number `s` is, if the whole of it (spaces aside) is a well-formed integer or
+/// real literal: an integer where it is one that fits, else a double. Hexadecimal is
+/// not a number here, as in SQLite's affinities.
+pub fn well_formed_number(s: &str) -> Option<Value> {
+    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let p = number_prefix(t);
+    if p.is_empty() || p.len() != t.len() {
+        return None;
+    }
+    if !p.contains(['.', 'e', 'E'])
+        && let Ok(i) = p.parse::<i64>()
+    {
+        return Some(Value::Int(i));
+    }
+    let f: f64 = p.parse().ok()?;
+    Some(Value::Float(f))
+}
+
+/// SQLite's NUMERIC affinity applied to one side of a comparison: text that is a
+/// well-formed number becomes that number; every other value is unchanged.
+pub fn numeric_affinity(v: &Value) -> Value {
+    match v {
+        Value::Text(s) => well_formed_number(s).unwrap_or_else(|| v.clone()),
+        other => other.clone(),
+    }
+}
+
+/// SQLite's TEXT affinity applied to one side of a comparison: a number becomes its
+/// text; every other value is unchanged.
+pub fn text_affinity(v: &Value) -> Value {
+    match v {
+        Value::Int(_) | Value::Float(_) | Value::Decimal(_) | Value::Bool(_) => {
+            Value::text(v.to_text().expect("not null"))
+        }
+        other => other.clone(),
+    }
+}
+
+/// A value as a NUMERIC column stores it (SQLite's column affinity): a number, with a
+/// double that is exactly an integer stored as that integer; text that is a
+/// well-formed number as that number. `None` for text that is not a number (SQLite
+/// would store the text; ciuf's NUMERIC columns hold numbers only).
+pub fn numeric_column_value(v: &Value) -> Option<Value> {
+    Some(match v {
+        Value::Null => Value::Null,
+        Value::Int(_) => v.clone(),
+        Value::Bool(b) => Value::Int(*b as i64),
+        Value::Float(_) => integral_as_int(v.clone()),
+        Value::Decimal(d) => integral_as_int(Value::Float(d.to_f64())),
+        Value::Text(s) => integral_as_int(well_formed_number(s)?),
+        Value::Date(_) | Value::Timestamp(_) => return None,
+    })
 }
 
 /// Truncation toward zero, saturating; NaN is 0.

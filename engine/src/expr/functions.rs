@@ -42,6 +42,15 @@ pub enum Func {
     Least,
     /// Multi-argument `max(a, b, …)`: NULL if any is NULL (SQLite).
     Greatest,
+    /// The value as a key in which 3 and 3.0 meet ([`Value::number_key`]); planned
+    /// under keys whose values decide their own class, never written in SQL.
+    NumberKey,
+    /// SQLite's NUMERIC affinity applied to a comparison operand
+    /// ([`super::cast::numeric_affinity`]); planned, never written in SQL.
+    NumericAffinity,
+    /// SQLite's TEXT affinity applied to a comparison operand
+    /// ([`super::cast::text_affinity`]); planned, never written in SQL.
+    TextAffinity,
 }
 
 impl Func {
@@ -86,6 +95,9 @@ impl Func {
             Func::Instr => "instr",
             Func::Least => "min",
             Func::Greatest => "max",
+            Func::NumberKey => "number_key",
+            Func::NumericAffinity => "numeric_affinity",
+            Func::TextAffinity => "text_affinity",
         }
     }
 
@@ -96,6 +108,7 @@ impl Func {
             Func::Least | Func::Greatest => (2, usize::MAX),
             Func::NullIf | Func::Instr => (2, 2),
             Func::Abs | Func::Lower | Func::Upper | Func::Length => (1, 1),
+            Func::NumberKey | Func::NumericAffinity | Func::TextAffinity => (1, 1),
             Func::Round | Func::Trim | Func::LTrim | Func::RTrim => (1, 2),
             Func::Substr => (2, 3),
             Func::Replace => (3, 3),
@@ -124,6 +137,9 @@ impl Func {
                 Value::Float(f) => Value::Float(f.abs()),
                 Value::Decimal(d) => Value::from(d.abs()),
                 Value::Null => Value::Null,
+                Value::Bool(b) => Value::Int(*b as i64),
+                // SQLite: anything else is read as a double (0.0 if it is no number).
+                Value::Text(s) => Value::Float(super::cast::text_to_f64_prefix(s).abs()),
                 other => match ops::negate(other) {
                     Value::Null => Value::Null,
                     n => Func::Abs.eval(&[Expr::Literal(n)], row),
@@ -167,11 +183,13 @@ impl Func {
                     if v.is_null() {
                         return Value::Null;
                     }
+                    // SQLite's ties: max keeps the first of equal values, min takes the
+                    // last (max(3, 3.0) is 3, min(3, 3.0) is 3.0).
                     let better = match &best {
                         None => true,
                         Some(b) => {
                             let o = v.sql_cmp(b).expect("not null");
-                            if self == Func::Least { o.is_lt() } else { o.is_gt() }
+                            if self == Func::Least { o.is_le() } else { o.is_gt() }
                         }
                     };
                     if better {
@@ -180,6 +198,9 @@ impl Func {
                 }
                 best.unwrap_or(Value::Null)
             }
+            Func::NumberKey => arg(0).number_key(),
+            Func::NumericAffinity => super::cast::numeric_affinity(&arg(0)),
+            Func::TextAffinity => super::cast::text_affinity(&arg(0)),
         }
     }
 }

@@ -189,8 +189,29 @@ fn arithmetic(op: BinaryOp, a: &Value, b: &Value) -> Value {
             if matches!(x, Value::Text(_)) || matches!(y, Value::Text(_)) {
                 return Value::Null;
             }
+            if op == BinaryOp::Mod && !matches!((&x, &y), (Value::Int(_), Value::Int(_))) {
+                // SQLite's remainder of reals takes each operand's integer value, and
+                // text's is its leading integer ('61e2' % 7 is 61 % 7, as a real).
+                let (xi, yi) = (integer_value(a), integer_value(b));
+                if yi == 0 {
+                    return Value::Null;
+                }
+                return Value::Float((if yi == -1 { 0 } else { xi % yi }) as f64);
+            }
             arithmetic(op, &x, &y)
         }
+    }
+}
+
+/// A value's integer value as SQLite takes it for `%`: text's leading integer, a real
+/// truncated (saturating), a boolean's 0 or 1.
+fn integer_value(v: &Value) -> i64 {
+    match v {
+        Value::Text(s) => super::cast::text_to_i64_prefix(s),
+        other => match super::cast::cast(other, crate::types::DataType::BigInt) {
+            Value::Int(i) => i,
+            _ => 0,
+        },
     }
 }
 

@@ -14,13 +14,18 @@
 //! - GROUP_CONCAT keeps its values in arrival order (SQLite's order for rows only
 //!   inserted), and joins them on demand;
 //! - DISTINCT keeps a count per distinct value and feeds the inner accumulator only
-//!   when a value appears or disappears.
+//!   when a value appears or disappears;
+//! - over values that decide their own class (SQLite's typing: [`DataType::Number`],
+//!   [`DataType::Any`], text), SUM is an integer while every value is one and a double
+//!   once any is not, as SQLite's is, and DISTINCT treats 3 and 3.0 as one value,
+//!   represented by the least of the copies present (the integer).
 
 use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 
 use crate::decimal::Decimal;
+use crate::expr::cast::{text_to_f64_prefix, well_formed_number};
 use crate::plan::{AggFunc, AggregateCall};
 use crate::types::DataType;
 use crate::value::Value;
@@ -37,6 +42,8 @@ pub(crate) enum Accumulator {
     SumFloat { sum: f64, compensation: f64, n: Weight },
     /// SUM/AVG of decimals: exact mantissa at `scale`.
     SumDecimal { sum: Wide, scale: u8, n: Weight },
+    /// SUM/AVG/TOTAL of values that decide their own class (boxed: rare).
+    SumMixed(Box<MixedSum>),
     /// MIN/MAX: every value with its multiplicity.
     Extreme(BTreeMap<Value, Weight>),
     /// `f(DISTINCT x)`: each value's multiplicity, and the inner accumulator that sees
@@ -100,6 +107,113 @@ impl Concat {
 pub(crate) struct Distinct {
     counts: HashMap<Value, Weight>,
     inner: Accumulator,
+    /// Whether equal numbers of two classes (3 and 3.0) are one value: the inner
+    /// accumulator then sees one representative per number, the least copy present.
+    by_number: bool,
+}
+
+impl Distinct {
+    /// The copy of the number whose key is `key` that stands for it: the least present
+    /// (an integer before a double), if any is.
+    fn representative(&self, key: &Value) -> Option<Value> {
+        let int_as_float = match key {
+            Value::Int(i) => Some(Value::Float(*i as f64)).filter(|f| f.sql_cmp(key).is_some_and(|o| o.is_eq())),
+            _ => None,
+        };
+        std::iter::once(key.clone()).chain(int_as_float).filter(|v| self.counts.get(v).is_some_and(|&c| c > 0)).min()
+    }
+
+    fn update(&mut self, value: &Value, weight: Weight) {
+        let key = self.by_number.then(|| value.number_key());
+        let before = key.as_ref().and_then(|k| self.representative(k));
+        let c = self.counts.entry_ref(value).or_insert(0);
+        let was = *c;
+        *c += weight;
+        let now = *c;
+        if now == 0 {
+            self.counts.remove(value);
+        }
+        match key {
+            Some(k) => {
+                let after = self.representative(&k);
+                if before != after {
+                    if let Some(b) = before {
+                        self.inner.update(&b, -1);
+                    }
+                    if let Some(a) = after {
+                        self.inner.update(&a, 1);
+                    }
+                }
+            }
+            None => match (was > 0, now > 0) {
+                (false, true) => self.inner.update(value, 1),
+                (true, false) => self.inner.update(value, -1),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// SUM/AVG/TOTAL over values that decide their own class, as SQLite sums them: the
+/// integers exactly, and the rest (doubles; text, read as a number) compensated beside
+/// them; the sum is an integer while no value of the rest is present.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MixedSum {
+    ints: Wide,
+    floats: f64,
+    compensation: f64,
+    n: Weight,
+    /// How many values of the rest are present.
+    approx: Weight,
+    /// How many of them are +∞ and −∞: kept out of the compensated sum, which they
+    /// would leave NaN once removed.
+    infinities: [Weight; 2],
+}
+
+impl MixedSum {
+    fn update(&mut self, value: &Value, weight: Weight) {
+        let int = |s: &mut MixedSum, i: i64| s.ints.add(i as i128 * weight as i128);
+        match value {
+            Value::Int(i) => int(self, *i),
+            Value::Bool(b) => int(self, *b as i64),
+            Value::Date(d) => int(self, *d as i64),
+            Value::Timestamp(t) => int(self, *t),
+            // SQLite: text that is an integer literal adds as one; any other text as
+            // the double its leading characters spell.
+            Value::Text(s) => match well_formed_number(s) {
+                Some(Value::Int(i)) => int(self, i),
+                _ => self.add_float(text_to_f64_prefix(s), weight),
+            },
+            other => self.add_float(other.as_f64().unwrap_or(0.0), weight),
+        }
+        self.n += weight;
+    }
+
+    fn add_float(&mut self, f: f64, weight: Weight) {
+        if f.is_infinite() {
+            self.infinities[usize::from(f < 0.0)] += weight;
+        } else {
+            neumaier(&mut self.floats, &mut self.compensation, f * weight as f64);
+        }
+        self.approx += weight;
+    }
+
+    /// The sum as a double: ±∞ if infinities of one sign are present, NaN if of both.
+    fn total(&self) -> f64 {
+        match self.infinities {
+            [p, m] if p > 0 && m > 0 => f64::NAN,
+            [p, _] if p > 0 => f64::INFINITY,
+            [_, m] if m > 0 => f64::NEG_INFINITY,
+            _ => self.ints.get() as f64 + (self.floats + self.compensation),
+        }
+    }
+}
+
+/// Neumaier's step: adds `v` to `sum`, keeping the low-order bits lost in `compensation`.
+fn neumaier(sum: &mut f64, compensation: &mut f64, v: f64) {
+    let t = *sum + v;
+    *compensation += if sum.abs() >= v.abs() { (*sum - t) + v } else { (v - t) + *sum };
+    *sum = t;
 }
 
 /// A 128-bit sum as two 64-bit halves: 8-aligned, unlike `i128`, so that an
@@ -132,15 +246,20 @@ impl Accumulator {
                 by_arrival: BTreeMap::new(),
                 copies: HashMap::new(),
             })),
-            AggFunc::Total => Accumulator::SumFloat { sum: 0.0, compensation: 0.0, n: 0 },
-            AggFunc::Sum | AggFunc::Avg => match call.arg_type {
+            AggFunc::Sum | AggFunc::Avg | AggFunc::Total => match call.arg_type {
+                t if t.is_per_value() || t == DataType::Text => Accumulator::SumMixed(Box::default()),
+                _ if call.func == AggFunc::Total => Accumulator::SumFloat { sum: 0.0, compensation: 0.0, n: 0 },
                 t if t.is_integer() || t == DataType::Bool => Accumulator::SumInt { sum: Wide::default(), n: 0 },
                 DataType::Decimal { scale, .. } => Accumulator::SumDecimal { sum: Wide::default(), scale, n: 0 },
                 _ => Accumulator::SumFloat { sum: 0.0, compensation: 0.0, n: 0 },
             },
         };
         if call.distinct && !matches!(call.func, AggFunc::Min | AggFunc::Max) {
-            Accumulator::Distinct(Box::new(Distinct { counts: HashMap::new(), inner: base }))
+            Accumulator::Distinct(Box::new(Distinct {
+                counts: HashMap::new(),
+                inner: base,
+                by_number: call.arg_type.is_per_value(),
+            }))
         } else {
             base
         }
@@ -155,6 +274,10 @@ impl Accumulator {
             Accumulator::SumFloat { sum, compensation, n: 0 } => {
                 *sum = 0.0;
                 *compensation = 0.0;
+            }
+            Accumulator::SumMixed(m) if m.approx == 0 => {
+                m.floats = 0.0;
+                m.compensation = 0.0;
             }
             Accumulator::Distinct(d) => d.inner.settle(),
             _ => {}
@@ -179,13 +302,22 @@ impl Accumulator {
                 *n += weight;
             }
             Accumulator::SumFloat { sum, compensation, n } => {
-                let v = value.as_f64().unwrap_or(0.0) * weight as f64;
-                // Neumaier: keep the low-order bits lost by each addition.
-                let t = *sum + v;
-                *compensation += if sum.abs() >= v.abs() { (*sum - t) + v } else { (v - t) + *sum };
-                *sum = t;
+                let v = match value {
+                    Value::Text(s) => text_to_f64_prefix(s),
+                    Value::Bool(b) => *b as i64 as f64,
+                    other => other.as_f64().unwrap_or(0.0),
+                };
+                if v.is_infinite() {
+                    // Rare: the sum that can take an infinity away again.
+                    let mixed =
+                        MixedSum { floats: *sum, compensation: *compensation, n: *n, approx: *n, ..Default::default() };
+                    *self = Accumulator::SumMixed(Box::new(mixed));
+                    return self.update(value, weight);
+                }
+                neumaier(sum, compensation, v * weight as f64);
                 *n += weight;
             }
+            Accumulator::SumMixed(m) => m.update(value, weight),
             Accumulator::SumDecimal { sum, scale, n } => {
                 let d = match value {
                     Value::Decimal(d) => d.rescale(*scale),
@@ -203,21 +335,7 @@ impl Accumulator {
                 }
             }
             Accumulator::Concat(c) => c.update(value, weight),
-            Accumulator::Distinct(d) => {
-                let Distinct { counts, inner } = &mut **d;
-                let c = counts.entry_ref(value).or_insert(0);
-                let before = *c;
-                *c += weight;
-                let after = *c;
-                if after == 0 {
-                    counts.remove(value);
-                }
-                match (before > 0, after > 0) {
-                    (false, true) => inner.update(value, 1),
-                    (true, false) => inner.update(value, -1),
-                    _ => {}
-                }
-            }
+            Accumulator::Distinct(d) => d.update(value, weight),
         }
     }
 
@@ -240,6 +358,16 @@ impl Accumulator {
                 AggFunc::Avg => Value::Float((sum + compensation) / *n as f64),
                 _ => Value::Float(sum + compensation),
             },
+            Accumulator::SumMixed(m) => {
+                let float = |f: f64| if f.is_nan() { Value::Null } else { Value::Float(f) };
+                match func {
+                    AggFunc::Total => float(m.total()),
+                    _ if m.n == 0 => Value::Null,
+                    AggFunc::Avg => float(m.total() / m.n as f64),
+                    _ if m.approx > 0 => float(m.total()),
+                    _ => Value::Int(m.ints.get().clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+                }
+            }
             Accumulator::SumDecimal { sum, scale, n } => {
                 let d = Decimal::new(sum.get(), *scale);
                 match func {
@@ -263,6 +391,7 @@ impl Accumulator {
             Accumulator::Extreme(values) => values.len() * 48,
             Accumulator::Concat(c) => 96 + c.separator.len() + c.by_arrival.len() * 88,
             Accumulator::Distinct(d) => 8 + d.counts.capacity() * 33 + d.inner.state_bytes(),
+            Accumulator::SumMixed(_) => std::mem::size_of::<MixedSum>(),
             _ => 0,
         }
     }
@@ -345,6 +474,44 @@ mod tests {
         d.update(&Value::Int(2), 3);
         d.update(&Value::Int(1), 1);
         assert_eq!(d.result(AggFunc::GroupConcat), Value::text("2,1"));
+    }
+
+    #[test]
+    fn sums_over_values_of_either_class_follow_sqlite() {
+        let mut s = Accumulator::new(&call(AggFunc::Sum, DataType::Number, false));
+        s.update(&Value::Int(3), 2);
+        assert_eq!(s.result(AggFunc::Sum), Value::Int(6));
+        s.update(&Value::Float(0.5), 1);
+        assert_eq!(s.result(AggFunc::Sum), Value::Float(6.5));
+        assert_eq!(s.result(AggFunc::Avg), Value::Float(6.5 / 3.0));
+        s.update(&Value::Float(0.5), -1);
+        s.settle();
+        assert_eq!(s.result(AggFunc::Sum), Value::Int(6), "an integer again once no double is left");
+        let mut t = Accumulator::new(&call(AggFunc::Sum, DataType::Text, false));
+        t.update(&Value::text(" 3 "), 1);
+        assert_eq!(t.result(AggFunc::Sum), Value::Int(3));
+        t.update(&Value::text("1e2"), 1);
+        t.update(&Value::text("abc"), 1);
+        assert_eq!(t.result(AggFunc::Sum), Value::Float(103.0));
+        assert_eq!(t.result(AggFunc::Total), Value::Float(103.0));
+    }
+
+    #[test]
+    fn distinct_over_numbers_of_either_class_counts_3_and_3_0_once() {
+        let mut c = Accumulator::new(&call(AggFunc::Count, DataType::Number, true));
+        c.update(&Value::Int(3), 1);
+        c.update(&Value::Float(3.0), 2);
+        c.update(&Value::Float(3.5), 1);
+        assert_eq!(c.result(AggFunc::Count), Value::Int(2));
+        let mut s = Accumulator::new(&call(AggFunc::Sum, DataType::Number, true));
+        s.update(&Value::Float(3.0), 1);
+        assert_eq!(s.result(AggFunc::Sum), Value::Float(3.0));
+        s.update(&Value::Int(3), 1);
+        assert_eq!(s.result(AggFunc::Sum), Value::Int(3), "the integer stands for 3 and 3.0");
+        s.update(&Value::Int(3), -1);
+        assert_eq!(s.result(AggFunc::Sum), Value::Float(3.0));
+        s.update(&Value::Float(3.0), -1);
+        assert_eq!(s.result(AggFunc::Sum), Value::Null);
     }
 
     #[test]
