@@ -188,6 +188,14 @@ impl Engine {
                             c.data_type = ciuf_engine::DataType::BigInt;
                         }
                     }
+                } else {
+                    // A NUMERIC without a precision is SQLite's per-value NUMERIC only
+                    // under SQLite; elsewhere it is a decimal, as it always was.
+                    for c in &mut schema.columns {
+                        if c.data_type == ciuf_engine::DataType::Number {
+                            c.data_type = ciuf_engine::DataType::Decimal { precision: 18, scale: 3 };
+                        }
+                    }
                 }
                 self.dataflow.create_table(schema)?;
                 Outcome::Done

@@ -3,7 +3,10 @@
 use ciuf::{Change, ConstraintError, Engine, Error, SchemaError, SqlErrorKind, Value};
 
 fn engine() -> Engine {
-    let e = Engine::in_memory();
+    with_tables(Engine::in_memory())
+}
+
+fn with_tables(e: Engine) -> Engine {
     e.execute(
         "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, amount DOUBLE, status TEXT);
          CREATE TABLE tags (name TEXT, n INTEGER)",
@@ -74,10 +77,26 @@ fn unknown_names_suggest_the_nearest() {
 
 #[test]
 fn type_and_meaning_errors_are_clear() {
-    let e = engine();
-    let cases = [
+    // PostgreSQL gives every expression one type and refuses what does not fit it;
+    // SQLite types each value and reads text as a number where it must.
+    let pg = with_tables(Engine::with_dialect(ciuf::Dialect::Postgres));
+    let sqlite = engine();
+    let typed = [
         ("SELECT status + 1 FROM orders", "cannot apply + to TEXT and BIGINT"),
         ("SELECT id FROM orders WHERE status", "expected a condition, got TEXT"),
+        (
+            "SELECT id FROM orders JOIN tags ON name = status WHERE id = n AND id = name",
+            "cannot compare BIGINT with TEXT at line 1, column 67",
+        ),
+    ];
+    for (sql, text) in typed {
+        let err = pg.from_sql(sql).unwrap_err();
+        assert!(err.to_string().contains(text), "{sql}: got {err}");
+        sqlite.from_sql(sql).unwrap_or_else(|e| panic!("SQLite's typing takes {sql}: {e}"));
+    }
+    let e = engine();
+    let cases = [
+        ("SELECT id FROM orders WHERE created_at > 1", "unknown column created_at"),
         (
             "SELECT customer_id, amount FROM orders GROUP BY customer_id",
             "column amount must appear in the GROUP BY clause",
@@ -85,10 +104,6 @@ fn type_and_meaning_errors_are_clear() {
         ("SELECT id FROM orders WHERE SUM(amount) > 1", "aggregate function sum() is not allowed here"),
         ("SELECT id FROM orders ORDER BY 3", "position 3 is not in the select list"),
         ("SELECT name FROM tags UNION SELECT id, status FROM orders", "UNION of 1 and 2 columns"),
-        (
-            "SELECT id FROM orders JOIN tags ON name = status WHERE id = n AND id = name",
-            "cannot compare BIGINT with TEXT at line 1, column 67",
-        ),
         ("SELEC id FROM orders", "syntax error"),
     ];
     for (sql, text) in cases {

@@ -1,14 +1,16 @@
 //! Aggregate calls: finding them in a query, planning them, and referring to their
 //! results after the aggregation.
 
+use ciuf_engine::expr::Func;
 use ciuf_engine::plan::{AggFunc, AggregateCall};
-use ciuf_engine::{DataType, Error, Expr, SqlErrorKind};
+use ciuf_engine::{DataType, Error, Expr, Plan, SqlErrorKind};
 use sqlparser::ast::{self, Spanned};
 use sqlparser::tokenizer::Span;
 
 use crate::error::{sql_error, type_error, unsupported};
 use crate::expr::{ExprCtx, Typed};
 use crate::scope::{Scope, ScopeColumn};
+use crate::types::{Affinity, Origin};
 
 /// The arguments of a function call, as written.
 pub(crate) struct FnArgs<'a> {
@@ -182,7 +184,10 @@ pub(crate) fn plan_call(e: &ast::Expr, ctx: &ExprCtx) -> Result<(AggregateCall, 
         _ => return Err(type_error(format!("{name}() takes one argument"), span)),
     };
     let t: Typed = ctx.plan(arg)?;
-    let numeric = t.ty.is_numeric() || t.ty == DataType::Bool || t.ty == DataType::Null;
+    // SQLite sums text too, each value read as the number it spells.
+    let numeric = t.ty.is_numeric()
+        || matches!(t.ty, DataType::Bool | DataType::Null)
+        || (ctx.dialect == ciuf_engine::Dialect::Sqlite && matches!(t.ty, DataType::Text | DataType::Any));
     let (ty, nullable) = match func {
         AggFunc::Count | AggFunc::CountStar => (DataType::BigInt, false),
         AggFunc::Min | AggFunc::Max => (t.ty, true),
@@ -197,6 +202,8 @@ pub(crate) fn plan_call(e: &ast::Expr, ctx: &ExprCtx) -> Result<(AggregateCall, 
                 (DataType::Decimal { precision: ciuf_engine::types::MAX_DECIMAL_PRECISION, scale }, true)
             }
             DataType::Double => (DataType::Double, true),
+            // An integer while every value is one, else a double (SQLite).
+            DataType::Number | DataType::Any | DataType::Text => (DataType::Number, true),
             _ => (DataType::BigInt, true),
         },
     };
@@ -212,11 +219,41 @@ pub(crate) struct AggContext {
     /// Each aggregate call as written, with its result's type and nullability.
     pub calls: Vec<(ast::Expr, DataType, bool)>,
     /// Subqueries in HAVING, the select list or ORDER BY, answered after the aggregate:
-    /// each one's mark and its answer column (after the groups and calls).
+    /// each one's mark and its answer column (after the groups, calls and
+    /// representatives).
     pub answers: Vec<(usize, Typed)>,
+    /// Groups whose values keep their own class (SQLite's typing): the aggregate groups
+    /// by their number keys, so that 3 and 3.0 fall in one group, and the group reads as
+    /// the least of its copies, which a hidden MIN after the calls gives. Each is
+    /// (group, that MIN's output column).
+    pub representatives: Vec<(usize, usize)>,
 }
 
 impl AggContext {
+    /// Plans the aggregate of `input` by the groups, computing `aggregates` (the calls'
+    /// plans, in order). Groups from `first_group` on whose type keeps each value's class
+    /// are grouped by number key and read through a representative (see
+    /// [`AggContext::representatives`]).
+    pub fn plan(&mut self, input: Plan, mut aggregates: Vec<AggregateCall>, first_group: usize) -> Plan {
+        let mut group_by = Vec::with_capacity(self.groups.len());
+        for (i, g) in self.groups.iter().enumerate() {
+            if i < first_group || !g.ty.is_per_value() {
+                group_by.push(g.expr.clone());
+                continue;
+            }
+            group_by.push(Expr::Call { func: Func::NumberKey, args: vec![g.expr.clone()] });
+            self.representatives.push((i, self.groups.len() + aggregates.len()));
+            aggregates.push(AggregateCall {
+                func: AggFunc::Min,
+                arg: Some(g.expr.clone()),
+                distinct: false,
+                arg_type: g.ty,
+                separator: None,
+            });
+        }
+        Plan::Aggregate { input: Box::new(input), group_by, aggregates }
+    }
+
     /// The output column of the aggregate call `e`, if `e` is one.
     pub fn lookup_call(&self, e: &ast::Expr) -> Option<Typed> {
         let i = self.calls.iter().position(|(c, _, _)| c == e)?;
@@ -233,22 +270,32 @@ impl AggContext {
             name: "#aggregate".into(),
             ty,
             nullable,
+            affinity: Affinity::None,
+            origin: Origin::default(),
             merged: true,
             mark: None,
             outer: false,
         };
-        let groups = self.groups.iter().map(|g| match g.expr {
+        let named = |g: &Typed| match g.expr {
             Expr::Column(i) => ScopeColumn { mark: None, outer: false, ..input.columns[i].clone() },
             _ => hidden(g.ty, g.nullable),
-        });
+        };
+        let read_through = |i: usize| self.representatives.iter().any(|(g, _)| *g == i);
+        let groups = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| if read_through(i) { hidden(g.ty, g.nullable) } else { named(g) });
         let calls = self.calls.iter().map(|(_, ty, nullable)| hidden(*ty, *nullable));
-        Scope { columns: groups.chain(calls).collect() }
+        let representatives = self.representatives.iter().map(|(g, _)| named(&self.groups[*g]));
+        Scope { columns: groups.chain(calls).chain(representatives).collect() }
     }
 
     /// The output column of the group expression equal to `expr`, if any.
     pub fn lookup_group(&self, expr: &Expr) -> Option<Typed> {
         let i = self.groups.iter().position(|g| g.expr == *expr)?;
         let g = &self.groups[i];
-        Some(Typed::new(Expr::Column(i), g.ty, g.nullable))
+        let column = self.representatives.iter().find(|(group, _)| *group == i).map_or(i, |(_, c)| *c);
+        Some(Typed { expr: Expr::Column(column), ..g.clone() })
     }
 }

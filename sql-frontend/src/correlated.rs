@@ -36,6 +36,7 @@ use crate::expr::{ExprCtx, Typed, subquery_id};
 use crate::from::{find_subqueries, split_and};
 use crate::planner::{Planner, Rel};
 use crate::scope::{Scope, ScopeColumn};
+use crate::types::{Affinity, Origin};
 use ciuf_engine::SqlErrorKind;
 
 /// What a correlated subquery answers.
@@ -113,6 +114,8 @@ impl Planner<'_> {
                 name: "#key".into(),
                 ty: k.ty,
                 nullable: k.nullable,
+                affinity: k.affinity,
+                origin: Origin::default(),
                 merged: true,
                 mark: None,
                 outer: true,
@@ -152,6 +155,8 @@ impl Planner<'_> {
             name: "#row".into(),
             ty: DataType::BigInt,
             nullable: false,
+            affinity: Affinity::None,
+            origin: Origin::default(),
             merged: true,
             mark: None,
             outer: false,
@@ -201,12 +206,7 @@ impl Planner<'_> {
             ));
         }
         let row_ctx = ExprCtx::row(&joined.scope, self.dialect);
-        let groups: Vec<Typed> = (0..d_width)
-            .map(|i| {
-                let c = &joined.scope.columns[i];
-                Typed::new(Expr::Column(i), c.ty, c.nullable)
-            })
-            .collect();
+        let groups: Vec<Typed> = (0..d_width).map(|i| Typed::column(&joined.scope, i)).collect();
         let (aggregates, answer) = match kind {
             Correlated::Exists => {
                 (vec![count_rows(Expr::Column(marker))], Typed::new(positive(d_width), DataType::Bool, false))
@@ -250,7 +250,7 @@ impl Planner<'_> {
                     arg_type: y.ty,
                     separator: None,
                 };
-                (vec![call], Typed::new(Expr::Column(d_width), y.ty, true))
+                (vec![call], Typed { expr: Expr::Column(d_width), nullable: true, ..y })
             }
             Correlated::Scalar => {
                 let mut agg = AggContext { groups, ..AggContext::default() };
@@ -316,6 +316,8 @@ impl Planner<'_> {
             name: format!("subquery#{width}"),
             ty: answer.ty,
             nullable: answer.nullable,
+            affinity: answer.affinity,
+            origin: Origin::default(),
             merged: true,
             mark: Some(subquery_id(q)),
             outer: false,

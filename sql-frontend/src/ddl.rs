@@ -15,7 +15,8 @@ pub(crate) fn create_table(ct: &ast::CreateTable) -> Result<TableSchema, Error> 
     let mut columns = Vec::with_capacity(ct.columns.len());
     let mut key: Option<Vec<String>> = None;
     for c in &ct.columns {
-        let mut col = Column::new(c.name.value.clone(), sql_type(&c.data_type, c.name.span)?);
+        let mut col =
+            Column::new(c.name.value.clone(), sql_type(&c.data_type, c.name.span, ciuf_engine::Dialect::Sqlite)?);
         for opt in &c.options {
             match &opt.option {
                 ColumnOption::NotNull => col.nullable = false,

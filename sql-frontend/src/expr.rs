@@ -15,36 +15,77 @@ use sqlparser::tokenizer::Span;
 use crate::aggregate::{AggContext, contains_aggregate};
 use crate::error::{sql_error, type_error, unsupported};
 use crate::scope::Scope;
-use crate::types::{arithmetic_type, common_type, same_representation, sql_type};
+use crate::types::{
+    Affinity, NUMBERS, OTHER, Origin, TEXT, arithmetic_type, common_type, same_representation, sql_type,
+    sqlite_arithmetic_type, sqlite_result_type,
+};
 
-/// An engine expression with its type and nullability.
+/// An engine expression with its type, nullability and (SQLite's) affinity.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Typed {
     pub expr: Expr,
     pub ty: DataType,
     pub nullable: bool,
+    pub affinity: Affinity,
 }
 
 impl Typed {
+    /// An expression with no affinity.
     pub fn new(expr: Expr, ty: DataType, nullable: bool) -> Typed {
-        Typed { expr, ty, nullable }
+        Typed { expr, ty, nullable, affinity: Affinity::None }
+    }
+
+    /// A reference to column `i` of `scope`, with the column's type and affinity.
+    pub fn column(scope: &Scope, i: usize) -> Typed {
+        let c = &scope.columns[i];
+        Typed { expr: Expr::Column(i), ty: c.ty, nullable: c.nullable, affinity: c.affinity }
     }
 
     fn literal(v: Value, ty: DataType) -> Typed {
         let nullable = v.is_null();
-        Typed { expr: Expr::Literal(v), ty, nullable }
+        Typed::new(Expr::Literal(v), ty, nullable)
     }
 
     /// The expression converted to `ty`: no-op for a shared representation, folded for
-    /// a literal, else a CAST.
+    /// a literal, else a CAST. Into a type whose values keep their own class
+    /// ([`DataType::is_per_value`]) numbers go as they are, but booleans become the
+    /// integers SQLite has them as and decimals the doubles it would hold.
     pub fn coerce(self, ty: DataType) -> Typed {
+        if ty.is_per_value() {
+            return match self.ty {
+                DataType::Bool => Typed { ty, ..self.coerce(DataType::BigInt) },
+                DataType::Decimal { .. } => Typed { ty, ..self.coerce(DataType::Double) },
+                _ => Typed { ty, ..self },
+            };
+        }
         if same_representation(self.ty, ty) || ty == DataType::Null {
             return Typed { ty, ..self };
         }
         match self.expr {
             Expr::Literal(v) => Typed::literal(cast(&v, ty), ty),
-            e => Typed { expr: e.cast(ty), ty, nullable: self.nullable },
+            e => Typed::new(e.cast(ty), ty, self.nullable),
         }
+    }
+
+    /// `self` with SQLite's `affinity` applied for a comparison: a literal folded, any
+    /// other expression wrapped. Nothing for an operand that cannot change under it.
+    fn with_affinity_applied(self, affinity: Affinity) -> Typed {
+        let (func, changes) = match affinity {
+            Affinity::Numeric | Affinity::Real => {
+                (Func::NumericAffinity, matches!(self.ty, DataType::Text | DataType::Any))
+            }
+            Affinity::Text => {
+                (Func::TextAffinity, self.ty.is_numeric() || matches!(self.ty, DataType::Bool | DataType::Any))
+            }
+            Affinity::None => return self,
+        };
+        if !changes {
+            return self;
+        }
+        let ty = if affinity == Affinity::Text { DataType::Text } else { DataType::Any };
+        let call = Expr::Call { func, args: vec![self.expr] };
+        let expr = if call.is_constant() { Expr::Literal(call.eval(&[])) } else { call };
+        Typed { expr, ty, nullable: self.nullable, affinity }
     }
 }
 
@@ -92,7 +133,7 @@ impl<'a> ExprCtx<'a> {
     /// Plans `e` as a condition (WHERE, ON, HAVING, CASE WHEN).
     pub fn plan_condition(&self, e: &ast::Expr) -> Result<Typed, Error> {
         let t = self.plan(e)?;
-        check_boolean(&t, e.span())?;
+        self.check_boolean(&t, e.span())?;
         Ok(t)
     }
 
@@ -101,10 +142,7 @@ impl<'a> ExprCtx<'a> {
     fn answer(&self, id: usize, negated: bool, what: &str, span: Span) -> Result<Typed, Error> {
         let found = match self.agg {
             Some(agg) => agg.answers.iter().find(|(m, _)| *m == id).map(|(_, t)| t.clone()),
-            None => self.scope.columns.iter().position(|c| c.mark == Some(id)).map(|at| {
-                let c = &self.scope.columns[at];
-                Typed::new(Expr::Column(at), c.ty, c.nullable)
-            }),
+            None => self.scope.columns.iter().position(|c| c.mark == Some(id)).map(|at| Typed::column(self.scope, at)),
         };
         let Some(t) = found else { return Err(unsupported(format!("{what} here"), span)) };
         Ok(if negated { Typed { expr: Expr::Not(Box::new(t.expr)), ..t } } else { t })
@@ -122,8 +160,7 @@ impl<'a> ExprCtx<'a> {
                 ident.span,
             ));
         }
-        let c = &self.scope.columns[i];
-        Ok(Typed::new(Expr::Column(i), c.ty, c.nullable))
+        Ok(Typed::column(self.scope, i))
     }
 
     fn plan_node(&self, e: &ast::Expr) -> Result<Typed, Error> {
@@ -138,7 +175,7 @@ impl<'a> ExprCtx<'a> {
             },
             E::Value(v) => self.literal(&v.value, span),
             E::TypedString(ts) => {
-                let ty = sql_type(&ts.data_type, span)?;
+                let ty = sql_type(&ts.data_type, span, self.dialect)?;
                 let text = match &ts.value.value {
                     ast::Value::SingleQuotedString(s) => s.clone(),
                     other => return Err(unsupported(format!("typed literal {other}"), span)),
@@ -154,17 +191,20 @@ impl<'a> ExprCtx<'a> {
                 let t = self.plan(expr)?;
                 match op {
                     ast::UnaryOperator::Not => {
-                        check_boolean(&t, expr.span())?;
+                        self.check_boolean(&t, expr.span())?;
                         Ok(Typed::new(Expr::Not(Box::new(t.expr)), DataType::Bool, t.nullable))
                     }
                     ast::UnaryOperator::Minus => {
-                        let ty = numeric_operand(&t, "-", expr.span())?;
+                        let ty = self.numeric_operand(&t, "-", expr.span())?;
                         Ok(Typed::new(Expr::Negate(Box::new(t.expr)), ty, t.nullable))
                     }
-                    // SQLite's unary + is a no-op on any value, text included.
-                    ast::UnaryOperator::Plus if self.dialect == Dialect::Sqlite => Ok(t),
+                    // SQLite's unary + is a no-op on any value, text included; what
+                    // it takes away is the operand's affinity.
+                    ast::UnaryOperator::Plus if self.dialect == Dialect::Sqlite => {
+                        Ok(Typed { affinity: Affinity::None, ..t })
+                    }
                     ast::UnaryOperator::Plus => {
-                        let ty = numeric_operand(&t, "+", expr.span())?;
+                        let ty = self.numeric_operand(&t, "+", expr.span())?;
                         Ok(Typed { ty, ..t })
                     }
                     other => Err(unsupported(format!("operator {other}"), span)),
@@ -181,7 +221,7 @@ impl<'a> ExprCtx<'a> {
             }
             E::IsTrue(x) | E::IsNotTrue(x) | E::IsFalse(x) | E::IsNotFalse(x) => {
                 let t = self.plan(x)?;
-                check_boolean(&t, x.span())?;
+                self.check_boolean(&t, x.span())?;
                 let want = matches!(e, E::IsTrue(_) | E::IsNotTrue(_));
                 let op = if matches!(e, E::IsTrue(_) | E::IsFalse(_)) {
                     BinaryOp::IsNotDistinctFrom
@@ -205,8 +245,17 @@ impl<'a> ExprCtx<'a> {
                 let mut items = Vec::with_capacity(list.len());
                 let mut nullable = t.nullable;
                 for item in list {
-                    let (l, r) = self.comparable(t.clone(), self.plan(item)?, item.span())?;
-                    t = l;
+                    let r = if self.dialect == Dialect::Sqlite {
+                        // SQLite: `x IN (y, z)` is `x = +y OR x = +z`; the items have no
+                        // affinity of their own and take x's.
+                        let r = self.plan(item)?;
+                        self.comparable_classes(t.ty, r.ty, item.span())?;
+                        r.with_affinity_applied(t.affinity)
+                    } else {
+                        let (l, r) = self.comparable(t.clone(), self.plan(item)?, item.span())?;
+                        t = l;
+                        r
+                    };
                     nullable |= r.nullable;
                     items.push(r.expr);
                 }
@@ -228,10 +277,21 @@ impl<'a> ExprCtx<'a> {
             E::Exists { subquery, negated } => self.answer(subquery_id(subquery), *negated, "EXISTS (subquery)", span),
             E::Subquery(q) => self.answer(subquery_id(q), false, "scalar subquery", span),
             E::Between { expr, negated, low, high } => {
-                let t = self.plan(expr)?;
-                let (t, lo) = self.comparable(t, self.plan(low)?, low.span())?;
-                let (t, hi) = self.comparable(t, self.plan(high)?, high.span())?;
+                let x = self.plan(expr)?;
+                let (t, lo) = self.comparable(x.clone(), self.plan(low)?, low.span())?;
+                let (t2, hi) = self.comparable(x, self.plan(high)?, high.span())?;
                 let nullable = t.nullable || lo.nullable || hi.nullable;
+                if t.expr != t2.expr {
+                    // The two comparisons convert x differently (SQLite's affinities):
+                    // x >= low AND x <= high, each with its own x.
+                    let both = Expr::binary(
+                        BinaryOp::And,
+                        Expr::binary(BinaryOp::GtEq, t.expr, lo.expr),
+                        Expr::binary(BinaryOp::LtEq, t2.expr, hi.expr),
+                    );
+                    let e = if *negated { Expr::Not(Box::new(both)) } else { both };
+                    return Ok(Typed::new(e, DataType::Bool, nullable));
+                }
                 Ok(Typed::new(
                     Expr::Between {
                         expr: Box::new(t.expr),
@@ -280,11 +340,12 @@ impl<'a> ExprCtx<'a> {
                     return Err(unsupported("CAST … FORMAT", span));
                 }
                 let t = self.plan(expr)?;
-                let ty = sql_type(data_type, span)?;
-                Ok(match t.expr {
+                let ty = sql_type(data_type, span, self.dialect)?;
+                let cast = match t.expr {
                     Expr::Literal(v) => Typed::literal(cast(&v, ty), ty),
                     other => Typed::new(other.cast(ty), ty, t.nullable),
-                })
+                };
+                Ok(Typed { affinity: Affinity::of_type(ty), ..cast })
             }
             E::Function(f) => self.function(f, span),
             E::Substring { expr, substring_from, substring_for, .. } => {
@@ -372,8 +433,11 @@ impl<'a> ExprCtx<'a> {
         let (l, r) = (self.plan(left)?, self.plan(right)?);
         let nullable = l.nullable || r.nullable;
         let arith = |bop: BinaryOp| -> Result<Typed, Error> {
-            let ty = arithmetic_type(bop, l.ty, r.ty)
-                .ok_or_else(|| type_error(format!("cannot apply {bop} to {} and {}", l.ty, r.ty), span))?;
+            let ty = match self.dialect {
+                Dialect::Sqlite => sqlite_arithmetic_type(bop, l.ty, r.ty),
+                Dialect::Postgres => arithmetic_type(bop, l.ty, r.ty),
+            }
+            .ok_or_else(|| type_error(format!("cannot apply {bop} to {} and {}", l.ty, r.ty), span))?;
             // Division and modulo by zero give NULL.
             let nullable = nullable || matches!(bop, BinaryOp::Div | BinaryOp::Mod);
             Ok(Typed::new(Expr::binary(bop, l.expr.clone(), r.expr.clone()), ty, nullable))
@@ -386,8 +450,8 @@ impl<'a> ExprCtx<'a> {
             B::Modulo => arith(BinaryOp::Mod),
             B::StringConcat => Ok(Typed::new(Expr::binary(BinaryOp::Concat, l.expr, r.expr), DataType::Text, nullable)),
             B::And | B::Or => {
-                check_boolean(&l, left.span())?;
-                check_boolean(&r, right.span())?;
+                self.check_boolean(&l, left.span())?;
+                self.check_boolean(&r, right.span())?;
                 let bop = if matches!(op, B::And) { BinaryOp::And } else { BinaryOp::Or };
                 Ok(Typed::new(Expr::binary(bop, l.expr, r.expr), DataType::Bool, nullable))
             }
@@ -412,8 +476,14 @@ impl<'a> ExprCtx<'a> {
     /// Makes `l` and `r` comparable: numbers compare as they are; text meets dates by
     /// conversion; a text literal compared with a number is read as a number (SQLite's
     /// affinity rule) when it is one.
+    ///
+    /// Under SQLite, the operands' affinities decide instead (see
+    /// [`ExprCtx::comparable_sqlite`]).
     pub fn comparable(&self, l: Typed, r: Typed, span: Span) -> Result<(Typed, Typed), Error> {
         use DataType::*;
+        if self.dialect == Dialect::Sqlite {
+            return self.comparable_sqlite(l, r, span);
+        }
         let numberish = |t: DataType| t.is_numeric() || t == Bool;
         match (l.ty, r.ty) {
             (a, b) if a == b || a == Null || b == Null => Ok((l, r)),
@@ -433,6 +503,74 @@ impl<'a> ExprCtx<'a> {
         }
     }
 
+    /// SQLite's comparison (<https://www.sqlite.org/datatype3.html>, 4.2): where one
+    /// operand has INTEGER, REAL or NUMERIC affinity (a column of such a type, or a CAST
+    /// to one) and the other has TEXT or none, text on the other side that is a number is
+    /// read as that number; else where one has TEXT affinity and the other none, a number
+    /// on the other side is compared as its text; else the values compare as they are,
+    /// every number before every text. Dates keep ciuf's rule: text is read as a date.
+    fn comparable_sqlite(&self, l: Typed, r: Typed, span: Span) -> Result<(Typed, Typed), Error> {
+        use DataType::*;
+        let temporal = |t: DataType| matches!(t, Date | Timestamp);
+        if temporal(l.ty) || temporal(r.ty) {
+            return match common_type(l.ty, r.ty) {
+                _ if l.ty == r.ty || l.ty == Null || r.ty == Null => Ok((l, r)),
+                Some(t) => Ok((fold_temporal(l, t, span)?, fold_temporal(r, t, span)?)),
+                None => Err(type_error(format!("cannot compare {} with {}", l.ty, r.ty), span)),
+            };
+        }
+        self.comparable_classes(l.ty, r.ty, span)?;
+        let (la, ra) = (l.affinity, r.affinity);
+        Ok(match (la, ra) {
+            (a, b) if a.is_numeric() && !b.is_numeric() => (l, r.with_affinity_applied(Affinity::Numeric)),
+            (a, b) if !a.is_numeric() && b.is_numeric() => (l.with_affinity_applied(Affinity::Numeric), r),
+            (Affinity::Text, Affinity::None) => (l, r.with_affinity_applied(Affinity::Text)),
+            (Affinity::None, Affinity::Text) => (l.with_affinity_applied(Affinity::Text), r),
+            _ => (l, r),
+        })
+    }
+
+    /// What SQLite knows of `e` as an output column ([`Origin`]), following its
+    /// `sqlite3ExprDataType`: which classes the values may have, and whether it is a
+    /// CAST.
+    pub fn origin(&self, e: &ast::Expr) -> Origin {
+        use ast::Expr as E;
+        let classes = |classes| Origin { classes, ..Origin::default() };
+        match e {
+            E::Nested(x) | E::UnaryOp { op: ast::UnaryOperator::Plus, expr: x } => self.origin(x),
+            E::Value(v) => classes(match &v.value {
+                ast::Value::Null => 0,
+                ast::Value::SingleQuotedString(_) | ast::Value::DoubleQuotedString(_) => TEXT,
+                ast::Value::Number(..) | ast::Value::Boolean(_) => NUMBERS,
+                _ => NUMBERS | TEXT | OTHER,
+            }),
+            E::BinaryOp { op: ast::BinaryOperator::StringConcat, .. } => classes(TEXT | OTHER),
+            E::Function(_) => classes(NUMBERS | TEXT | OTHER),
+            E::Identifier(_) | E::CompoundIdentifier(_) | E::Subquery(_) | E::Cast { .. } => Origin {
+                classes: self.plan(e).map_or(NUMBERS | TEXT | OTHER, |t| t.affinity.classes()),
+                cast: matches!(e, E::Cast { .. }),
+                arms: None,
+            },
+            E::Case { conditions, else_result, .. } => {
+                let results = conditions.iter().map(|c| &c.result).chain(else_result.as_deref());
+                classes(results.fold(0, |acc, r| acc | self.origin(r).classes))
+            }
+            _ => classes(NUMBERS),
+        }
+    }
+
+    /// Whether values of types `a` and `b` can be compared at all (under SQLite any
+    /// number, text or boolean meets any other; dates meet text).
+    fn comparable_classes(&self, a: DataType, b: DataType, span: Span) -> Result<(), Error> {
+        use DataType::*;
+        let plain = |t: DataType| t.is_numeric() || matches!(t, Bool | Text | Any | Null);
+        if a == b || (plain(a) && plain(b)) || common_type(a, b).is_some() {
+            Ok(())
+        } else {
+            Err(type_error(format!("cannot compare {a} with {b}"), span))
+        }
+    }
+
     fn case(
         &self,
         operand: Option<&ast::Expr>,
@@ -440,14 +578,17 @@ impl<'a> ExprCtx<'a> {
         else_result: Option<&ast::Expr>,
         span: Span,
     ) -> Result<Typed, Error> {
-        let mut subject = operand.map(|o| self.plan(o)).transpose()?;
+        let subject = operand.map(|o| self.plan(o)).transpose()?;
         let mut whens = Vec::with_capacity(conditions.len());
         let mut results = Vec::with_capacity(conditions.len() + 1);
+        // The subject as each comparison sees it: under SQLite, a WHEN's affinity may
+        // convert it, and then the CASE is planned in its searched form.
+        let mut subjects = Vec::with_capacity(conditions.len());
         for c in conditions {
-            let w = match &mut subject {
+            let w = match &subject {
                 Some(s) => {
                     let (l, r) = self.comparable(s.clone(), self.plan(&c.condition)?, c.condition.span())?;
-                    *s = l;
+                    subjects.push(l.expr);
                     r
                 }
                 None => self.plan_condition(&c.condition)?,
@@ -456,22 +597,58 @@ impl<'a> ExprCtx<'a> {
             results.push(self.plan(&c.result)?);
         }
         let otherwise = else_result.map(|e| self.plan(e)).transpose()?;
-        let mut ty = DataType::Null;
-        for r in results.iter().chain(otherwise.iter()) {
-            ty = common_type(ty, r.ty)
-                .ok_or_else(|| type_error(format!("CASE mixes {ty} and {} results", r.ty), span))?;
-        }
+        let operand = match subject {
+            Some(s) if subjects.iter().all(|e| *e == s.expr) => Some(s.expr),
+            Some(_) => {
+                whens = subjects.into_iter().zip(whens).map(|(l, r)| Expr::binary(BinaryOp::Eq, l, r)).collect();
+                None
+            }
+            None => None,
+        };
+        self.case_of(operand, whens, results, otherwise, span)
+    }
+
+    /// A CASE of planned parts: its type is the results' ([`ExprCtx::result_type`]).
+    fn case_of(
+        &self,
+        operand: Option<Expr>,
+        whens: Vec<Expr>,
+        results: Vec<Typed>,
+        otherwise: Option<Typed>,
+        span: Span,
+    ) -> Result<Typed, Error> {
+        let ty = self.result_type(results.iter().chain(otherwise.iter()), "CASE", span)?;
         let nullable = otherwise.is_none() || results.iter().chain(otherwise.iter()).any(|r| r.nullable);
         let branches = whens.into_iter().zip(results).map(|(w, r)| (w, r.coerce(ty).expr)).collect();
         Ok(Typed::new(
             Expr::Case {
-                operand: subject.map(|s| Box::new(s.expr)),
+                operand: operand.map(Box::new),
                 branches,
                 otherwise: otherwise.map(|o| Box::new(o.coerce(ty).expr)),
             },
             ty,
             nullable,
         ))
+    }
+
+    /// The type of an expression whose value is one of `values`: their common type
+    /// (PostgreSQL), or under SQLite the type that keeps each value's own class
+    /// ([`sqlite_result_type`]).
+    fn result_type<'t>(
+        &self,
+        values: impl Iterator<Item = &'t Typed>,
+        what: &str,
+        span: Span,
+    ) -> Result<DataType, Error> {
+        let mut ty = DataType::Null;
+        for v in values {
+            let mixed = match self.dialect {
+                Dialect::Sqlite => sqlite_result_type(ty, v.ty),
+                Dialect::Postgres => common_type(ty, v.ty),
+            };
+            ty = mixed.ok_or_else(|| type_error(format!("{what} mixes {ty} and {}", v.ty), span))?;
+        }
+        Ok(ty)
     }
 
     fn function(&self, f: &ast::Function, span: Span) -> Result<Typed, Error> {
@@ -492,6 +669,14 @@ impl<'a> ExprCtx<'a> {
         }
         if args.distinct {
             return Err(unsupported(format!("DISTINCT in {name}()"), span));
+        }
+        if name == "iif" {
+            // SQLite's iif(c, a, b): CASE WHEN c THEN a ELSE b END.
+            let [c, a, b] = args.exprs.as_slice() else {
+                return Err(type_error(format!("iif() takes 3 arguments, not {}", args.exprs.len()), span));
+            };
+            let when = self.plan_condition(c)?.expr;
+            return self.case_of(None, vec![when], vec![self.plan(a)?], Some(self.plan(b)?), span);
         }
         let Some(func) = Func::from_name(&name, args.exprs.len()) else {
             return Err(unsupported(format!("function {name}()"), span));
@@ -529,25 +714,33 @@ impl<'a> ExprCtx<'a> {
             }
         }
         if func == Func::Coalesce && planned.len() == 1 && self.dialect == Dialect::Sqlite {
-            return Ok(planned.pop().expect("one argument"));
+            // The argument's value, but a function's result has no affinity.
+            return Ok(Typed { affinity: Affinity::None, ..planned.pop().expect("one argument") });
         }
         let any_null = planned.iter().any(|a| a.nullable);
         let (ty, nullable, planned) = match func {
             Func::Coalesce | Func::Least | Func::Greatest => {
-                let mut ty = DataType::Null;
-                for a in &planned {
-                    ty = common_type(ty, a.ty)
-                        .ok_or_else(|| type_error(format!("{name}() mixes {ty} and {}", a.ty), span))?;
-                }
+                let ty = self.result_type(planned.iter(), &format!("{name}()"), span)?;
                 let nullable = if func == Func::Coalesce { planned.iter().all(|a| a.nullable) } else { any_null };
                 (ty, nullable, planned.into_iter().map(|a| a.coerce(ty)).collect())
+            }
+            // SQLite compares NULLIF's arguments as they are (no affinity) and gives the
+            // first back unchanged.
+            Func::NullIf if self.dialect == Dialect::Sqlite => {
+                self.comparable_classes(planned[0].ty, planned[1].ty, span)?;
+                (planned[0].ty, true, planned)
             }
             Func::NullIf => {
                 let (a, b) = self.comparable(planned[0].clone(), planned[1].clone(), span)?;
                 (a.ty, true, vec![a, b])
             }
             Func::Abs => {
-                let ty = numeric_operand(&planned[0], "abs()", span)?;
+                let ty = match planned[0].ty {
+                    // SQLite reads text as a double (0.0 when it is no number).
+                    DataType::Text if self.dialect == Dialect::Sqlite => DataType::Double,
+                    DataType::Any if self.dialect == Dialect::Sqlite => DataType::Number,
+                    _ => self.numeric_operand(&planned[0], "abs()", span)?,
+                };
                 (ty, any_null, planned)
             }
             Func::Round => (DataType::Double, any_null, planned),
@@ -555,26 +748,35 @@ impl<'a> ExprCtx<'a> {
             Func::Lower | Func::Upper | Func::Substr | Func::Trim | Func::LTrim | Func::RTrim | Func::Replace => {
                 (DataType::Text, any_null, planned)
             }
+            Func::NumberKey | Func::NumericAffinity | Func::TextAffinity => {
+                unreachable!("{name}() is planned, never looked up by name")
+            }
         };
         Ok(Typed::new(Expr::Call { func, args: planned.into_iter().map(|a| a.expr).collect() }, ty, nullable))
     }
-}
 
-/// The type of a numeric operand (booleans count as integers), or a type error.
-fn numeric_operand(t: &Typed, op: &str, span: Span) -> Result<DataType, Error> {
-    match t.ty {
-        ty if ty.is_integer() || ty == DataType::Bool || ty == DataType::Null => Ok(DataType::BigInt),
-        ty if ty.is_numeric() => Ok(ty),
-        ty => Err(type_error(format!("{op} needs a number, not {ty}"), span)),
+    /// Whether `t` can be a truth value: BOOLEAN, NULL, or (as in SQLite) a number; under
+    /// SQLite any value, text being read as the number it spells.
+    fn check_boolean(&self, t: &Typed, span: Span) -> Result<(), Error> {
+        let sqlite_value = self.dialect == Dialect::Sqlite && matches!(t.ty, DataType::Text | DataType::Any);
+        if t.ty == DataType::Bool || t.ty == DataType::Null || t.ty.is_numeric() || sqlite_value {
+            Ok(())
+        } else {
+            Err(type_error(format!("expected a condition, got {}", t.ty), span))
+        }
     }
-}
 
-/// Whether `t` can be a truth value: BOOLEAN, NULL, or (as in SQLite) a number.
-fn check_boolean(t: &Typed, span: Span) -> Result<(), Error> {
-    if t.ty == DataType::Bool || t.ty == DataType::Null || t.ty.is_numeric() {
-        Ok(())
-    } else {
-        Err(type_error(format!("expected a condition, got {}", t.ty), span))
+    /// The type of a numeric operand (booleans count as integers), or a type error.
+    /// Under SQLite text is read as the number it spells, an integer or a real.
+    fn numeric_operand(&self, t: &Typed, op: &str, span: Span) -> Result<DataType, Error> {
+        match t.ty {
+            DataType::Text | DataType::Any | DataType::Number if self.dialect == Dialect::Sqlite => {
+                Ok(DataType::Number)
+            }
+            ty if ty.is_integer() || ty == DataType::Bool || ty == DataType::Null => Ok(DataType::BigInt),
+            ty if ty.is_numeric() => Ok(ty),
+            ty => Err(type_error(format!("{op} needs a number, not {ty}"), span)),
+        }
     }
 }
 
@@ -610,6 +812,32 @@ fn fold_temporal(x: Typed, t: DataType, span: Span) -> Result<Typed, Error> {
         return Ok(Typed::literal(c, t));
     }
     Ok(x.coerce(t))
+}
+
+/// The two sides of an equality used as hash keys (a join's, an IN set's), made to hash
+/// alike where they are equal. Sides of one representation hash as they are. Under
+/// SQLite, where a side keeps each value's own class or the sides hold numbers of two
+/// classes, both hash their number keys ([`Value::number_key`]), equal exactly where
+/// SQLite's `=` says the numbers are; otherwise, and under PostgreSQL, both are cast to
+/// their common type, as PostgreSQL compares them.
+pub(crate) fn key_pair(dialect: Dialect, l: Typed, r: Typed) -> (Typed, Typed) {
+    if same_representation(l.ty, r.ty) && !l.ty.is_per_value() {
+        return (l, r);
+    }
+    let numeric = |t: DataType| t.is_numeric() || t.is_per_value();
+    let by_number = l.ty.is_per_value() || r.ty.is_per_value() || (numeric(l.ty) && numeric(r.ty));
+    if dialect == Dialect::Sqlite && by_number {
+        let key = |t: Typed| {
+            let call = Expr::Call { func: Func::NumberKey, args: vec![t.expr] };
+            let expr = if call.is_constant() { Expr::Literal(call.eval(&[])) } else { call };
+            Typed { expr, ..t }
+        };
+        return (key(l), key(r));
+    }
+    match common_type(l.ty, r.ty) {
+        Some(t) if t != DataType::Null => (l.coerce(t), r.coerce(t)),
+        _ => (l, r),
+    }
 }
 
 /// The identity of a subquery in the syntax tree while one query is planned.

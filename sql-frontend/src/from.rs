@@ -19,10 +19,10 @@ use sqlparser::tokenizer::Span;
 use crate::correlated::Correlated;
 use crate::error::{position, sql_error, unsupported};
 use crate::expr::subquery_id;
-use crate::expr::{ExprCtx, Typed};
+use crate::expr::{ExprCtx, Typed, key_pair};
 use crate::planner::{Planner, Rel};
 use crate::scope::{Scope, ScopeColumn};
-use crate::types::{common_type, same_representation};
+use crate::types::{Affinity, Origin};
 
 /// A condition planned over the columns of several tables side by side.
 enum Conjunct {
@@ -227,6 +227,8 @@ impl Planner<'_> {
             name: format!("scalar#{}", scope.columns.len()),
             ty: c.ty,
             nullable: true,
+            affinity: c.affinity,
+            origin: Origin::default(),
             merged: true,
             mark: Some(subquery_id(q)),
             outer: false,
@@ -248,9 +250,9 @@ impl Planner<'_> {
     fn in_set(&self, rel: Rel, key: &ast::Expr, sub: Rel, id: usize, keys: Option<&ExprCtx>) -> Result<Rel, Error> {
         let ctx = ExprCtx::row(&rel.scope, self.dialect);
         let k = keys.unwrap_or(&ctx).plan(key)?;
-        let c = &sub.scope.columns[0];
-        let col = Typed::new(Expr::Column(0), c.ty, c.nullable);
+        let col = Typed::column(&sub.scope, 0);
         let (k, col) = ctx.comparable(k, col, key.span())?;
+        let (k, col) = key_pair(self.dialect, k, col);
         let set = Plan::Project { input: Box::new(sub.plan), exprs: vec![col.expr] };
         let mut scope = rel.scope;
         scope.columns.push(ScopeColumn {
@@ -258,6 +260,8 @@ impl Planner<'_> {
             name: format!("in#{}", scope.columns.len()),
             ty: DataType::Bool,
             nullable: true,
+            affinity: Affinity::None,
+            origin: Origin::default(),
             merged: true,
             mark: Some(id),
             outer: false,
@@ -290,11 +294,8 @@ impl Planner<'_> {
             let li = left.resolve(None, &n, span)?;
             let ri = right.scope.resolve(None, &n, span)?;
             right.scope.columns[ri].merged = true;
-            let (lc, rc) = (&left.columns[li], &right.scope.columns[ri]);
-            pairs.push((
-                Typed::new(Expr::Column(li), lc.ty, lc.nullable),
-                Typed::new(Expr::Column(offset + ri), rc.ty, rc.nullable),
-            ));
+            let r = Typed::column(&right.scope, ri);
+            pairs.push((Typed::column(left, li), Typed { expr: Expr::Column(offset + ri), ..r }));
         }
         Ok(pairs)
     }
@@ -382,7 +383,7 @@ impl Planner<'_> {
                     let Conjunct::Equal(a, b) = &rest[i].0 else { unreachable!() };
                     let a_is_left = parts_of(&a.expr.columns(), &offsets).is_subset(&joined);
                     let (l, r) = if a_is_left { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
-                    let (l, r) = key_types(l, r);
+                    let (l, r) = key_pair(self.dialect, l, r);
                     left_keys.push(remap(&placed, &l.expr));
                     right_keys.push(r.expr.remap_columns(&|c| c - offsets[next]));
                     rest.remove(i);
@@ -466,7 +467,7 @@ impl Planner<'_> {
                     _ => None,
                 };
                 if let Some((l, r)) = split {
-                    let (l, r) = key_types(l, r);
+                    let (l, r) = key_pair(self.dialect, l, r);
                     left_keys.push(l.expr);
                     right_keys.push(r.expr.remap_columns(&|i| i - left_width));
                     continue;
@@ -511,7 +512,20 @@ impl Planner<'_> {
                             exprs: (0..def.visible).map(Expr::Column).collect(),
                         };
                     }
-                    Rel { plan, scope: Scope::from_columns(&def.columns[..def.visible], Some(&qualifier)) }
+                    let mut scope = Scope::from_columns(&def.columns[..def.visible], Some(&qualifier));
+                    // The view's own query says what each column is to SQLite (its
+                    // affinity); planned afresh, apart from this query's WITH names.
+                    let planned = crate::parse_query(&def.sql)
+                        .or_else(|_| view_query(&def.sql))
+                        .and_then(|(q, _)| Planner::new(self.catalog).plan_subquery(&q));
+                    if let Ok(rel) = planned
+                        && rel.scope.columns.len() == scope.columns.len()
+                    {
+                        for (c, p) in scope.columns.iter_mut().zip(rel.scope.columns) {
+                            (c.affinity, c.origin) = (p.affinity, p.origin);
+                        }
+                    }
+                    self.read_as_subquery(Rel { plan, scope })
                 } else if let Some((id, schema)) = self.catalog.table(&table) {
                     Rel {
                         plan: Plan::Scan { table: id, name: schema.name.clone(), width: schema.columns.len() },
@@ -536,7 +550,7 @@ impl Planner<'_> {
                 if *lateral {
                     return Err(unsupported("LATERAL", factor.span()));
                 }
-                let rel = self.plan_subquery(subquery)?;
+                let rel = self.read_as_subquery(self.plan_subquery(subquery)?);
                 let q = alias.as_ref().map(|a| a.name.value.clone());
                 let rel = Rel { plan: rel.plan, scope: rel.scope.requalify(q.as_deref()) };
                 rename_columns(rel, alias.as_ref(), factor.span())
@@ -549,6 +563,14 @@ impl Planner<'_> {
             }
             other => Err(unsupported(format!("FROM item {other}"), other.span())),
         }
+    }
+}
+
+/// The query of a `CREATE VIEW … AS query` statement.
+fn view_query(sql: &str) -> Result<(Box<ast::Query>, String), Error> {
+    match crate::parse(sql)?.pop() {
+        Some(crate::Statement::CreateView { query, sql, .. }) => Ok((query, sql)),
+        _ => Err(unsupported("a view whose SQL is not a query", Span::empty())),
     }
 }
 
@@ -593,17 +615,6 @@ fn is_key(c: &Conjunct, t: &BTreeSet<usize>, joined: &BTreeSet<usize>, next: usi
     let only_next = |p: &BTreeSet<usize>| p.len() == 1 && p.contains(&next);
     let in_joined = |p: &BTreeSet<usize>| !p.is_empty() && p.is_subset(joined);
     (in_joined(&pa) && only_next(&pb)) || (in_joined(&pb) && only_next(&pa))
-}
-
-/// Join keys must hash alike: give both sides one representation.
-fn key_types(l: Typed, r: Typed) -> (Typed, Typed) {
-    if same_representation(l.ty, r.ty) {
-        return (l, r);
-    }
-    match common_type(l.ty, r.ty) {
-        Some(t) if t != DataType::Null => (l.coerce(t), r.coerce(t)),
-        _ => (l, r),
-    }
 }
 
 /// Applies, as filters over `current`, the conjuncts all of whose parts are joined.

@@ -5,6 +5,7 @@ use ciuf_engine::{Column, DataType, Error, SqlErrorKind};
 use sqlparser::tokenizer::Span;
 
 use crate::error::sql_error;
+use crate::types::{Affinity, Origin};
 
 /// One visible column.
 #[derive(Debug, Clone)]
@@ -17,6 +18,11 @@ pub(crate) struct ScopeColumn {
     pub ty: DataType,
     /// Whether it may be NULL.
     pub nullable: bool,
+    /// SQLite's affinity: a table's column has its type's; a derived column has the
+    /// affinity of the expression it selects.
+    pub affinity: Affinity,
+    /// What SQLite knows of the expression behind it (for compound SELECTs).
+    pub origin: Origin,
     /// Hidden from unqualified names and `*`: the second copy of a USING column, or
     /// the answer column of an `IN (subquery)`.
     pub merged: bool,
@@ -45,6 +51,8 @@ impl Scope {
                     name: c.name.clone(),
                     ty: c.data_type,
                     nullable: c.nullable,
+                    affinity: Affinity::of_type(c.data_type),
+                    origin: Origin::default(),
                     merged: false,
                     mark: None,
                     outer: false,

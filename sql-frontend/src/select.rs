@@ -6,7 +6,8 @@
 //! the view keeps for ordering and never shows. LIMIT/OFFSET become a top-k node over
 //! that order; ORDER BY alone only orders what `query()` returns.
 
-use ciuf_engine::plan::{AggFunc, EmptyRow, SetOpKind, SortKey};
+use ciuf_engine::expr::{BinaryOp, Func};
+use ciuf_engine::plan::{AggFunc, AggregateCall, EmptyRow, SetOpKind, SortKey};
 use ciuf_engine::{DataType, Dialect, Error, Expr, Plan, Row, SqlErrorKind, Value};
 use sqlparser::ast::{self, Spanned};
 
@@ -15,7 +16,7 @@ use crate::error::{sql_error, type_error, unsupported};
 use crate::expr::{ExprCtx, Typed};
 use crate::planner::{Planner, Rel};
 use crate::scope::{Scope, ScopeColumn};
-use crate::types::{common_type, same_representation};
+use crate::types::{Affinity, Arms, Origin, common_type, same_representation, sqlite_result_type};
 
 /// A planned query: its relation (visible columns, then hidden sort columns), and the
 /// order its rows are read in.
@@ -45,6 +46,33 @@ impl Planner<'_> {
         out
     }
 
+    /// `rel` (a subquery, a WITH query or a named view) as the query that reads it in
+    /// its FROM clause sees it. Under SQLite a compound's column of REAL affinity gives
+    /// its integers as reals there, as a table's REAL column would (at the top level
+    /// each value keeps its class).
+    pub(crate) fn read_as_subquery(&self, rel: Rel) -> Rel {
+        let real = |c: &ScopeColumn| {
+            self.dialect == Dialect::Sqlite
+                && c.affinity == Affinity::Real
+                && c.origin.arms.is_some()
+                && c.ty != DataType::Double
+        };
+        if !rel.scope.columns.iter().any(real) {
+            return rel;
+        }
+        let exprs = (0..rel.scope.columns.len())
+            .map(|i| {
+                let t = Typed::column(&rel.scope, i);
+                if real(&rel.scope.columns[i]) { t.coerce(DataType::Double).expr } else { t.expr }
+            })
+            .collect();
+        let mut scope = rel.scope;
+        for c in scope.columns.iter_mut().filter(|c| real(c)) {
+            c.ty = DataType::Double;
+        }
+        Rel { plan: Plan::Project { input: Box::new(rel.plan), exprs }, scope }
+    }
+
     /// Plans a query used as a relation: its visible columns only.
     pub(crate) fn plan_subquery(&self, q: &ast::Query) -> Result<Rel, Error> {
         let out = self.plan_query(q)?;
@@ -62,7 +90,7 @@ impl Planner<'_> {
                 return Err(unsupported("WITH RECURSIVE", with.with_token.0.span));
             }
             for cte in &with.cte_tables {
-                let rel = self.plan_subquery(&cte.query)?;
+                let rel = self.read_as_subquery(self.plan_subquery(&cte.query)?);
                 let mut scope = rel.scope.requalify(Some(&cte.alias.name.value));
                 if cte.alias.columns.len() > scope.columns.len() {
                     return Err(sql_error(
@@ -227,6 +255,8 @@ impl Planner<'_> {
                     agg_ctx.groups.push(t);
                 }
             }
+            // A key is looked up by the value bound to it, as it is.
+            let key_groups = agg_ctx.groups.len();
             for g in group_exprs {
                 let g = group_expr(g, s, &input.scope)?;
                 if contains_aggregate(g) {
@@ -243,11 +273,7 @@ impl Planner<'_> {
                 aggregates.push(call);
                 agg_ctx.calls.push((c.clone(), ty, nullable));
             }
-            plan = Plan::Aggregate {
-                input: Box::new(plan),
-                group_by: agg_ctx.groups.iter().map(|g| g.expr.clone()).collect(),
-                aggregates,
-            };
+            plan = agg_ctx.plan(plan, aggregates, key_groups);
             if !found.is_empty() {
                 let width = plan.width();
                 let out = Rel { plan, scope: agg_ctx.output_scope(&input.scope) };
@@ -255,7 +281,7 @@ impl Planner<'_> {
                 let out = self.attach_subqueries_with(out, found, Some(&keys))?;
                 for (i, c) in out.scope.columns.iter().enumerate().skip(width) {
                     let mark = c.mark.expect("attached columns answer a subquery");
-                    agg_ctx.answers.push((mark, Typed::new(Expr::Column(i), c.ty, c.nullable)));
+                    agg_ctx.answers.push((mark, Typed::column(&out.scope, i)));
                 }
                 plan = out.plan;
             }
@@ -268,15 +294,19 @@ impl Planner<'_> {
         // The select list.
         let mut outputs: Vec<(Typed, String)> = Vec::new();
         let mut explicit_alias: Vec<bool> = Vec::new();
+        // What SQLite knows of each visible column's expression (for compounds).
+        let mut origins: Vec<Origin> = Vec::new();
         for item in &s.projection {
             match item {
                 ast::SelectItem::UnnamedExpr(e) => {
                     outputs.push((ctx.plan(e)?, output_name(e)));
                     explicit_alias.push(false);
+                    origins.push(ctx.origin(e));
                 }
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
                     outputs.push((ctx.plan(expr)?, alias.value.clone()));
                     explicit_alias.push(true);
+                    origins.push(ctx.origin(expr));
                 }
                 ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
                     let qualifier = self.star_qualifier(item, &input.scope)?;
@@ -289,6 +319,8 @@ impl Planner<'_> {
                         &mut outputs,
                         &mut explicit_alias,
                     )?;
+                    let starred = outputs[origins.len()..].iter();
+                    origins.extend(starred.map(|(t, _)| Origin { classes: t.affinity.classes(), ..Origin::default() }));
                 }
                 other => return Err(unsupported(format!("select item {other}"), other.span())),
             }
@@ -367,11 +399,14 @@ impl Planner<'_> {
         let scope = Scope {
             columns: outputs
                 .iter()
-                .map(|(t, n)| ScopeColumn {
+                .enumerate()
+                .map(|(i, (t, n))| ScopeColumn {
                     qualifier: None,
                     name: n.clone(),
                     ty: t.ty,
                     nullable: t.nullable,
+                    affinity: t.affinity,
+                    origin: origins.get(i).copied().unwrap_or_default(),
                     merged: false,
                     mark: None,
                     outer: false,
@@ -382,7 +417,8 @@ impl Planner<'_> {
             plan = Plan::Project { input: Box::new(plan), exprs: outputs.into_iter().map(|(t, _)| t.expr).collect() };
         }
         if distinct {
-            plan = Plan::Distinct { input: Box::new(plan) };
+            let types: Vec<DataType> = scope.columns.iter().map(|c| c.ty).collect();
+            plan = distinct_rows(plan, &types);
         }
         Ok(QueryOut { rel: Rel { plan, scope }, visible, order, keys: key_columns, empty })
     }
@@ -441,7 +477,7 @@ impl Planner<'_> {
                     )
                 })?
             } else {
-                Typed::new(Expr::Column(i), c.ty, c.nullable)
+                Typed::column(scope, i)
             };
             outputs.push((t, c.name.clone()));
             explicit.push(false);
@@ -507,39 +543,57 @@ impl Planner<'_> {
         }
         let mut columns = Vec::with_capacity(lw);
         for (a, b) in l.scope.columns.iter().zip(&r.scope.columns) {
-            let ty = common_type(a.ty, b.ty)
-                .ok_or_else(|| type_error(format!("{op} column {} mixes {} and {}", a.name, a.ty, b.ty), span))?;
+            let ty = match self.dialect {
+                Dialect::Sqlite => sqlite_result_type(a.ty, b.ty),
+                Dialect::Postgres => common_type(a.ty, b.ty),
+            }
+            .ok_or_else(|| type_error(format!("{op} column {} mixes {} and {}", a.name, a.ty, b.ty), span))?;
             let nullable = match kind {
                 None => a.nullable || b.nullable,
                 Some(SetOpKind::Except) => a.nullable,
                 Some(SetOpKind::Intersect) => a.nullable && b.nullable,
             };
+            // SQLite's affinity of a compound's column: see Arms::affinity.
+            let arms = Arms::new(a.affinity, &a.origin).then(b.affinity, &b.origin);
             columns.push(ScopeColumn {
                 qualifier: None,
                 name: a.name.clone(),
                 ty,
                 nullable,
+                affinity: match self.dialect {
+                    Dialect::Sqlite => arms.affinity(),
+                    Dialect::Postgres => Affinity::None,
+                },
+                origin: Origin { arms: Some(arms), ..Origin::default() },
                 merged: false,
                 mark: None,
                 outer: false,
             });
         }
         let conform = |rel: Rel| -> Plan {
-            if rel.scope.columns.iter().zip(&columns).all(|(c, t)| same_representation(c.ty, t.ty)) {
+            if rel.scope.columns.iter().zip(&columns).all(|(c, t)| c.ty == t.ty || same_representation(c.ty, t.ty)) {
                 return rel.plan;
             }
-            let exprs = rel
-                .scope
-                .columns
-                .iter()
+            let exprs = (0..rel.scope.columns.len())
                 .zip(&columns)
-                .enumerate()
-                .map(|(i, (c, t))| Typed::new(Expr::Column(i), c.ty, c.nullable).coerce(t.ty).expr)
+                .map(|(i, t)| Typed::column(&rel.scope, i).coerce(t.ty).expr)
                 .collect();
             Plan::Project { input: Box::new(rel.plan), exprs }
         };
         let (l, r) = (conform(l), conform(r));
+        let types: Vec<DataType> = columns.iter().map(|c| c.ty).collect();
+        let per_value = types.iter().any(|t| t.is_per_value());
         let plan = match kind {
+            Some(_) if per_value && all => {
+                return Err(unsupported(
+                    format!(
+                        "{op} ALL over a column whose values are integers on some rows and reals or text on others \
+                         (SQLite has no {op} ALL; use {op})"
+                    ),
+                    span,
+                ));
+            }
+            Some(kind) if per_value => set_operation_by_number(l, r, kind, &types),
             Some(kind) => Plan::SetOp { left: Box::new(l), right: Box::new(r), kind, all },
             None => {
                 let mut inputs = Vec::new();
@@ -550,7 +604,7 @@ impl Planner<'_> {
                     }
                 }
                 let plan = Plan::Union { inputs };
-                if all { plan } else { Plan::Distinct { input: Box::new(plan) } }
+                if all { plan } else { distinct_rows(plan, &types) }
             }
         };
         Ok(Rel { plan, scope: Scope { columns } })
@@ -578,8 +632,11 @@ impl Planner<'_> {
         let mut types = vec![DataType::Null; width];
         for row in &rows {
             for (t, x) in types.iter_mut().zip(row) {
-                *t = common_type(*t, x.ty)
-                    .ok_or_else(|| type_error(format!("VALUES mixes {t} and {}", x.ty), v.span()))?;
+                *t = match self.dialect {
+                    Dialect::Sqlite => sqlite_result_type(*t, x.ty),
+                    Dialect::Postgres => common_type(*t, x.ty),
+                }
+                .ok_or_else(|| type_error(format!("VALUES mixes {t} and {}", x.ty), v.span()))?;
             }
         }
         let columns = (0..width)
@@ -588,6 +645,8 @@ impl Planner<'_> {
                 name: format!("column{}", i + 1),
                 ty: types[i],
                 nullable: rows.iter().any(|r| r[i].nullable),
+                affinity: Affinity::None,
+                origin: Origin::default(),
                 merged: false,
                 mark: None,
                 outer: false,
@@ -599,6 +658,86 @@ impl Planner<'_> {
             .collect();
         Ok(Rel { plan: Plan::Values { rows, width }, scope: Scope { columns } })
     }
+}
+
+/// The distinct rows of `plan`, whose columns have `types`. Where a column keeps each
+/// value's own class (SQLite's typing), 3 and 3.0 are one value to SQL's `=` yet two
+/// rows to a row's equality: such rows are grouped by their columns' number keys, and
+/// each group shows the least of its copies (the integer, where there is one).
+fn distinct_rows(plan: Plan, types: &[DataType]) -> Plan {
+    if !types.iter().any(|t| t.is_per_value()) {
+        return Plan::Distinct { input: Box::new(plan) };
+    }
+    let n = types.len();
+    let mut aggregates = Vec::new();
+    let mut group_by = Vec::with_capacity(n);
+    let mut exprs = Vec::with_capacity(n);
+    for (i, t) in types.iter().enumerate() {
+        if t.is_per_value() {
+            group_by.push(number_key(Expr::Column(i)));
+            exprs.push(Expr::Column(n + aggregates.len()));
+            aggregates.push(least(Expr::Column(i), *t));
+        } else {
+            group_by.push(Expr::Column(i));
+            exprs.push(Expr::Column(i));
+        }
+    }
+    Plan::Project { input: Box::new(Plan::Aggregate { input: Box::new(plan), group_by, aggregates }), exprs }
+}
+
+/// EXCEPT or INTERSECT (without ALL) of `l` and `r`, whose columns have `types`, some
+/// keeping each value's own class: both sides' rows, tagged with their side, grouped
+/// by number keys; a group is kept when the left has rows in it and the right has
+/// (INTERSECT) or has not (EXCEPT), and shows the least of the left's copies.
+fn set_operation_by_number(l: Plan, r: Plan, kind: SetOpKind, types: &[DataType]) -> Plan {
+    let n = types.len();
+    let tagged = |p: Plan, left: bool| Plan::Project {
+        input: Box::new(p),
+        exprs: (0..n).map(Expr::Column).chain([Expr::lit(i64::from(left)), Expr::lit(i64::from(!left))]).collect(),
+    };
+    let union = Plan::Union { inputs: vec![tagged(l, true), tagged(r, false)] };
+    let count = |side: usize| AggregateCall {
+        func: AggFunc::Sum,
+        arg: Some(Expr::Column(n + side)),
+        distinct: false,
+        arg_type: DataType::BigInt,
+        separator: None,
+    };
+    let mut aggregates = vec![count(0), count(1)];
+    let mut group_by = Vec::with_capacity(n);
+    let mut exprs = Vec::with_capacity(n);
+    for (i, t) in types.iter().enumerate() {
+        if t.is_per_value() {
+            group_by.push(number_key(Expr::Column(i)));
+            exprs.push(Expr::Column(n + aggregates.len()));
+            let from_left = Expr::Case {
+                operand: None,
+                branches: vec![(Expr::binary(BinaryOp::Eq, Expr::Column(n), Expr::lit(1i64)), Expr::Column(i))],
+                otherwise: None,
+            };
+            aggregates.push(least(from_left, *t));
+        } else {
+            group_by.push(Expr::Column(i));
+            exprs.push(Expr::Column(i));
+        }
+    }
+    let (lc, rc) = (Expr::Column(n), Expr::Column(n + 1));
+    let right = match kind {
+        SetOpKind::Intersect => Expr::binary(BinaryOp::Gt, rc, Expr::lit(0i64)),
+        SetOpKind::Except => Expr::binary(BinaryOp::Eq, rc, Expr::lit(0i64)),
+    };
+    let keep = Expr::binary(BinaryOp::And, Expr::binary(BinaryOp::Gt, lc, Expr::lit(0i64)), right);
+    let aggregate = Plan::Aggregate { input: Box::new(union), group_by, aggregates };
+    Plan::Project { input: Box::new(Plan::Filter { input: Box::new(aggregate), predicate: keep }), exprs }
+}
+
+fn number_key(e: Expr) -> Expr {
+    Expr::Call { func: Func::NumberKey, args: vec![e] }
+}
+
+/// MIN(`arg`) of type `ty`.
+fn least(arg: Expr, ty: DataType) -> AggregateCall {
+    AggregateCall { func: AggFunc::Min, arg: Some(arg), distinct: false, arg_type: ty, separator: None }
 }
 
 /// The operands of a tree of set operations, left to right, each with the operator

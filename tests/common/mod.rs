@@ -6,6 +6,7 @@
 pub mod pg;
 
 use ciuf::{Row, Value};
+use rusqlite::types::ValueRef;
 
 /// SplitMix64: small, fast, and the same sequence on every platform and version.
 #[derive(Debug, Clone)]
@@ -165,4 +166,81 @@ pub fn to_sqlite(v: &Value) -> rusqlite::types::Value {
         Value::Decimal(d) => S::Real(d.to_f64()),
         other => S::Text(other.to_text().expect("not null")),
     }
+}
+
+/// A value as both sides give it, its class kept: stricter than [`Norm`], for SQLite's
+/// per-value typing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Typed {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Typed {
+    pub fn of_engine(v: &Value) -> Typed {
+        match v {
+            Value::Null => Typed::Null,
+            Value::Int(i) => Typed::Int(*i),
+            Value::Bool(b) => Typed::Int(*b as i64),
+            Value::Float(f) => Typed::Real(*f),
+            other => Typed::Text(other.to_text().expect("not null")),
+        }
+    }
+
+    pub fn of_sqlite(v: ValueRef<'_>) -> Typed {
+        match v {
+            ValueRef::Null => Typed::Null,
+            ValueRef::Integer(i) => Typed::Int(i),
+            ValueRef::Real(f) => Typed::Real(f),
+            ValueRef::Text(t) => Typed::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(_) => panic!("no blobs here"),
+        }
+    }
+
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Typed::Int(i) => Some(*i as f64),
+            Typed::Real(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// Equal with its class; reals to a relative 1e-9, as tests/differential.rs has it
+    /// (sums of reals differ in their last bits with the order of addition, and a sum
+    /// kept up under deletions carries the rounding of values that passed through it).
+    /// Where `either_class`, an integer and a real of one value are equal too.
+    pub fn matches(&self, other: &Typed, either_class: bool) -> bool {
+        match (self, other) {
+            (Typed::Real(a), Typed::Real(b)) => close(*a, *b),
+            (Typed::Int(a), Typed::Real(b)) | (Typed::Real(b), Typed::Int(a)) if either_class => *a as f64 == *b,
+            _ => self == other,
+        }
+    }
+
+    /// A sort key for comparing bags: numbers by value, then text.
+    pub fn sort_key(&self) -> (u8, String) {
+        match self {
+            Typed::Null => (0, String::new()),
+            // -0.0 sorts as 0.0: they are equal. An integer before a real of one value.
+            Typed::Int(_) | Typed::Real(_) => {
+                let class = if matches!(self, Typed::Int(_)) { 'i' } else { 'r' };
+                (1, format!("{:+024.9e}{class}", self.number().expect("number") + 0.0))
+            }
+            Typed::Text(s) => (2, s.clone()),
+        }
+    }
+}
+
+/// A value's key in which an integer and a real of one value meet.
+pub fn number_key(v: &Typed) -> String {
+    match v.number() {
+        Some(f) => format!("{:+024.9e}", f + 0.0),
+        None => format!("{v:?}"),
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }

@@ -5,9 +5,11 @@
 //! <https://www.sqlite.org/datatype3.html>): INT → 64-bit integers; CHAR, CLOB, TEXT →
 //! text; REAL, FLOA, DOUB → doubles. What is left has NUMERIC affinity, where the
 //! declared name says more: BOOL → booleans, DATE → dates, DATETIME/TIMESTAMP →
-//! timestamps, DECIMAL(p,s)/NUMERIC(p,s) → exact decimals, anything else numeric →
-//! doubles. A column declared BLOB, or with no type at all (which holds anything), is
-//! refused with its name: a view could not type it.
+//! timestamps; anything else (NUMERIC, DECIMAL(p,s), MONEY, …) holds integers and reals,
+//! each value as SQLite stored it ([`DataType::Number`]), so that views compute with
+//! them exactly as SQLite would (`price / 2` divides an integer price as an integer).
+//! A column declared BLOB, or with no type at all (which holds anything), is refused
+//! with its name: a view could not type it.
 
 use ciuf_engine::expr::cast::cast;
 use ciuf_engine::{Column, DataType, TableSchema, Value};
@@ -98,19 +100,7 @@ pub fn column_type(declared: &str) -> Result<DataType, String> {
     if t.contains("DATE") {
         return Ok(DataType::Date);
     }
-    if t.starts_with("DECIMAL") || t.starts_with("NUMERIC") {
-        if let Some(args) = t.split_once('(').and_then(|(_, a)| a.strip_suffix(')')) {
-            let parts: Vec<&str> = args.split(',').map(str::trim).collect();
-            let precision: u8 = parts[0].parse().map_err(|_| format!("type {declared}"))?;
-            let scale: u8 = parts.get(1).map_or(Ok(0), |s| s.parse()).map_err(|_| format!("type {declared}"))?;
-            if precision == 0 || precision > ciuf_engine::types::MAX_DECIMAL_PRECISION || scale > precision {
-                return Err(format!("type {declared}"));
-            }
-            return Ok(DataType::Decimal { precision, scale });
-        }
-        return Ok(DataType::Double);
-    }
-    Ok(DataType::Double)
+    Ok(DataType::Number)
 }
 
 /// A value SQLite stores, as the engine's value of type `ty`; `Err` with the value
@@ -122,8 +112,8 @@ pub fn convert(v: ValueRef<'_>, ty: DataType) -> Result<Value, String> {
         (ValueRef::Integer(i), DataType::Double) => Value::Float(i as f64),
         (ValueRef::Real(f), DataType::Double) => Value::Float(f),
         (ValueRef::Integer(i), DataType::Bool) => Value::Bool(i != 0),
-        (ValueRef::Integer(i), DataType::Decimal { .. }) => cast(&Value::Int(i), ty),
-        (ValueRef::Real(f), DataType::Decimal { .. }) => cast(&Value::Float(f), ty),
+        (ValueRef::Integer(i), DataType::Number) => Value::Int(i),
+        (ValueRef::Real(f), DataType::Number) => Value::Float(f),
         (ValueRef::Text(t), DataType::Text) => Value::text(String::from_utf8_lossy(t).as_ref()),
         (ValueRef::Integer(i), DataType::Text) => Value::text(i.to_string().as_str()),
         (ValueRef::Real(f), DataType::Text) => Value::text(Value::Float(f).to_text().unwrap_or_default().as_str()),
@@ -132,7 +122,7 @@ pub fn convert(v: ValueRef<'_>, ty: DataType) -> Result<Value, String> {
             "0" | "false" | "f" => Value::Bool(false),
             _ => Value::Null,
         },
-        (ValueRef::Text(t), DataType::Date | DataType::Timestamp | DataType::Decimal { .. }) => {
+        (ValueRef::Text(t), DataType::Date | DataType::Timestamp) => {
             cast(&Value::text(String::from_utf8_lossy(t).as_ref()), ty)
         }
         _ => Value::Null,
@@ -169,8 +159,9 @@ mod tests {
         assert_eq!(column_type("unsigned big int"), Ok(DataType::BigInt));
         assert_eq!(column_type("VARCHAR(20)"), Ok(DataType::Text));
         assert_eq!(column_type("double precision"), Ok(DataType::Double));
-        assert_eq!(column_type("DECIMAL(10,2)"), Ok(DataType::Decimal { precision: 10, scale: 2 }));
-        assert_eq!(column_type("NUMERIC"), Ok(DataType::Double));
+        assert_eq!(column_type("DECIMAL(10,2)"), Ok(DataType::Number));
+        assert_eq!(column_type("NUMERIC"), Ok(DataType::Number));
+        assert_eq!(column_type("MONEY"), Ok(DataType::Number));
         assert_eq!(column_type("BOOLEAN"), Ok(DataType::Bool));
         assert_eq!(column_type("DATE"), Ok(DataType::Date));
         assert_eq!(column_type("DATETIME"), Ok(DataType::Timestamp));
@@ -182,6 +173,8 @@ mod tests {
     fn values_convert_or_say_why_not() {
         assert_eq!(convert(ValueRef::Integer(3), DataType::Double), Ok(Value::Float(3.0)));
         assert_eq!(convert(ValueRef::Integer(1), DataType::Bool), Ok(Value::Bool(true)));
+        assert_eq!(convert(ValueRef::Integer(3), DataType::Number), Ok(Value::Int(3)));
+        assert_eq!(convert(ValueRef::Real(2.5), DataType::Number), Ok(Value::Float(2.5)));
         assert_eq!(convert(ValueRef::Text(b"2024-02-29"), DataType::Date).unwrap().to_text().unwrap(), "2024-02-29");
         assert_eq!(convert(ValueRef::Null, DataType::BigInt), Ok(Value::Null));
         assert_eq!(convert(ValueRef::Text(b"abc"), DataType::BigInt), Err("the text 'abc'".to_string()));

@@ -290,7 +290,8 @@ def _ciuf_type(column: Any) -> str:
     if isinstance(t, types.Numeric):
         if t.precision is not None and t.asdecimal:
             return f"DECIMAL({t.precision},{t.scale or 0})"
-        return "DOUBLE"
+        # SQLite's NUMERIC: integers and reals, each value as the database holds it.
+        return "NUMERIC"
     if isinstance(t, (types.String, types.Enum, types.Uuid)):
         return "TEXT"
     if isinstance(t, types.DateTime):
