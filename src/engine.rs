@@ -269,7 +269,10 @@ impl Engine {
     /// partial parameterized view for it, so that string-built queries cost a lookup,
     /// not a view each. Repeated SQL text is not parsed again.
     pub fn from_sql(&self, sql: &str) -> Result<View> {
-        if let Some(v) = self.by_sql.lock().get(sql) {
+        // A view that failed computing is registered afresh.
+        if let Some(v) = self.by_sql.lock().get(sql)
+            && !matches!(v.version(), Err(Error::Evaluation { .. }))
+        {
             return Ok(v.clone());
         }
         let (query, text) = ciuf_sql::parse_query(sql)?;

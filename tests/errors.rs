@@ -82,7 +82,7 @@ fn type_and_meaning_errors_are_clear() {
     let pg = with_tables(Engine::with_dialect(ciuf::Dialect::Postgres));
     let sqlite = engine();
     let typed = [
-        ("SELECT status + 1 FROM orders", "cannot apply + to TEXT and BIGINT"),
+        ("SELECT status + 1 FROM orders", "cannot apply + to TEXT and INTEGER"),
         ("SELECT id FROM orders WHERE status", "expected a condition, got TEXT"),
         (
             "SELECT id FROM orders JOIN tags ON name = status WHERE id = n AND id = name",

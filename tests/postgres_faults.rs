@@ -62,8 +62,9 @@ impl Proxy {
 fn total_of(view: &View) -> Option<(i64, i64)> {
     let rows = view.rows().ok()?;
     let r = rows.first()?;
+    // PostgreSQL sums bigints as numeric.
     match (&*r.get(0), &*r.get(1)) {
-        (Value::Int(t), Value::Int(n)) => Some((*t, *n)),
+        (Value::Decimal(t), Value::Int(n)) => Some((t.trunc_i64()?, *n)),
         _ => None,
     }
 }

@@ -3,6 +3,10 @@
 //! A view's rows become one `RecordBatch` whose schema is the view's visible columns
 //! with their Arrow types (see [`crate::types::DataType::arrow_type`]). A row stored
 //! with multiplicity n appears n times.
+//!
+//! One exception: under SQLite's rules an integer computation that overflows 64 bits
+//! gives a real, as SQLite's does. An integer column holding such a value reads as
+//! Float64 in that batch (its field says so), rather than as a wrong integer.
 
 use std::sync::Arc;
 
@@ -54,13 +58,22 @@ where
             }
         }
     }
+    let widened = builders.iter().any(|b| b.widened);
     let columns: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
-    RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(n_rows)),
-    )
-    .expect("columns built to the schema")
+    let schema = if widened {
+        // Integer columns that met an overflowed value read as doubles.
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+            .collect();
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    } else {
+        Arc::clone(schema)
+    };
+    RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(n_rows)))
+        .expect("columns built to the schema")
 }
 
 /// The value as type `t`, converting if an expression produced another representation
@@ -84,6 +97,8 @@ fn as_type(v: &Value, t: DataType) -> std::borrow::Cow<'_, Value> {
 struct ColumnBuilder {
     ty: DataType,
     builder: Builder,
+    /// An integer column turned into doubles by a value that overflowed into a real.
+    widened: bool,
 }
 
 /// The Arrow builder, by column type.
@@ -127,11 +142,26 @@ impl ColumnBuilder {
             DataType::Null => Builder::Null(NullBuilder::new()),
             DataType::Number | DataType::Any => unreachable!("mapped above"),
         };
-        ColumnBuilder { ty: t, builder }
+        ColumnBuilder { ty: t, builder, widened: false }
+    }
+
+    /// Turns an integer column into doubles, with the values appended so far.
+    #[cold]
+    fn widen(&mut self) {
+        let Builder::BigInt(ints) = &mut self.builder else { return };
+        let ints = ints.finish();
+        let mut doubles = Float64Builder::with_capacity(ints.len());
+        doubles.extend(ints.iter().map(|i| i.map(|i| i as f64)));
+        self.builder = Builder::Double(doubles);
+        self.ty = DataType::Double;
+        self.widened = true;
     }
 
     #[inline]
     fn append(&mut self, v: &Value) {
+        if let (Value::Float(_), Builder::BigInt(_)) = (v, &self.builder) {
+            self.widen();
+        }
         let v = as_type(v, self.ty);
         match (&mut self.builder, &*v) {
             (Builder::Bool(b), Value::Bool(x)) => b.append_value(*x),

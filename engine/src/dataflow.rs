@@ -5,9 +5,11 @@
 //! readers of views only ever take the read lock (see [`crate::view`]). A transaction
 //! is all or nothing: every change is checked and applied to its table with an undo
 //! record, and the first change that fails puts every table back and reports why,
-//! before any operator has seen the transaction. Operators cannot fail, so a checked
-//! transaction always completes; should one panic anyway (a bug), the engine refuses
-//! all further work instead of serving views it can no longer vouch for.
+//! before any operator has seen the transaction. A checked transaction always
+//! completes: an operator that meets a value its view's SQL cannot compute (or fails
+//! for a bug) fails only the views downstream of it, which report why from then on
+//! (see [`crate::graph`]); should anything else panic, the engine refuses all further
+//! work instead of serving views it can no longer vouch for.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -284,9 +286,14 @@ impl Dataflow {
         let def = define(&*w)?;
         validate_plan(&w, &def.plan)?;
         let key = name.is_none().then(|| def.key());
-        if let Some(id) = key.as_ref().and_then(|k| w.view_keys.get(k)) {
-            let info = Arc::clone(&w.views[id.0 as usize].as_ref().expect("registered").info);
-            return Ok(View { shared: Arc::clone(&self.shared), info, bound: None });
+        if let Some(&id) = key.as_ref().and_then(|k| w.view_keys.get(k)) {
+            // The same query is the same view, unless that one failed computing: then
+            // this one is computed afresh.
+            let failed = w.graph.failure(w.views[id.0 as usize].as_ref().expect("registered").root).is_some();
+            if !failed {
+                let info = Arc::clone(&w.views[id.0 as usize].as_ref().expect("registered").info);
+                return Ok(View { shared: Arc::clone(&self.shared), info, bound: None });
+            }
         }
         let id = ViewId(w.views.len() as u32);
         // A view ending in a projection of plain columns over rows shared with a table
@@ -324,12 +331,18 @@ impl Dataflow {
         let built = catch_unwind(AssertUnwindSafe(|| {
             let mut created = Vec::new();
             let root = w.graph.build(&stored_plan, &mut created);
-            let initial = w.graph.initialize(&created, root, &w.tables);
-            (root, initial)
+            (root, created)
         }));
-        let (root, initial) = match built {
+        let (root, created) = match built {
             Ok(x) => x,
             Err(panic) => return Err(w.poison(panic)),
+        };
+        let initial = match w.graph.initialize(&created, root, &w.tables) {
+            Ok(initial) => initial,
+            Err(why) => {
+                w.graph.release(root);
+                return Err(Error::Evaluation { message: format!("cannot compute the view: {why}") });
+            }
         };
         let mut state = ViewState::new(order.as_ref(), info.params.as_ref().map(|k| k.positions.clone()));
         state.apply(&initial, order.as_ref());
@@ -415,6 +428,9 @@ impl Dataflow {
             Ok(d) => d,
             Err(panic) => return Err(w.poison(panic)),
         };
+        if w.graph.any_failed() {
+            self.publish_failures(w);
+        }
         if !deltas.is_empty() {
             let watch = Stopwatch::start(w.profile.is_some());
             let mut p = self.shared.published.write();
@@ -430,6 +446,21 @@ impl Dataflow {
             }
         }
         Ok(())
+    }
+
+    /// Marks the views whose computation failed (see [`crate::graph`]) as broken.
+    fn publish_failures(&self, w: &Writer) {
+        let mut p = self.shared.published.write();
+        for entry in w.views.iter().flatten() {
+            let Some(why) = w.graph.failure(entry.root) else { continue };
+            if let Some(state) = p.views[entry.info.id.0 as usize].as_mut()
+                && state.broken.is_none()
+            {
+                let label = entry.info.name.as_deref().unwrap_or(&entry.info.sql);
+                state.broken =
+                    Some(Error::Evaluation { message: format!("view {label} is no longer kept up to date: {why}") });
+            }
+        }
     }
 
     /// Inserts the rows of Arrow record batches into one table as one transaction;
@@ -602,11 +633,7 @@ impl Writer {
     }
 
     fn poison(&mut self, panic: Box<dyn std::any::Any + Send>) -> Error {
-        let why = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panic".into());
+        let why = crate::graph::panic_message(&*panic);
         self.poisoned = Some(why.clone());
         Error::Internal(why)
     }

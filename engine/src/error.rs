@@ -11,8 +11,11 @@
 //!   number of values, wrong type). Fix the event.
 //! - [`ConstraintError`]: a change breaks the data's rules (duplicate primary key, NULL
 //!   in a NOT NULL column, update or delete of a row that is not there).
-//! - [`Error::Internal`]: a bug in ciuf. After one the engine refuses further work
-//!   rather than serve views it can no longer vouch for.
+//! - [`Error::Evaluation`]: a view met a value its SQL cannot compute; that view
+//!   stops, the others go on.
+//! - [`Error::Internal`]: a bug in ciuf outside any one view's computation. After one
+//!   the engine refuses further work rather than serve views it can no longer vouch
+//!   for.
 //!
 //! A failed call changes nothing: not a table, not a view.
 
@@ -40,6 +43,15 @@ pub enum Error {
         message: String,
         /// Whether trying again later may succeed.
         retryable: bool,
+    },
+    /// A view could not be kept up to date: its SQL meets a value it cannot compute
+    /// (SQLite's integer overflow in `sum()`, say), or ciuf failed computing it. That
+    /// view (and those sharing the failed step) report this from then on; the rest of
+    /// the engine goes on. Registering the view again computes it afresh.
+    #[error("{message}")]
+    Evaluation {
+        /// What could not be computed, and in which view.
+        message: String,
     },
     /// A bug in ciuf; the engine refuses further work after one.
     #[error("internal error: {0}")]

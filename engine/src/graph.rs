@@ -18,8 +18,15 @@
 //! New nodes (a view registered after data arrived) are filled by stepping them once
 //! with their inputs' whole current outputs, as if every existing row had just been
 //! inserted; new arrangements are filled with their node's output first.
+//!
+//! A node whose step fails — a value its expressions cannot compute
+//! ([`crate::expr::fault`]), or a panic — *fails*: it and every node downstream stop
+//! stepping, keep the reason, and are no longer shared with views registered later
+//! (those build fresh nodes). The views reading them report the reason; the others
+//! never notice.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,6 +143,8 @@ pub(crate) struct Graph {
     arrangements: Arrangements,
     /// Per node index, while profiling: (steps, rows out, step time, arrangement time).
     timing: Option<Vec<NodeTiming>>,
+    /// Nodes that failed, and why (see the module docs).
+    failed: HashMap<NodeIndex, String>,
 }
 
 /// A node's totals while profiling.
@@ -190,7 +199,10 @@ impl Graph {
             return;
         }
         let removed = self.graph.remove_node(node).expect("node exists");
-        self.by_key.remove(&removed.key);
+        self.failed.remove(&node);
+        if self.by_key.get(&removed.key) == Some(&node) {
+            self.by_key.remove(&removed.key);
+        }
         for key in &removed.uses {
             self.arrangements.release(key);
         }
@@ -215,10 +227,39 @@ impl Graph {
         self.sources.get(&table).copied()
     }
 
+    /// Why `node` failed, if it did.
+    pub fn failure(&self, node: NodeIndex) -> Option<&str> {
+        self.failed.get(&node).map(String::as_str)
+    }
+
+    /// Whether any node has failed.
+    pub fn any_failed(&self) -> bool {
+        !self.failed.is_empty()
+    }
+
+    /// Fails `node` and everything downstream of it with `why`.
+    fn fail(&mut self, node: NodeIndex, why: &str) {
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            if self.failed.contains_key(&n) {
+                continue;
+            }
+            self.failed.insert(n, why.to_string());
+            // A later view builds its own node for this part of its plan.
+            if self.by_key.get(&self.graph[n].key) == Some(&n) {
+                self.by_key.remove(&self.graph[n].key);
+            }
+            self.deltas[n.index()].clear();
+            stack.extend(self.graph.neighbors_directed(n, petgraph::Direction::Outgoing));
+        }
+    }
+
     /// Runs one transaction: `table_deltas` into the sources, then every touched node
     /// in order. Afterwards [`Graph::delta`] gives each node's output delta until
-    /// [`Graph::clear`].
+    /// [`Graph::clear`]. A node whose step fails fails with its downstream (see the
+    /// module docs); [`Graph::failure`] tells.
     pub fn run(&mut self, table_deltas: &mut [(TableId, ZSet)], tables: &[Option<Table>]) {
+        crate::expr::fault::take();
         let mut any = false;
         for (table, delta) in table_deltas.iter_mut() {
             if let Some(n) = self.source(*table)
@@ -245,7 +286,7 @@ impl Graph {
             let NodeKind::Op(_) = &node.kind else {
                 continue;
             };
-            if node.inputs.iter().all(|i| self.deltas[i.index()].is_empty()) {
+            if node.inputs.iter().all(|i| self.deltas[i.index()].is_empty()) || self.failed.contains_key(&n) {
                 continue;
             }
             // Operators have one or two inputs but for unions: no allocation for those.
@@ -263,10 +304,23 @@ impl Graph {
             let node = self.graph.node_weight_mut(n).expect("node exists");
             let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
             let watch = Stopwatch::start(self.timing.is_some());
-            let mut out = op.step(inputs);
-            if op.starved() {
-                out = self.refill(n, tables);
-            }
+            let stepped = catch_unwind(AssertUnwindSafe(|| op.step(inputs)));
+            let starved = stepped.is_ok() && op.starved();
+            let stepped = match stepped {
+                Ok(_) if starved => catch_unwind(AssertUnwindSafe(|| self.refill(n, tables))),
+                other => other,
+            };
+            let out = match (stepped, crate::expr::fault::take()) {
+                (Ok(out), None) => out,
+                (Ok(_), Some(why)) => {
+                    self.fail(n, &why);
+                    continue;
+                }
+                (Err(panic), _) => {
+                    self.fail(n, &format!("internal error: {}", panic_message(&*panic)));
+                    continue;
+                }
+            };
             let rows_out = out.len() as u64;
             if let Some(t) = self.timing_of(n) {
                 t.steps += 1;
@@ -359,8 +413,24 @@ impl Graph {
     }
 
     /// Fills the nodes in `created` from their inputs' current outputs and returns the
-    /// output of `root`.
-    pub fn initialize(&mut self, created: &[NodeIndex], root: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+    /// output of `root`, or why a node could not be computed (the caller releases
+    /// `root`).
+    pub fn initialize(
+        &mut self,
+        created: &[NodeIndex],
+        root: NodeIndex,
+        tables: &[Option<Table>],
+    ) -> Result<ZSet, String> {
+        crate::expr::fault::take();
+        let filled = catch_unwind(AssertUnwindSafe(|| self.fill(created, root, tables)));
+        match (filled, crate::expr::fault::take()) {
+            (Ok(out), None) => Ok(out),
+            (Ok(_), Some(why)) => Err(why),
+            (Err(panic), _) => Err(format!("internal error: {}", panic_message(&*panic))),
+        }
+    }
+
+    fn fill(&mut self, created: &[NodeIndex], root: NodeIndex, tables: &[Option<Table>]) -> ZSet {
         let mut outputs: HashMap<NodeIndex, ZSet> = HashMap::new();
         let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
         // New arrangements of nodes that existed already hold their current output;
@@ -412,6 +482,15 @@ impl Graph {
     pub fn node_count(&self) -> usize {
         self.graph.node_count()
     }
+}
+
+/// The text a panic carried.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// The operator computing `plan`'s node; `arrange(input, keys)` gives the shared

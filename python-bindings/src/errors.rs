@@ -3,7 +3,8 @@
 //! `ciuf.Error` is the base; each category of the Rust [`ciuf::Error`] has its class,
 //! carrying the same message, so that an application catches what it can act on:
 //! `SqlError` (fix the query), `SchemaError` (fix the event), `ConstraintError` (the
-//! data's rules), `ConnectionError` (a source database), `InternalError` (a bug).
+//! data's rules), `ConnectionError` (a source database), `EvaluationError` (a view met a
+//! value its SQL cannot compute), `InternalError` (a bug).
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -35,6 +36,13 @@ pyo3::create_exception!(
     Error,
     "A source database or file failed. `retryable` says whether trying again may succeed."
 );
+pyo3::create_exception!(
+    ciuf,
+    EvaluationError,
+    Error,
+    "A view met a value its SQL cannot compute (an integer overflow in sum(), say): that view \
+     stops with the reason, the others go on; registering it again computes it afresh."
+);
 pyo3::create_exception!(ciuf, InternalError, Error, "A bug in ciuf; the engine refuses further work after one.");
 
 /// Registers the exception classes on the module.
@@ -45,6 +53,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SchemaError", py.get_type::<SchemaError>())?;
     m.add("ConstraintError", py.get_type::<ConstraintError>())?;
     m.add("ConnectionError", py.get_type::<ConnectionError>())?;
+    m.add("EvaluationError", py.get_type::<EvaluationError>())?;
     m.add("InternalError", py.get_type::<InternalError>())?;
     Ok(())
 }
@@ -81,6 +90,7 @@ pub fn to_py(py: Python<'_>, error: ciuf::Error) -> PyErr {
             let _ = err.value(py).setattr("retryable", retryable);
             err
         }
+        ciuf::Error::Evaluation { .. } => EvaluationError::new_err(message),
         ciuf::Error::Internal(_) => InternalError::new_err(message),
     }
 }

@@ -171,8 +171,8 @@ pub(crate) fn plan_call(e: &ast::Expr, ctx: &ExprCtx) -> Result<(AggregateCall, 
         (AggFunc::GroupConcat, [arg, sep]) => {
             let empty = crate::scope::Scope::default();
             let sep_t = ExprCtx::row(&empty, ctx.dialect).plan(sep);
-            match sep_t.map(|t| (t.expr.is_constant(), t.expr.eval(&[]))) {
-                Ok((true, v)) if !v.is_null() => (*arg, v.to_text()),
+            match sep_t.map(|t| (t.expr.is_constant(), crate::expr::constant_value(&t.expr, sep.span()))) {
+                Ok((true, Ok(v))) if !v.is_null() => (*arg, v.to_text()),
                 _ => return Err(type_error(format!("{name}()'s separator must be a constant"), sep.span())),
             }
         }
@@ -183,7 +183,11 @@ pub(crate) fn plan_call(e: &ast::Expr, ctx: &ExprCtx) -> Result<(AggregateCall, 
         (_, [arg]) => (*arg, None),
         _ => return Err(type_error(format!("{name}() takes one argument"), span)),
     };
-    let t: Typed = ctx.plan(arg)?;
+    let mut t: Typed = ctx.plan(arg)?;
+    if func == AggFunc::Sum && t.ty == DataType::BigInt && ctx.dialect == ciuf_engine::Dialect::Postgres {
+        // PostgreSQL sums bigints as numeric: exactly, beyond 64 bits.
+        t = t.coerce(DataType::Decimal { precision: ciuf_engine::types::MAX_DECIMAL_PRECISION, scale: 0 });
+    }
     // SQLite sums text too, each value read as the number it spells.
     let numeric = t.ty.is_numeric()
         || matches!(t.ty, DataType::Bool | DataType::Null)

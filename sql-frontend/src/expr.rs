@@ -196,7 +196,7 @@ impl<'a> ExprCtx<'a> {
                     }
                     ast::UnaryOperator::Minus => {
                         let ty = self.numeric_operand(&t, "-", expr.span())?;
-                        Ok(Typed::new(Expr::Negate(Box::new(t.expr)), ty, t.nullable))
+                        Ok(self.integer_checked(Typed::new(Expr::Negate(Box::new(t.expr)), ty, t.nullable)))
                     }
                     // SQLite's unary + is a no-op on any value, text included; what
                     // it takes away is the operand's affinity.
@@ -365,16 +365,19 @@ impl<'a> ExprCtx<'a> {
                 ))
             }
             E::Trim { expr, trim_where, trim_what, trim_characters } => {
-                if trim_characters.is_some() {
-                    return Err(unsupported("TRIM with a character list", span));
-                }
+                // `trim(s, chars)` (SQLite's form) comes as a character list of one.
+                let chars = match trim_characters.as_deref() {
+                    None => trim_what.as_deref(),
+                    Some([c]) if trim_what.is_none() => Some(c),
+                    Some(_) => return Err(unsupported("TRIM with several character lists", span)),
+                };
                 let func = match trim_where {
                     None | Some(ast::TrimWhereField::Both) => Func::Trim,
                     Some(ast::TrimWhereField::Leading) => Func::LTrim,
                     Some(ast::TrimWhereField::Trailing) => Func::RTrim,
                 };
                 let mut args = vec![self.plan(expr)?];
-                if let Some(w) = trim_what {
+                if let Some(w) = chars {
                     args.push(self.plan(w)?);
                 }
                 let nullable = args.iter().any(|a| a.nullable);
@@ -393,6 +396,10 @@ impl<'a> ExprCtx<'a> {
             ast::Value::Number(n, _) => {
                 let is_integer = !n.contains(['.', 'e', 'E']);
                 match n.parse::<i64>() {
+                    // PostgreSQL types an integer literal int4 where it fits.
+                    Ok(i) if is_integer && self.dialect == Dialect::Postgres && i32::try_from(i).is_ok() => {
+                        Typed::literal(Value::Int(i), DataType::Int)
+                    }
                     Ok(i) if is_integer => Typed::literal(Value::Int(i), DataType::BigInt),
                     _ if self.dialect == Dialect::Postgres => match Decimal::parse(n) {
                         Some(d) => Typed::literal(
@@ -440,7 +447,7 @@ impl<'a> ExprCtx<'a> {
             .ok_or_else(|| type_error(format!("cannot apply {bop} to {} and {}", l.ty, r.ty), span))?;
             // Division and modulo by zero give NULL.
             let nullable = nullable || matches!(bop, BinaryOp::Div | BinaryOp::Mod);
-            Ok(Typed::new(Expr::binary(bop, l.expr.clone(), r.expr.clone()), ty, nullable))
+            Ok(self.integer_checked(Typed::new(Expr::binary(bop, l.expr.clone(), r.expr.clone()), ty, nullable)))
         };
         match op {
             B::Plus => arith(BinaryOp::Add),
@@ -748,11 +755,30 @@ impl<'a> ExprCtx<'a> {
             Func::Lower | Func::Upper | Func::Substr | Func::Trim | Func::LTrim | Func::RTrim | Func::Replace => {
                 (DataType::Text, any_null, planned)
             }
-            Func::NumberKey | Func::NumericAffinity | Func::TextAffinity => {
+            Func::NumberKey | Func::NumericAffinity | Func::TextAffinity | Func::InRange => {
                 unreachable!("{name}() is planned, never looked up by name")
             }
         };
         Ok(Typed::new(Expr::Call { func, args: planned.into_iter().map(|a| a.expr).collect() }, ty, nullable))
+    }
+
+    /// Integer arithmetic as the dialect has it: under SQLite a result beyond 64 bits
+    /// is a real (the evaluation's own rule); under PostgreSQL one beyond the result
+    /// type's width is an error, which fails the view computing it.
+    fn integer_checked(&self, t: Typed) -> Typed {
+        let bits = match t.ty {
+            DataType::SmallInt => 16,
+            DataType::Int => 32,
+            DataType::BigInt => 64,
+            _ => return t,
+        };
+        if self.dialect != Dialect::Postgres {
+            return t;
+        }
+        let expr = Expr::Call { func: Func::InRange, args: vec![t.expr, Expr::lit(bits as i64)] };
+        // A constant out of range is left to fail the view that computes it.
+        let folded = expr.is_constant().then(|| ciuf_engine::expr::fault::catch(|| expr.eval(&[])).ok()).flatten();
+        Typed { expr: folded.map_or(expr, Expr::Literal), ..t }
     }
 
     /// Whether `t` can be a truth value: BOOLEAN, NULL, or (as in SQLite) a number; under
@@ -838,6 +864,13 @@ pub(crate) fn key_pair(dialect: Dialect, l: Typed, r: Typed) -> (Typed, Typed) {
         Some(t) if t != DataType::Null => (l.coerce(t), r.coerce(t)),
         _ => (l, r),
     }
+}
+
+/// The value of a constant expression, or the error its evaluation raises (SQLite's
+/// `abs()` of the least integer, say) as an error at `span`.
+pub(crate) fn constant_value(e: &Expr, span: Span) -> Result<Value, Error> {
+    ciuf_engine::expr::fault::catch(|| e.eval(&[]))
+        .map_err(|why| type_error(format!("cannot compute {e}: {why}"), span))
 }
 
 /// The identity of a subquery in the syntax tree while one query is planned.

@@ -331,7 +331,7 @@ fn plan_insert(insert: &ast::Insert) -> Result<Statement, Error> {
             if !t.expr.is_constant() {
                 return Err(error::type_error("INSERT … VALUES takes constants", e.span()));
             }
-            out.push(t.expr.eval(&[]));
+            out.push(expr::constant_value(&t.expr, e.span())?);
         }
         rows.push(out);
     }

@@ -184,8 +184,11 @@ impl Planner<'_> {
         let eval = |e: &ast::Expr| -> Result<i64, Error> {
             let empty = Scope::default();
             let t = ExprCtx::row(&empty, self.dialect).plan(e)?;
-            match t.expr.eval(&[]) {
-                Value::Int(i) if t.expr.is_constant() => Ok(i),
+            if !t.expr.is_constant() {
+                return Err(type_error("LIMIT and OFFSET take a constant integer", e.span()));
+            }
+            match crate::expr::constant_value(&t.expr, e.span())? {
+                Value::Int(i) => Ok(i),
                 _ => Err(type_error("LIMIT and OFFSET take a constant integer", e.span())),
             }
         };
@@ -654,8 +657,13 @@ impl Planner<'_> {
             .collect();
         let rows = rows
             .into_iter()
-            .map(|r| r.into_iter().zip(&types).map(|(x, t)| x.coerce(*t).expr.eval(&[])).collect::<Row>())
-            .collect();
+            .map(|r| {
+                r.into_iter()
+                    .zip(&types)
+                    .map(|(x, t)| crate::expr::constant_value(&x.coerce(*t).expr, v.span()))
+                    .collect::<Result<Row, Error>>()
+            })
+            .collect::<Result<_, Error>>()?;
         Ok(Rel { plan: Plan::Values { rows, width }, scope: Scope { columns } })
     }
 }

@@ -59,6 +59,8 @@ pub(crate) fn sql_type(
         T::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
             "string" => DataType::Text,
             "int64" | "long" => DataType::BigInt,
+            // The ANY of SQLite's STRICT tables: each value as it is given.
+            "any" if dialect == Dialect::Sqlite => DataType::Any,
             _ => return Err(unsupported(format!("type {t}"), span)),
         },
         other => return Err(unsupported(format!("type {other}"), span)),
@@ -159,7 +161,8 @@ pub(crate) fn sqlite_result_type(a: DataType, b: DataType) -> Option<DataType> {
     })
 }
 
-/// Under SQLite, the result type of `a op b` for an arithmetic operator: a DOUBLE
+/// Under SQLite, the result type of `a op b` for an arithmetic operator: integers of
+/// any width give a 64-bit integer (a real where it overflows, as in SQLite); a DOUBLE
 /// operand makes every result a double; an operand whose class varies per value (text
 /// is read as the number it spells, an integer or a real) makes the result
 /// [`DataType::Number`]; otherwise as [`arithmetic_type`].
@@ -173,7 +176,10 @@ pub(crate) fn sqlite_arithmetic_type(op: ciuf_engine::expr::BinaryOp, a: DataTyp
     if varies(a) || varies(b) {
         return Some(if a == Double || b == Double { Double } else { Number });
     }
-    arithmetic_type(op, a, b)
+    match arithmetic_type(op, a, b)? {
+        t if t.is_integer() => Some(BigInt),
+        t => Some(t),
+    }
 }
 
 /// SQLite's affinity of an operand: a column has its column's; a CAST has its type's;
@@ -302,7 +308,8 @@ pub(crate) fn arithmetic_type(op: ciuf_engine::expr::BinaryOp, a: DataType, b: D
     };
     let (a, b) = (num(a)?, num(b)?);
     Some(match (a, b) {
-        (x, y) if x.is_integer() && y.is_integer() => BigInt,
+        // PostgreSQL: the wider operand's type (int4 + int4 is int4, checked).
+        (x, y) if x.is_integer() && y.is_integer() => widest_integer(x, y),
         (Double, _) | (_, Double) => Double,
         _ => match op {
             Div | Mod => Double,
@@ -370,7 +377,8 @@ mod tests {
     #[test]
     fn arithmetic_types() {
         let d = DataType::Decimal { precision: 10, scale: 2 };
-        assert_eq!(arithmetic_type(BinaryOp::Div, DataType::Int, DataType::Int), Some(DataType::BigInt));
+        assert_eq!(arithmetic_type(BinaryOp::Div, DataType::Int, DataType::Int), Some(DataType::Int));
+        assert_eq!(arithmetic_type(BinaryOp::Add, DataType::SmallInt, DataType::BigInt), Some(DataType::BigInt));
         assert_eq!(arithmetic_type(BinaryOp::Mul, d, d), Some(DataType::Decimal { precision: 20, scale: 4 }));
         assert_eq!(arithmetic_type(BinaryOp::Add, d, DataType::Double), Some(DataType::Double));
         assert_eq!(arithmetic_type(BinaryOp::Add, DataType::Text, DataType::Int), None);

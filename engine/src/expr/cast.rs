@@ -82,7 +82,12 @@ pub fn cast(v: &Value, to: DataType) -> Value {
             Value::Int(_) | Value::Float(_) => v.clone(),
             Value::Bool(b) => Value::Int(*b as i64),
             Value::Decimal(d) => Value::Float(d.to_f64()),
-            Value::Text(s) => integral_as_int(text_to_number(s)),
+            // An integer too large for 64 bits stays a real; a real that is a whole
+            // number ('3.0', '1e2') becomes the integer.
+            Value::Text(s) => match text_to_number(s) {
+                Value::Float(f) if !number_prefix(s).contains(['.', 'e', 'E']) => Value::Float(f),
+                n => integral_as_int(n),
+            },
             Value::Date(d) => Value::Int(*d as i64),
             Value::Timestamp(t) => Value::Int(*t),
             Value::Null => unreachable!(),

@@ -51,6 +51,10 @@ pub enum Func {
     /// SQLite's TEXT affinity applied to a comparison operand
     /// ([`super::cast::text_affinity`]); planned, never written in SQL.
     TextAffinity,
+    /// `in_range(x, bits)`: x where it is an integer of `bits` bits, else an error (as
+    /// PostgreSQL's integer arithmetic has it: "integer out of range"); planned under
+    /// PostgreSQL's rules over integer arithmetic, never written in SQL.
+    InRange,
 }
 
 impl Func {
@@ -98,6 +102,7 @@ impl Func {
             Func::NumberKey => "number_key",
             Func::NumericAffinity => "numeric_affinity",
             Func::TextAffinity => "text_affinity",
+            Func::InRange => "in_range",
         }
     }
 
@@ -106,7 +111,7 @@ impl Func {
         match self {
             Func::Coalesce => (1, usize::MAX),
             Func::Least | Func::Greatest => (2, usize::MAX),
-            Func::NullIf | Func::Instr => (2, 2),
+            Func::NullIf | Func::Instr | Func::InRange => (2, 2),
             Func::Abs | Func::Lower | Func::Upper | Func::Length => (1, 1),
             Func::NumberKey | Func::NumericAffinity | Func::TextAffinity => (1, 1),
             Func::Round | Func::Trim | Func::LTrim | Func::RTrim => (1, 2),
@@ -133,7 +138,14 @@ impl Func {
                 if a.sql_cmp(&b) == Some(std::cmp::Ordering::Equal) { Value::Null } else { a.into_owned() }
             }
             Func::Abs => match &*arg(0) {
-                Value::Int(i) => i.checked_abs().map_or(Value::Float((*i as f64).abs()), Value::Int),
+                Value::Int(i) => i.checked_abs().map_or_else(
+                    || {
+                        // SQLite: abs() of the least integer is an error.
+                        super::fault::raise("integer overflow in abs()");
+                        Value::Null
+                    },
+                    Value::Int,
+                ),
                 Value::Float(f) => Value::Float(f.abs()),
                 Value::Decimal(d) => Value::from(d.abs()),
                 Value::Null => Value::Null,
@@ -168,8 +180,11 @@ impl Func {
                     _ => s.trim_end_matches(p),
                 })
             }
-            Func::Replace => match (arg(0).to_text(), arg(1).to_text(), arg(2).to_text()) {
-                (Some(s), Some(from), Some(to)) => Value::text(if from.is_empty() { s } else { s.replace(&from, &to) }),
+            // SQLite: an empty pattern gives the text back even when the replacement
+            // is NULL.
+            Func::Replace => match (arg(0).to_text(), arg(1).to_text()) {
+                (Some(s), Some(from)) if from.is_empty() => Value::text(s),
+                (Some(s), Some(from)) => arg(2).to_text().map_or(Value::Null, |to| Value::text(s.replace(&from, &to))),
                 _ => Value::Null,
             },
             Func::Instr => match (arg(0).to_text(), arg(1).to_text()) {
@@ -201,6 +216,22 @@ impl Func {
             Func::NumberKey => arg(0).number_key(),
             Func::NumericAffinity => super::cast::numeric_affinity(&arg(0)),
             Func::TextAffinity => super::cast::text_affinity(&arg(0)),
+            Func::InRange => {
+                let bits = arg(1).as_i64().unwrap_or(64);
+                match arg(0).into_owned() {
+                    Value::Int(i) if bits >= 64 || (i >> (bits - 1)) == 0 || (i >> (bits - 1)) == -1 => Value::Int(i),
+                    Value::Int(_) | Value::Float(_) => {
+                        let name = match bits {
+                            16 => "smallint",
+                            32 => "integer",
+                            _ => "bigint",
+                        };
+                        super::fault::raise(format!("{name} out of range"));
+                        Value::Null
+                    }
+                    other => other,
+                }
+            }
         }
     }
 }
@@ -209,45 +240,122 @@ fn map_text(v: &Value, f: impl Fn(&str) -> String) -> Value {
     v.to_text().map_or(Value::Null, |s| Value::text(f(&s)))
 }
 
-fn round(x: &Value, digits: Option<Ref<'_>>) -> Value {
-    let Some(f) = (match x {
-        Value::Text(s) => Some(super::cast::text_to_f64_prefix(s)),
-        Value::Bool(b) => Some(*b as i64 as f64),
-        other => other.as_f64(),
-    }) else {
-        return Value::Null;
-    };
-    let n = match digits.as_deref() {
-        None => 0,
-        Some(Value::Null) => return Value::Null,
-        Some(d) => d.as_f64().unwrap_or(0.0) as i64,
-    }
-    .clamp(0, 30) as i32;
-    let scale = 10f64.powi(n);
-    let r = (f * scale).round() / scale;
-    // Large values have no fractional part to round; keep them exact.
-    Value::Float(if (f * scale).abs() >= 4.5e15 { f } else { r })
+/// A value's integer value as SQLite's functions take it (`sqlite3_value_int64`): an
+/// integer as it is, a real truncated (saturating), text by its leading integer,
+/// `None` for NULL.
+fn int_value(v: &Value) -> Option<i64> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Text(s) => super::cast::text_to_i64_prefix(s),
+        other => match super::cast::cast(other, crate::types::DataType::BigInt) {
+            Value::Int(i) => i,
+            _ => 0,
+        },
+    })
 }
 
+/// A value's 32-bit integer value (`sqlite3_value_int`, which SQLite's substr and round
+/// take their counts by): the integer value's low 32 bits, as C converts.
+fn int32_value(v: &Value) -> Option<i64> {
+    int_value(v).map(|i| i as i32 as i64)
+}
+
+/// A value's real value (`sqlite3_value_double`): text by its leading number.
+fn real_value(v: &Value) -> Option<f64> {
+    match v {
+        Value::Null => None,
+        Value::Text(s) => Some(super::cast::text_to_f64_prefix(s)),
+        Value::Bool(b) => Some(*b as i64 as f64),
+        other => Some(other.as_f64().unwrap_or(0.0)),
+    }
+}
+
+/// SQLite's `round(x, n)`: n (its low 32 bits) clamped to 0..=30; a value beyond 2^52
+/// has nothing to round; n = 0 rounds half away from zero through an integer;
+/// otherwise the value is printed to n decimals (rounding its decimal digits half up)
+/// and read back.
+fn round(x: &Value, digits: Option<Ref<'_>>) -> Value {
+    let n = match digits.as_deref() {
+        None => 0,
+        Some(d) => match int32_value(d) {
+            None => return Value::Null,
+            Some(n) => n.clamp(0, 30) as usize,
+        },
+    };
+    let Some(r) = real_value(x) else {
+        return Value::Null;
+    };
+    const LIMIT: f64 = 4503599627370496.0;
+    if !(-LIMIT..=LIMIT).contains(&r) {
+        return Value::Float(r);
+    }
+    if n == 0 {
+        return Value::Float((r + if r < 0.0 { -0.5 } else { 0.5 }) as i64 as f64);
+    }
+    Value::Float(round_decimal(r, n))
+}
+
+/// `r` rounded to `n` decimals as SQLite's printf does it: from the first 19
+/// significant decimal digits of `r`, half up.
+fn round_decimal(r: f64, n: usize) -> f64 {
+    if r == 0.0 {
+        return r;
+    }
+    // d.ddd…e±x, exact to far more digits than 19.
+    let sci = format!("{:.40e}", r.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("an exponent");
+    let exp: i64 = exp.parse().expect("an integer exponent");
+    let mut digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).take(19).map(|b| b - b'0').collect();
+    // The digit position after which n decimals end: digits before the point are exp+1.
+    let keep = exp + 1 + n as i64;
+    if keep < 0 || keep >= digits.len() as i64 {
+        return if keep < 0 { 0.0 * r.signum() } else { r };
+    }
+    let keep = keep as usize;
+    let mut point = exp + 1;
+    let round_up = digits[keep] >= 5;
+    digits.truncate(keep);
+    if round_up {
+        let mut j = keep;
+        loop {
+            if j == 0 {
+                digits.insert(0, 1);
+                point += 1;
+                break;
+            }
+            j -= 1;
+            if digits[j] == 9 {
+                digits[j] = 0;
+            } else {
+                digits[j] += 1;
+                break;
+            }
+        }
+    }
+    let text: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+    let value: f64 = if text.is_empty() { 0.0 } else { format!("0.{text}e{point}").parse().unwrap_or(0.0) };
+    if r < 0.0 { -value } else { value }
+}
+
+/// SQLite's `substr(x, p1[, p2])`: 1-based; 0 is before the first character; a
+/// negative p1 counts from the end; a negative p2 takes the characters before p1. The
+/// positions are taken by their low 32 bits, as SQLite takes them, so no value can
+/// overflow the arithmetic.
 fn substr(s: &Value, start: &Value, len: Option<Ref<'_>>) -> Value {
+    let Some(mut p1) = int32_value(start) else {
+        return Value::Null;
+    };
+    let (mut p2, negative) = match len.as_deref() {
+        None => (1_000_000_000, false),
+        Some(l) => match int32_value(l) {
+            None => return Value::Null,
+            Some(l) => (l.abs(), l < 0),
+        },
+    };
     let Some(s) = s.to_text() else {
         return Value::Null;
     };
-    let Some(mut p1) = start.as_f64().map(|f| f as i64) else {
-        return Value::Null;
-    };
-    let chars: Vec<char> = s.chars().collect();
-    let n = chars.len() as i64;
-    // SQLite's rules: p1 is 1-based, 0 is "before the first character", a negative p1
-    // counts from the end, and a negative length takes the characters before p1.
-    let (mut p2, negative_len) = match len.as_deref() {
-        None => (n, false),
-        Some(Value::Null) => return Value::Null,
-        Some(l) => {
-            let l = l.as_f64().unwrap_or(0.0) as i64;
-            (l.abs(), l < 0)
-        }
-    };
+    let n = if p1 < 0 { s.chars().count() as i64 } else { 0 };
     if p1 < 0 {
         p1 += n;
         if p1 < 0 {
@@ -259,16 +367,14 @@ fn substr(s: &Value, start: &Value, len: Option<Ref<'_>>) -> Value {
     } else if p2 > 0 {
         p2 -= 1;
     }
-    if negative_len {
+    if negative {
         p1 -= p2;
         if p1 < 0 {
             p2 += p1;
             p1 = 0;
         }
     }
-    let from = p1.min(n) as usize;
-    let to = (p1 + p2.max(0)).min(n) as usize;
-    Value::text(chars[from..to.max(from)].iter().collect::<String>())
+    Value::text(s.chars().skip(p1 as usize).take(p2.max(0) as usize).collect::<String>())
 }
 
 #[cfg(test)]

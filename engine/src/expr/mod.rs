@@ -2,13 +2,15 @@
 //!
 //! An [`Expr`] refers to input columns by position: names and types were resolved by
 //! the SQL front end, which also inserted the casts that give every operand a single
-//! type. Evaluation never fails: following SQLite, division by zero and impossible
-//! casts give NULL (or the SQLite value), so a view can never be stuck on a bad row.
+//! type. Evaluation gives a value for nearly anything: following SQLite, division by
+//! zero and impossible casts give NULL (or the SQLite value). What the dialect makes an
+//! error is raised through [`fault`], and fails only the views that compute it.
 //!
 //! Booleans are three-valued: `Value::Null` is *unknown*. A filter keeps a row only
 //! when its predicate is true ([`Expr::eval_truth`] gives `Some(true)`).
 
 pub mod cast;
+pub mod fault;
 pub mod functions;
 pub mod like;
 pub mod ops;

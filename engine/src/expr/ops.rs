@@ -176,6 +176,7 @@ fn arithmetic(op: BinaryOp, a: &Value, b: &Value) -> Value {
     match (a, b) {
         (Value::Null, _) | (_, Value::Null) => Value::Null,
         (Value::Int(x), Value::Int(y)) => int_arith(op, *x, *y),
+        _ if op == BinaryOp::Mod => remainder(a, b),
         (Value::Float(_) | Value::Int(_) | Value::Decimal(_), Value::Float(_) | Value::Int(_) | Value::Decimal(_)) => {
             match (a, b) {
                 (Value::Float(_), _) | (_, Value::Float(_)) => {
@@ -189,18 +190,24 @@ fn arithmetic(op: BinaryOp, a: &Value, b: &Value) -> Value {
             if matches!(x, Value::Text(_)) || matches!(y, Value::Text(_)) {
                 return Value::Null;
             }
-            if op == BinaryOp::Mod && !matches!((&x, &y), (Value::Int(_), Value::Int(_))) {
-                // SQLite's remainder of reals takes each operand's integer value, and
-                // text's is its leading integer ('61e2' % 7 is 61 % 7, as a real).
-                let (xi, yi) = (integer_value(a), integer_value(b));
-                if yi == 0 {
-                    return Value::Null;
-                }
-                return Value::Float((if yi == -1 { 0 } else { xi % yi }) as f64);
-            }
             arithmetic(op, &x, &y)
         }
     }
+}
+
+/// `a % b` where not both are integers. Where both read as integers (text that spells
+/// one) it is the integers' remainder; otherwise SQLite's remainder of reals: each
+/// operand's integer value (a real truncated, text's leading integer: '61e2' % 7 is
+/// 61 % 7), as a real.
+fn remainder(a: &Value, b: &Value) -> Value {
+    if let (Value::Int(x), Value::Int(y)) = (numeric(a), numeric(b)) {
+        return int_arith(BinaryOp::Mod, x, y);
+    }
+    let (xi, yi) = (integer_value(a), integer_value(b));
+    if yi == 0 {
+        return Value::Null;
+    }
+    Value::Float((if yi == -1 { 0 } else { xi % yi }) as f64)
 }
 
 /// A value's integer value as SQLite takes it for `%`: text's leading integer, a real

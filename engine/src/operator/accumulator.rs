@@ -209,6 +209,19 @@ impl MixedSum {
     }
 }
 
+/// A sum of integers as SUM gives it: an error beyond 64 bits (SQLite's "integer
+/// overflow"; PostgreSQL's sums that can overflow are of 16- and 32-bit integers, whose
+/// bigint sum overflows likewise), raised for the view (see [`crate::expr::fault`]).
+fn integer_sum(sum: i128) -> Value {
+    match i64::try_from(sum) {
+        Ok(i) => Value::Int(i),
+        Err(_) => {
+            crate::expr::fault::raise(format!("integer overflow in sum(): {sum} does not fit in 64 bits"));
+            Value::Null
+        }
+    }
+}
+
 /// Neumaier's step: adds `v` to `sum`, keeping the low-order bits lost in `compensation`.
 fn neumaier(sum: &mut f64, compensation: &mut f64, v: f64) {
     let t = *sum + v;
@@ -348,9 +361,7 @@ impl Accumulator {
                 _ if *n == 0 && func != AggFunc::Total => Value::Null,
                 AggFunc::Avg => Value::Float(sum.get() as f64 / *n as f64),
                 AggFunc::Total => Value::Float(sum.get() as f64),
-                // SQLite reports an error on overflow; ciuf saturates rather than
-                // stall the view.
-                _ => Value::Int(sum.get().clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+                _ => integer_sum(sum.get()),
             },
             Accumulator::SumFloat { sum, compensation, n } => match func {
                 AggFunc::Total => Value::Float(sum + compensation),
@@ -365,7 +376,7 @@ impl Accumulator {
                     _ if m.n == 0 => Value::Null,
                     AggFunc::Avg => float(m.total() / m.n as f64),
                     _ if m.approx > 0 => float(m.total()),
-                    _ => Value::Int(m.ints.get().clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+                    _ => integer_sum(m.ints.get()),
                 }
             }
             Accumulator::SumDecimal { sum, scale, n } => {
