@@ -170,11 +170,13 @@ impl Engine {
     /// Runs SQL statements: CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,
     /// EXPLAIN, and queries (registered as views). Returns the last statement's outcome.
     pub fn execute(&self, sql: &str) -> Result<Outcome> {
-        let mut outcome = Outcome::Done;
-        for statement in ciuf_sql::parse(sql)? {
-            outcome = self.run(statement)?;
-        }
-        Ok(outcome)
+        ciuf_sql::on_deep_stack(sql, || {
+            let mut outcome = Outcome::Done;
+            for statement in ciuf_sql::parse(sql)? {
+                outcome = self.run(statement)?;
+            }
+            Ok(outcome)
+        })
     }
 
     fn run(&self, statement: Statement) -> Result<Outcome> {
@@ -275,8 +277,10 @@ impl Engine {
         {
             return Ok(v.clone());
         }
-        let (query, text) = ciuf_sql::parse_query(sql)?;
-        let view = self.register(&query, &text)?;
+        let view = ciuf_sql::on_deep_stack(sql, || {
+            let (query, text) = ciuf_sql::parse_query(sql)?;
+            self.register(&query, &text)
+        })?;
         self.by_sql.lock().insert(sql.to_string(), view.clone());
         Ok(view)
     }
@@ -284,17 +288,19 @@ impl Engine {
     /// [`Engine::from_sql`] with options: a parameterized view may be partial.
     pub fn from_sql_with(&self, sql: &str, options: ViewOptions) -> Result<View> {
         let Some(limits) = options.partial else { return self.from_sql(sql) };
-        let (query, text) = ciuf_sql::parse_query(sql)?;
-        let Some(extracted) = ciuf_sql::params::extract(&query)? else {
-            return Err(SqlError::new(
-                SqlErrorKind::Invalid,
-                "a partial view needs parameters (WHERE column = $1): it holds the keys read",
-            )
-            .into());
-        };
-        let view = self.define_partial(&extracted, &text, limits)?;
-        self.shapes.lock().insert(shape_of(&extracted), Shape::of(&extracted, view.clone()));
-        Ok(view)
+        ciuf_sql::on_deep_stack(sql, || {
+            let (query, text) = ciuf_sql::parse_query(sql)?;
+            let Some(extracted) = ciuf_sql::params::extract(&query)? else {
+                return Err(SqlError::new(
+                    SqlErrorKind::Invalid,
+                    "a partial view needs parameters (WHERE column = $1): it holds the keys read",
+                )
+                .into());
+            };
+            let view = self.define_partial(&extracted, &text, limits)?;
+            self.shapes.lock().insert(shape_of(&extracted), Shape::of(&extracted, view.clone()));
+            Ok(view)
+        })
     }
 
     fn register(&self, query: &ciuf_sql::Query, sql: &str) -> Result<View> {
@@ -436,8 +442,10 @@ impl Engine {
 
     /// Registers `sql` as a named view, which later queries can read like a table.
     pub fn create_view(&self, name: &str, sql: &str) -> Result<View> {
-        let (query, text) = ciuf_sql::parse_query(sql)?;
-        self.define(Some(name), &query, &text)
+        ciuf_sql::on_deep_stack(sql, || {
+            let (query, text) = ciuf_sql::parse_query(sql)?;
+            self.define(Some(name), &query, &text)
+        })
     }
 
     /// The named view `name`.
@@ -459,11 +467,13 @@ impl Engine {
 
     /// The operator plan of a query, as text.
     pub fn explain(&self, sql: &str) -> Result<String> {
-        let (query, _) = ciuf_sql::parse_query(sql)?;
-        match self.run(Statement::Explain(query))? {
-            Outcome::Explain(text) => Ok(text),
-            _ => unreachable!("EXPLAIN explains"),
-        }
+        ciuf_sql::on_deep_stack(sql, || {
+            let (query, _) = ciuf_sql::parse_query(sql)?;
+            match self.run(Statement::Explain(query))? {
+                Outcome::Explain(text) => Ok(text),
+                _ => unreachable!("EXPLAIN explains"),
+            }
+        })
     }
 
     /// Inserts a row (values in column order, or by name) as one transaction.

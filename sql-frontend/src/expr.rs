@@ -109,6 +109,7 @@ impl<'a> ExprCtx<'a> {
 
     /// Plans `e`.
     pub fn plan(&self, e: &ast::Expr) -> Result<Typed, Error> {
+        let _depth = Depth::enter(e)?;
         if let Some(agg) = self.agg {
             if let Some(t) = agg.lookup_call(e) {
                 return Ok(t);
@@ -210,6 +211,7 @@ impl<'a> ExprCtx<'a> {
                     other => Err(unsupported(format!("operator {other}"), span)),
                 }
             }
+            E::BinaryOp { op: op @ (ast::BinaryOperator::And | ast::BinaryOperator::Or), .. } => self.chain(e, op),
             E::BinaryOp { left, op, right } => self.binary(left, op, right, span),
             E::IsNull(x) | E::IsNotNull(x) => {
                 let t = self.plan(x)?;
@@ -478,6 +480,33 @@ impl<'a> ExprCtx<'a> {
             }
             other => Err(unsupported(format!("operator {other}"), span)),
         }
+    }
+
+    /// `e`, a chain of one of AND and OR (`a OR b OR c …`, which the parser nests one
+    /// level per operator), planned flat and combined as a balanced tree: a chain of any
+    /// length nests only as deep as its logarithm. (Both are associative under SQL's
+    /// three-valued logic.)
+    fn chain(&self, e: &ast::Expr, op: &ast::BinaryOperator) -> Result<Typed, Error> {
+        let mut operands = Vec::new();
+        let mut rest = e;
+        while let ast::Expr::BinaryOp { left, op: o, right } = rest
+            && o == op
+        {
+            operands.push(&**right);
+            rest = left;
+        }
+        operands.push(rest);
+        operands.reverse();
+        let mut planned = Vec::with_capacity(operands.len());
+        for operand in operands {
+            let t = self.plan(operand)?;
+            self.check_boolean(&t, operand.span())?;
+            planned.push(t);
+        }
+        let bop = if matches!(op, ast::BinaryOperator::And) { BinaryOp::And } else { BinaryOp::Or };
+        let nullable = planned.iter().any(|t| t.nullable);
+        let exprs: Vec<Expr> = planned.into_iter().map(|t| t.expr).collect();
+        Ok(Typed::new(balanced(bop, exprs), DataType::Bool, nullable))
     }
 
     /// Makes `l` and `r` comparable: numbers compare as they are; text meets dates by
@@ -871,6 +900,57 @@ pub(crate) fn key_pair(dialect: Dialect, l: Typed, r: Typed) -> (Typed, Typed) {
 pub(crate) fn constant_value(e: &Expr, span: Span) -> Result<Value, Error> {
     ciuf_engine::expr::fault::catch(|| e.eval(&[]))
         .map_err(|why| type_error(format!("cannot compute {e}: {why}"), span))
+}
+
+/// `input` filtered by every one of `predicates` (one filter: many conditions stacked
+/// as filters would nest the plan as deep as there are conditions).
+pub(crate) fn filtered(input: ciuf_engine::Plan, predicates: Vec<Expr>) -> ciuf_engine::Plan {
+    if predicates.is_empty() {
+        return input;
+    }
+    ciuf_engine::Plan::Filter { input: Box::new(input), predicate: balanced(BinaryOp::And, predicates) }
+}
+
+/// `exprs` (at least one) joined by `op` as a balanced tree.
+fn balanced(op: BinaryOp, mut exprs: Vec<Expr>) -> Expr {
+    if exprs.len() == 1 {
+        return exprs.pop().expect("one");
+    }
+    let right = exprs.split_off(exprs.len() / 2);
+    Expr::binary(op, balanced(op, exprs), balanced(op, right))
+}
+
+/// The deepest an expression may nest (SQLite's `SQLITE_MAX_EXPR_DEPTH`): planning,
+/// evaluating and dropping an expression recurse as deep as it nests, on whatever
+/// thread runs them.
+pub(crate) const MAX_EXPR_DEPTH: u32 = 1000;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of expression nesting while planning, counted on this thread.
+struct Depth;
+
+impl Depth {
+    fn enter(e: &ast::Expr) -> Result<Depth, Error> {
+        let depth = DEPTH.get() + 1;
+        if depth > MAX_EXPR_DEPTH {
+            return Err(sql_error(
+                SqlErrorKind::Invalid,
+                format!("expression nested more than {MAX_EXPR_DEPTH} deep (SQLite's limit too)"),
+                e.span(),
+            ));
+        }
+        DEPTH.set(depth);
+        Ok(Depth)
+    }
+}
+
+impl Drop for Depth {
+    fn drop(&mut self) {
+        DEPTH.set(DEPTH.get() - 1);
+    }
 }
 
 /// The identity of a subquery in the syntax tree while one query is planned.

@@ -19,7 +19,7 @@ use sqlparser::tokenizer::Span;
 use crate::correlated::Correlated;
 use crate::error::{position, sql_error, unsupported};
 use crate::expr::subquery_id;
-use crate::expr::{ExprCtx, Typed, key_pair};
+use crate::expr::{ExprCtx, Typed, filtered, key_pair};
 use crate::planner::{Planner, Rel};
 use crate::scope::{Scope, ScopeColumn};
 use crate::types::{Affinity, Origin};
@@ -337,19 +337,19 @@ impl Planner<'_> {
         // Conditions on one table filter that table.
         let mut parts = parts;
         let mut rest: Vec<(Conjunct, BTreeSet<usize>)> = Vec::new();
+        let mut local: Vec<Vec<Expr>> = vec![Vec::new(); parts.len()];
         for c in conjuncts {
             let touched = parts_of(&c.expr().columns(), &offsets);
             if touched.len() == 1 {
                 let p = *touched.iter().next().expect("one part");
-                let local = c.expr().remap_columns(&|i| i - offsets[p]);
-                let rel = &mut parts[p];
-                rel.plan = Plan::Filter {
-                    input: Box::new(std::mem::replace(&mut rel.plan, Plan::Values { rows: vec![], width: 0 })),
-                    predicate: local,
-                };
+                local[p].push(c.expr().remap_columns(&|i| i - offsets[p]));
             } else {
                 rest.push((c, touched));
             }
+        }
+        for (rel, predicates) in parts.iter_mut().zip(local) {
+            let input = std::mem::replace(&mut rel.plan, Plan::Values { rows: vec![], width: 0 });
+            rel.plan = filtered(input, predicates);
         }
         // Join in FROM order, preferring a table with a key to those already joined.
         let widths: Vec<usize> = parts.iter().map(|p| p.scope.columns.len()).collect();
@@ -407,9 +407,7 @@ impl Planner<'_> {
             current = apply_ready(current, &mut rest, &order, &placed, &remap);
         }
         // Conditions on no table at all (constants).
-        for (c, _) in rest.drain(..) {
-            current = Plan::Filter { input: Box::new(current), predicate: c.expr() };
-        }
+        current = filtered(current, rest.drain(..).map(|(c, _)| c.expr()).collect());
         // Back to FROM order.
         if order.windows(2).any(|w| w[0] > w[1]) {
             let exprs = (0..total).map(|c| remap(&placed, &Expr::Column(c))).collect();
@@ -619,23 +617,24 @@ fn is_key(c: &Conjunct, t: &BTreeSet<usize>, joined: &BTreeSet<usize>, next: usi
 
 /// Applies, as filters over `current`, the conjuncts all of whose parts are joined.
 fn apply_ready(
-    mut current: Plan,
+    current: Plan,
     rest: &mut Vec<(Conjunct, BTreeSet<usize>)>,
     order: &[usize],
     placed: &[Option<usize>],
     remap: &impl Fn(&[Option<usize>], &Expr) -> Expr,
 ) -> Plan {
     let joined: BTreeSet<usize> = order.iter().copied().collect();
+    let mut ready = Vec::new();
     let mut i = 0;
     while i < rest.len() {
         if !rest[i].1.is_empty() && rest[i].1.is_subset(&joined) {
             let (c, _) = rest.remove(i);
-            current = Plan::Filter { input: Box::new(current), predicate: remap(placed, &c.expr()) };
+            ready.push(remap(placed, &c.expr()));
         } else {
             i += 1;
         }
     }
-    current
+    filtered(current, ready)
 }
 
 /// A subquery inside an expression.

@@ -21,6 +21,7 @@ pub mod params;
 mod planner;
 mod scope;
 mod select;
+mod stack;
 mod types;
 
 use ciuf_engine::{Catalog, Error, Position, SqlError, SqlErrorKind, TableSchema, Value, ViewDef};
@@ -34,6 +35,7 @@ use crate::planner::Planner;
 use crate::scope::Scope;
 
 pub use sqlparser::ast::Query;
+pub use stack::{MAX_SQL_LENGTH, on_deep_stack};
 
 /// A parsed statement, as far as it can be understood without the catalog.
 #[derive(Debug, Clone)]

@@ -498,20 +498,37 @@ impl Planner<'_> {
                 // the parser (like PostgreSQL) binds INTERSECT tighter. Under SQLite the
                 // operands are re-associated from the left.
                 let mut operands = Vec::new();
+                let span = body.span();
                 if self.dialect == Dialect::Sqlite {
                     flatten_set_operations(body, &mut operands);
                 } else {
                     let ast::SetExpr::SetOperation { left, op, set_quantifier, right } = body else { unreachable!() };
                     let l = self.plan_set_expr(left)?;
                     let r = self.plan_set_expr(right)?;
-                    return self.set_operation(l, r, op, set_quantifier, body.span());
+                    return self.set_operation(l, r, op, set_quantifier, span);
+                }
+                // UNION and UNION ALL chains flatten into one union; other operators
+                // nest one level each, so their chains are bounded (at SQLite's limit).
+                let nesting = operands
+                    .iter()
+                    .filter(|(_, op)| op.is_some_and(|(op, _)| !matches!(op, ast::SetOperator::Union)))
+                    .count();
+                if nesting >= MAX_COMPOUND_SELECT {
+                    return Err(sql_error(
+                        SqlErrorKind::Invalid,
+                        format!(
+                            "too many EXCEPT and INTERSECT terms in a compound SELECT ({nesting}; the limit is \
+                             {MAX_COMPOUND_SELECT}, as SQLite's)"
+                        ),
+                        span,
+                    ));
                 }
                 let (first, _) = operands.remove(0);
                 let mut rel = self.plan_set_expr(first)?;
                 for (operand, op) in operands {
                     let (op, quantifier) = op.expect("operands after the first follow an operator");
                     let r = self.plan_set_expr(operand)?;
-                    rel = self.set_operation(rel, r, op, quantifier, body.span())?;
+                    rel = self.set_operation(rel, r, op, quantifier, span)?;
                 }
                 Ok(rel)
             }
@@ -603,6 +620,11 @@ impl Planner<'_> {
                 for p in [l, r] {
                     match p {
                         Plan::Union { inputs: nested } => inputs.extend(nested),
+                        // UNION is associative: (a UNION b) UNION c is one distinct union.
+                        Plan::Distinct { input } if !all && matches!(*input, Plan::Union { .. }) => {
+                            let Plan::Union { inputs: nested } = *input else { unreachable!() };
+                            inputs.extend(nested);
+                        }
                         other => inputs.push(other),
                     }
                 }
@@ -747,6 +769,10 @@ fn number_key(e: Expr) -> Expr {
 fn least(arg: Expr, ty: DataType) -> AggregateCall {
     AggregateCall { func: AggFunc::Min, arg: Some(arg), distinct: false, arg_type: ty, separator: None }
 }
+
+/// The most EXCEPT and INTERSECT terms a compound SELECT may have (SQLite's
+/// `SQLITE_MAX_COMPOUND_SELECT`).
+const MAX_COMPOUND_SELECT: usize = 500;
 
 /// The operands of a tree of set operations, left to right, each with the operator
 /// before it (none for the first).
