@@ -110,6 +110,7 @@ impl Harness {
                         vec![v[1].clone(), v[2].clone(), v[3].clone(), v[4].clone(), v[0].clone()],
                     )
                 }
+                Change::Replace { .. } => unreachable!("the workload has no replaces"),
             };
             let params: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
             tx.execute(&sql, rusqlite::params_from_iter(params)).unwrap();

@@ -42,6 +42,10 @@ pub struct SourceStatus {
     pub streaming: bool,
     /// Reconnections so far.
     pub reconnects: u64,
+    /// Times the followed tables were read again and the views brought to them with
+    /// the difference, where the change stream could not carry on (a SQLite follower
+    /// paused past what the log kept, a file replaced under it).
+    pub resyncs: u64,
     /// Why the source stopped following, if it did.
     pub error: Option<String>,
 }

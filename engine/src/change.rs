@@ -101,6 +101,18 @@ pub enum Change {
         /// The row (or, by name, just its key columns).
         row: RowData,
     },
+    /// An insert (without `old`) or an update that first removes any other row holding
+    /// `new`'s primary key: SQLite's REPLACE conflict resolution (`INSERT OR REPLACE`,
+    /// `REPLACE INTO`, `UPDATE OR REPLACE`), which deletes that row without a trace a
+    /// follower could see.
+    Replace {
+        /// The table.
+        table: TableRef,
+        /// For an update, the row as it was.
+        old: Option<RowData>,
+        /// The row as it becomes, every column in order.
+        new: RowData,
+    },
 }
 
 impl Change {
@@ -127,7 +139,10 @@ impl Change {
     /// The table the change is for.
     pub fn table(&self) -> &TableRef {
         match self {
-            Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => table,
+            Change::Insert { table, .. }
+            | Change::Update { table, .. }
+            | Change::Delete { table, .. }
+            | Change::Replace { table, .. } => table,
         }
     }
 }

@@ -573,6 +573,7 @@ impl Writer {
             Change::Insert { row, .. } => table.insert(row, undo, delta),
             Change::Update { old, new, .. } => table.update(old, new, undo, delta),
             Change::Delete { row, .. } => table.delete(row, undo, delta),
+            Change::Replace { old, new, .. } => table.replace(old, new, undo, delta),
         }
     }
 

@@ -191,6 +191,37 @@ impl Table {
         Ok(())
     }
 
+    /// Checks and applies an insert (without `old`) or an update that first removes
+    /// any other row holding `new`'s primary key (SQLite's REPLACE).
+    pub fn replace(
+        &mut self,
+        old: Option<RowData>,
+        new: RowData,
+        undo: &mut Vec<Undo>,
+        delta: &mut ZSet,
+    ) -> Result<()> {
+        if let Rows::Keyed { key, .. } = &self.rows {
+            let values = self.full_values(new.clone(), None)?;
+            let hash = hash_key(&self.hasher, key, &values[..]);
+            let displaced = self.find_hashed(hash, |c| &values[c]).cloned();
+            let updated = match &old {
+                Some(old) => Some(self.locate(old, "update", true)?),
+                None => None,
+            };
+            if let Some(row) = displaced
+                && updated.as_ref() != Some(&row)
+            {
+                self.unstore(&row);
+                undo.push(Undo::Removed(self.id, row.clone()));
+                delta.push(row, -1);
+            }
+        }
+        match old {
+            Some(old) => self.update(Some(old), new, undo, delta),
+            None => self.insert(new, undo, delta),
+        }
+    }
+
     /// Checks and applies a delete.
     pub fn delete(&mut self, data: RowData, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
         let stored = self.locate(&data, "delete", true)?;

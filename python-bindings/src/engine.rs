@@ -238,7 +238,7 @@ impl Engine {
     }
 
     /// What the source database's follower is doing (None for in-memory engines):
-    /// position, transactions, loading, streaming, reconnects, error.
+    /// position, transactions, loading, streaming, reconnects, resyncs, error.
     fn source_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(s) = self.engine()?.source_status() else { return Ok(None) };
         let d = PyDict::new(py);
@@ -247,6 +247,7 @@ impl Engine {
         d.set_item("loading", s.loading)?;
         d.set_item("streaming", s.streaming)?;
         d.set_item("reconnects", s.reconnects)?;
+        d.set_item("resyncs", s.resyncs)?;
         d.set_item("error", s.error)?;
         Ok(Some(d))
     }

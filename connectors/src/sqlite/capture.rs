@@ -8,6 +8,9 @@
 //! _ciuf_capture  tbl, columns: the column list each table's triggers were made for
 //! _ciuf_readers  id, pos, beat: each follower's position, so that log rows are
 //!                deleted only once every live follower has applied them
+//! _ciuf_trimmed  upto: the log rows up to this position are deleted; a follower
+//!                behind it (one presumed gone while paused) knows the log it would
+//!                read has a hole, and reads the tables again instead
 //! ```
 //!
 //! A trigger `_ciuf_i_<table>` / `_ciuf_u_<table>` / `_ciuf_d_<table>` per table and
@@ -30,9 +33,22 @@ pub(crate) fn ensure_tables(tx: &Transaction<'_>) -> Result<(), SqliteError> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS _ciuf_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, op INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS _ciuf_capture (tbl TEXT PRIMARY KEY, columns TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS _ciuf_readers (id TEXT PRIMARY KEY, pos INTEGER NOT NULL, beat INTEGER NOT NULL);",
+         CREATE TABLE IF NOT EXISTS _ciuf_readers (id TEXT PRIMARY KEY, pos INTEGER NOT NULL, beat INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS _ciuf_trimmed (upto INTEGER NOT NULL);
+         INSERT INTO _ciuf_trimmed SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM _ciuf_trimmed);",
     )?;
     Ok(())
+}
+
+/// The position up to which log rows have been deleted (0 if none ever were, or the
+/// file predates the record).
+pub(crate) fn trimmed_upto(conn: &Connection) -> Result<i64, SqliteError> {
+    let exists: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE name = '_ciuf_trimmed'", [], |r| r.get(0))?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    Ok(conn.query_row("SELECT coalesce(max(upto), 0) FROM _ciuf_trimmed", [], |r| r.get(0))?)
 }
 
 /// How many (old, new) column pairs the log holds.
@@ -263,7 +279,8 @@ pub fn remove_capture(url: &str, patience: Duration) -> Result<Vec<String>, Sqli
             tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {};", quote(&t)))?;
         }
         tx.execute_batch(
-            "DROP TABLE IF EXISTS _ciuf_log; DROP TABLE IF EXISTS _ciuf_capture; DROP TABLE IF EXISTS _ciuf_readers;",
+            "DROP TABLE IF EXISTS _ciuf_log; DROP TABLE IF EXISTS _ciuf_capture; DROP TABLE IF EXISTS _ciuf_readers;
+             DROP TABLE IF EXISTS _ciuf_trimmed;",
         )?;
         let seq: i64 =
             tx.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'", [], |r| r.get(0))?;

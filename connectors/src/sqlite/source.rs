@@ -10,9 +10,14 @@
 //!               position read (one statement: one snapshot of whole transactions) and
 //!               applied as one engine transaction
 //!  trimming     every second: this follower's position recorded, log rows every live
-//!               follower has applied deleted
+//!               follower has applied deleted, and how far they were deleted recorded
 //!  schema       PRAGMA schema_version polled: a followed table dropped or altered, or
 //!               its capture removed, fails that table's views with the reason
+//!  resync       a follower that finds the log deleted past its position (it was
+//!               paused so long the others presumed it gone) reads its tables again,
+//!               in one snapshot, and applies the difference: never a log with a hole
+//!  the file     checked every second: deleted, it is reported; replaced by another
+//!               file, the new one is opened, captured and resynced
 //! ```
 
 use std::collections::HashMap;
@@ -25,7 +30,7 @@ use ciuf_engine::{Change, DataType, Dataflow, RowData, TableId, TableSchema, Val
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-use super::capture::{captured_columns, ensure_tables, install, log_width, open_file, with_write};
+use super::capture::{captured_columns, ensure_tables, install, log_width, open_file, trimmed_upto, with_write};
 use super::error::SqliteError;
 use super::schema::{SqliteTable, convert, discover, quote};
 use crate::SourceStatus as Status;
@@ -100,6 +105,7 @@ impl SqliteSource {
             width: 0,
             last_trim: Instant::now(),
             recorded: None,
+            identity: file_identity(path),
         };
         let thread = std::thread::Builder::new()
             .name("ciuf-sqlite".into())
@@ -171,6 +177,8 @@ struct Follower {
     last_trim: Instant,
     /// The position and time of the last recorded position.
     recorded: Option<(i64, Instant)>,
+    /// The file followed (device and inode), to notice it deleted or replaced.
+    identity: Option<(u64, u64)>,
 }
 
 impl Follower {
@@ -212,12 +220,152 @@ impl Follower {
         let version: i64 = self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         if self.data_version != Some(version) {
             self.data_version = Some(version);
-            self.catch_up(None)?;
+            self.in_snapshot(|f| f.catch_up(None))?;
         }
         if self.last_trim.elapsed() >= TRIM_EVERY {
             self.last_trim = Instant::now();
+            if !self.check_file()? {
+                return Ok(());
+            }
             self.trim();
         }
+        Ok(())
+    }
+
+    /// Runs `f` in one read transaction: one snapshot of the file.
+    fn in_snapshot<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, SqliteError>) -> Result<T, SqliteError> {
+        self.conn.execute_batch("BEGIN")?;
+        let out = f(self);
+        let end = if out.is_ok() { self.conn.execute_batch("COMMIT") } else { self.conn.execute_batch("ROLLBACK") };
+        let out = out?;
+        end?;
+        Ok(out)
+    }
+
+    /// Whether the file followed is still the one at the path. Deleted, it is reported
+    /// (the views keep what they last saw); replaced by another file, the new one is
+    /// opened, captured and resynced.
+    fn check_file(&mut self) -> Result<bool, SqliteError> {
+        let now = file_identity(&self.path);
+        if now == self.identity && now.is_some() {
+            return Ok(true);
+        }
+        let Some(now) = now else {
+            let mut status = self.status.lock();
+            status.streaming = false;
+            status.error = Some(format!(
+                "the SQLite file {} was deleted: the views keep what they last saw, and follow again if a \
+                 database appears at that path",
+                self.path.display()
+            ));
+            return Ok(false);
+        };
+        // Another file at the path: follow it from a fresh read of the tables.
+        self.conn = open_file(&self.path, self.options.lock_patience)?;
+        self.identity = Some(now);
+        (self.data_version, self.schema_version) = (None, None);
+        let (path, reader, capture) = (self.path.clone(), self.reader.clone(), self.options.capture);
+        let tables: Vec<String> = self.followed.keys().cloned().collect();
+        let mut missing = Vec::new();
+        for name in &tables {
+            match discover(&self.conn, name)? {
+                Some(t) if t.schema.columns == self.followed[name].schema.columns => {}
+                _ => missing.push(name.clone()),
+            }
+        }
+        for name in missing {
+            let id = self.followed[&name].id;
+            self.stop_following(id, &format!("table {name} is not in the file that replaced {}", path.display()));
+        }
+        let followed: Vec<SqliteTable> =
+            self.followed.values().map(|f| SqliteTable { schema: f.schema.clone() }).collect();
+        with_write(&mut self.conn, &path, self.options.lock_patience, |tx| {
+            ensure_tables(tx)?;
+            for t in &followed {
+                let want: Vec<&str> = t.schema.columns.iter().map(|c| c.name.as_str()).collect();
+                if captured_columns(tx, &t.schema.name)?.is_none_or(|c| c != want) {
+                    if !capture {
+                        return Err(SqliteError::Schema(format!(
+                            "the file that replaced {} has no change capture on {}",
+                            path.display(),
+                            t.schema.name
+                        )));
+                    }
+                    install(tx, t)?;
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO _ciuf_readers (id, pos, beat) VALUES (?1, ?2, ?3)",
+                rusqlite::params![reader, sequence(tx)?, unix_now()],
+            )?;
+            Ok(())
+        })?;
+        self.width = log_width(&self.conn)?;
+        self.in_snapshot(|f| f.resync())?;
+        let mut status = self.status.lock();
+        status.streaming = true;
+        status.error = None;
+        Ok(true)
+    }
+
+    /// Inside a read snapshot: brings every followed table to the file as it is — each
+    /// read whole, the difference from what the engine holds applied as one
+    /// transaction — and takes the log's position at the snapshot. What a follower
+    /// does when the log it would read has a hole, so that nothing is lost.
+    fn resync(&mut self) -> Result<(), SqliteError> {
+        let at = sequence(&self.conn)?;
+        let mut deletes = Vec::new();
+        let mut inserts = Vec::new();
+        let mut failed: Vec<(TableId, String)> = Vec::new();
+        for f in self.followed.values() {
+            let mut count: HashMap<ciuf_engine::Row, i64> = HashMap::new();
+            for row in self.dataflow.table_rows(&f.schema.name).map_err(|e| SqliteError::Schema(e.to_string()))? {
+                *count.entry(row).or_default() -= 1;
+            }
+            let cols: Vec<String> = f.schema.columns.iter().map(|c| quote(&c.name)).collect();
+            let mut stmt = self.conn.prepare(&format!("SELECT {} FROM {}", cols.join(", "), quote(&f.schema.name)))?;
+            let mut rows = stmt.query([])?;
+            'rows: while let Some(r) = rows.next()? {
+                let mut values = Vec::with_capacity(cols.len());
+                for (i, c) in f.schema.columns.iter().enumerate() {
+                    match convert(r.get_ref(i)?, c.data_type) {
+                        Ok(v) => values.push(v),
+                        Err(v) => {
+                            failed.push((f.id, misfit(&f.schema, i, &v).to_string()));
+                            break 'rows;
+                        }
+                    }
+                }
+                *count.entry(ciuf_engine::Row::new(values)).or_default() += 1;
+            }
+            for (row, n) in count {
+                for _ in 0..n.unsigned_abs() {
+                    let change = RowData::Values(row.to_vec());
+                    if n < 0 {
+                        deletes.push(Change::delete(f.id, change))
+                    } else {
+                        inserts.push(Change::insert(f.id, change))
+                    }
+                }
+            }
+        }
+        for (id, why) in &failed {
+            self.stop_following(*id, why);
+        }
+        let keep =
+            |c: &Change| !failed.iter().any(|(id, _)| matches!(c.table(), ciuf_engine::TableRef::Id(t) if t == id));
+        let changes: Vec<Change> = deletes.into_iter().chain(inserts).filter(keep).collect();
+        if let Err(e) = self.dataflow.apply(changes) {
+            let why = format!("reading the tables again after the change log was trimmed past this follower: {e}");
+            let ids: Vec<TableId> = self.followed.values().map(|f| f.id).collect();
+            for id in ids {
+                self.stop_following(id, &why);
+            }
+        }
+        self.pos = Some(at);
+        let mut status = self.status.lock();
+        status.resyncs += 1;
+        status.position = at.to_string();
         Ok(())
     }
 
@@ -271,11 +419,7 @@ impl Follower {
         self.width = log_width(&self.conn)?;
         // One snapshot: the log's position, the followed tables brought to it, the new
         // tables loaded as of it.
-        self.conn.execute_batch("BEGIN")?;
-        let loaded = self.load_at_snapshot(&new);
-        let end = if loaded.is_ok() { self.conn.execute_batch("COMMIT") } else { self.conn.execute_batch("ROLLBACK") };
-        let loaded = loaded?;
-        end?;
+        let loaded = self.in_snapshot(|f| f.load_at_snapshot(&new))?;
         self.pos = Some(loaded);
         let mut status = self.status.lock();
         status.loading = None;
@@ -328,9 +472,14 @@ impl Follower {
         Ok(())
     }
 
-    /// Applies the log rows after the position (up to `upto`) as one transaction.
+    /// Inside a read snapshot: applies the log rows after the position (up to `upto`)
+    /// as one transaction — or, where rows after the position were deleted (this
+    /// follower was presumed gone while paused), reads the tables again instead.
     fn catch_up(&mut self, upto: Option<i64>) -> Result<(), SqliteError> {
         let Some(pos) = self.pos else { return Ok(()) };
+        if trimmed_upto(&self.conn)? > pos {
+            return self.resync();
+        }
         let mut cols = vec!["seq".to_string(), "tbl".into(), "op".into()];
         for k in 0..self.width {
             cols.push(format!("o{k}"));
@@ -360,10 +509,17 @@ impl Follower {
                     }
                     Ok(values)
                 };
+                // An insert or update as a replace: a row it displaces by primary key
+                // was deleted by SQLite's REPLACE, which fires no delete trigger.
                 let change = match op {
-                    1 => row(true).map(|n| Change::insert(f.id, RowData::Values(n))),
-                    2 => row(false)
-                        .and_then(|o| row(true).map(|n| Change::update(f.id, RowData::Values(o), RowData::Values(n)))),
+                    1 => row(true).map(|n| Change::Replace { table: f.id.into(), old: None, new: RowData::Values(n) }),
+                    2 => row(false).and_then(|o| {
+                        row(true).map(|n| Change::Replace {
+                            table: f.id.into(),
+                            old: Some(RowData::Values(o)),
+                            new: RowData::Values(n),
+                        })
+                    }),
                     3 => row(false).map(|o| Change::delete(f.id, RowData::Values(o))),
                     other => Err(format!("unknown log operation {other}")),
                 };
@@ -443,7 +599,10 @@ impl Follower {
                 rusqlite::params![reader, pos, now],
             )?;
             tx.execute("DELETE FROM _ciuf_readers WHERE beat < ?1", [now - READER_TIMEOUT_SECS])?;
-            tx.execute("DELETE FROM _ciuf_log WHERE seq <= (SELECT min(pos) FROM _ciuf_readers)", [])?;
+            let upto: i64 = tx.query_row("SELECT min(pos) FROM _ciuf_readers", [], |r| r.get(0))?;
+            tx.execute("DELETE FROM _ciuf_log WHERE seq <= ?1", [upto])?;
+            // A follower behind this (presumed gone) must know it lost these rows.
+            tx.execute("UPDATE _ciuf_trimmed SET upto = max(upto, ?1)", [upto])?;
             Ok(())
         });
         match result {
@@ -486,6 +645,22 @@ fn misfit(schema: &TableSchema, i: usize, value: &str) -> SqliteError {
         "column {}.{} ({}) holds {value}, which is not a {} (SQLite lets a column hold any value; ciuf needs the declared type)",
         schema.name, c.name, c.data_type, c.data_type
     ))
+}
+
+/// The device and inode of the file at `path` (None if there is none): what tells
+/// the file followed from another put at its path.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let created = meta.created().ok()?.duration_since(UNIX_EPOCH).ok()?;
+        Some((created.as_secs(), created.subsec_nanos() as u64))
+    }
 }
 
 fn unix_now() -> i64 {
