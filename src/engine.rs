@@ -169,17 +169,14 @@ impl Engine {
 
     /// Runs SQL statements: CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,
     /// EXPLAIN, and queries (registered as views). Returns the last statement's outcome.
+    ///
+    /// Several statements run all or nothing: if one fails, those before it are taken
+    /// back (see `src/script.rs`) and its error is reported.
     pub fn execute(&self, sql: &str) -> Result<Outcome> {
-        ciuf_sql::on_deep_stack(sql, || {
-            let mut outcome = Outcome::Done;
-            for statement in ciuf_sql::parse(sql)? {
-                outcome = self.run(statement)?;
-            }
-            Ok(outcome)
-        })
+        ciuf_sql::on_deep_stack(sql, || self.run_all(ciuf_sql::parse(sql)?))
     }
 
-    fn run(&self, statement: Statement) -> Result<Outcome> {
+    pub(crate) fn run(&self, statement: Statement) -> Result<Outcome> {
         Ok(match statement {
             Statement::CreateTable(mut schema) => {
                 if self.dataflow.dialect() == Dialect::Sqlite {
@@ -225,6 +222,21 @@ impl Engine {
                         "the tables of a database source are dropped in the database, not in ciuf",
                     )
                     .into());
+                }
+                // Refused before anything is dropped when a view of the user's reads
+                // a table (the views ciuf made for SQL with literals go with it).
+                let auto: Vec<ciuf_engine::ViewId> = self
+                    .shapes
+                    .lock()
+                    .values()
+                    .filter(|s| s.auto.is_some())
+                    .filter_map(|s| s.view.as_ref().map(View::id))
+                    .collect();
+                for n in &names {
+                    if self.dataflow.readers_of(n).iter().any(|v| !auto.contains(v)) {
+                        // drop_table names the views in its refusal.
+                        self.dataflow.drop_table(n)?;
+                    }
                 }
                 for n in names {
                     self.drop_auto_views_reading(&n);

@@ -31,6 +31,7 @@
 //! front end ([`ciuf_sql`]); change sources live in [`ciuf_connectors`].
 
 mod engine;
+mod script;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -50,6 +50,34 @@ fn watch_prints_the_view_then_each_committed_change() {
     let _ = child.wait();
 }
 
+/// Ctrl-C, SIGTERM (docker, systemd) and SIGHUP stop `ciuf watch` cleanly: its slot
+/// and publication are dropped before it exits with 128 + the signal.
+#[test]
+fn watch_stopped_by_a_signal_leaves_nothing_on_the_server() {
+    let server = PgServer::start();
+    let mut client = server.client();
+    client.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items VALUES (1);").unwrap();
+    for (sig, name) in [(15, "-TERM"), (2, "-INT"), (1, "-HUP")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ciuf"))
+            .args(["watch", &server.url(), "SELECT count(*) AS n FROM items", "--format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let rx = lines_of(&mut child);
+        rx.recv_timeout(Duration::from_secs(30)).expect("the view printed");
+        let held: i64 = client.query_one("SELECT count(*) FROM pg_replication_slots", &[]).unwrap().get(0);
+        assert_eq!(held, 1, "a slot while watching");
+        let ok = Command::new("kill").args([name, &child.id().to_string()]).status().unwrap().success();
+        assert!(ok);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(128 + sig), "kill {name}");
+        let slots: i64 = client.query_one("SELECT count(*) FROM pg_replication_slots", &[]).unwrap().get(0);
+        let pubs: i64 = client.query_one("SELECT count(*) FROM pg_publication", &[]).unwrap().get(0);
+        assert_eq!((slots, pubs), (0, 0), "after kill {name}: slots and publications left");
+    }
+}
+
 #[test]
 fn watch_explains_its_usage_and_bad_urls() {
     let out = Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["watch", "sqlite://x.db"]).output().unwrap();

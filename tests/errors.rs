@@ -75,6 +75,50 @@ fn unknown_names_suggest_the_nearest() {
     assert_eq!(err.to_string(), "table orders has no column statuss (did you mean status?)");
 }
 
+/// A qualified name names a table in that schema; ciuf's in-memory tables are all in
+/// SQLite's `main`.
+#[test]
+fn qualified_names_must_name_a_schema_ciuf_has() {
+    let e = engine();
+    e.on_insert("tags", vec![Value::text("a"), Value::Int(1)]).unwrap();
+    assert_eq!(e.from_sql("SELECT n FROM main.tags").unwrap().len().unwrap(), 1);
+    for sql in ["SELECT n FROM archive.tags", "SELECT n FROM a.b.c.d.tags", "SELECT n FROM tags WHERE n IN x.tags"] {
+        let err = sql_error(e.from_sql(sql).unwrap_err());
+        assert_eq!(err.kind, SqlErrorKind::UnknownTable, "{sql}: {err}");
+    }
+    let err = e.execute("CREATE TABLE other.t (a INTEGER)").unwrap_err();
+    assert!(err.to_string().contains("unknown schema other"), "{err}");
+}
+
+/// SQL text of several statements runs all or nothing: a statement that fails takes
+/// back the ones before it.
+#[test]
+fn several_statements_run_all_or_nothing() {
+    let e = engine();
+    let reader = e.from_sql("SELECT COUNT(*) FROM orders").unwrap();
+    let tags = e.from_sql("SELECT name, n FROM tags").unwrap();
+    let err = e.execute("INSERT INTO tags VALUES ('x', 5); DROP TABLE orders").unwrap_err();
+    assert!(err.to_string().contains("cannot drop table orders"), "{err}");
+    assert_eq!(tags.len().unwrap(), 0, "the INSERT before the refused DROP was taken back");
+    assert!(reader.rows().is_ok());
+
+    let err = e.execute("CREATE TABLE n (a INTEGER); INSERT INTO n VALUES (1); CREATE VIEW v AS SELECT nope FROM n");
+    assert!(err.unwrap_err().to_string().contains("unknown column nope"));
+    assert!(e.from_sql("SELECT a FROM n").is_err(), "the table made before the error is gone");
+
+    e.execute("CREATE TABLE keep (a INTEGER PRIMARY KEY, b TEXT); INSERT INTO keep VALUES (1, 'one'), (2, 'two');")
+        .unwrap();
+    e.execute("CREATE VIEW w AS SELECT a FROM keep WHERE a > 1").unwrap();
+    let err = e.execute("DROP VIEW w; INSERT INTO keep (a) VALUES (3); SELECT bogus FROM keep").unwrap_err();
+    assert!(err.to_string().contains("unknown column bogus"), "{err}");
+    let w = e.view("w").expect("the dropped view is back");
+    assert_eq!(w.rows().unwrap().len(), 1, "and the INSERT taken back");
+    let err = e.execute("DROP VIEW w; DROP TABLE keep; SELECT bogus FROM tags").unwrap_err();
+    assert!(err.to_string().contains("unknown column bogus"), "{err}");
+    assert_eq!(e.from_sql("SELECT a, b FROM keep").unwrap().len().unwrap(), 2, "the dropped table is back");
+    assert!(e.view("w").is_some());
+}
+
 #[test]
 fn type_and_meaning_errors_are_clear() {
     // PostgreSQL gives every expression one type and refuses what does not fit it;

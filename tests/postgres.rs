@@ -284,6 +284,71 @@ fn clear_errors_for_what_cannot_be_replicated() {
     assert!(err.contains("GRANT SELECT"), "{err}");
 }
 
+/// Tables named by views while the stream runs are added one after another, each from
+/// a temporary slot of its own (the server drops one only after its session ends, so a
+/// reused name could still exist).
+#[test]
+fn tables_added_in_quick_succession_each_get_their_snapshot() {
+    let server = PgServer::start();
+    let mut client = server.client();
+    let mut ddl = String::from("CREATE TABLE marker (id bigint PRIMARY KEY); INSERT INTO marker VALUES (0);");
+    for i in 0..8 {
+        ddl += &format!("CREATE TABLE t{i} (id bigint PRIMARY KEY, v bigint); INSERT INTO t{i} VALUES (1, {i});");
+    }
+    client.batch_execute(&ddl).unwrap();
+    let engine = Engine::open(&server.url()).unwrap();
+    let marker = engine.from_sql("SELECT id FROM marker").unwrap();
+    let joined =
+        engine.from_sql("SELECT t0.v, t1.v, t2.v FROM t0 JOIN t1 ON t0.id = t1.id JOIN t2 ON t1.id = t2.id").unwrap();
+    let views: Vec<View> = (3..8).map(|i| engine.from_sql(&format!("SELECT v FROM t{i}")).unwrap()).collect();
+    client.batch_execute("UPDATE t7 SET v = 70; UPDATE marker SET id = 1;").unwrap();
+    wait_for_marker(&marker, 1);
+    assert_views_match(&[joined], &mut client, "three tables added for one view");
+    assert_views_match(&views, &mut client, "tables added one by one");
+}
+
+/// A schema-qualified name reads that schema's table, discovered and replicated as any
+/// other; a schema that does not exist is an unknown table.
+#[test]
+fn schema_qualified_tables_are_the_tables_they_name() {
+    let server = PgServer::start();
+    let mut client = server.client();
+    client
+        .batch_execute(
+            "CREATE TABLE acct (id bigint PRIMARY KEY, balance bigint); INSERT INTO acct VALUES (1, 10), (2, 20);
+             CREATE SCHEMA archive; CREATE TABLE archive.acct (id bigint PRIMARY KEY, balance bigint);
+             INSERT INTO archive.acct VALUES (1, 1000); GRANT USAGE ON SCHEMA archive TO app;
+             GRANT SELECT ON archive.acct TO app; ALTER TABLE archive.acct OWNER TO app;
+             CREATE TABLE marker (id bigint PRIMARY KEY); INSERT INTO marker VALUES (0);",
+        )
+        .unwrap();
+    let engine = Engine::open(&server.url()).unwrap();
+    let views: Vec<View> = [
+        "SELECT SUM(balance) AS total FROM archive.acct",
+        "SELECT SUM(balance) AS total FROM acct",
+        "SELECT SUM(balance) AS total FROM public.acct",
+        "SELECT a.id, a.balance, p.balance FROM archive.acct a JOIN acct p ON a.id = p.id",
+        "SELECT acct.id FROM archive.acct",
+    ]
+    .iter()
+    .map(|q| engine.from_sql(q).unwrap_or_else(|e| panic!("{q}: {e}")))
+    .collect();
+    let marker = engine.from_sql("SELECT id FROM marker").unwrap();
+    assert_views_match(&views, &mut client, "after the snapshot");
+    client
+        .batch_execute(
+            "INSERT INTO archive.acct VALUES (2, 2000); UPDATE acct SET balance = 11 WHERE id = 1;
+             UPDATE marker SET id = 1;",
+        )
+        .unwrap();
+    wait_for_marker(&marker, 1);
+    assert_views_match(&views, &mut client, "after changes to both tables");
+    let err = engine.from_sql("SELECT SUM(balance) FROM nosuchschema.acct").unwrap_err().to_string();
+    assert!(err.contains("unknown table nosuchschema.acct"), "{err}");
+    let err = engine.from_sql("SELECT 1 FROM otherdb.public.acct").unwrap_err().to_string();
+    assert!(err.contains("another database"), "{err}");
+}
+
 #[test]
 fn an_altered_or_dropped_table_fails_its_views_and_the_others_go_on() {
     let server = PgServer::start();
@@ -343,4 +408,45 @@ fn settings_that_prevent_replication_are_named_with_their_fix() {
     let engine = Engine::open(&server.url()).unwrap();
     let err = engine.from_sql("SELECT id FROM t").unwrap_err().to_string();
     assert!(err.contains("replication slot") && err.contains("max_replication_slots"), "{err}");
+    assert!(err.contains("NOT active AND slot_name LIKE 'ciuf"), "only ciuf's own slots are named: {err}");
+}
+
+/// A role that may replicate and read, but does not own the tables (or may not create
+/// in the database), is told what is missing: ownership, or a publication made for it.
+#[test]
+fn missing_rights_are_named_as_they_are() {
+    let server = PgServer::start();
+    server.psql(
+        "postgres",
+        "CREATE ROLE reader LOGIN REPLICATION PASSWORD 'pw'; CREATE ROLE maker LOGIN REPLICATION PASSWORD 'pw'",
+    );
+    server
+        .client()
+        .batch_execute(
+            "CREATE TABLE owned (id bigint PRIMARY KEY); GRANT SELECT ON owned TO reader;
+             CREATE TABLE mine (id bigint PRIMARY KEY);",
+        )
+        .unwrap();
+    server.psql("shop", "ALTER TABLE mine OWNER TO maker");
+    let url = |role: &str| format!("postgresql://{role}:pw@127.0.0.1:{}/shop", server.port);
+    for (role, table) in [("reader", "owned"), ("maker", "mine")] {
+        let engine = Engine::open(&url(role)).unwrap();
+        let err = engine.from_sql(&format!("SELECT id FROM {table}")).unwrap_err().to_string();
+        assert!(err.contains("CREATE on the database") && err.contains("publication='ciuf'"), "{role}: {err}");
+        assert!(!err.contains("grant the role SELECT"), "{err}");
+        engine.close();
+    }
+    server.psql("postgres", "GRANT CREATE ON DATABASE shop TO reader");
+    let engine = Engine::open(&url("reader")).unwrap();
+    let err = engine.from_sql("SELECT id FROM owned").unwrap_err().to_string();
+    assert!(err.contains("owner") && err.contains("publication='ciuf'"), "{err}");
+    engine.close();
+    // With a publication made for it, the role that may only read follows the table.
+    server.client().batch_execute("CREATE PUBLICATION ciuf FOR TABLE owned; INSERT INTO owned VALUES (1);").unwrap();
+    let engine = Engine::open_postgres(
+        &url("reader"),
+        ciuf::connectors::postgres::PostgresOptions { slot: None, publication: Some("ciuf".into()) },
+    )
+    .unwrap();
+    assert_eq!(engine.from_sql("SELECT id FROM owned").unwrap().len().unwrap(), 1);
 }

@@ -190,6 +190,19 @@ impl Dataflow {
         Ok(())
     }
 
+    /// The views that read the table called `name` (empty if there is no such table).
+    pub fn readers_of(&self, name: &str) -> Vec<ViewId> {
+        let w = self.shared.writer.lock();
+        let Ok(id) = w.resolve(&TableRef::Name(name.to_string())) else { return Vec::new() };
+        w.views.iter().flatten().filter(|v| v.def.plan.reads(id)).map(|v| v.info.id).collect()
+    }
+
+    /// The id the next view registered will have: views with ids below it exist or
+    /// existed.
+    pub fn next_view_id(&self) -> ViewId {
+        ViewId(self.shared.writer.lock().views.len() as u32)
+    }
+
     /// Whether `view` reads the table called `name` (false if either is gone).
     pub fn view_reads(&self, view: &View, name: &str) -> bool {
         let w = self.shared.writer.lock();

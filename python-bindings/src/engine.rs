@@ -5,7 +5,7 @@
 //! Python threads run meanwhile. Every call either succeeds or raises and changes
 //! nothing, as in Rust.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use arrow_array::RecordBatch;
 use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
@@ -23,7 +23,25 @@ use crate::values::to_row;
 #[pyclass(module = "ciuf", frozen)]
 pub struct Engine {
     /// None once closed.
-    inner: RwLock<Option<ciuf::Engine>>,
+    inner: Arc<RwLock<Option<ciuf::Engine>>>,
+}
+
+/// The engines that follow a database, so that they can be closed — their replication
+/// slot and publication dropped — when the process is told to stop (see
+/// `ciuf/_signals.py`), before the interpreter would die without running anything.
+static SOURCES: Mutex<Vec<Weak<RwLock<Option<ciuf::Engine>>>>> = Mutex::new(Vec::new());
+
+/// Closes every engine that follows a database (what a stopping process must do first).
+#[pyfunction]
+pub fn _close_sources(py: Python<'_>) {
+    let live: Vec<Arc<RwLock<Option<ciuf::Engine>>>> =
+        SOURCES.lock().unwrap_or_else(PoisonError::into_inner).drain(..).filter_map(|w| w.upgrade()).collect();
+    for inner in live {
+        let engine = inner.write().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(e) = engine {
+            py.detach(|| e.close());
+        }
+    }
 }
 
 /// A view: a query whose answer the engine keeps up to date.
@@ -61,7 +79,18 @@ impl Engine {
             }
             Some(url) => py.detach(|| ciuf::Engine::open(url)).py_err(py)?,
         };
-        Ok(Engine { inner: RwLock::new(Some(inner)) })
+        let follows = inner.source_status().is_some();
+        let inner = Arc::new(RwLock::new(Some(inner)));
+        if follows {
+            let mut sources = SOURCES.lock().unwrap_or_else(PoisonError::into_inner);
+            sources.retain(|w| w.strong_count() > 0);
+            sources.push(Arc::downgrade(&inner));
+            drop(sources);
+            // Close on SIGTERM, SIGHUP and at exit, chaining to the application's own
+            // handlers.
+            py.import("ciuf._signals")?.call_method0("install")?;
+        }
+        Ok(Engine { inner })
     }
 
     /// Loads these tables from the source database now, in one snapshot.

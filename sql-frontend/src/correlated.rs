@@ -343,7 +343,7 @@ impl Planner<'_> {
         if !item.joins.is_empty() {
             return Ok(false);
         }
-        let table = crate::ddl::object_name(name)?;
+        let table = crate::ddl::table_name(name, self.dialect)?.catalog;
         if self.cte(&table).is_some() || self.catalog.view(&table).is_some() {
             return Ok(false);
         }

@@ -70,10 +70,63 @@ fn invalid(table: &str, detail: &str) -> Error {
     SchemaError::InvalidTable { table: table.to_string(), detail: detail.to_string() }.into()
 }
 
-/// The last part of a possibly qualified name (`main.orders` is `orders`).
+/// A name of one part; `main.orders` is `orders` (SQLite's schema of the database
+/// itself). Any other qualifier is refused: it would name a table ciuf does not hold.
 pub(crate) fn object_name(name: &ast::ObjectName) -> Result<String, Error> {
-    match name.0.last().and_then(|p| p.as_ident()) {
-        Some(id) => Ok(id.value.clone()),
-        None => Err(unsupported(format!("name {name}"), name.span())),
+    table_name(name, ciuf_engine::Dialect::Sqlite).map(|t| t.catalog)
+}
+
+/// A table's name as the catalog knows it, and the qualifier its columns take.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TableName {
+    /// What the catalog is asked for: `orders`, or under PostgreSQL `archive.orders`
+    /// for a table of another schema than `public`.
+    pub catalog: String,
+    /// The table's own name (`orders`), by which its columns may be qualified.
+    pub qualifier: String,
+}
+
+/// Resolves a possibly qualified table name. Under SQLite the only schemas are `main`
+/// and `temp`, which ciuf's tables are all in; under PostgreSQL `public.t` is `t` and
+/// another schema's table is asked for by its qualified name (the PostgreSQL source
+/// finds and follows that schema's table). A database qualifier, or any schema the
+/// dialect does not have, is an error naming it.
+pub(crate) fn table_name(name: &ast::ObjectName, dialect: ciuf_engine::Dialect) -> Result<TableName, Error> {
+    let parts: Vec<&ast::Ident> = name.0.iter().filter_map(|p| p.as_ident()).collect();
+    if parts.len() != name.0.len() || parts.is_empty() {
+        return Err(unsupported(format!("name {name}"), name.span()));
+    }
+    let table = parts[parts.len() - 1].value.clone();
+    let plain = TableName { catalog: table.clone(), qualifier: table.clone() };
+    let unknown = |what: &str| {
+        Err(ciuf_engine::SqlError::new(ciuf_engine::SqlErrorKind::UnknownTable, what.to_string())
+            .at(crate::error::position(name.span()))
+            .into())
+    };
+    match (parts.as_slice(), dialect) {
+        ([_], _) => Ok(plain),
+        ([schema, _], ciuf_engine::Dialect::Sqlite) => {
+            if schema.value.eq_ignore_ascii_case("main") || schema.value.eq_ignore_ascii_case("temp") {
+                Ok(plain)
+            } else {
+                unknown(&format!(
+                    "unknown schema {} in {name}: ciuf's tables are in SQLite's main schema (write {table} or main.{table})",
+                    schema.value
+                ))
+            }
+        }
+        ([schema, _], ciuf_engine::Dialect::Postgres) => {
+            if schema.value == "public" && schema.quote_style.is_none() {
+                Ok(plain)
+            } else {
+                // As PostgreSQL spells it: quoted parts keep their case.
+                let quoted = |i: &ast::Ident| match i.quote_style {
+                    Some(_) => format!("\"{}\"", i.value.replace('"', "\"\"")),
+                    None => i.value.clone(),
+                };
+                Ok(TableName { catalog: format!("{}.{}", quoted(schema), quoted(parts[1])), qualifier: table })
+            }
+        }
+        _ => unknown(&format!("{name} names a table of another database, which ciuf does not follow")),
     }
 }

@@ -498,8 +498,9 @@ impl Planner<'_> {
                 if args.is_some() {
                     return Err(unsupported(format!("table function {name}"), name.span()));
                 }
-                let table = crate::ddl::object_name(name)?;
-                let qualifier = alias.as_ref().map_or(table.clone(), |a| a.name.value.clone());
+                let crate::ddl::TableName { catalog: table, qualifier: own } =
+                    crate::ddl::table_name(name, self.dialect)?;
+                let qualifier = alias.as_ref().map_or(own, |a| a.name.value.clone());
                 let rel = if let Some(cte) = self.cte(&table) {
                     Rel { plan: cte.plan, scope: cte.scope.requalify(Some(&qualifier)) }
                 } else if let Some(def) = self.catalog.view(&table) {

@@ -13,10 +13,17 @@
 //! `capture install` puts SQLite change capture (triggers and a log table, never a
 //! change to the tables themselves) on the named tables, or all; `capture remove`
 //! takes all of it away.
+//!
+//! Ctrl-C, SIGTERM and SIGHUP stop `watch` cleanly: the engine is closed (for
+//! PostgreSQL, its replication slot and publication dropped) before the process
+//! exits with 128 + the signal's number, as a shell reports a process the signal
+//! ended.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ciuf::{Engine, Value, View};
@@ -39,7 +46,21 @@ enum Format {
     Json,
 }
 
+/// The signal that asked `watch` to stop (0: none yet).
+static STOP: std::sync::OnceLock<Arc<AtomicUsize>> = std::sync::OnceLock::new();
+
+/// The stopping signal received, if any.
+fn stop_requested() -> Option<i32> {
+    STOP.get().map(|s| s.load(Ordering::Relaxed) as i32).filter(|&s| s != 0)
+}
+
 fn main() -> ExitCode {
+    let stop = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        // A signal that cannot be hooked keeps its default action.
+        let _ = signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize);
+    }
+    let _ = STOP.set(stop);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("watch") => watch_command(&args[1..]),
@@ -60,14 +81,16 @@ fn main() -> ExitCode {
             eprintln!("ciuf: {e}");
             ExitCode::FAILURE
         }
+        Err(Failure::Stopped(sig)) => ExitCode::from((128 + sig) as u8),
     }
 }
 
-/// Why a command did not succeed: it was called wrongly (exit status 2), or it failed
-/// (status 1).
+/// Why a command did not succeed: it was called wrongly (exit status 2), it failed
+/// (status 1), or a signal stopped it (128 + the signal).
 enum Failure {
     Usage(String),
     Failed(ciuf::Error),
+    Stopped(i32),
 }
 
 impl From<ciuf::Error> for Failure {
@@ -95,10 +118,14 @@ fn watch_command(args: &[String]) -> Result<(), Failure> {
             _ => positional.push(a.clone()),
         }
     }
-    match positional.as_slice() {
-        [] => Ok(demo(format, until)?),
-        [url, sql] => Ok(watch(url, sql, format, until)?),
-        _ => Err(Failure::Usage("watch takes a URL and a query (or nothing, for the demo)".into())),
+    let ended = match positional.as_slice() {
+        [] => demo(format, until)?,
+        [url, sql] => watch(url, sql, format, until)?,
+        _ => return Err(Failure::Usage("watch takes a URL and a query (or nothing, for the demo)".into())),
+    };
+    match ended {
+        Some(sig) => Err(Failure::Stopped(sig)),
+        None => Ok(()),
     }
 }
 
@@ -126,7 +153,7 @@ fn capture_command(args: &[String]) -> Result<(), Failure> {
 
 /// The demo: a SQLite database of customers and orders, a writer that keeps changing
 /// it from its own connection, and a view of paid revenue by region.
-fn demo(format: Format, until: Option<Instant>) -> ciuf::Result<()> {
+fn demo(format: Format, until: Option<Instant>) -> ciuf::Result<Option<i32>> {
     let dir = std::env::temp_dir().join(format!("ciuf-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| ciuf::Error::Internal(format!("cannot make {}: {e}", dir.display())))?;
     let path = dir.join("shop.db");
@@ -208,9 +235,20 @@ fn demo(format: Format, until: Option<Instant>) -> ciuf::Result<()> {
     result
 }
 
-fn watch(url: &str, sql: &str, format: Format, until: Option<Instant>) -> ciuf::Result<()> {
+/// Prints the view, then its changes, until `until` or a stopping signal (returned).
+fn watch(url: &str, sql: &str, format: Format, until: Option<Instant>) -> ciuf::Result<Option<i32>> {
     let engine = Engine::open(url)?;
-    let view = register_with_progress(&engine, sql)?;
+    let view = match register_with_progress(&engine, sql) {
+        Ok(Some(view)) => view,
+        Ok(None) => {
+            engine.close();
+            return Ok(stop_requested());
+        }
+        Err(e) => {
+            engine.close();
+            return Err(e);
+        }
+    };
     let columns: Vec<String> = view.columns().iter().map(|c| c.name.clone()).collect();
     // The version before the rows: a change landing in between is then seen again
     // (and diffs to nothing), never missed.
@@ -228,9 +266,13 @@ fn watch(url: &str, sql: &str, format: Format, until: Option<Instant>) -> ciuf::
     let _ = out.flush();
     loop {
         std::thread::sleep(Duration::from_millis(5));
+        if let Some(sig) = stop_requested() {
+            engine.close();
+            return Ok(Some(sig));
+        }
         if until.is_some_and(|t| Instant::now() >= t) {
             engine.close();
-            return Ok(());
+            return Ok(None);
         }
         let now = view.version()?;
         if now == version {
@@ -263,8 +305,9 @@ fn watch(url: &str, sql: &str, format: Format, until: Option<Instant>) -> ciuf::
     }
 }
 
-/// Registers the view on another thread, printing the source's loading progress.
-fn register_with_progress(engine: &Engine, sql: &str) -> ciuf::Result<View> {
+/// Registers the view on another thread, printing the source's loading progress;
+/// `None` if a stopping signal came first.
+fn register_with_progress(engine: &Engine, sql: &str) -> ciuf::Result<Option<View>> {
     let (tx, rx) = std::sync::mpsc::channel();
     let e = engine.clone();
     let sql = sql.to_string();
@@ -278,8 +321,9 @@ fn register_with_progress(engine: &Engine, sql: &str) -> ciuf::Result<View> {
                 if printed {
                     eprintln!();
                 }
-                return result;
+                return result.map(Some);
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if stop_requested().is_some() => return Ok(None),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Some((table, rows)) = engine.source_status().and_then(|s| s.loading) {
                     eprint!("\rloading {table}: {rows} rows   ");

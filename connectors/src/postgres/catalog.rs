@@ -103,7 +103,9 @@ pub async fn discover(client: &Client, name: &str) -> Result<Option<PgTable>, Pg
         }
         _ => {}
     }
-    let mut schema = TableSchema::new(relname, cols);
+    // Named as the view names it: a table of another schema than the search path's by
+    // its qualified name, so that `archive.acct` and `acct` are two tables.
+    let mut schema = TableSchema::new(if name.contains('.') { name.to_string() } else { relname }, cols);
     if !key.is_empty() {
         let names: Vec<&str> = key.iter().map(String::as_str).collect();
         schema = schema.with_primary_key(&names);

@@ -87,13 +87,31 @@ pub fn hint_for(code: &str, message: &str) -> Option<String> {
             "42501" if m.contains("replication") => {
                 "the role needs the REPLICATION attribute: ALTER ROLE <user> REPLICATION".to_string()
             }
-            "42501" => "grant the role SELECT on the tables the views read".to_string(),
+            "42501" if m.contains("must be owner") => {
+                "ciuf puts the tables views read in a publication of its own, which PostgreSQL allows only to \
+                 a table's owner: have the owner (or a superuser) run CREATE PUBLICATION ciuf FOR TABLE … and \
+                 pass it as publication='ciuf' (Python: Engine(url, publication='ciuf')), or connect as the owner"
+                    .to_string()
+            }
+            "42501" if m.contains("permission denied for database") => {
+                "ciuf puts the tables views read in a publication of its own, which needs CREATE on the database \
+                 (GRANT CREATE ON DATABASE <db> TO <user>) and ownership of the tables; or have the owner create \
+                 one (CREATE PUBLICATION ciuf FOR TABLE …) and pass publication='ciuf'"
+                    .to_string()
+            }
+            "42501" if m.contains("permission denied for") => {
+                "grant the role SELECT on the tables the views read (GRANT SELECT ON <table> TO <user>)".to_string()
+            }
+            "42501" => "ciuf needs a role with REPLICATION and SELECT on the tables, and either ownership of the \
+                        tables and CREATE on the database (for its publication) or a publication made for it \
+                        (publication=…)"
+                .to_string(),
             "55000" if m.contains("wal_level") => {
                 "set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
                     .to_string()
             }
             "53400" if m.contains("replication slot") => {
-                "all replication slots are in use: drop unused slots (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active) or raise max_replication_slots".to_string()
+                "all replication slots are in use: drop slots ciuf left behind and nothing uses (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_name LIKE 'ciuf\\_%'), after checking no other tool needs them, or raise max_replication_slots".to_string()
             }
             "3D000" => "check the database name in the URL".to_string(),
             _ => return None,

@@ -164,6 +164,9 @@ struct Task {
     applied: u64,
     /// The last acknowledged LSN.
     acked: u64,
+    /// Temporary slots made to add tables while streaming, so far (each gets its own
+    /// name: the server drops one only after its session has ended).
+    additions: u64,
 }
 
 impl Task {
@@ -214,6 +217,7 @@ impl Task {
             follower: Follower::default(),
             applied: 0,
             acked: 0,
+            additions: 0,
         })
     }
 
@@ -474,7 +478,8 @@ impl Task {
     /// stream skips their changes committed before that snapshot.
     async fn add_while_streaming(&mut self, tables: Vec<PgTable>) -> Result<(), PgError> {
         let mut side = WireConnection::connect(&self.url.target, true, &SESSION).await?;
-        let temp = format!("{}_add", self.slot);
+        self.additions += 1;
+        let temp = format!("{}_add{}", self.slot, self.additions);
         let rows = side
             .simple_query(&format!("CREATE_REPLICATION_SLOT \"{temp}\" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"))
             .await?;

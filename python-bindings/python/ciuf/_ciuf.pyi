@@ -10,12 +10,14 @@ __all__ = [
     "ConstraintError",
     "Engine",
     "Error",
+    "EvaluationError",
     "Frame",
     "InternalError",
     "SchemaError",
     "SqlError",
     "View",
     "__version__",
+    "_close_sources",
     "from_sql",
 ]
 
@@ -135,3 +137,4 @@ class Engine:
     def __exit__(self, *_exc: object) -> bool: ...
 
 def from_sql(engine: Engine, sql: str) -> View: ...
+def _close_sources() -> None: ...
