@@ -47,3 +47,16 @@ pub use ciuf_engine::{
     Row, RowData, SchemaError, SqlError, SqlErrorKind, Stats, TableRef, TableSchema, Value, View, row,
 };
 pub use ciuf_sql as sql;
+
+/// Sets the memory budget of every engine in the process, in bytes: a view whose
+/// computation would take the process past it fails (or, being registered, is refused)
+/// with [`Error::Evaluation`] naming the budget, and the process goes on. The default
+/// is half of the machine's memory, or of the container's limit where that is lower.
+pub fn set_memory_budget(bytes: usize) {
+    ciuf_engine::budget::set(bytes);
+}
+
+/// The memory budget of the process, in bytes (see [`set_memory_budget`]).
+pub fn memory_budget() -> usize {
+    ciuf_engine::budget::get()
+}

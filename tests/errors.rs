@@ -294,3 +294,46 @@ fn deep_nesting_is_planned_up_to_a_limit_then_refused_clearly() {
     assert_eq!(err.kind, SqlErrorKind::Syntax);
     assert!(err.message.contains("recursion limit"), "{err}");
 }
+
+#[test]
+fn small_wrong_acceptances_are_refused() {
+    let e = engine();
+    let refused = [
+        ("SELECT FROM orders", "a query needs a select list"),
+        ("WITH a AS (SELECT id FROM orders), A AS (SELECT n FROM tags) SELECT * FROM a", "WITH names A twice"),
+        ("SELECT id FROM orders TABLESAMPLE SYSTEM (10)", "TABLESAMPLE on orders"),
+    ];
+    for (sql, text) in refused {
+        let err = e.from_sql(sql).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains(text), "{sql}: got {err}");
+    }
+    // A date with a year of more than four digits is no date: NULL from a cast (as
+    // every malformed date is), refused in a row.
+    e.execute("CREATE TABLE days (d DATE)").unwrap();
+    e.on_insert("tags", vec![Value::text("a"), Value::Int(1)]).unwrap();
+    let cast = e.from_sql("SELECT CAST('99999-01-01' AS DATE), CAST('2020-02-03' AS DATE) FROM tags").unwrap();
+    let row = cast.rows().unwrap()[0].clone();
+    assert_eq!((row.get(0).clone(), row.get(1).is_null()), (Value::Null, false));
+    assert!(e.on_insert("days", vec![Value::text("99999-01-01")]).is_err());
+    // A refused long identifier is not echoed whole.
+    let long = "x".repeat(100_000);
+    for sql in [
+        format!("SELECT {long} FROM orders"),
+        format!("SELECT id FROM {long}"),
+        format!("SELECT {long}.id FROM orders"),
+        format!("SELECT id FROM orders WHERE {long} {long}"),
+    ] {
+        let err = e.from_sql(&sql).map(|_| ()).unwrap_err().to_string();
+        assert!(err.len() < 400, "{} characters: {}", err.len(), &err[..200]);
+        assert!(err.contains("characters)"), "{err}");
+    }
+    let err = e.on_insert("orders", [(long.as_str(), Value::Int(1))]).unwrap_err().to_string();
+    assert!(err.len() < 400, "{err}");
+    // One row naming a column twice (names match ignoring case) is ambiguous.
+    let err = e
+        .on_insert("orders", [("id", Value::Int(1)), ("customer_id", Value::Int(2)), ("ID", Value::Int(3))])
+        .unwrap_err();
+    assert!(matches!(err, Error::Schema(SchemaError::DuplicateColumn { .. })), "{err}");
+    assert!(err.to_string().contains("names column id twice"), "{err}");
+    assert!(e.dataflow().table_rows("orders").unwrap().is_empty());
+}

@@ -222,3 +222,56 @@ fn a_replaced_file_is_followed_anew_and_a_deleted_one_is_reported() {
     assert_eq!(view_totals(&totals), Some((3, 6)), "the views keep what they saw");
     engine.close();
 }
+
+#[test]
+fn an_error_while_following_is_never_reported_beside_streaming() {
+    let dir = Dir::new("error");
+    let path = dir.0.join("app.db");
+    let writer = connect(&path);
+    writer
+        .execute_batch("CREATE TABLE ev (id INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO ev VALUES (1, 10);")
+        .unwrap();
+    let engine = Engine::open(&format!("sqlite://{}", path.display())).unwrap();
+    let totals = engine.from_sql("SELECT count(*), sum(v) FROM ev").unwrap();
+    assert!(engine.source_status().unwrap().streaming);
+    writer.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+
+    // The file's header overwritten in place (same file, now unreadable): reported,
+    // and for as long as it lasts.
+    let header = {
+        use std::io::{Read, Seek, Write};
+        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut header = [0u8; 100];
+        f.read_exact(&mut header).unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(&[0u8; 100]).unwrap();
+        f.sync_all().unwrap();
+        header
+    };
+    eventually("the error reported", || engine.source_status().unwrap().error.is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    let s = engine.source_status().unwrap();
+    assert!(!s.streaming && s.error.is_some(), "{s:?}");
+    assert_eq!(view_totals(&totals), Some((1, 10)), "the views keep what they saw");
+
+    // Put back: streaming again, and what is written next arrives.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all(&header).unwrap();
+        f.sync_all().unwrap();
+    }
+    writer.execute_batch("INSERT INTO ev VALUES (2, 5)").unwrap();
+    eventually("the follower back", || {
+        let s = engine.source_status().unwrap();
+        s.streaming && s.error.is_none() && view_totals(&totals) == Some((2, 15))
+    });
+
+    // The change log dropped: its tables can no longer be followed, and their views
+    // say so (rather than showing rows the file no longer has a record of changing).
+    writer.execute_batch("DROP TABLE _ciuf_log").unwrap();
+    eventually("the view failed", || totals.rows().is_err());
+    let err = totals.rows().unwrap_err().to_string();
+    assert!(err.contains("change capture was removed"), "{err}");
+    engine.close();
+}

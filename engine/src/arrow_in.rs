@@ -31,7 +31,7 @@ pub fn batch_rows(schema: &TableSchema, batch: &RecordBatch) -> Result<Vec<Vec<V
         let Some(c) = schema.column_index(field.name()) else {
             return Err(SchemaError::UnknownColumn {
                 table: schema.name.clone(),
-                column: field.name().clone(),
+                column: crate::error::shown(field.name()).into_owned(),
                 suggestion: nearest_name(field.name(), schema.columns.iter().map(|c| c.name.as_str())),
             }
             .into());

@@ -155,7 +155,7 @@ impl Dataflow {
         validate_schema(&schema)?;
         let lower = schema.name.to_ascii_lowercase();
         if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
-            return Err(SchemaError::TableExists(schema.name).into());
+            return Err(SchemaError::TableExists(crate::error::shown(&schema.name).into_owned()).into());
         }
         let id = TableId(w.tables.len() as u32);
         w.tables.push(Some(Table::new(id, schema)));
@@ -560,7 +560,7 @@ impl Writer {
                 .copied()
                 .ok_or_else(|| {
                     SchemaError::UnknownTable {
-                        name: name.clone(),
+                        name: crate::error::shown(name).into_owned(),
                         suggestion: nearest_name(name, self.tables.iter().flatten().map(|t| t.schema().name.as_str())),
                     }
                     .into()

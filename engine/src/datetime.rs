@@ -42,7 +42,13 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 
 fn parse_date_part(s: &str) -> Option<i64> {
     let mut parts = s.splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
+    // A year of four digits, as SQLite's dates and SQL's DATE literals have it (and as
+    // far as the dates of Python and most clients go).
+    let year = parts.next()?;
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let y: i64 = year.parse().ok()?;
     let m: u32 = parts.next()?.parse().ok()?;
     let d: u32 = parts.next()?.parse().ok()?;
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
@@ -124,6 +130,8 @@ mod tests {
         assert_eq!(parse_date("1970-01-02"), Some(1));
         assert_eq!(parse_date("2023-02-29"), None);
         assert_eq!(parse_date("nope"), None);
+        assert_eq!(parse_date("99999-01-01"), None, "four-digit years");
+        assert_eq!(parse_date("-001-01-01"), None);
     }
 
     #[test]

@@ -58,6 +58,20 @@ pub enum Error {
     Internal(String),
 }
 
+/// A name (or any text a caller gave) as an error message shows it: whole up to 64
+/// characters; longer, its start and end around how many characters were left out, so
+/// that a refused 100,000-character identifier is not echoed whole.
+pub fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    const KEEP: usize = 64;
+    let n = name.chars().count();
+    if n <= KEEP {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let head: String = name.chars().take(KEEP / 2).collect();
+    let tail: String = name.chars().skip(n - KEEP / 4).collect();
+    std::borrow::Cow::Owned(format!("{head}…({} characters)…{tail}", n - KEEP / 2 - KEEP / 4))
+}
+
 /// A place in SQL text: 1-based line and column, as sqlparser counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Position {
@@ -200,6 +214,14 @@ pub enum SchemaError {
         column: String,
         /// insert, update or delete.
         operation: &'static str,
+    },
+    /// A named row gives one column twice (names match ignoring ASCII case).
+    #[error("the row for table {table} names column {column} twice (column names match ignoring case)")]
+    DuplicateColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
     },
     /// A table is created twice.
     #[error("table {0} already exists")]

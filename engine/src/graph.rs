@@ -304,10 +304,12 @@ impl Graph {
             let node = self.graph.node_weight_mut(n).expect("node exists");
             let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
             let watch = Stopwatch::start(self.timing.is_some());
-            let stepped = catch_unwind(AssertUnwindSafe(|| op.step(inputs)));
+            let stepped = catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| op.step(inputs))));
             let starved = stepped.is_ok() && op.starved();
             let stepped = match stepped {
-                Ok(_) if starved => catch_unwind(AssertUnwindSafe(|| self.refill(n, tables))),
+                Ok(_) if starved => {
+                    catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| self.refill(n, tables))))
+                }
                 other => other,
             };
             let out = match (stepped, crate::expr::fault::take()) {
@@ -317,7 +319,9 @@ impl Graph {
                     continue;
                 }
                 (Err(panic), _) => {
-                    self.fail(n, &format!("internal error: {}", panic_message(&*panic)));
+                    let why = crate::budget::reason(&*panic)
+                        .unwrap_or_else(|| format!("internal error: {}", panic_message(&*panic)));
+                    self.fail(n, &why);
                     continue;
                 }
             };
@@ -422,11 +426,14 @@ impl Graph {
         tables: &[Option<Table>],
     ) -> Result<ZSet, String> {
         crate::expr::fault::take();
-        let filled = catch_unwind(AssertUnwindSafe(|| self.fill(created, root, tables)));
+        let filled = catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| self.fill(created, root, tables))));
         match (filled, crate::expr::fault::take()) {
             (Ok(out), None) => Ok(out),
             (Ok(_), Some(why)) => Err(why),
-            (Err(panic), _) => Err(format!("internal error: {}", panic_message(&*panic))),
+            (Err(panic), _) => {
+                Err(crate::budget::reason(&*panic)
+                    .unwrap_or_else(|| format!("internal error: {}", panic_message(&*panic))))
+            }
         }
     }
 

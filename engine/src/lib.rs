@@ -22,6 +22,7 @@
 
 pub mod arrow_in;
 pub mod arrow_out;
+pub mod budget;
 pub mod catalog;
 pub mod change;
 pub mod dataflow;

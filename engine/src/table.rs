@@ -391,8 +391,10 @@ impl Table {
                     Some(b) => b.iter().map(|v| Some(v.into_owned())).collect(),
                     None => vec![None; n],
                 };
+                let mut named = vec![false; n];
                 for (name, v) in pairs {
                     let c = self.column_index(&name)?;
+                    self.named_once(&mut named, c)?;
                     values[c] = Some(self.coerce(v, &self.schema.columns[c])?);
                 }
                 values.into_iter().map(Option::unwrap_or_default).collect()
@@ -431,8 +433,10 @@ impl Table {
             }
             RowData::Named(pairs) => {
                 let mut out = vec![None; n];
+                let mut named = vec![false; n];
                 for (name, v) in pairs {
                     let c = self.column_index(name)?;
+                    self.named_once(&mut named, c)?;
                     out[c] = Some(self.coerce(v.clone(), &self.schema.columns[c])?);
                 }
                 if out.iter().all(Option::is_some) {
@@ -445,11 +449,24 @@ impl Table {
         }
     }
 
+    /// Notes that a named row gives column `c`; an error if it already did (`Id` and
+    /// `id` are one column: a row naming both is ambiguous, not last-wins).
+    fn named_once(&self, named: &mut [bool], c: usize) -> Result<()> {
+        if std::mem::replace(&mut named[c], true) {
+            return Err(SchemaError::DuplicateColumn {
+                table: self.schema.name.clone(),
+                column: self.schema.columns[c].name.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     fn column_index(&self, name: &str) -> Result<usize> {
         self.schema.column_index(name).ok_or_else(|| {
             SchemaError::UnknownColumn {
                 table: self.schema.name.clone(),
-                column: name.to_string(),
+                column: crate::error::shown(name).into_owned(),
                 suggestion: nearest_name(name, self.schema.columns.iter().map(|c| c.name.as_str())),
             }
             .into()

@@ -38,6 +38,11 @@ impl ZSet {
     #[inline]
     pub fn push(&mut self, row: Row, weight: Weight) {
         if weight != 0 {
+            // Charged to the memory budget (see crate::budget): the row, and the
+            // entries' growth when they grow.
+            let entry = std::mem::size_of::<(Row, Weight)>();
+            let grown = if self.entries.len() == self.entries.capacity() { self.entries.capacity().max(4) } else { 0 };
+            crate::budget::charge(16 + 16 * row.len() + grown * entry);
             self.entries.push((row, weight));
         }
     }

@@ -16,7 +16,7 @@ use pyo3::types::{PyCapsule, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::{IntoPy, SchemaError};
 use crate::frame::Frame;
-use crate::values::to_row;
+use crate::values::{Text, to_row};
 
 /// An incremental view-maintenance engine.
 #[derive(Debug)]
@@ -102,9 +102,9 @@ impl Engine {
 
     /// Runs SQL statements (CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,
     /// EXPLAIN, queries). Returns the last statement's view, EXPLAIN text, or None.
-    fn execute<'py>(&self, py: Python<'py>, sql: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    fn execute<'py>(&self, py: Python<'py>, sql: Text) -> PyResult<Option<Bound<'py, PyAny>>> {
         let engine = self.engine()?;
-        Ok(match py.detach(|| engine.execute(sql)).py_err(py)? {
+        Ok(match py.detach(|| engine.execute(&sql)).py_err(py)? {
             Outcome::Done => None,
             Outcome::View(v) => Some(Bound::new(py, View { inner: v })?.into_any()),
             Outcome::Explain(text) => Some(PyString::new(py, &text).into_any()),
@@ -120,7 +120,7 @@ impl Engine {
     fn from_sql(
         &self,
         py: Python<'_>,
-        sql: &str,
+        sql: Text,
         partial: bool,
         max_keys: Option<usize>,
         idle_seconds: Option<f64>,
@@ -133,27 +133,27 @@ impl Engine {
             ));
         }
         if !partial {
-            return py.detach(|| engine.from_sql(sql)).py_err(py).map(|inner| View { inner });
+            return py.detach(|| engine.from_sql(&sql)).py_err(py).map(|inner| View { inner });
         }
         let limits = ciuf::PartialLimits {
             max_keys,
             idle: idle_seconds.map(std::time::Duration::from_secs_f64),
             max_bytes: memory_budget,
         };
-        py.detach(|| engine.from_sql_with(sql, ciuf::ViewOptions { partial: Some(limits) }))
+        py.detach(|| engine.from_sql_with(&sql, ciuf::ViewOptions { partial: Some(limits) }))
             .py_err(py)
             .map(|inner| View { inner })
     }
 
     /// Registers `sql` as the view `name`, which later queries can read like a table.
-    fn create_view(&self, py: Python<'_>, name: &str, sql: &str) -> PyResult<View> {
+    fn create_view(&self, py: Python<'_>, name: Text, sql: Text) -> PyResult<View> {
         let engine = self.engine()?;
-        py.detach(|| engine.create_view(name, sql)).py_err(py).map(|inner| View { inner })
+        py.detach(|| engine.create_view(&name, &sql)).py_err(py).map(|inner| View { inner })
     }
 
     /// The named view `name`, or None.
-    fn view(&self, name: &str) -> PyResult<Option<View>> {
-        Ok(self.engine()?.view(name).map(|inner| View { inner }))
+    fn view(&self, name: Text) -> PyResult<Option<View>> {
+        Ok(self.engine()?.view(&name).map(|inner| View { inner }))
     }
 
     /// Stops maintaining `view`.
@@ -162,8 +162,8 @@ impl Engine {
     }
 
     /// The operator plan of a query, as text.
-    fn explain(&self, py: Python<'_>, sql: &str) -> PyResult<String> {
-        self.engine()?.explain(sql).py_err(py)
+    fn explain(&self, py: Python<'_>, sql: Text) -> PyResult<String> {
+        self.engine()?.explain(&sql).py_err(py)
     }
 
     /// The names of the tables.
@@ -173,8 +173,8 @@ impl Engine {
     }
 
     /// The columns of `table` and their SQL types, in column order.
-    fn columns<'py>(&self, py: Python<'py>, table: &str) -> PyResult<Bound<'py, PyDict>> {
-        let schema = self.engine()?.table_schema(table).py_err(py)?;
+    fn columns<'py>(&self, py: Python<'py>, table: Text) -> PyResult<Bound<'py, PyDict>> {
+        let schema = self.engine()?.table_schema(&table).py_err(py)?;
         let d = PyDict::new(py);
         for c in &schema.columns {
             d.set_item(&c.name, c.data_type.to_string())?;
@@ -183,14 +183,14 @@ impl Engine {
     }
 
     /// The primary-key columns of `table` (empty if it has none).
-    fn primary_key(&self, py: Python<'_>, table: &str) -> PyResult<Vec<String>> {
-        let schema = self.engine()?.table_schema(table).py_err(py)?;
+    fn primary_key(&self, py: Python<'_>, table: Text) -> PyResult<Vec<String>> {
+        let schema = self.engine()?.table_schema(&table).py_err(py)?;
         Ok(schema.primary_key.iter().flatten().map(|&i| schema.columns[i].name.clone()).collect())
     }
 
     /// Inserts `row` (a dict by column name, or a sequence in column order).
-    fn on_insert(&self, py: Python<'_>, table: &str, row: &Bound<'_, PyAny>) -> PyResult<()> {
-        let change = Change::insert(table, to_row(row)?);
+    fn on_insert(&self, py: Python<'_>, table: Text, row: &Bound<'_, PyAny>) -> PyResult<()> {
+        let change = Change::insert(&*table, to_row(row)?);
         self.run(py, vec![change])
     }
 
@@ -200,20 +200,20 @@ impl Engine {
     fn on_update(
         &self,
         py: Python<'_>,
-        table: &str,
+        table: Text,
         new: &Bound<'_, PyAny>,
         old: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let change = match old {
-            Some(old) => Change::update(table, to_row(old)?, to_row(new)?),
-            None => Change::update_by_key(table, to_row(new)?),
+            Some(old) => Change::update(&*table, to_row(old)?, to_row(new)?),
+            None => Change::update_by_key(&*table, to_row(new)?),
         };
         self.run(py, vec![change])
     }
 
     /// Deletes `row` (found by primary key where the table has one).
-    fn on_delete(&self, py: Python<'_>, table: &str, row: &Bound<'_, PyAny>) -> PyResult<()> {
-        let change = Change::delete(table, to_row(row)?);
+    fn on_delete(&self, py: Python<'_>, table: Text, row: &Bound<'_, PyAny>) -> PyResult<()> {
+        let change = Change::delete(&*table, to_row(row)?);
         self.run(py, vec![change])
     }
 
@@ -229,10 +229,10 @@ impl Engine {
     /// Inserts many rows into `table` as one transaction: a list of dicts (or of
     /// sequences), or any Arrow-compatible table (pyarrow, polars, pandas: read through
     /// the Arrow PyCapsule interface, with no per-row Python work).
-    fn insert_many(&self, py: Python<'_>, table: &str, rows: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn insert_many(&self, py: Python<'_>, table: Text, rows: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Some(batches) = arrow_batches(rows)? {
             let engine = self.engine()?;
-            return py.detach(|| engine.insert_arrow_batches(table, &batches)).py_err(py);
+            return py.detach(|| engine.insert_arrow_batches(&table, &batches)).py_err(py);
         }
         if rows.cast::<PyDict>().is_ok() || rows.cast::<PyString>().is_ok() {
             return Err(PyTypeError::new_err(
@@ -240,7 +240,7 @@ impl Engine {
             ));
         }
         let changes =
-            rows.try_iter()?.map(|r| Ok(Change::insert(table, to_row(&r?)?))).collect::<PyResult<Vec<_>>>()?;
+            rows.try_iter()?.map(|r| Ok(Change::insert(&*table, to_row(&r?)?))).collect::<PyResult<Vec<_>>>()?;
         self.run(py, changes)
     }
 
@@ -323,8 +323,26 @@ impl Engine {
 }
 
 /// Registers `sql` as a view of `engine` (the same as `engine.from_sql(sql)`).
+/// Sets the memory budget of every engine in the process, in bytes: a view whose
+/// computation would take the process past it fails (being registered: is refused)
+/// with an `EvaluationError` naming the budget. Default: half of the machine's memory.
 #[pyfunction]
-pub fn from_sql(py: Python<'_>, engine: &Engine, sql: &str) -> PyResult<View> {
+pub fn set_memory_budget(bytes: u64) -> PyResult<()> {
+    if bytes == 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err("the memory budget must be more than 0 bytes"));
+    }
+    ciuf::set_memory_budget(usize::try_from(bytes).unwrap_or(usize::MAX));
+    Ok(())
+}
+
+/// The memory budget of the process, in bytes.
+#[pyfunction]
+pub fn memory_budget() -> u64 {
+    ciuf::memory_budget() as u64
+}
+
+#[pyfunction]
+pub fn from_sql(py: Python<'_>, engine: &Engine, sql: Text) -> PyResult<View> {
     engine.from_sql(py, sql, false, None, None, None)
 }
 
@@ -438,7 +456,7 @@ fn to_change(obj: &Bound<'_, PyAny>) -> PyResult<Change> {
              or a dict with 'op', 'table' and 'row' (or 'new' and 'old')",
         )
     };
-    let (op, table, first, second): (String, String, Bound<'_, PyAny>, Option<Bound<'_, PyAny>>) =
+    let (Text(op), Text(table), first, second): (Text, Text, Bound<'_, PyAny>, Option<Bound<'_, PyAny>>) =
         if let Ok(t) = obj.cast::<PyTuple>() {
             match t.len() {
                 3 => (t.get_item(0)?.extract()?, t.get_item(1)?.extract()?, t.get_item(2)?, None),
@@ -447,9 +465,9 @@ fn to_change(obj: &Bound<'_, PyAny>) -> PyResult<Change> {
             }
         } else if let Ok(d) = obj.cast::<PyDict>() {
             let get = |k: &str| d.get_item(k);
-            let op: String = get("op")?.ok_or_else(bad)?.extract()?;
-            let table: String = get("table")?.ok_or_else(bad)?.extract()?;
-            if op == "update" {
+            let op: Text = get("op")?.ok_or_else(bad)?.extract()?;
+            let table: Text = get("table")?.ok_or_else(bad)?.extract()?;
+            if op.0 == "update" {
                 (op, table, get("new")?.ok_or_else(bad)?, get("old")?.filter(|o| !o.is_none()))
             } else {
                 (op, table, get("row")?.ok_or_else(bad)?, None)

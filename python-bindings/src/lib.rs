@@ -19,6 +19,8 @@ fn _ciuf(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<frame::Frame>()?;
     m.add_function(wrap_pyfunction!(engine::from_sql, m)?)?;
     m.add_function(wrap_pyfunction!(engine::_close_sources, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::set_memory_budget, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::memory_budget, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

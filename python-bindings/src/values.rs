@@ -52,7 +52,7 @@ pub fn to_value(obj: &Bound<'_, PyAny>, column: &dyn std::fmt::Display) -> PyRes
         return Ok(Value::Null);
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::text(&*s.to_cow()?));
+        return Ok(Value::text(&*row_text(s, &format!("the value for column {column}"))?));
     }
     if obj.is_instance_of::<PyBool>() {
         return Ok(Value::Bool(obj.is_truthy()?));
@@ -113,9 +113,8 @@ pub fn to_row(obj: &Bound<'_, PyAny>) -> PyResult<ciuf::RowData> {
                         "a row's keys are column names, not {}",
                         k.get_type().name().map(|n| n.to_string()).unwrap_or_default()
                     ))
-                })?
-                .to_cow()?
-                .into_owned();
+                })
+                .and_then(|k| row_text(k, "a row's column name").map(|t| t.into_owned()))?;
             let value = to_value(&v, &name)?;
             named.push((name, value));
         }
@@ -191,7 +190,7 @@ pub fn column_to_py<'py>(py: Python<'py>, array: &dyn Array) -> PyResult<Vec<Bou
             let date = classes(py)?.date.bind(py);
             each!(array.as_primitive::<Date32Type>().iter(), |d: i32| {
                 let (y, m, day) = civil_from_days(i64::from(d));
-                date.call1((y, m, day))
+                date.call1((y, m, day)).map_err(|_| beyond_python(&format!("DATE {y:04}-{m:02}-{day:02}")))
             })
         }
         ArrowType::Timestamp(_, _) => {
@@ -200,7 +199,9 @@ pub fn column_to_py<'py>(py: Python<'py>, array: &dyn Array) -> PyResult<Vec<Bou
                 let (days, rest) = (us.div_euclid(86_400_000_000), us.rem_euclid(86_400_000_000));
                 let (y, m, d) = civil_from_days(days);
                 let secs = rest / 1_000_000;
-                datetime.call1((y, m, d, secs / 3600, (secs / 60) % 60, secs % 60, rest % 1_000_000))
+                datetime
+                    .call1((y, m, d, secs / 3600, (secs / 60) % 60, secs % 60, rest % 1_000_000))
+                    .map_err(|_| beyond_python(&format!("TIMESTAMP of {y:04}-{m:02}-{d:02}")))
             })
         }
         other => {
@@ -210,4 +211,55 @@ pub fn column_to_py<'py>(py: Python<'py>, array: &dyn Array) -> PyResult<Vec<Bou
         }
     }
     Ok(out)
+}
+
+/// A value Python's `datetime` cannot hold (its years are 1 to 9999), as ciuf's error.
+fn beyond_python(what: &str) -> PyErr {
+    crate::errors::Error::new_err(format!(
+        "{what} is beyond what Python's datetime can hold (years 1 to 9999): read the view as Arrow instead"
+    ))
+}
+
+/// A `str` argument (SQL, a table or view name). Text that has no UTF-8 form — a lone
+/// surrogate such as `"\ud800"` — is refused as `ciuf.SqlError` with what it was,
+/// rather than escaping as Python's `UnicodeEncodeError`; anything but a `str` is a
+/// `TypeError`, as for any other argument.
+#[derive(Debug)]
+pub struct Text(pub String);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Text {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let s = obj.cast::<PyString>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "expected str, got {}",
+                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        text_of(&s, "the text").map(|t| Text(t.into_owned()))
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The UTF-8 of a `str` in a row (a value or a column name), or `SchemaError` (fix the
+/// event) naming `what` when it holds a lone surrogate.
+fn row_text<'a>(s: &'a Bound<'_, PyString>, what: &str) -> PyResult<std::borrow::Cow<'a, str>> {
+    s.to_cow().map_err(|_| crate::errors::SchemaError::new_err(not_unicode(what)))
+}
+
+fn not_unicode(what: &str) -> String {
+    format!("{what} is not valid Unicode: it holds a lone surrogate (a str from undecodable bytes?)")
+}
+
+/// The UTF-8 of a Python `str`, or `SqlError` naming `what` when it holds a lone
+/// surrogate (which UTF-8 cannot encode).
+fn text_of<'a>(s: &'a Bound<'_, PyString>, what: &str) -> PyResult<std::borrow::Cow<'a, str>> {
+    s.to_cow().map_err(|_| crate::errors::SqlError::new_err(not_unicode(what)))
 }

@@ -494,9 +494,36 @@ impl Planner<'_> {
     /// The relation a FROM item names.
     fn plan_factor(&self, factor: &ast::TableFactor) -> Result<Rel, Error> {
         match factor {
-            ast::TableFactor::Table { name, alias, args, .. } => {
+            ast::TableFactor::Table {
+                name,
+                alias,
+                args,
+                with_hints,
+                version,
+                with_ordinality,
+                partitions,
+                json_path,
+                sample,
+                ..
+            } => {
                 if args.is_some() {
                     return Err(unsupported(format!("table function {name}"), name.span()));
+                }
+                // What would change which rows the table gives is refused, never ignored
+                // (INDEXED BY and other index hints only choose a plan).
+                let extra = if sample.is_some() {
+                    Some("TABLESAMPLE")
+                } else if version.is_some() {
+                    Some("FOR SYSTEM_TIME / a table version")
+                } else if !partitions.is_empty() {
+                    Some("PARTITION (…)")
+                } else if *with_ordinality || json_path.is_some() || !with_hints.is_empty() {
+                    Some("WITH ORDINALITY, a JSON path or table hints")
+                } else {
+                    None
+                };
+                if let Some(what) = extra {
+                    return Err(unsupported(format!("{what} on {name}"), name.span()));
                 }
                 let crate::ddl::TableName { catalog: table, qualifier: own } =
                     crate::ddl::table_name(name, self.dialect)?;
@@ -533,10 +560,13 @@ impl Planner<'_> {
                 } else {
                     let mut known = self.catalog.relation_names();
                     known.extend(self.cte_names());
-                    return Err(SqlError::new(SqlErrorKind::UnknownTable, format!("unknown table {table}"))
-                        .at(position(name.span()))
-                        .suggest(nearest_name(&table, known.iter().map(String::as_str)))
-                        .into());
+                    return Err(SqlError::new(
+                        SqlErrorKind::UnknownTable,
+                        format!("unknown table {}", crate::shown(&table)),
+                    )
+                    .at(position(name.span()))
+                    .suggest(nearest_name(&table, known.iter().map(String::as_str)))
+                    .into());
                 };
                 let mut rel = rename_columns(rel, alias.as_ref(), name.span())?;
                 if qualifier == crate::KEYS_ALIAS {
@@ -545,9 +575,12 @@ impl Planner<'_> {
                 }
                 Ok(rel)
             }
-            ast::TableFactor::Derived { lateral, subquery, alias, .. } => {
+            ast::TableFactor::Derived { lateral, subquery, alias, sample } => {
                 if *lateral {
                     return Err(unsupported("LATERAL", factor.span()));
+                }
+                if sample.is_some() {
+                    return Err(unsupported("TABLESAMPLE", factor.span()));
                 }
                 let rel = self.read_as_subquery(self.plan_subquery(subquery)?);
                 let q = alias.as_ref().map(|a| a.name.value.clone());

@@ -34,6 +34,7 @@ use crate::expr::ExprCtx;
 use crate::planner::Planner;
 use crate::scope::Scope;
 
+pub use ciuf_engine::error::shown;
 pub use sqlparser::ast::Query;
 pub use stack::{MAX_SQL_LENGTH, on_deep_stack};
 
@@ -267,7 +268,9 @@ fn parse_error(e: sqlparser::parser::ParserError) -> Error {
         }
         None => (message.clone(), None),
     };
-    SqlError::new(SqlErrorKind::Syntax, format!("syntax error: {text}")).at(position).into()
+    // The parser quotes the token it met: a huge one is shown shortened.
+    let text: Vec<String> = text.split(' ').map(|w| shown(w).into_owned()).collect();
+    SqlError::new(SqlErrorKind::Syntax, format!("syntax error: {}", text.join(" "))).at(position).into()
 }
 
 fn classify(statement: ast::Statement, sql: String) -> Result<Statement, Error> {

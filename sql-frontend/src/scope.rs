@@ -1,6 +1,6 @@
 //! Name resolution: the columns a query can see at one point, with their qualifiers.
 
-use ciuf_engine::error::nearest_name;
+use ciuf_engine::error::{nearest_name, shown};
 use ciuf_engine::{Column, DataType, Error, SqlErrorKind};
 use sqlparser::tokenizer::Span;
 
@@ -109,8 +109,8 @@ impl Scope {
             [i] => Ok(*i),
             [] => {
                 let shown = match qualifier {
-                    Some(q) => format!("{q}.{name}"),
-                    None => name.to_string(),
+                    Some(q) => format!("{}.{}", shown(q), shown(name)),
+                    None => shown(name).into_owned(),
                 };
                 if let Some(q) = qualifier
                     && !self.has_qualifier(q)
@@ -118,7 +118,7 @@ impl Scope {
                     let quals: Vec<String> = self.qualifiers();
                     return Err(ciuf_engine::SqlError::new(
                         SqlErrorKind::UnknownTable,
-                        format!("unknown table {q} in column reference {shown}"),
+                        format!("unknown table {} in column reference {shown}", crate::shown(q)),
                     )
                     .at(crate::error::position(span))
                     .suggest(nearest_name(q, quals.iter().map(String::as_str)))

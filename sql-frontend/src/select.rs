@@ -89,7 +89,15 @@ impl Planner<'_> {
             if with.recursive {
                 return Err(unsupported("WITH RECURSIVE", with.with_token.0.span));
             }
-            for cte in &with.cte_tables {
+            for (i, cte) in with.cte_tables.iter().enumerate() {
+                let name = &cte.alias.name;
+                if with.cte_tables[..i].iter().any(|c| c.alias.name.value.eq_ignore_ascii_case(&name.value)) {
+                    return Err(sql_error(
+                        SqlErrorKind::Catalog,
+                        format!("WITH names {} twice", crate::shown(&name.value)),
+                        name.span,
+                    ));
+                }
                 let rel = self.read_as_subquery(self.plan_subquery(&cte.query)?);
                 let mut scope = rel.scope.requalify(Some(&cte.alias.name.value));
                 if cte.alias.columns.len() > scope.columns.len() {
@@ -206,6 +214,9 @@ impl Planner<'_> {
         keys: &[ast::Expr],
     ) -> Result<QueryOut, Error> {
         reject_select_extras(s)?;
+        if s.projection.is_empty() {
+            return Err(sql_error(SqlErrorKind::Syntax, "a query needs a select list (SELECT … FROM)", s.span()));
+        }
         let mut input = self.plan_from(&s.from, s.selection.as_ref())?;
         let group_exprs: &[ast::Expr] = match &s.group_by {
             ast::GroupByExpr::Expressions(exprs, modifiers) => {
@@ -442,7 +453,7 @@ impl Planner<'_> {
                 if !scope.has_qualifier(&q) {
                     return Err(sql_error(
                         SqlErrorKind::UnknownTable,
-                        format!("unknown table {q} in {q}.*"),
+                        format!("unknown table {0} in {0}.*", crate::shown(&q)),
                         item.span(),
                     ));
                 }

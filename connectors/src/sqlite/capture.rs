@@ -78,7 +78,10 @@ pub(crate) fn captured_columns(conn: &Connection, table: &str) -> Result<Option<
         [trigger_name('i', table), trigger_name('u', table), trigger_name('d', table)],
         |r| r.get(0),
     )?;
-    Ok((triggers == 3).then(|| cols.split(SEP).map(str::to_string).collect()))
+    let cols: Vec<String> = cols.split(SEP).map(str::to_string).collect();
+    // And the log must hold a pair of columns for each (a log dropped and made anew
+    // has none).
+    Ok((triggers == 3 && log_width(conn)? >= cols.len()).then_some(cols))
 }
 
 fn trigger_name(op: char, table: &str) -> String {

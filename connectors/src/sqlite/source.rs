@@ -184,7 +184,10 @@ struct Follower {
 impl Follower {
     fn run(&mut self, commands: mpsc::Receiver<Command>) {
         loop {
-            match commands.recv_timeout(self.options.poll) {
+            // While a poll fails, the next waits longer: an error is retried, not spun on.
+            let wait =
+                if self.status.lock().error.is_some() { self.options.poll.max(RETRY_EVERY) } else { self.options.poll };
+            match commands.recv_timeout(wait) {
                 Ok(Command::Add(names, reply)) => {
                     let _ = reply.send(self.add(&names));
                 }
@@ -199,37 +202,51 @@ impl Follower {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if let Err(e) = self.poll() {
-                // A busy database is retried at the next poll; anything else is said.
-                if !matches!(e, SqliteError::Locked { .. }) && !e.to_string().contains("locked") {
-                    self.status.lock().error = Some(e.to_string());
+            match self.poll() {
+                // A busy database is retried at the next poll; anything else is said,
+                // and the status no longer claims to stream until a poll succeeds.
+                Err(e) if !matches!(e, SqliteError::Locked { .. }) && !e.to_string().contains("locked") => {
+                    let mut status = self.status.lock();
+                    status.error = Some(e.to_string());
+                    status.streaming = false;
                 }
+                Ok(true) if self.pos.is_some() => {
+                    let mut status = self.status.lock();
+                    if status.error.is_some() && !status.streaming {
+                        status.error = None;
+                        status.streaming = true;
+                    }
+                }
+                _ => {}
             }
         }
     }
 
-    fn poll(&mut self) -> Result<(), SqliteError> {
+    /// One round of following; whether the file could be followed in it.
+    fn poll(&mut self) -> Result<bool, SqliteError> {
         if self.followed.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
+        // A step that fails is tried again at the next poll (its version is not taken
+        // as seen), so an error stays reported for as long as its cause lasts.
         let schema: i64 = self.conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
         if self.schema_version != Some(schema) {
-            self.schema_version = Some(schema);
             self.check_schema()?;
+            self.schema_version = Some(schema);
         }
         let version: i64 = self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         if self.data_version != Some(version) {
-            self.data_version = Some(version);
             self.in_snapshot(|f| f.catch_up(None))?;
+            self.data_version = Some(version);
         }
         if self.last_trim.elapsed() >= TRIM_EVERY {
             self.last_trim = Instant::now();
             if !self.check_file()? {
-                return Ok(());
+                return Ok(false);
             }
             self.trim();
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Runs `f` in one read transaction: one snapshot of the file.
@@ -477,7 +494,9 @@ impl Follower {
     /// follower was presumed gone while paused), reads the tables again instead.
     fn catch_up(&mut self, upto: Option<i64>) -> Result<(), SqliteError> {
         let Some(pos) = self.pos else { return Ok(()) };
-        if trimmed_upto(&self.conn)? > pos {
+        // Rows trimmed past this follower, or a log made anew (its sequence restarted
+        // below this follower's position): the log cannot say what changed.
+        if trimmed_upto(&self.conn)? > pos || sequence(&self.conn)? < pos {
             return self.resync();
         }
         let mut cols = vec!["seq".to_string(), "tbl".into(), "op".into()];
@@ -608,7 +627,11 @@ impl Follower {
         match result {
             Ok(()) => self.recorded = Some((pos, Instant::now())),
             Err(SqliteError::Locked { .. }) => {}
-            Err(e) => self.status.lock().error = Some(format!("trimming the change log: {e}")),
+            Err(e) => {
+                let mut status = self.status.lock();
+                status.error = Some(format!("trimming the change log: {e}"));
+                status.streaming = false;
+            }
         }
     }
 
@@ -627,6 +650,9 @@ impl Follower {
 }
 
 /// The log's position: the last sequence number ever given (0 before any).
+/// How long a follower whose last poll failed waits before trying again.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
 fn sequence(conn: &Connection) -> Result<i64, SqliteError> {
     let has: i64 =
         conn.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'", [], |r| r.get(0))?;

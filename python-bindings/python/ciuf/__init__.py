@@ -25,6 +25,8 @@ from ._ciuf import (
     View,
     __version__,
     from_sql,
+    memory_budget,
+    set_memory_budget,
 )
 
 __all__ = [
@@ -40,4 +42,6 @@ __all__ = [
     "View",
     "__version__",
     "from_sql",
+    "memory_budget",
+    "set_memory_budget",
 ]

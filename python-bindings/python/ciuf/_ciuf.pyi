@@ -19,6 +19,8 @@ __all__ = [
     "__version__",
     "_close_sources",
     "from_sql",
+    "memory_budget",
+    "set_memory_budget",
 ]
 
 _Scalar: TypeAlias = Any
@@ -138,3 +140,5 @@ class Engine:
 
 def from_sql(engine: Engine, sql: str) -> View: ...
 def _close_sources() -> None: ...
+def set_memory_budget(bytes: int) -> None: ...
+def memory_budget() -> int: ...
