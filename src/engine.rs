@@ -40,6 +40,8 @@ pub struct Engine {
     shapes: Arc<Mutex<HashMap<String, Shape>>>,
     /// The database the tables come from, if any.
     source: Option<Arc<dyn Source>>,
+    /// The state directory of a durable engine (see `src/durable.rs`).
+    pub(crate) durable: Option<Arc<crate::durable::Durable>>,
 }
 
 impl Default for Engine {
@@ -63,6 +65,7 @@ impl Engine {
             by_sql: Default::default(),
             shapes: Default::default(),
             source: None,
+            durable: None,
         }
     }
 
@@ -111,6 +114,7 @@ impl Engine {
                     by_sql: Default::default(),
                     shapes: Default::default(),
                     source: Some(Arc::new(source)),
+                    durable: None,
                 })
             }
         }
@@ -121,7 +125,13 @@ impl Engine {
     pub fn open_postgres(url: &str, options: PostgresOptions) -> Result<Engine> {
         let dataflow = Dataflow::new(Dialect::Postgres);
         let source = PostgresSource::open(url, options, dataflow.clone())?;
-        Ok(Engine { dataflow, by_sql: Default::default(), shapes: Default::default(), source: Some(Arc::new(source)) })
+        Ok(Engine {
+            dataflow,
+            by_sql: Default::default(),
+            shapes: Default::default(),
+            source: Some(Arc::new(source)),
+            durable: None,
+        })
     }
 
     /// Loads the tables `names` from the source database now, in one consistent
@@ -155,6 +165,7 @@ impl Engine {
         if let Some(s) = &self.source {
             s.close();
         }
+        self.close_state();
     }
 
     /// What the source database's follower is doing (None for in-memory engines).
@@ -203,13 +214,19 @@ impl Engine {
                 if if_not_exists && let Some(v) = self.dataflow.view(&name) {
                     return Ok(Outcome::View(v));
                 }
-                Outcome::View(self.define(Some(&name), &query, &sql)?)
+                let view = self.define(Some(&name), &query, &sql)?;
+                self.record_view(&view, Some(&name), &sql, &ViewOptions::default())?;
+                Outcome::View(view)
             }
             Statement::DropView { names, if_exists } => {
                 for n in names {
+                    let id = self.dataflow.view(&n).map(|v| v.id());
                     match self.dataflow.drop_view(&n) {
                         Err(_) if if_exists => {}
                         other => other?,
+                    }
+                    if let Some(id) = id {
+                        self.record_drop(id)?;
                     }
                 }
                 self.by_sql.lock().clear();
@@ -249,7 +266,11 @@ impl Engine {
                 self.shapes.lock().retain(|_, s| s.view.as_ref().is_none_or(|v| v.version().is_ok()));
                 Outcome::Done
             }
-            Statement::Query { query, sql } => Outcome::View(self.register(&query, &sql)?),
+            Statement::Query { query, sql } => {
+                let view = self.register(&query, &sql)?;
+                self.record_view(&view, None, &sql, &ViewOptions::default())?;
+                Outcome::View(view)
+            }
             Statement::Insert { table, columns, rows } => {
                 let changes: Vec<Change> = rows
                     .into_iter()
@@ -293,6 +314,7 @@ impl Engine {
             let (query, text) = ciuf_sql::parse_query(sql)?;
             self.register(&query, &text)
         })?;
+        self.record_view(&view, None, sql, &ViewOptions::default())?;
         self.by_sql.lock().insert(sql.to_string(), view.clone());
         Ok(view)
     }
@@ -310,6 +332,7 @@ impl Engine {
                 .into());
             };
             let view = self.define_partial(&extracted, &text, limits)?;
+            self.record_view(&view, None, sql, &ViewOptions { partial: Some(limits) })?;
             self.shapes.lock().insert(shape_of(&extracted), Shape::of(&extracted, view.clone()));
             Ok(view)
         })
@@ -454,10 +477,12 @@ impl Engine {
 
     /// Registers `sql` as a named view, which later queries can read like a table.
     pub fn create_view(&self, name: &str, sql: &str) -> Result<View> {
-        ciuf_sql::on_deep_stack(sql, || {
+        let view = ciuf_sql::on_deep_stack(sql, || {
             let (query, text) = ciuf_sql::parse_query(sql)?;
             self.define(Some(name), &query, &text)
-        })
+        })?;
+        self.record_view(&view, Some(name), sql, &ViewOptions::default())?;
+        Ok(view)
     }
 
     /// The named view `name`.
@@ -474,7 +499,8 @@ impl Engine {
         }
         self.by_sql.lock().retain(|_, v| v.id() != view.id());
         self.shapes.lock().retain(|_, s| s.view.as_ref().is_none_or(|v| v.id() != view.id()));
-        self.dataflow.drop_view_handle(view)
+        self.dataflow.drop_view_handle(view)?;
+        self.record_drop(view.id())
     }
 
     /// The operator plan of a query, as text.

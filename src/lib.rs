@@ -30,6 +30,7 @@
 //! This crate is the facade: [`Engine`] joins the engine ([`ciuf_engine`]) and the SQL
 //! front end ([`ciuf_sql`]); change sources live in [`ciuf_connectors`].
 
+mod durable;
 mod engine;
 mod script;
 
@@ -38,6 +39,8 @@ mod script;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub use ciuf_connectors::store::Durability;
+pub use durable::OpenOptions;
 pub use engine::{Engine, Outcome, ViewOptions, from_sql};
 
 pub use ciuf_connectors as connectors;
@@ -54,6 +57,12 @@ pub use ciuf_sql as sql;
 /// is half of the machine's memory, or of the container's limit where that is lower.
 pub fn set_memory_budget(bytes: usize) {
     ciuf_engine::budget::set(bytes);
+}
+
+/// Removes the state directory `dir` of a durable engine (refused while an engine
+/// holds it, or if it is not one): the next engine opened on it starts afresh.
+pub fn drop_state(dir: impl AsRef<std::path::Path>) -> Result<()> {
+    Ok(ciuf_connectors::store::drop_state(dir.as_ref())?)
 }
 
 /// The memory budget of the process, in bytes (see [`set_memory_budget`]).

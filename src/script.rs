@@ -115,7 +115,10 @@ impl Engine {
     fn take_back(&self, undo: Undo) {
         let _ = match undo {
             Undo::DropTable(name) => self.dataflow().drop_table(&name),
-            Undo::DropView(name) => self.dataflow().drop_view(&name),
+            Undo::DropView(name) => match self.view(&name) {
+                Some(v) => self.drop_view(&v),
+                None => Ok(()),
+            },
             Undo::DropViewHandle(view) => self.drop_view(&view),
             Undo::Delete(table, rows) => {
                 self.dataflow().apply(rows.into_iter().map(|r| Change::delete(table.as_str(), r)))

@@ -13,6 +13,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod store;
 
 /// A database the engine's tables come from.
 pub trait Source: Send + Sync + std::fmt::Debug {

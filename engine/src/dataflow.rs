@@ -23,6 +23,7 @@ use crate::catalog::{Catalog, Dialect};
 use crate::change::{Change, RowData, TableRef};
 use crate::error::{Error, Result, SchemaError, SqlError, SqlErrorKind, nearest_name};
 use crate::graph::Graph;
+use crate::journal::{Committed, Journal, TableContents, is_internal};
 use crate::plan::{Plan, TableId, ViewDef};
 use crate::profile::{Profile, Stopwatch};
 use crate::row::Row;
@@ -81,6 +82,8 @@ struct Writer {
     /// While profiling: transactions, table stage and publish totals (the nodes'
     /// times are the graph's).
     profile: Option<Profile>,
+    /// Where a durable engine records what it commits (see [`crate::journal`]).
+    journal: Option<Arc<dyn Journal>>,
 }
 
 /// Sizes of what the engine holds, for memory reports.
@@ -133,6 +136,7 @@ impl Dataflow {
             poisoned: None,
             failed_tables: HashMap::new(),
             profile: None,
+            journal: None,
         };
         Dataflow {
             shared: Arc::new(Shared { writer: Mutex::new(writer), published: RwLock::new(Published::default()) }),
@@ -156,6 +160,11 @@ impl Dataflow {
         let lower = schema.name.to_ascii_lowercase();
         if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
             return Err(SchemaError::TableExists(crate::error::shown(&schema.name).into_owned()).into());
+        }
+        if let Some(j) = &w.journal
+            && !is_internal(&schema.name)
+        {
+            j.table_created(&schema)?;
         }
         let id = TableId(w.tables.len() as u32);
         w.tables.push(Some(Table::new(id, schema)));
@@ -183,7 +192,13 @@ impl Dataflow {
             )
             .into());
         }
-        let table_name = w.table(id).schema().name.to_ascii_lowercase();
+        let declared = w.table(id).schema().name.clone();
+        if let Some(j) = &w.journal
+            && !is_internal(&declared)
+        {
+            j.table_dropped(&declared)?;
+        }
+        let table_name = declared.to_ascii_lowercase();
         w.table_names.remove(&table_name);
         w.tables[id.0 as usize] = None;
         w.failed_tables.remove(&id);
@@ -423,6 +438,12 @@ impl Dataflow {
     /// Applies `changes` as one atomic transaction: either all of them, with every view
     /// updated, or (on the first change that fails) none, with the error.
     pub fn apply<I: IntoIterator<Item = Change>>(&self, changes: I) -> Result<()> {
+        self.apply_at(changes, None)
+    }
+
+    /// [`Dataflow::apply`] for a transaction of a source, which brings the engine to
+    /// `position` (recorded with the transaction by a durable engine's journal).
+    pub fn apply_at<I: IntoIterator<Item = Change>>(&self, changes: I, position: Option<&str>) -> Result<()> {
         let mut w = self.writer()?;
         let mut undo = Vec::new();
         let watch = Stopwatch::start(w.profile.is_some());
@@ -435,6 +456,10 @@ impl Dataflow {
         if let Some(p) = &mut w.profile {
             p.transactions += 1;
             watch.add_to(&mut p.tables);
+        }
+        if let Err(e) = w.journal_transaction(position) {
+            w.rollback(undo);
+            return Err(e);
         }
         let w = &mut *w;
         let deltas = match catch_unwind(AssertUnwindSafe(|| w.propagate())) {
@@ -458,7 +483,27 @@ impl Dataflow {
                 watch.add_to(&mut p.publish);
             }
         }
+        if let Some(j) = &w.journal
+            && j.wants_checkpoint()
+        {
+            // The transaction is in (the journal has it); a checkpoint that fails
+            // leaves the log as it was, and is asked for again.
+            let _ = j.checkpoint(w.journaled_contents());
+        }
         Ok(())
+    }
+
+    /// Gives the engine a journal (see [`crate::journal`]): from now on every table
+    /// made or dropped and every transaction is recorded there before it takes effect.
+    /// Rows already held are not sent; a journal is set on an empty engine, or after
+    /// restoring what it recorded.
+    pub fn set_journal(&self, journal: Option<Arc<dyn Journal>>) {
+        self.shared.writer.lock().journal = journal;
+    }
+
+    /// Every journaled table's schema and rows (for a checkpoint, or a report).
+    pub fn journaled_contents(&self) -> Vec<TableContents> {
+        self.shared.writer.lock().journaled_contents()
     }
 
     /// Marks the views whose computation failed (see [`crate::graph`]) as broken.
@@ -588,6 +633,33 @@ impl Writer {
             Change::Delete { row, .. } => table.delete(row, undo, delta),
             Change::Replace { old, new, .. } => table.replace(old, new, undo, delta),
         }
+    }
+
+    /// Records the staged transaction in the journal, if there is one and it changed
+    /// a journaled table (or came from a source, whose position must move on).
+    fn journal_transaction(&mut self, position: Option<&str>) -> Result<()> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        let mut tables = Vec::new();
+        for t in &self.pending_tables {
+            let name = self.tables[t.0 as usize].as_ref().expect("staged").schema().name.as_str();
+            if !is_internal(name) {
+                tables.push((name, &self.pending[t.0 as usize]));
+            }
+        }
+        match (tables.is_empty(), position) {
+            (false, _) => journal.committed(&Committed { tables, position }),
+            (true, Some(p)) => journal.passed(p),
+            (true, None) => Ok(()),
+        }
+    }
+
+    fn journaled_contents(&self) -> Vec<TableContents> {
+        self.tables
+            .iter()
+            .flatten()
+            .filter(|t| !is_internal(&t.schema().name))
+            .map(|t| (t.schema().clone(), t.contents().into_iter().collect()))
+            .collect()
     }
 
     /// Puts every table back as before the transaction.

@@ -53,6 +53,15 @@ pub enum Error {
         /// What could not be computed, and in which view.
         message: String,
     },
+    /// A durable engine's state directory cannot be read or written: damaged, of
+    /// another format, in use by another process, or out of space.
+    #[error("{message}")]
+    State {
+        /// What failed, naming the file, and what to do.
+        message: String,
+        /// Whether trying again later may succeed (a full disk, say).
+        retryable: bool,
+    },
     /// A bug in ciuf; the engine refuses further work after one.
     #[error("internal error: {0}")]
     Internal(String),

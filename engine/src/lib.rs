@@ -31,6 +31,7 @@ pub mod decimal;
 pub mod error;
 pub mod expr;
 mod graph;
+pub mod journal;
 pub mod operator;
 mod optimize;
 pub mod plan;
@@ -51,6 +52,7 @@ pub use dataflow::{Dataflow, Stats};
 pub use decimal::Decimal;
 pub use error::{ConstraintError, Error, Position, Result, SchemaError, SqlError, SqlErrorKind};
 pub use expr::Expr;
+pub use journal::Journal;
 pub use plan::{
     AggFunc, AggregateCall, EmptyRow, JoinEdge, JoinKind, Param, ParamRole, ParamSpec, Plan, SortKey, TableId, ViewDef,
 };

@@ -62,6 +62,11 @@ impl ZSet {
         self.entries.len()
     }
 
+    /// The entries, as a slice.
+    pub fn as_slice(&self) -> &[(Row, Weight)] {
+        &self.entries
+    }
+
     /// The entries.
     pub fn iter(&self) -> std::slice::Iter<'_, (Row, Weight)> {
         self.entries.iter()

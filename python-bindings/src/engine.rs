@@ -58,28 +58,34 @@ impl Engine {
     /// publication to use instead of ciuf's own. For SQLite, `capture=False` follows
     /// only tables whose change capture is already installed (`ciuf capture install`).
     #[new]
-    #[pyo3(signature = (url=None, *, slot=None, publication=None, capture=None))]
+    #[pyo3(signature = (url=None, *, slot=None, publication=None, capture=None, state_dir=None, durability="sync"))]
+    #[allow(clippy::too_many_arguments)] // the Python constructor's keywords
     fn new(
         py: Python<'_>,
         url: Option<&str>,
         slot: Option<String>,
         publication: Option<String>,
         capture: Option<bool>,
+        state_dir: Option<std::path::PathBuf>,
+        durability: &str,
     ) -> PyResult<Engine> {
-        let inner = match url {
-            None => ciuf::Engine::in_memory(),
-            Some(url) if capture.is_some() => {
-                let options =
-                    ciuf::connectors::sqlite::SqliteOptions { capture: capture.unwrap_or(true), ..Default::default() };
-                py.detach(|| ciuf::Engine::open_sqlite(url, options)).py_err(py)?
+        let durability = match durability {
+            "sync" => ciuf::Durability::Sync,
+            "grouped" => ciuf::Durability::Grouped(std::time::Duration::from_millis(5)),
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "durability must be 'sync' or 'grouped', not {other:?}"
+                )));
             }
-            Some(url) if slot.is_some() || publication.is_some() => {
-                let options = ciuf::connectors::postgres::PostgresOptions { slot, publication };
-                py.detach(|| ciuf::Engine::open_postgres(url, options)).py_err(py)?
-            }
-            Some(url) => py.detach(|| ciuf::Engine::open(url)).py_err(py)?,
         };
-        let follows = inner.source_status().is_some();
+        let sqlite = ciuf::connectors::sqlite::SqliteOptions { capture: capture.unwrap_or(true), ..Default::default() };
+        let postgres = ciuf::connectors::postgres::PostgresOptions { slot, publication };
+        let durable = state_dir.is_some();
+        let options = ciuf::OpenOptions { state_dir, durability, sqlite, postgres, ..Default::default() };
+        let url = url.unwrap_or("memory:");
+        let inner = py.detach(|| ciuf::Engine::open_with(url, options)).py_err(py)?;
+        // A follower's slot and a durable engine's last commits are seen to at exit.
+        let follows = inner.source_status().is_some() || durable;
         let inner = Arc::new(RwLock::new(Some(inner)));
         if follows {
             let mut sources = SOURCES.lock().unwrap_or_else(PoisonError::into_inner);
@@ -266,6 +272,19 @@ impl Engine {
         }
     }
 
+    /// Makes every transaction applied so far durable now (a durable engine with
+    /// durability="grouped" does so within milliseconds anyway).
+    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = self.engine()?;
+        py.detach(|| engine.sync()).py_err(py)
+    }
+
+    /// The state directory of a durable engine, or None.
+    #[getter]
+    fn state_dir(&self) -> PyResult<Option<std::path::PathBuf>> {
+        Ok(self.engine()?.state_dir().map(std::path::Path::to_path_buf))
+    }
+
     /// What the source database's follower is doing (None for in-memory engines):
     /// position, transactions, loading, streaming, reconnects, resyncs, error.
     fn source_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
@@ -333,6 +352,12 @@ pub fn set_memory_budget(bytes: u64) -> PyResult<()> {
     }
     ciuf::set_memory_budget(usize::try_from(bytes).unwrap_or(usize::MAX));
     Ok(())
+}
+
+/// Removes the state directory of a durable engine (refused while an engine holds it).
+#[pyfunction]
+pub fn drop_state(py: Python<'_>, state_dir: std::path::PathBuf) -> PyResult<()> {
+    py.detach(|| ciuf::drop_state(&state_dir)).py_err(py)
 }
 
 /// The memory budget of the process, in bytes.

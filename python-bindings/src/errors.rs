@@ -4,7 +4,8 @@
 //! carrying the same message, so that an application catches what it can act on:
 //! `SqlError` (fix the query), `SchemaError` (fix the event), `ConstraintError` (the
 //! data's rules), `ConnectionError` (a source database), `EvaluationError` (a view met a
-//! value its SQL cannot compute), `InternalError` (a bug).
+//! value its SQL cannot compute), `StateError` (a durable engine's state directory),
+//! `InternalError` (a bug).
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -43,6 +44,14 @@ pyo3::create_exception!(
     "A view met a value its SQL cannot compute (an integer overflow in sum(), say): that view \
      stops with the reason, the others go on; registering it again computes it afresh."
 );
+pyo3::create_exception!(
+    ciuf,
+    StateError,
+    Error,
+    "A durable engine's state directory cannot be read or written: damaged (the message says \
+     how to start over), of another format, in use by another process, or out of space. \
+     `retryable` says whether trying again may succeed."
+);
 pyo3::create_exception!(ciuf, InternalError, Error, "A bug in ciuf; the engine refuses further work after one.");
 
 /// Registers the exception classes on the module.
@@ -54,6 +63,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConstraintError", py.get_type::<ConstraintError>())?;
     m.add("ConnectionError", py.get_type::<ConnectionError>())?;
     m.add("EvaluationError", py.get_type::<EvaluationError>())?;
+    m.add("StateError", py.get_type::<StateError>())?;
     m.add("InternalError", py.get_type::<InternalError>())?;
     Ok(())
 }
@@ -91,6 +101,11 @@ pub fn to_py(py: Python<'_>, error: ciuf::Error) -> PyErr {
             err
         }
         ciuf::Error::Evaluation { .. } => EvaluationError::new_err(message),
+        ciuf::Error::State { retryable, .. } => {
+            let err = StateError::new_err(message);
+            let _ = err.value(py).setattr("retryable", retryable);
+            err
+        }
         ciuf::Error::Internal(_) => InternalError::new_err(message),
     }
 }

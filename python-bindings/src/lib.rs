@@ -21,6 +21,7 @@ fn _ciuf(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(engine::_close_sources, m)?)?;
     m.add_function(wrap_pyfunction!(engine::set_memory_budget, m)?)?;
     m.add_function(wrap_pyfunction!(engine::memory_budget, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::drop_state, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

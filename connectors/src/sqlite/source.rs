@@ -649,10 +649,10 @@ impl Follower {
     }
 }
 
-/// The log's position: the last sequence number ever given (0 before any).
 /// How long a follower whose last poll failed waits before trying again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 
+/// The log's position: the last sequence number ever given (0 before any).
 fn sequence(conn: &Connection) -> Result<i64, SqliteError> {
     let has: i64 =
         conn.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'", [], |r| r.get(0))?;

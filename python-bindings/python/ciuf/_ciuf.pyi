@@ -1,5 +1,7 @@
 """Typed interface of ciuf's native module (checked against it by mypy.stubtest)."""
 
+import os
+import pathlib
 from typing import Any, Iterable, Literal, Mapping, Optional, Sequence, Union, overload
 
 from typing_extensions import Self, TypeAlias, final
@@ -15,9 +17,11 @@ __all__ = [
     "InternalError",
     "SchemaError",
     "SqlError",
+    "StateError",
     "View",
     "__version__",
     "_close_sources",
+    "drop_state",
     "from_sql",
     "memory_budget",
     "set_memory_budget",
@@ -48,6 +52,10 @@ class ConnectionError(Error):
     retryable: bool
 
 class EvaluationError(Error): ...
+
+class StateError(Error):
+    retryable: bool
+
 class InternalError(Error): ...
 
 @final
@@ -106,7 +114,12 @@ class Engine:
         slot: Optional[str] = None,
         publication: Optional[str] = None,
         capture: Optional[bool] = None,
+        state_dir: Union[str, "os.PathLike[str]", None] = None,
+        durability: Literal["sync", "grouped"] = "sync",
     ) -> Self: ...
+    def sync(self) -> None: ...
+    @property
+    def state_dir(self) -> Optional[pathlib.Path]: ...
     def load_tables(self, tables: list[str]) -> None: ...
     def execute(self, sql: str) -> Union[View, str, None]: ...
     def from_sql(
@@ -142,3 +155,4 @@ def from_sql(engine: Engine, sql: str) -> View: ...
 def _close_sources() -> None: ...
 def set_memory_budget(bytes: int) -> None: ...
 def memory_budget() -> int: ...
+def drop_state(state_dir: Union[str, "os.PathLike[str]"]) -> None: ...

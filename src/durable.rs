@@ -1,0 +1,258 @@
+//! A durable engine: one opened with a state directory comes back where it was.
+//!
+//! The engine's journal (see `ciuf_engine::journal`) is the state directory
+//! (`ciuf_connectors::store`): every table made or dropped and every transaction goes
+//! there, with the source position, before any view sees it. What the journal cannot
+//! see — the views, which are SQL — is recorded here, as the application registers and
+//! drops them. On start-up the directory is read back: the tables are made and filled
+//! in bulk, the views registered again in their order, and only then is the journal
+//! connected, so that nothing restored is written twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ciuf_connectors::postgres::PostgresOptions;
+use ciuf_connectors::sqlite::SqliteOptions;
+use ciuf_connectors::store::{Durability, Recovered, StateDir, StoreOptions, ViewRecord};
+use ciuf_engine::{Change, Dialect, Error, Result, RowData, View, ViewId};
+use parking_lot::Mutex;
+
+use crate::engine::{Engine, ViewOptions};
+
+/// How [`Engine::open_with`] opens an engine.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Where the engine keeps its state so that it restarts where it was, without a
+    /// new snapshot of its source. `None`: nothing is kept (as [`Engine::open`]).
+    pub state_dir: Option<PathBuf>,
+    /// When a commit is durable (with a state directory).
+    pub durability: Durability,
+    /// The log is checkpointed once it is larger than this many bytes and than the
+    /// last checkpoint (0: the default, 64 MiB).
+    pub checkpoint_floor: u64,
+    /// How a SQLite file is followed.
+    pub sqlite: SqliteOptions,
+    /// The slot and publication of a PostgreSQL source.
+    pub postgres: PostgresOptions,
+}
+
+/// The durable side of an engine: its state directory and the views recorded there.
+#[derive(Debug)]
+pub(crate) struct Durable {
+    pub(crate) state: Arc<StateDir>,
+    /// The views recorded, with the view each registered.
+    recorded: Mutex<Vec<(ViewId, ViewRecord)>>,
+    /// Views recorded that could not be registered again at start-up, and why.
+    unrestored: Vec<(ViewRecord, Error)>,
+}
+
+impl Engine {
+    /// An engine for the database at `url` (as [`Engine::open`]), durable if
+    /// `options.state_dir` is set: its tables, views and source position are kept
+    /// there, and a later `open_with` of the same directory comes back where this one
+    /// was — without a new snapshot of the source.
+    pub fn open_with(url: &str, options: OpenOptions) -> Result<Engine> {
+        let Some(dir) = options.state_dir.clone() else {
+            return match scheme_of(url).as_str() {
+                "sqlite" => Engine::open_sqlite(url, options.sqlite),
+                "postgres" => Engine::open_postgres(url, options.postgres),
+                _ => Engine::open(url),
+            };
+        };
+        let store = StoreOptions {
+            durability: options.durability,
+            checkpoint_floor: if options.checkpoint_floor == 0 {
+                StoreOptions::default().checkpoint_floor
+            } else {
+                options.checkpoint_floor
+            },
+        };
+        match scheme_of(url).as_str() {
+            "memory" => {
+                let (state, recovered) = StateDir::open(&dir, store)?;
+                check_source(&state, "memory:", &recovered)?;
+                let dialect = dialect_of(&recovered).unwrap_or(Dialect::Sqlite);
+                state.set_meta("dialect", dialect_name(dialect))?;
+                Engine::restore(Engine::with_dialect(dialect), state, recovered)
+            }
+            "sqlite" | "postgres" => Err(Error::State {
+                message: format!(
+                    "a state directory is not yet supported for {url}'s source: open it without state_dir (it loads \
+                     its tables afresh), or keep the state of an engine fed by the application (Engine::in_memory_durable)"
+                ),
+                retryable: false,
+            }),
+            other => Err(Error::Source { message: format!("unknown database URL scheme {other:?}"), retryable: false }),
+        }
+    }
+
+    /// An engine fed by the application's own events (as [`Engine::in_memory`]) that
+    /// keeps its tables and views in `dir`, each transaction durable before `apply`
+    /// returns: reopened after a restart or a crash, it holds every transaction whose
+    /// `apply` returned.
+    pub fn in_memory_durable(dir: impl AsRef<Path>) -> Result<Engine> {
+        Engine::open_with(
+            "memory:",
+            OpenOptions { state_dir: Some(dir.as_ref().to_path_buf()), ..OpenOptions::default() },
+        )
+    }
+
+    /// The engine's state directory, if it is durable.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.durable.as_ref().map(|d| d.state.dir())
+    }
+
+    /// Makes every transaction applied so far durable now (with
+    /// [`Durability::Grouped`], they are within a few milliseconds anyway).
+    pub fn sync(&self) -> Result<()> {
+        match &self.durable {
+            Some(d) => Ok(d.state.sync()?),
+            None => Ok(()),
+        }
+    }
+
+    /// The number of the last transaction the state directory holds, and of the last
+    /// that is durable (both 0 without a state directory).
+    pub fn durable_txn(&self) -> (u64, u64) {
+        match &self.durable {
+            Some(d) => (d.state.last_txn(), d.state.durable_position().0),
+            None => (0, 0),
+        }
+    }
+
+    /// The views a durable engine recorded but could not register again when it
+    /// started (their SQL, and why); they stay recorded and are tried at the next start.
+    pub fn unrestored_views(&self) -> Vec<(String, Error)> {
+        match &self.durable {
+            Some(d) => {
+                d.unrestored.iter().map(|(v, e)| (v.name.clone().unwrap_or_else(|| v.sql.clone()), e.clone())).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Builds the engine `fresh` back from what a state directory holds, then connects
+    /// the directory as its journal.
+    fn restore(mut fresh: Engine, state: Arc<StateDir>, recovered: Recovered) -> Result<Engine> {
+        let dataflow = fresh.dataflow().clone();
+        for table in recovered.tables {
+            let name = table.schema.name.clone();
+            dataflow.create_table(table.schema)?;
+            let mut changes = Vec::with_capacity(table.rows.len());
+            for (row, weight) in table.rows {
+                for _ in 0..weight {
+                    changes.push(Change::insert(name.as_str(), RowData::from(row.clone())));
+                }
+            }
+            dataflow.apply(changes).map_err(|e| Error::State {
+                message: format!("the rows of table {name} in {} do not load: {e}", state.dir().display()),
+                retryable: false,
+            })?;
+        }
+        let mut recorded = Vec::new();
+        let mut unrestored = Vec::new();
+        for record in recovered.views {
+            match fresh.register_recorded(&record) {
+                Ok(view) => recorded.push((view.id(), record)),
+                Err(e) => unrestored.push((record, e)),
+            }
+        }
+        dataflow.set_journal(Some(state.clone()));
+        fresh.durable = Some(Arc::new(Durable { state, recorded: Mutex::new(recorded), unrestored }));
+        Ok(fresh)
+    }
+
+    /// Registers a recorded view as it was first registered.
+    fn register_recorded(&self, record: &ViewRecord) -> Result<View> {
+        match (&record.name, &record.partial) {
+            (Some(name), _) => match ciuf_sql::parse(&record.sql)?.as_slice() {
+                [ciuf_sql::Statement::CreateView { .. }] => match self.execute(&record.sql)? {
+                    crate::Outcome::View(v) => Ok(v),
+                    _ => Err(Error::Internal(format!("CREATE VIEW {name} registered no view"))),
+                },
+                _ => self.create_view(name, &record.sql),
+            },
+            (None, Some(limits)) => self.from_sql_with(&record.sql, ViewOptions { partial: Some(*limits) }),
+            (None, None) => self.from_sql(&record.sql),
+        }
+    }
+
+    /// Records a view just registered (a durable engine registers it again on
+    /// restart). If the record cannot be written, the view is dropped and the error
+    /// returned: the engine never holds a view its state directory lacks.
+    pub(crate) fn record_view(&self, view: &View, name: Option<&str>, sql: &str, options: &ViewOptions) -> Result<()> {
+        let Some(d) = &self.durable else { return Ok(()) };
+        let record = ViewRecord { name: name.map(str::to_string), sql: sql.to_string(), partial: options.partial };
+        if let Err(e) = d.state.view_added(record.clone()) {
+            let _ = self.dataflow().drop_view_handle(view);
+            return Err(e.into());
+        }
+        d.recorded.lock().push((view.id(), record));
+        Ok(())
+    }
+
+    /// Records that a view was dropped (every record that registered it).
+    pub(crate) fn record_drop(&self, id: ViewId) -> Result<()> {
+        let Some(d) = &self.durable else { return Ok(()) };
+        let gone: Vec<ViewRecord> = {
+            let mut recorded = d.recorded.lock();
+            let gone = recorded.iter().filter(|(v, _)| *v == id).map(|(_, r)| r.clone()).collect();
+            recorded.retain(|(v, _)| *v != id);
+            gone
+        };
+        for r in gone {
+            d.state.view_dropped(r.name.as_deref(), &r.sql)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the state directory durable and lets it go (at `close`).
+    pub(crate) fn close_state(&self) {
+        if let Some(d) = &self.durable {
+            let _ = d.state.close();
+        }
+    }
+}
+
+/// `memory`, `sqlite` or `postgres` for a URL (as [`Engine::open`] reads it).
+fn scheme_of(url: &str) -> String {
+    let scheme = url.split_once(':').map_or(url, |(s, _)| s).to_ascii_lowercase();
+    match scheme.as_str() {
+        "" | "memory" => "memory".into(),
+        "postgres" | "postgresql" => "postgres".into(),
+        s if s.starts_with("postgresql+") || s.starts_with("postgres+") => "postgres".into(),
+        s if s == "sqlite" || s.starts_with("sqlite+") => "sqlite".into(),
+        other => other.into(),
+    }
+}
+
+fn dialect_name(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "sqlite",
+        Dialect::Postgres => "postgres",
+    }
+}
+
+fn dialect_of(recovered: &Recovered) -> Option<Dialect> {
+    match recovered.meta.get("dialect").map(String::as_str) {
+        Some("postgres") => Some(Dialect::Postgres),
+        Some("sqlite") => Some(Dialect::Sqlite),
+        _ => None,
+    }
+}
+
+/// Refuses a state directory kept for another source; records the source in a new one.
+fn check_source(state: &StateDir, source: &str, recovered: &Recovered) -> Result<()> {
+    match recovered.meta.get("source") {
+        Some(s) if s != source => Err(Error::State {
+            message: format!(
+                "the state directory {} holds the state of {s}, not of {source}: open it with that, or use another \
+                 directory",
+                state.dir().display()
+            ),
+            retryable: false,
+        }),
+        Some(_) => Ok(()),
+        None => Ok(state.set_meta("source", source)?),
+    }
+}
