@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ciuf_connectors::postgres::PostgresOptions;
-use ciuf_connectors::sqlite::SqliteOptions;
+use ciuf_connectors::sqlite::{SqliteOptions, SqliteSource, SqliteTarget};
 use ciuf_connectors::store::{Durability, Recovered, StateDir, StoreOptions, ViewRecord};
 use ciuf_engine::{Change, Dialect, Error, Result, RowData, View, ViewId};
 use parking_lot::Mutex;
@@ -75,11 +75,14 @@ impl Engine {
                 state.set_meta("dialect", dialect_name(dialect))?;
                 Engine::restore(Engine::with_dialect(dialect), state, recovered)
             }
-            "sqlite" | "postgres" => Err(Error::State {
-                message: format!(
-                    "a state directory is not yet supported for {url}'s source: open it without state_dir (it loads \
-                     its tables afresh), or keep the state of an engine fed by the application (Engine::in_memory_durable)"
-                ),
+            "sqlite" => match ciuf_connectors::sqlite::parse_url(url)? {
+                SqliteTarget::Memory => Engine::open_with("memory:", options),
+                SqliteTarget::File(path) => Engine::restore_sqlite(&path, &dir, store, options.sqlite),
+            },
+            "postgres" => Err(Error::State {
+                message: "a state directory is not yet supported for a PostgreSQL source: open it without \
+                          state_dir (it copies its tables afresh)"
+                    .to_string(),
                 retryable: false,
             }),
             other => Err(Error::Source { message: format!("unknown database URL scheme {other:?}"), retryable: false }),
@@ -131,10 +134,50 @@ impl Engine {
         }
     }
 
+    /// A durable engine following the SQLite file at `path`: its tables restored from
+    /// `dir` and followed on from the position kept there.
+    fn restore_sqlite(path: &Path, dir: &Path, store: StoreOptions, options: SqliteOptions) -> Result<Engine> {
+        let canonical = path.canonicalize().map_err(|e| Error::Source {
+            message: format!("cannot open the SQLite file {}: {e}", path.display()),
+            retryable: false,
+        })?;
+        let (state, mut recovered) = StateDir::open(dir, store)?;
+        check_source(&state, &format!("sqlite://{}", canonical.display()), &recovered)?;
+        state.set_meta("dialect", "sqlite")?;
+        // Tables whose load a crash interrupted: what was journaled of them is not kept
+        // (a view that names them loads them again).
+        let interrupted: Vec<String> = recovered
+            .meta
+            .get(ciuf_connectors::sqlite::LOADING_KEY)
+            .map(|names| names.lines().filter(|n| !n.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        let partial: Vec<String> =
+            recovered.tables.iter().map(|t| t.schema.name.clone()).filter(|n| interrupted.contains(n)).collect();
+        recovered.tables.retain(|t| !partial.contains(&t.schema.name));
+        let mut engine = Engine::with_dialect(Dialect::Sqlite);
+        let views = std::mem::take(&mut recovered.views);
+        engine.restore_tables(&state, recovered)?;
+        for name in &partial {
+            ciuf_engine::Journal::table_dropped(&*state, name)?;
+        }
+        state.set_meta(ciuf_connectors::sqlite::LOADING_KEY, "")?;
+        let source = SqliteSource::open_durable(&canonical, options, engine.dataflow().clone(), Some(state.clone()))?;
+        engine.source = Some(Arc::new(source));
+        Ok(engine.restore_views(state, views))
+    }
+
     /// Builds the engine `fresh` back from what a state directory holds, then connects
     /// the directory as its journal.
-    fn restore(mut fresh: Engine, state: Arc<StateDir>, recovered: Recovered) -> Result<Engine> {
-        let dataflow = fresh.dataflow().clone();
+    fn restore(mut fresh: Engine, state: Arc<StateDir>, mut recovered: Recovered) -> Result<Engine> {
+        let views = std::mem::take(&mut recovered.views);
+        fresh.restore_tables(&state, recovered)?;
+        Ok(fresh.restore_views(state, views))
+    }
+
+    /// Makes and fills the tables a state directory holds, then connects the
+    /// directory as the journal.
+    fn restore_tables(&mut self, state: &Arc<StateDir>, recovered: Recovered) -> Result<()> {
+        let dataflow = self.dataflow().clone();
         for table in recovered.tables {
             let name = table.schema.name.clone();
             dataflow.create_table(table.schema)?;
@@ -149,17 +192,23 @@ impl Engine {
                 retryable: false,
             })?;
         }
+        dataflow.set_journal(Some(state.clone()));
+        Ok(())
+    }
+
+    /// Registers the recorded views again (each recorded once already: registering
+    /// writes nothing new), then makes the engine durable.
+    fn restore_views(mut self, state: Arc<StateDir>, views: Vec<ViewRecord>) -> Engine {
         let mut recorded = Vec::new();
         let mut unrestored = Vec::new();
-        for record in recovered.views {
-            match fresh.register_recorded(&record) {
+        for record in views {
+            match self.register_recorded(&record) {
                 Ok(view) => recorded.push((view.id(), record)),
                 Err(e) => unrestored.push((record, e)),
             }
         }
-        dataflow.set_journal(Some(state.clone()));
-        fresh.durable = Some(Arc::new(Durable { state, recorded: Mutex::new(recorded), unrestored }));
-        Ok(fresh)
+        self.durable = Some(Arc::new(Durable { state, recorded: Mutex::new(recorded), unrestored }));
+        self
     }
 
     /// Registers a recorded view as it was first registered.

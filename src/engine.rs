@@ -39,7 +39,7 @@ pub struct Engine {
     /// with literals in their parameters' places is served from them.
     shapes: Arc<Mutex<HashMap<String, Shape>>>,
     /// The database the tables come from, if any.
-    source: Option<Arc<dyn Source>>,
+    pub(crate) source: Option<Arc<dyn Source>>,
     /// The state directory of a durable engine (see `src/durable.rs`).
     pub(crate) durable: Option<Arc<crate::durable::Durable>>,
 }

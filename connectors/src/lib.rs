@@ -47,6 +47,9 @@ pub struct SourceStatus {
     /// the difference, where the change stream could not carry on (a SQLite follower
     /// paused past what the log kept, a file replaced under it).
     pub resyncs: u64,
+    /// Rows read from the database's tables (loads, copies and resyncs), as opposed
+    /// to changes streamed: what a durable engine's restart does not do.
+    pub rows_read: u64,
     /// Why the source stopped following, if it did.
     pub error: Option<String>,
 }

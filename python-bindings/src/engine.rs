@@ -286,7 +286,7 @@ impl Engine {
     }
 
     /// What the source database's follower is doing (None for in-memory engines):
-    /// position, transactions, loading, streaming, reconnects, resyncs, error.
+    /// position, transactions, loading, streaming, reconnects, resyncs, rows_read, error.
     fn source_status<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(s) = self.engine()?.source_status() else { return Ok(None) };
         let d = PyDict::new(py);
@@ -296,6 +296,7 @@ impl Engine {
         d.set_item("streaming", s.streaming)?;
         d.set_item("reconnects", s.reconnects)?;
         d.set_item("resyncs", s.resyncs)?;
+        d.set_item("rows_read", s.rows_read)?;
         d.set_item("error", s.error)?;
         Ok(Some(d))
     }

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,49 @@ def test_state_errors_are_clear(tmp_path: Path) -> None:
     (state / "FORMAT").write_text("ciuf state directory, format 0\n")
     with pytest.raises(ciuf.StateError, match="format 0"):
         ciuf.Engine(state_dir=state)
+
+
+FOLLOWER = textwrap.dedent(
+    """
+    import sys, time
+    import ciuf
+
+    engine = ciuf.Engine("sqlite:///" + sys.argv[1], state_dir=sys.argv[2])
+    if engine.view("by_status") is None:
+        engine.create_view("by_status", "SELECT status, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY status")
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_sqlite_follower_restarts_without_reading_its_tables_again(tmp_path: Path) -> None:
+    db, state = tmp_path / "app.db", tmp_path / "state"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT NOT NULL, amount INTEGER NOT NULL)")
+    conn.executemany("INSERT INTO orders VALUES (?, ?, ?)", [(i, f"s{i % 3}", i) for i in range(5000)])
+    conn.commit()
+    app = subprocess.Popen([sys.executable, "-c", FOLLOWER, str(db), str(state)], stdout=subprocess.PIPE, text=True)
+    assert app.stdout is not None and app.stdout.readline().strip() == "ready"
+    conn.execute("UPDATE orders SET status = 'done' WHERE id < 100")
+    conn.commit()
+    os.kill(app.pid, signal.SIGKILL)
+    app.wait()
+    # Written while nothing follows.
+    conn.execute("DELETE FROM orders WHERE id >= 4900")
+    conn.commit()
+
+    engine = ciuf.Engine(f"sqlite:///{db}", state_dir=state)
+    view = engine.view("by_status")
+    assert view is not None
+    expected = {
+        s: (n, t) for s, n, t in conn.execute("SELECT status, COUNT(*), SUM(amount) FROM orders GROUP BY status")
+    }
+    for _ in range(500):
+        if {r["status"]: (r["n"], r["total"]) for r in view.query().to_dicts()} == expected:
+            break
+        time.sleep(0.01)
+    assert {r["status"]: (r["n"], r["total"]) for r in view.query().to_dicts()} == expected
+    status = engine.source_status()
+    assert status is not None and status["rows_read"] == 0 and status["resyncs"] == 0, status
+    engine.close()

@@ -514,7 +514,8 @@ impl Task {
             for (t, &id) in tables.iter().zip(ids_ref) {
                 let name = t.schema.name.clone();
                 status.lock().loading = Some((name.clone(), 0));
-                copy_table(&txn, t, &dataflow, id, |n| status.lock().loading = Some((name.clone(), n))).await?;
+                let n = copy_table(&txn, t, &dataflow, id, |n| status.lock().loading = Some((name.clone(), n))).await?;
+                status.lock().rows_read += n;
             }
             status.lock().loading = None;
             txn.commit().await.map_err(query_error)

@@ -24,5 +24,5 @@ mod url;
 
 pub use capture::{install_capture, remove_capture};
 pub use error::SqliteError;
-pub use source::{SqliteOptions, SqliteSource};
+pub use source::{LOADING_KEY, READER_KEY, SqliteOptions, SqliteSource};
 pub use url::{SqliteTarget, parse_url};

@@ -34,6 +34,7 @@ use super::capture::{captured_columns, ensure_tables, install, log_width, open_f
 use super::error::SqliteError;
 use super::schema::{SqliteTable, convert, discover, quote};
 use crate::SourceStatus as Status;
+use crate::store::StateDir;
 
 /// Rows per engine transaction while loading.
 const CHUNK: usize = 65_536;
@@ -46,6 +47,11 @@ const READER_TIMEOUT_SECS: i64 = 60;
 
 /// How often an idle follower records that it is still there.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+
+/// The state directory's record of this follower's id in `_ciuf_readers`.
+pub const READER_KEY: &str = "sqlite.reader";
+/// The state directory's record of the tables being loaded.
+pub const LOADING_KEY: &str = "sqlite.loading";
 
 /// How a SQLite file is followed.
 #[derive(Debug, Clone)]
@@ -83,6 +89,21 @@ impl SqliteSource {
     /// Opens the database file at `path` (which must exist). Tables are added when
     /// views need them ([`Self::add_tables`]).
     pub fn open(path: &Path, options: SqliteOptions, dataflow: Dataflow) -> Result<SqliteSource, SqliteError> {
+        SqliteSource::open_durable(path, options, dataflow, None)
+    }
+
+    /// [`SqliteSource::open`] for a durable engine, whose dataflow journals into
+    /// `state` (see `crate::store`). A state directory that followed this file before
+    /// names this follower and its log position: the tables the dataflow holds
+    /// (restored from the directory) are followed on from there — no table read again
+    /// — unless the log was trimmed past that position meanwhile (then they are
+    /// resynced). The follower records in the file only positions that are durable.
+    pub fn open_durable(
+        path: &Path,
+        options: SqliteOptions,
+        dataflow: Dataflow,
+        state: Option<Arc<StateDir>>,
+    ) -> Result<SqliteSource, SqliteError> {
         let conn = open_file(path, options.lock_patience)?;
         // SQLite finds the journal beside the path it was given: an absolute path keeps
         // working if the application changes its working directory later.
@@ -91,13 +112,16 @@ impl SqliteSource {
         let conn = open_file(path, options.lock_patience)?;
         let status = Arc::new(Mutex::new(Status::default()));
         let (tx, rx) = mpsc::channel();
+        let stored = |key: &str| state.as_ref().and_then(|s| s.meta(key)).filter(|v| !v.is_empty());
+        let reader = stored(READER_KEY).unwrap_or_else(reader_id);
+        let pos = state.as_ref().and_then(|s| s.durable_position().1).and_then(|p| p.parse::<i64>().ok());
         let mut follower = Follower {
             conn,
             path: path.to_path_buf(),
             options,
             dataflow,
             status: Arc::clone(&status),
-            reader: reader_id(),
+            reader,
             pos: None,
             followed: HashMap::new(),
             data_version: None,
@@ -106,7 +130,14 @@ impl SqliteSource {
             last_trim: Instant::now(),
             recorded: None,
             identity: file_identity(path),
+            state,
         };
+        if let Some(state) = &follower.state {
+            state.set_meta(READER_KEY, &follower.reader).map_err(|e| SqliteError::Config(e.to_string()))?;
+            if let Some(pos) = pos {
+                follower.resume(pos)?;
+            }
+        }
         let thread = std::thread::Builder::new()
             .name("ciuf-sqlite".into())
             .spawn(move || follower.run(rx))
@@ -179,6 +210,9 @@ struct Follower {
     recorded: Option<(i64, Instant)>,
     /// The file followed (device and inode), to notice it deleted or replaced.
     identity: Option<(u64, u64)>,
+    /// A durable engine's state directory: positions are recorded in the file only
+    /// once durable there, and the reader's id and loads in progress are kept there.
+    state: Option<Arc<StateDir>>,
 }
 
 impl Follower {
@@ -219,6 +253,52 @@ impl Follower {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Follows on from `pos`, a durable engine's restored position, with the tables
+    /// the dataflow holds (restored with it): registered again as this follower at
+    /// that position, nothing read but the log after it.
+    fn resume(&mut self, pos: i64) -> Result<(), SqliteError> {
+        for name in self.dataflow.table_names() {
+            if ciuf_engine::journal::is_internal(&name) {
+                continue;
+            }
+            let id = self.dataflow.table_id(&name).map_err(|e| SqliteError::Schema(e.to_string()))?;
+            let schema = (*self.dataflow.table_schema(&name).map_err(|e| SqliteError::Schema(e.to_string()))?).clone();
+            self.followed.insert(name, Followed { id, schema });
+        }
+        if self.followed.is_empty() {
+            return Ok(());
+        }
+        let (path, reader) = (self.path.clone(), self.reader.clone());
+        with_write(&mut self.conn, &path, self.options.lock_patience, |tx| {
+            ensure_tables(tx)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO _ciuf_readers (id, pos, beat) VALUES (?1, ?2, ?3)",
+                rusqlite::params![reader, pos, unix_now()],
+            )?;
+            Ok(())
+        })?;
+        self.width = log_width(&self.conn)?;
+        self.pos = Some(pos);
+        let mut status = self.status.lock();
+        status.streaming = true;
+        status.position = pos.to_string();
+        Ok(())
+    }
+
+    /// The position this follower may record in the file as applied: with a state
+    /// directory, only what is durable there.
+    fn acknowledged(&self) -> Option<i64> {
+        let pos = self.pos?;
+        match &self.state {
+            None => Some(pos),
+            Some(state) => match state.durable_position().1.and_then(|p| p.parse::<i64>().ok()) {
+                Some(durable) => Some(durable.min(pos)),
+                // Nothing durable yet: the position the follower registered with.
+                None => self.recorded.map(|(at, _)| at).or(Some(0)).map(|p| p.min(pos)),
+            },
         }
     }
 
@@ -354,6 +434,7 @@ impl Follower {
                     }
                 }
                 *count.entry(ciuf_engine::Row::new(values)).or_default() += 1;
+                self.status.lock().rows_read += 1;
             }
             for (row, n) in count {
                 for _ in 0..n.unsigned_abs() {
@@ -372,7 +453,7 @@ impl Follower {
         let keep =
             |c: &Change| !failed.iter().any(|(id, _)| matches!(c.table(), ciuf_engine::TableRef::Id(t) if t == id));
         let changes: Vec<Change> = deletes.into_iter().chain(inserts).filter(keep).collect();
-        if let Err(e) = self.dataflow.apply(changes) {
+        if let Err(e) = self.dataflow.apply_at(changes, Some(&at.to_string())) {
             let why = format!("reading the tables again after the change log was trimmed past this follower: {e}");
             let ids: Vec<TableId> = self.followed.values().map(|f| f.id).collect();
             for id in ids {
@@ -451,6 +532,10 @@ impl Follower {
         if self.pos.is_some() {
             self.catch_up(Some(at))?;
         }
+        // A load is several engine transactions: a durable engine that dies in the
+        // middle of one must not take the part it journaled for the table.
+        let names: Vec<&str> = new.iter().map(|t| t.schema.name.as_str()).collect();
+        self.note_loading(&names.join("\n"))?;
         for t in new {
             let id = self.dataflow.create_table(t.schema.clone()).map_err(|e| SqliteError::Schema(e.to_string()))?;
             if let Err(e) = self.load(t, id) {
@@ -459,7 +544,18 @@ impl Follower {
             }
             self.followed.insert(t.schema.name.clone(), Followed { id, schema: t.schema.clone() });
         }
+        // The position the loads reflect, journaled with the last of them.
+        self.dataflow.apply_at([], Some(&at.to_string())).map_err(|e| SqliteError::Schema(e.to_string()))?;
+        self.note_loading("")?;
         Ok(at)
+    }
+
+    /// Notes in the state directory the tables being loaded ("" once loaded).
+    fn note_loading(&self, names: &str) -> Result<(), SqliteError> {
+        match &self.state {
+            Some(state) => state.set_meta(LOADING_KEY, names).map_err(|e| SqliteError::Config(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     fn load(&self, t: &SqliteTable, id: TableId) -> Result<(), SqliteError> {
@@ -485,7 +581,9 @@ impl Follower {
                 self.status.lock().loading = Some((name.clone(), total));
             }
         }
+        total += batch.len() as u64;
         self.dataflow.apply(batch).map_err(|e| SqliteError::Schema(format!("loading {name}: {e}")))?;
+        self.status.lock().rows_read += total;
         Ok(())
     }
 
@@ -552,8 +650,14 @@ impl Follower {
             self.stop_following(*id, why);
         }
         changes.retain(|c| !failed.iter().any(|(id, _)| matches!(c.table(), ciuf_engine::TableRef::Id(t) if t == id)));
-        if !changes.is_empty() {
-            if let Err(e) = self.dataflow.apply(changes) {
+        let position = last.to_string();
+        if changes.is_empty() {
+            if last != pos {
+                // Log rows of tables not followed: the position moves on all the same.
+                let _ = self.dataflow.apply_at([], Some(&position));
+            }
+        } else {
+            if let Err(e) = self.dataflow.apply_at(changes, Some(&position)) {
                 // The engine refused what SQLite committed (a key SQLite allows NULL in,
                 // say): the tables of this batch can no longer be followed exactly.
                 let why = format!("a change from the SQLite file was refused: {e}");
@@ -606,7 +710,7 @@ impl Follower {
     /// has applied: when the position moved, or as a heartbeat. Skipped (until the next
     /// second) if the database is busy.
     fn trim(&mut self) {
-        let Some(pos) = self.pos else { return };
+        let Some(pos) = self.acknowledged() else { return };
         if self.recorded.is_some_and(|(at, when)| at == pos && when.elapsed() < HEARTBEAT_EVERY) {
             return;
         }
@@ -635,9 +739,19 @@ impl Follower {
         }
     }
 
-    /// Removes this follower's row, so that the log rows it alone needed can go.
+    /// Removes this follower's row, so that the log rows it alone needed can go. A
+    /// durable follower keeps it, with its durable position: it follows on from there
+    /// when it starts again (unless it stays away longer than `READER_TIMEOUT_SECS`
+    /// while other followers trim, and must read its tables again).
     fn withdraw(&mut self) {
         if self.pos.is_none() {
+            return;
+        }
+        if self.state.is_some() {
+            self.recorded = None;
+            self.last_trim = Instant::now() - TRIM_EVERY;
+            self.trim();
+            self.status.lock().streaming = false;
             return;
         }
         let (path, reader) = (self.path.clone(), self.reader.clone());
