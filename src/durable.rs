@@ -114,6 +114,12 @@ impl Engine {
         }
     }
 
+    /// The state directory itself (for tests that damage it or fill its disk).
+    #[doc(hidden)]
+    pub fn state_handle(&self) -> Option<Arc<StateDir>> {
+        self.durable.as_ref().map(|d| d.state.clone())
+    }
+
     /// The number of the last transaction the state directory holds, and of the last
     /// that is durable (both 0 without a state directory).
     pub fn durable_txn(&self) -> (u64, u64) {
@@ -155,60 +161,70 @@ impl Engine {
             recovered.tables.iter().map(|t| t.schema.name.clone()).filter(|n| interrupted.contains(n)).collect();
         recovered.tables.retain(|t| !partial.contains(&t.schema.name));
         let mut engine = Engine::with_dialect(Dialect::Sqlite);
-        let views = std::mem::take(&mut recovered.views);
-        engine.restore_tables(&state, recovered)?;
+        let (restored, mut unrestored) = engine.restore_state(&state, recovered)?;
         for name in &partial {
             ciuf_engine::Journal::table_dropped(&*state, name)?;
         }
         state.set_meta(ciuf_connectors::sqlite::LOADING_KEY, "")?;
         let source = SqliteSource::open_durable(&canonical, options, engine.dataflow().clone(), Some(state.clone()))?;
         engine.source = Some(Arc::new(source));
-        Ok(engine.restore_views(state, views))
-    }
-
-    /// Builds the engine `fresh` back from what a state directory holds, then connects
-    /// the directory as its journal.
-    fn restore(mut fresh: Engine, state: Arc<StateDir>, mut recovered: Recovered) -> Result<Engine> {
-        let views = std::mem::take(&mut recovered.views);
-        fresh.restore_tables(&state, recovered)?;
-        Ok(fresh.restore_views(state, views))
-    }
-
-    /// Makes and fills the tables a state directory holds, then connects the
-    /// directory as the journal.
-    fn restore_tables(&mut self, state: &Arc<StateDir>, recovered: Recovered) -> Result<()> {
-        let dataflow = self.dataflow().clone();
-        for table in recovered.tables {
-            let name = table.schema.name.clone();
-            dataflow.create_table(table.schema)?;
-            let mut changes = Vec::with_capacity(table.rows.len());
-            for (row, weight) in table.rows {
-                for _ in 0..weight {
-                    changes.push(Change::insert(name.as_str(), RowData::from(row.clone())));
-                }
+        // Views of tables not kept (a load cut short) load them now, from the file.
+        let mut recorded = restored;
+        for (record, _) in std::mem::take(&mut unrestored) {
+            match engine.register_recorded(&record) {
+                Ok(view) => recorded.push((view.id(), record)),
+                Err(e) => unrestored.push((record, e)),
             }
-            dataflow.apply(changes).map_err(|e| Error::State {
-                message: format!("the rows of table {name} in {} do not load: {e}", state.dir().display()),
-                retryable: false,
-            })?;
         }
-        dataflow.set_journal(Some(state.clone()));
-        Ok(())
+        engine.durable = Some(Arc::new(Durable { state, recorded: Mutex::new(recorded), unrestored }));
+        Ok(engine)
     }
 
-    /// Registers the recorded views again (each recorded once already: registering
-    /// writes nothing new), then makes the engine durable.
-    fn restore_views(mut self, state: Arc<StateDir>, views: Vec<ViewRecord>) -> Engine {
+    /// Builds the engine `fresh` back from what a state directory holds.
+    fn restore(mut fresh: Engine, state: Arc<StateDir>, recovered: Recovered) -> Result<Engine> {
+        let (recorded, unrestored) = fresh.restore_state(&state, recovered)?;
+        fresh.durable = Some(Arc::new(Durable { state, recorded: Mutex::new(recorded), unrestored }));
+        Ok(fresh)
+    }
+
+    /// Makes the tables a state directory holds, registers its views over them while
+    /// they are empty, fills them in bulk (the views follow, as they would a load),
+    /// then connects the directory as the journal. Returns the views registered and
+    /// those that could not be, with why.
+    #[allow(clippy::type_complexity)]
+    fn restore_state(
+        &self,
+        state: &Arc<StateDir>,
+        recovered: Recovered,
+    ) -> Result<(Vec<(ViewId, ViewRecord)>, Vec<(ViewRecord, Error)>)> {
+        let dataflow = self.dataflow().clone();
+        let mut contents = Vec::with_capacity(recovered.tables.len());
+        for table in recovered.tables {
+            let id = dataflow.create_table(table.schema)?;
+            contents.push((id, table.rows));
+        }
         let mut recorded = Vec::new();
         let mut unrestored = Vec::new();
-        for record in views {
+        for record in recovered.views {
             match self.register_recorded(&record) {
                 Ok(view) => recorded.push((view.id(), record)),
                 Err(e) => unrestored.push((record, e)),
             }
         }
-        self.durable = Some(Arc::new(Durable { state, recorded: Mutex::new(recorded), unrestored }));
-        self
+        for (id, rows) in contents {
+            let mut batch = Vec::with_capacity(LOAD_BATCH.min(rows.len()));
+            for (row, weight) in rows {
+                for _ in 0..weight {
+                    batch.push(Change::insert(id, RowData::from(row.clone())));
+                }
+                if batch.len() >= LOAD_BATCH {
+                    load(&dataflow, state, std::mem::take(&mut batch))?;
+                }
+            }
+            load(&dataflow, state, batch)?;
+        }
+        dataflow.set_journal(Some(state.clone()));
+        Ok((recorded, unrestored))
     }
 
     /// Registers a recorded view as it was first registered.
@@ -261,6 +277,17 @@ impl Engine {
             let _ = d.state.close();
         }
     }
+}
+
+/// Rows per engine transaction while a restart fills the tables.
+const LOAD_BATCH: usize = 100_000;
+
+/// Applies one batch of restored rows.
+fn load(dataflow: &ciuf_engine::Dataflow, state: &StateDir, batch: Vec<Change>) -> Result<()> {
+    dataflow.apply(batch).map_err(|e| Error::State {
+        message: format!("the rows kept in {} do not load: {e}", state.dir().display()),
+        retryable: false,
+    })
 }
 
 /// `memory`, `sqlite` or `postgres` for a URL (as [`Engine::open`] reads it).

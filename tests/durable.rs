@@ -357,3 +357,67 @@ fn a_writer_killed_at_any_moment_loses_nothing_acknowledged() {
 fn a_grouped_writer_killed_at_any_moment_loses_nothing_durable() {
     crash_rounds("crash-grouped", true);
 }
+
+#[test]
+fn a_full_disk_refuses_the_transaction_and_writing_resumes_when_space_returns() {
+    let dir = Dir::new("full");
+    let e = Engine::in_memory_durable(&dir.0).unwrap();
+    setup(&e, 10);
+    let total = e.view("total").unwrap();
+    let before = everything(&e);
+    let state = e.state_handle().unwrap();
+    // The disk fills up in the middle of the next commit's record.
+    state.limit_space(Some(20));
+    let err = transfer(&e, 0, 1, 2, 5).unwrap_err();
+    assert!(matches!(err, ciuf::Error::State { retryable: true, .. }), "{err:?}");
+    assert!(err.to_string().contains("No space left"), "{err}");
+    assert_eq!(everything(&e), before, "the refused transaction changed nothing");
+    assert!(e.create_view("more", "SELECT COUNT(*) FROM note").is_err(), "nor can a view be recorded");
+    assert!(e.view("more").is_none());
+    // Space again: the engine carries on, and a restart holds exactly what was kept.
+    state.limit_space(None);
+    transfer(&e, 0, 1, 2, 5).unwrap();
+    assert_eq!(view_rows(&total), vec![vec![Value::Int(10_000), Value::Int(10)]]);
+    let expected = everything(&e);
+    e.close();
+    drop((e, total, state));
+    let e = Engine::in_memory_durable(&dir.0).unwrap();
+    assert_eq!(everything(&e), expected);
+    assert!(e.view("more").is_none());
+}
+
+#[test]
+fn a_damaged_or_cut_checkpoint_is_refused() {
+    let dir = Dir::new("ckpt");
+    let options =
+        || OpenOptions { state_dir: Some(dir.0.clone()), checkpoint_floor: 4 << 10, ..OpenOptions::default() };
+    {
+        let e = Engine::open_with("memory:", options()).unwrap();
+        setup(&e, 40);
+        for i in 0..400 {
+            transfer(&e, i, i % 40, (i + 3) % 40, 1).unwrap();
+        }
+        e.close();
+    }
+    let checkpoint = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("checkpoint-"))
+        .expect("a checkpoint was written");
+    let good = std::fs::read(&checkpoint).unwrap();
+    for (what, bytes) in [
+        ("cut", good[..good.len() * 2 / 3].to_vec()),
+        ("flipped", {
+            let mut b = good.clone();
+            let at = b.len() / 3;
+            b[at] ^= 0x01;
+            b
+        }),
+    ] {
+        std::fs::write(&checkpoint, &bytes).unwrap();
+        let err = Engine::open_with("memory:", options()).unwrap_err().to_string();
+        assert!(err.contains("is damaged") && err.contains(&checkpoint.display().to_string()), "{what}: {err}");
+    }
+    std::fs::write(&checkpoint, &good).unwrap();
+    Engine::open_with("memory:", options()).unwrap();
+}

@@ -168,6 +168,8 @@ pub struct StateDir {
     /// an fsync never holds up a commit.
     durable: Arc<(Mutex<Synced>, Condvar)>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Bytes the log may still grow by (a test's full disk; `u64::MAX`: no limit).
+    space: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 
@@ -289,6 +291,7 @@ impl StateDir {
             }
             end = (*n, written as u64);
         }
+        recovered.finish();
         let (log_number, log) = if logs.is_empty() || end.1 < LOG_MAGIC.len() as u64 {
             let n = end.0.max(base);
             (n, new_log(dir, n)?)
@@ -325,6 +328,7 @@ impl StateDir {
             }),
             durable: Arc::new((Mutex::new(synced), Condvar::new())),
             flusher: Mutex::new(None),
+            space: std::sync::atomic::AtomicU64::new(u64::MAX),
             _lock: lock,
         });
         if let Durability::Grouped(every) = options.durability {
@@ -452,16 +456,23 @@ impl StateDir {
         inner.out.bytes.clear();
         build(&mut inner.out);
         let path = || log_path(&self.dir, inner.log_number);
-        let mut file: &File = &inner.log;
-        let written = file.write_all(&inner.out.bytes).and_then(|()| match self.options.durability {
-            Durability::Sync => file.sync_data(),
-            Durability::Grouped(_) => Ok(()),
-        });
-        if let Err(e) = written {
+        let file: &File = &inner.log;
+        if let Err(e) = self.write_within_space(file, &inner.out.bytes) {
+            // Out of space, say: the part written is cut off, and the next commit may
+            // find space again.
             let err = StoreError::io(&path(), "writing", e);
             if let Err(cut) = inner.log.set_len(inner.log_bytes) {
                 inner.broken = Some(format!("{err}; then cutting the failed write off: {cut}"));
             }
+            return Err(err);
+        }
+        if self.options.durability == Durability::Sync
+            && let Err(e) = file.sync_data()
+        {
+            // After a failed fsync the system may have dropped the pages it could not
+            // write, and a second fsync may wrongly succeed: nothing more is trusted.
+            let err = StoreError::io(&path(), "making durable", e);
+            inner.broken = Some(err.to_string());
             return Err(err);
         }
         inner.log_bytes += inner.out.bytes.len() as u64;
@@ -474,6 +485,29 @@ impl StateDir {
             self.durable.1.notify_one();
         }
         Ok(())
+    }
+
+    /// Writes `bytes` to the log, within the space a test left (see
+    /// [`StateDir::limit_space`]).
+    fn write_within_space(&self, mut file: &File, bytes: &[u8]) -> std::io::Result<()> {
+        let space = self.space.load(std::sync::atomic::Ordering::Relaxed);
+        if (bytes.len() as u64) <= space {
+            file.write_all(bytes)?;
+            if space != u64::MAX {
+                self.space.store(space - bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        file.write_all(&bytes[..space as usize])?;
+        self.space.store(0, std::sync::atomic::Ordering::Relaxed);
+        Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (injected)"))
+    }
+
+    /// Makes the log's writes fail, as on a full disk, once `bytes` more were written
+    /// (`None`: no limit). For tests of a full disk.
+    #[doc(hidden)]
+    pub fn limit_space(&self, bytes: Option<u64>) {
+        self.space.store(bytes.unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts log `n + 1` (the current one made durable first: a later log must never

@@ -15,8 +15,59 @@ use super::records::{Framing, Record, ViewRecord, decode, frame};
 pub struct RecoveredTable {
     /// Its schema.
     pub schema: TableSchema,
-    /// Its rows, each with its multiplicity.
-    pub rows: HashMap<Row, i64>,
+    /// Its rows, each with its multiplicity (a row may appear in several entries;
+    /// none has a weight below 1 once reading is done).
+    pub rows: Vec<(Row, i64)>,
+    /// Where each row's entry is, once a deletion needed it: built on the first
+    /// negative weight, so that a checkpoint or a log of inserts is read without one.
+    index: Option<HashMap<Row, usize>>,
+}
+
+impl RecoveredTable {
+    fn new(schema: TableSchema) -> RecoveredTable {
+        RecoveredTable { schema, rows: Vec::new(), index: None }
+    }
+
+    /// Adds `weight` of `row`.
+    fn add(&mut self, row: Row, weight: i64) {
+        if weight < 0 && self.index.is_none() {
+            self.build_index();
+        }
+        match &mut self.index {
+            None => self.rows.push((row, weight)),
+            Some(index) => match index.entry(row) {
+                Entry::Occupied(o) => self.rows[*o.get()].1 += weight,
+                Entry::Vacant(v) => {
+                    let at = self.rows.len();
+                    self.rows.push((v.key().clone(), weight));
+                    v.insert(at);
+                }
+            },
+        }
+    }
+
+    /// One entry per row, found by the row.
+    fn build_index(&mut self) {
+        let mut index: HashMap<Row, usize> = HashMap::with_capacity(self.rows.len());
+        for i in 0..self.rows.len() {
+            match index.entry(self.rows[i].0.clone()) {
+                Entry::Occupied(o) => {
+                    let w = std::mem::take(&mut self.rows[i].1);
+                    self.rows[*o.get()].1 += w;
+                }
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+            }
+        }
+        self.index = Some(index);
+    }
+
+    /// Drops the entries whose weights came to nothing.
+    fn finish(&mut self) {
+        self.index = None;
+        self.rows.retain(|(_, w)| *w > 0);
+    }
 }
 
 /// What a state directory holds.
@@ -35,6 +86,13 @@ pub struct Recovered {
 }
 
 impl Recovered {
+    /// Settles every table once all records are read.
+    pub(crate) fn finish(&mut self) {
+        for t in &mut self.tables {
+            t.finish();
+        }
+    }
+
     fn table(&mut self, name: &str, file: &Path) -> Result<&mut RecoveredTable, StoreError> {
         match self.tables.iter().position(|t| t.schema.name == name) {
             Some(i) => Ok(&mut self.tables[i]),
@@ -50,24 +108,14 @@ impl Recovered {
             }
             Record::CreateTable(schema) => {
                 self.tables.retain(|t| !t.schema.name.eq_ignore_ascii_case(&schema.name));
-                self.tables.push(RecoveredTable { schema, rows: HashMap::new() });
+                self.tables.push(RecoveredTable::new(schema));
             }
             Record::DropTable(name) => self.tables.retain(|t| t.schema.name != name),
             Record::Commit { txn, position, tables } => {
                 for (name, rows) in tables {
                     let table = self.table(&name, file)?;
                     for (row, w) in rows {
-                        match table.rows.entry(row) {
-                            Entry::Occupied(mut o) => {
-                                *o.get_mut() += w;
-                                if *o.get() == 0 {
-                                    o.remove();
-                                }
-                            }
-                            Entry::Vacant(v) => {
-                                v.insert(w);
-                            }
-                        }
+                        table.add(row, w);
                     }
                 }
                 self.txn = txn;
@@ -85,7 +133,7 @@ impl Recovered {
                 let table = self.table(&table, file)?;
                 table.rows.reserve(rows.len());
                 for (row, w) in rows {
-                    *table.rows.entry(row).or_insert(0) += w;
+                    table.add(row, w);
                 }
             }
             Record::End { txn, position } => {
