@@ -79,6 +79,40 @@ fn watch_stopped_by_a_signal_leaves_nothing_on_the_server() {
 }
 
 #[test]
+fn a_killed_follower_leaves_no_slot_holding_wal() {
+    // Without a state directory the slot is temporary: the server drops it when the
+    // follower's connection ends, even if no code of ciuf's runs (SIGKILL).
+    let server = PgServer::start();
+    let mut client = server.client();
+    client.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items VALUES (1);").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ciuf"))
+        .args(["watch", &server.url(), "SELECT count(*) AS n FROM items", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    rx.recv_timeout(Duration::from_secs(30)).expect("the view printed");
+    let temporary: bool = client
+        .query_one("SELECT bool_and(temporary) FROM pg_replication_slots", &[])
+        .unwrap()
+        .get::<_, Option<bool>>(0)
+        .expect("a slot while watching");
+    assert!(temporary);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let slots: i64 = client.query_one("SELECT count(*) FROM pg_replication_slots", &[]).unwrap().get(0);
+        if slots == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a killed follower's slot is still there");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn watch_explains_its_usage_and_bad_urls() {
     let out = Command::new(env!("CARGO_BIN_EXE_ciuf")).args(["watch", "sqlite://x.db"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -244,6 +244,9 @@ fn faults_lose_nothing_and_apply_nothing_twice() {
     }
     let status = engine.source_status().unwrap();
     assert!(status.reconnects >= 5 && status.error.is_none(), "{status:?}");
+    // Without a state directory the slot is temporary, gone with each lost
+    // connection: every reconnect read the tables again under a new slot's snapshot.
+    assert!(status.resyncs >= 5, "{status:?}");
 
     stop.store(true, Ordering::Relaxed);
     let broken = reader.join().unwrap();

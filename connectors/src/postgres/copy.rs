@@ -23,13 +23,6 @@ pub async fn copy_table(
     id: TableId,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, PgError> {
-    let columns: Vec<String> =
-        table.schema.columns.iter().map(|c| format!("\"{}\"", c.name.replace('"', "\"\""))).collect();
-    let sql = format!("COPY (SELECT {} FROM ONLY {}) TO STDOUT", columns.join(", "), table.qualified);
-    let stream = txn.copy_out(&sql).await.map_err(query_error)?;
-    futures_util::pin_mut!(stream);
-    let types: Vec<_> = table.schema.columns.iter().map(|c| c.data_type).collect();
-    let mut buf = BytesMut::new();
     let mut rows: Vec<Change> = Vec::with_capacity(CHUNK);
     let mut total = 0u64;
     let mut flush = |rows: &mut Vec<Change>, total: &mut u64| -> Result<(), PgError> {
@@ -38,23 +31,44 @@ pub async fn copy_table(
         progress(*total);
         Ok(())
     };
+    read_rows(txn, table, |values| {
+        rows.push(Change::insert(id, RowData::Values(values)));
+        if rows.len() == CHUNK { flush(&mut rows, &mut total) } else { Ok(()) }
+    })
+    .await?;
+    flush(&mut rows, &mut total)?;
+    Ok(total)
+}
+
+/// Reads every row of `table` (in the snapshot `txn` has imported), each as values in
+/// the engine's column order. Returns the number of rows.
+pub async fn read_rows(
+    txn: &Transaction<'_>,
+    table: &PgTable,
+    mut each: impl FnMut(Vec<Value>) -> Result<(), PgError>,
+) -> Result<u64, PgError> {
+    let columns: Vec<String> =
+        table.schema.columns.iter().map(|c| format!("\"{}\"", c.name.replace('"', "\"\""))).collect();
+    let sql = format!("COPY (SELECT {} FROM ONLY {}) TO STDOUT", columns.join(", "), table.qualified);
+    let stream = txn.copy_out(&sql).await.map_err(query_error)?;
+    futures_util::pin_mut!(stream);
+    let types: Vec<_> = table.schema.columns.iter().map(|c| c.data_type).collect();
+    let mut buf = BytesMut::new();
+    let mut n = 0u64;
     while let Some(chunk) = stream.next().await {
         buf.extend_from_slice(&chunk.map_err(query_error)?);
         while let Some(end) = buf.iter().position(|&b| b == b'\n') {
             let line = buf.split_to(end + 1);
             let values =
                 parse_line(&line[..end], &types).map_err(|e| PgError::Schema(format!("{}: {e}", table.qualified)))?;
-            rows.push(Change::insert(id, RowData::Values(values)));
-            if rows.len() == CHUNK {
-                flush(&mut rows, &mut total)?;
-            }
+            each(values)?;
+            n += 1;
         }
     }
     if buf.has_remaining() {
         return Err(PgError::Protocol(format!("COPY of {} ended inside a row", table.qualified)));
     }
-    flush(&mut rows, &mut total)?;
-    Ok(total)
+    Ok(n)
 }
 
 /// One line of COPY's text format as values.

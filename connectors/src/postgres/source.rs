@@ -24,7 +24,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::catalog::{PgTable, discover, query_error};
 use super::config::{PostgresOptions, Url};
-use super::copy::copy_table;
+use super::copy::{copy_table, read_rows};
 use super::error::PgError;
 use super::pgoutput::decode;
 use super::stream::{Followed, Follower, Step};
@@ -151,9 +151,19 @@ struct Task {
     dataflow: Dataflow,
     status: Arc<Mutex<Status>>,
     control: Client,
-    /// The slot: created by ciuf at the first snapshot (whatever its name), dropped on
-    /// a clean shutdown; nothing is persisted, so a new process needs a new snapshot.
+    /// The slot streamed from. Without a state directory it is TEMPORARY: the server
+    /// drops it when the stream's connection ends, however the process ends (even
+    /// SIGKILL), so nothing holds WAL after ciuf is gone; a lost connection then costs
+    /// a new snapshot (`resnapshot`), whose difference is applied in one transaction.
     slot: String,
+    /// Whether the slot is temporary (no state directory).
+    temporary: bool,
+    /// The slot's name as configured; a temporary slot made again after a lost
+    /// connection gets this with a generation number.
+    slot_base: String,
+    generations: u64,
+    /// The tables followed, by relation oid, as discovered (for a new snapshot).
+    loaded: std::collections::HashMap<u32, (TableId, PgTable)>,
     publication: String,
     own_publication: bool,
     /// The stream, once the first tables are loaded.
@@ -209,7 +219,11 @@ impl Task {
             dataflow,
             status,
             control,
+            slot_base: slot.clone(),
             slot,
+            temporary: true,
+            generations: 0,
+            loaded: std::collections::HashMap::new(),
             publication,
             own_publication,
             stream: None,
@@ -367,8 +381,12 @@ impl Task {
         s.error = Some(e.to_string());
     }
 
-    /// Reconnects the stream from the last applied commit.
+    /// Reconnects the stream from the last applied commit (a temporary slot is gone
+    /// with the connection: a new one is made, from a new snapshot).
     async fn resume(&mut self) -> Result<(), PgError> {
+        if self.temporary {
+            return self.resnapshot().await;
+        }
         let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
         stream.start_replication(&self.start_command(self.applied)).await?;
         self.stream = Some(stream);
@@ -377,10 +395,84 @@ impl Task {
         Ok(())
     }
 
+    /// A new temporary slot and its snapshot: every followed table read again under
+    /// it and the difference from what the engine holds applied as one transaction,
+    /// then the stream started at the slot's consistent point. Nothing lost (the
+    /// snapshot has every commit before that point), nothing twice (the stream has
+    /// only those after it).
+    async fn resnapshot(&mut self) -> Result<(), PgError> {
+        if self.control.is_closed() {
+            self.control = control_client(&self.url).await?;
+        }
+        let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
+        self.generations += 1;
+        let slot = format!("{}_r{}", self.slot_base, self.generations);
+        let rows = stream
+            .simple_query(&format!("CREATE_REPLICATION_SLOT \"{slot}\" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"))
+            .await?;
+        let (lsn, snapshot) = slot_result(&rows)?;
+        let txn = self.control.transaction().await.map_err(query_error)?;
+        txn.batch_execute(&format!(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'; \
+             SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3"
+        ))
+        .await
+        .map_err(query_error)?;
+        let mut deletes = Vec::new();
+        let mut inserts = Vec::new();
+        let mut read = 0;
+        let followed: std::collections::HashSet<u32> = self.follower.oids().into_iter().collect();
+        for (oid, (id, table)) in &self.loaded {
+            if !followed.contains(oid) {
+                continue;
+            }
+            let mut count: std::collections::HashMap<ciuf_engine::Row, i64> = std::collections::HashMap::new();
+            let held = self.dataflow.table_rows(&table.schema.name).map_err(|e| PgError::Schema(e.to_string()))?;
+            for row in held {
+                *count.entry(row).or_default() -= 1;
+            }
+            read += read_rows(&txn, table, |values| {
+                *count.entry(ciuf_engine::Row::new(values)).or_default() += 1;
+                Ok(())
+            })
+            .await?;
+            for (row, n) in count {
+                for _ in 0..n.unsigned_abs() {
+                    let values = RowData::Values(row.to_vec());
+                    if n < 0 {
+                        deletes.push(Change::delete(*id, values));
+                    } else {
+                        inserts.push(Change::insert(*id, values));
+                    }
+                }
+            }
+        }
+        txn.commit().await.map_err(query_error)?;
+        let changes: Vec<Change> = deletes.into_iter().chain(inserts).collect();
+        self.dataflow
+            .apply_at(changes, Some(&format_lsn(lsn)))
+            .map_err(|e| PgError::Schema(format!("the tables read again after a lost connection do not apply: {e}")))?;
+        stream.start_replication(&self.start_command_for(&slot, lsn)).await?;
+        self.slot = slot;
+        self.stream = Some(stream);
+        self.applied = lsn;
+        self.acked = 0;
+        let mut s = self.status.lock();
+        s.rows_read += read;
+        s.resyncs += 1;
+        s.position = format_lsn(lsn);
+        s.streaming = true;
+        Ok(())
+    }
+
     fn start_command(&self, lsn: u64) -> String {
+        self.start_command_for(&self.slot, lsn)
+    }
+
+    fn start_command_for(&self, slot: &str, lsn: u64) -> String {
         format!(
             "START_REPLICATION SLOT \"{}\" LOGICAL {} (\"proto_version\" '1', \"publication_names\" '{}')",
-            self.slot,
+            slot,
             format_lsn(lsn),
             self.publication.replace('\'', "''")
         )
@@ -451,8 +543,12 @@ impl Task {
     /// The first tables: the slot, the snapshot, the stream.
     async fn start(&mut self, tables: Vec<PgTable>) -> Result<(), PgError> {
         let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
+        let temporary = if self.temporary { "TEMPORARY " } else { "" };
         let rows = stream
-            .simple_query(&format!("CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput EXPORT_SNAPSHOT", self.slot))
+            .simple_query(&format!(
+                "CREATE_REPLICATION_SLOT \"{}\" {temporary}LOGICAL pgoutput EXPORT_SNAPSHOT",
+                self.slot
+            ))
             .await
             .map_err(|e| match e {
                 PgError::Server(s) if s.code == "42710" => PgError::Config(format!(
@@ -537,6 +633,7 @@ impl Task {
             return Err(e);
         }
         for (t, &id) in tables.iter().zip(&ids) {
+            self.loaded.insert(t.oid, (id, t.clone()));
             self.follower.follow(
                 t.oid,
                 Followed {
