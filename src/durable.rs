@@ -79,12 +79,7 @@ impl Engine {
                 SqliteTarget::Memory => Engine::open_with("memory:", options),
                 SqliteTarget::File(path) => Engine::restore_sqlite(&path, &dir, store, options.sqlite),
             },
-            "postgres" => Err(Error::State {
-                message: "a state directory is not yet supported for a PostgreSQL source: open it without \
-                          state_dir (it copies its tables afresh)"
-                    .to_string(),
-                retryable: false,
-            }),
+            "postgres" => Engine::restore_postgres(url, &dir, store, options.postgres),
             other => Err(Error::Source { message: format!("unknown database URL scheme {other:?}"), retryable: false }),
         }
     }
@@ -150,34 +145,59 @@ impl Engine {
         let (state, mut recovered) = StateDir::open(dir, store)?;
         check_source(&state, &format!("sqlite://{}", canonical.display()), &recovered)?;
         state.set_meta("dialect", "sqlite")?;
-        // Tables whose load a crash interrupted: what was journaled of them is not kept
-        // (a view that names them loads them again).
-        let interrupted: Vec<String> = recovered
-            .meta
-            .get(ciuf_connectors::sqlite::LOADING_KEY)
-            .map(|names| names.lines().filter(|n| !n.is_empty()).map(str::to_string).collect())
-            .unwrap_or_default();
-        let partial: Vec<String> =
-            recovered.tables.iter().map(|t| t.schema.name.clone()).filter(|n| interrupted.contains(n)).collect();
-        recovered.tables.retain(|t| !partial.contains(&t.schema.name));
+        let partial = drop_interrupted(&mut recovered, ciuf_connectors::sqlite::LOADING_KEY);
         let mut engine = Engine::with_dialect(Dialect::Sqlite);
-        let (restored, mut unrestored) = engine.restore_state(&state, recovered)?;
+        let (restored, unrestored) = engine.restore_state(&state, recovered)?;
         for name in &partial {
             ciuf_engine::Journal::table_dropped(&*state, name)?;
         }
         state.set_meta(ciuf_connectors::sqlite::LOADING_KEY, "")?;
         let source = SqliteSource::open_durable(&canonical, options, engine.dataflow().clone(), Some(state.clone()))?;
         engine.source = Some(Arc::new(source));
-        // Views of tables not kept (a load cut short) load them now, from the file.
-        let mut recorded = restored;
-        for (record, _) in std::mem::take(&mut unrestored) {
-            match engine.register_recorded(&record) {
+        Ok(engine.finish_restore(state, restored, unrestored))
+    }
+
+    /// A durable engine following the PostgreSQL database at `url`: its tables
+    /// restored from `dir`, the stream resumed on the kept slot from the kept position.
+    fn restore_postgres(url: &str, dir: &Path, store: StoreOptions, options: PostgresOptions) -> Result<Engine> {
+        let identity = ciuf_connectors::postgres::identity(url)?;
+        let (state, mut recovered) = StateDir::open(dir, store)?;
+        check_source(&state, &identity, &recovered)?;
+        state.set_meta("dialect", "postgres")?;
+        let partial = drop_interrupted(&mut recovered, ciuf_connectors::postgres::LOADING_KEY);
+        let mut engine = Engine::with_dialect(Dialect::Postgres);
+        let (restored, unrestored) = engine.restore_state(&state, recovered)?;
+        for name in &partial {
+            ciuf_engine::Journal::table_dropped(&*state, name)?;
+        }
+        state.set_meta(ciuf_connectors::postgres::LOADING_KEY, "")?;
+        let source = ciuf_connectors::postgres::PostgresSource::open_durable(
+            url,
+            options,
+            engine.dataflow().clone(),
+            Some(state.clone()),
+        )?;
+        engine.source = Some(Arc::new(source));
+        Ok(engine.finish_restore(state, restored, unrestored))
+    }
+
+    /// Registers the views that could not be before the source ran (their tables were
+    /// not kept), then makes the engine durable.
+    fn finish_restore(
+        mut self,
+        state: Arc<StateDir>,
+        mut recorded: Vec<(ViewId, ViewRecord)>,
+        unrestored: Vec<(ViewRecord, Error)>,
+    ) -> Engine {
+        let mut still = Vec::new();
+        for (record, _) in unrestored {
+            match self.register_recorded(&record) {
                 Ok(view) => recorded.push((view.id(), record)),
-                Err(e) => unrestored.push((record, e)),
+                Err(e) => still.push((record, e)),
             }
         }
-        engine.durable = Some(Arc::new(Durable { state, recorded: Mutex::new(recorded), unrestored }));
-        Ok(engine)
+        self.durable = Some(Arc::new(Durable { state, recorded: Mutex::new(recorded), unrestored: still }));
+        self
     }
 
     /// Builds the engine `fresh` back from what a state directory holds.
@@ -277,6 +297,21 @@ impl Engine {
             let _ = d.state.close();
         }
     }
+}
+
+/// Takes out of `recovered` the tables whose load a crash interrupted (named in the
+/// meta record `key`): what was journaled of them is not kept, and a view that names
+/// them loads them again. Returns their names.
+fn drop_interrupted(recovered: &mut Recovered, key: &str) -> Vec<String> {
+    let interrupted: Vec<String> = recovered
+        .meta
+        .get(key)
+        .map(|names| names.lines().filter(|n| !n.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    let partial: Vec<String> =
+        recovered.tables.iter().map(|t| t.schema.name.clone()).filter(|n| interrupted.contains(n)).collect();
+    recovered.tables.retain(|t| !partial.contains(&t.schema.name));
+    partial
 }
 
 /// Rows per engine transaction while a restart fills the tables.

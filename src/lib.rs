@@ -60,9 +60,52 @@ pub fn set_memory_budget(bytes: usize) {
 }
 
 /// Removes the state directory `dir` of a durable engine (refused while an engine
-/// holds it, or if it is not one): the next engine opened on it starts afresh.
+/// holds it, or if it is not one): the next engine opened on it starts afresh. The
+/// directory of an engine that followed PostgreSQL holds a replication slot on the
+/// server: use [`drop_state_with`] and the database's URL, so that it goes too.
 pub fn drop_state(dir: impl AsRef<std::path::Path>) -> Result<()> {
-    Ok(ciuf_connectors::store::drop_state(dir.as_ref())?)
+    drop_state_with(dir, None)
+}
+
+/// [`drop_state`], dropping a PostgreSQL engine's replication slot (and the
+/// publication ciuf made) on the database at `url` first.
+pub fn drop_state_with(dir: impl AsRef<std::path::Path>, url: Option<&str>) -> Result<()> {
+    use ciuf_connectors::postgres::{OWN_PUBLICATION_KEY, PUBLICATION_KEY, SLOT_KEY};
+    let dir = dir.as_ref();
+    if !dir.join("FORMAT").exists() {
+        return Err(Error::State {
+            message: format!("{} is not a ciuf state directory (it has no FORMAT file)", dir.display()),
+            retryable: false,
+        });
+    }
+    let (state, recovered) =
+        ciuf_connectors::store::StateDir::open(dir, ciuf_connectors::store::StoreOptions::default())?;
+    if let Some(slot) = recovered.meta.get(SLOT_KEY) {
+        let source = recovered.meta.get("source").cloned().unwrap_or_default();
+        let Some(url) = url else {
+            return Err(Error::State {
+                message: format!(
+                    "the state directory {} holds replication slot {slot} on {source}: give the database's URL \
+                     (ciuf::drop_state_with, ciuf.drop_state(dir, url=…), `ciuf state drop <dir> <url>`) so that \
+                     the slot is dropped with it",
+                    dir.display()
+                ),
+                retryable: false,
+            });
+        };
+        if ciuf_connectors::postgres::identity(url)? != source {
+            return Err(Error::State {
+                message: format!("the state directory {} follows {source}, not that URL's database", dir.display()),
+                retryable: false,
+            });
+        }
+        let own = recovered.meta.get(OWN_PUBLICATION_KEY).is_some_and(|v| v == "1");
+        let publication = recovered.meta.get(PUBLICATION_KEY).filter(|_| own);
+        ciuf_connectors::postgres::drop_replication(url, slot, publication.map(String::as_str))?;
+    }
+    state.close()?;
+    drop(state);
+    Ok(ciuf_connectors::store::drop_state(dir)?)
 }
 
 /// The memory budget of the process, in bytes (see [`set_memory_budget`]).

@@ -356,9 +356,12 @@ pub fn set_memory_budget(bytes: u64) -> PyResult<()> {
 }
 
 /// Removes the state directory of a durable engine (refused while an engine holds it).
+/// For one that followed PostgreSQL, `url` names the database, whose replication slot
+/// (and the publication ciuf made) are dropped first.
 #[pyfunction]
-pub fn drop_state(py: Python<'_>, state_dir: std::path::PathBuf) -> PyResult<()> {
-    py.detach(|| ciuf::drop_state(&state_dir)).py_err(py)
+#[pyo3(signature = (state_dir, url=None))]
+pub fn drop_state(py: Python<'_>, state_dir: std::path::PathBuf, url: Option<Text>) -> PyResult<()> {
+    py.detach(|| ciuf::drop_state_with(&state_dir, url.as_deref())).py_err(py)
 }
 
 /// The memory budget of the process, in bytes.

@@ -3,6 +3,7 @@
 //!     ciuf watch [<url> "<sql>"] [--format table|json] [--for <seconds>]
 //!     ciuf capture install <url> [<table>…]
 //!     ciuf capture remove <url>
+//!     ciuf state drop <dir> [<url>]
 //!
 //! `watch` prints the view as a table, then each change as its source transaction
 //! commits: `+` rows added, `-` rows removed (`--format json`: one JSON object per
@@ -13,6 +14,10 @@
 //! `capture install` puts SQLite change capture (triggers and a log table, never a
 //! change to the tables themselves) on the named tables, or all; `capture remove`
 //! takes all of it away.
+//!
+//! `state drop` deletes a durable engine's state directory; for one that followed
+//! PostgreSQL, give the database's URL: its replication slot (and the publication ciuf
+//! made) are dropped on the server first.
 //!
 //! Ctrl-C, SIGTERM and SIGHUP stop `watch` cleanly: the engine is closed (for
 //! PostgreSQL, its replication slot and publication dropped) before the process
@@ -31,11 +36,14 @@ use ciuf::{Engine, Value, View};
 const USAGE: &str = "usage: ciuf watch [<url> \"<sql>\"] [--format table|json] [--for <seconds>]\n\
     \x20      ciuf capture install <url> [<table>...]\n\
     \x20      ciuf capture remove <url>\n\
+    \x20      ciuf state drop <dir> [<url>]\n\
     \n  <url>   sqlite://./app.db, or postgresql://user:password@host:port/db (the database to follow)\n\
     \nwatch prints the view, then its changes as they commit (stop with Ctrl-C, or after --for\n\
     seconds). Without <url> and <sql> it runs a demo: a SQLite database with a writer.\n\
     capture install/remove put or take away the triggers that let ciuf follow writes to a\n\
-    SQLite file from any connection (ciuf installs them itself when it opens a file).";
+    SQLite file from any connection (ciuf installs them itself when it opens a file).\n\
+    state drop deletes a durable engine's state directory (and, given the PostgreSQL URL,\n\
+    the replication slot it keeps on the server).";
 
 /// How long `capture` waits for a locked database.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -65,6 +73,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("watch") => watch_command(&args[1..]),
         Some("capture") => capture_command(&args[1..]),
+        Some("state") => state_command(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -148,6 +157,17 @@ fn capture_command(args: &[String]) -> Result<(), Failure> {
             Ok(())
         }
         _ => Err(Failure::Usage("capture takes install <url> [<table>...] or remove <url>".into())),
+    }
+}
+
+fn state_command(args: &[String]) -> Result<(), Failure> {
+    match args {
+        [verb, dir, rest @ ..] if verb == "drop" && rest.len() <= 1 => {
+            ciuf::drop_state_with(dir, rest.first().map(String::as_str))?;
+            println!("state directory {dir} dropped");
+            Ok(())
+        }
+        _ => Err(Failure::Usage("state takes drop <dir> [<url>]".into())),
     }
 }
 

@@ -127,6 +127,13 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What identifies the database at `url` for a state directory: role, host, port and
+/// database, never the password (`postgresql://app@db.local:5432/shop`).
+pub fn identity(url: &str) -> Result<String, PgError> {
+    let t = Url::parse(url)?.target;
+    Ok(format!("postgresql://{}@{}:{}/{}", t.user, t.host, t.port, t.dbname))
+}
+
 /// `text` with anything after `password=` or between `:` and `@` hidden.
 fn redact(text: &str) -> String {
     let mut out = text.to_string();

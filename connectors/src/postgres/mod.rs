@@ -20,6 +20,6 @@ mod tls;
 mod types;
 mod wire;
 
-pub use config::PostgresOptions;
+pub use config::{PostgresOptions, identity};
 pub use error::{PgError, ServerError};
-pub use source::PostgresSource;
+pub use source::{LOADING_KEY, OWN_PUBLICATION_KEY, PUBLICATION_KEY, PostgresSource, SLOT_KEY, drop_replication};

@@ -30,6 +30,7 @@ use super::pgoutput::decode;
 use super::stream::{Followed, Follower, Step};
 use super::wire::{Replication, WireConnection, format_lsn, parse_lsn};
 use crate::SourceStatus as Status;
+use crate::store::StateDir;
 
 /// Session settings under which every value arrives in one exact text form.
 const SESSION: [(&str, &str); 4] =
@@ -68,6 +69,21 @@ impl PostgresSource {
     /// Connects to the database at `url` and checks that it can replicate (wal_level,
     /// the role's rights). Tables are added when views need them ([`Self::add_tables`]).
     pub fn open(url: &str, options: PostgresOptions, dataflow: Dataflow) -> Result<PostgresSource, PgError> {
+        PostgresSource::open_durable(url, options, dataflow, None)
+    }
+
+    /// [`PostgresSource::open`] for a durable engine, whose dataflow journals into
+    /// `state`. The slot is then permanent, named in the state directory and kept
+    /// across restarts; a directory that followed this database before resumes the
+    /// stream from the position it holds (the tables restored into the dataflow are
+    /// followed on, not copied), and the slot is acknowledged only up to what the
+    /// directory has made durable.
+    pub fn open_durable(
+        url: &str,
+        options: PostgresOptions,
+        dataflow: Dataflow,
+        state: Option<Arc<StateDir>>,
+    ) -> Result<PostgresSource, PgError> {
         let url = Url::parse(url)?;
         let status = Arc::new(Mutex::new(Status::default()));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -84,7 +100,7 @@ impl PostgresSource {
                     }
                 };
                 runtime.block_on(async move {
-                    let task = match Task::connect(url, options, dataflow, task_status).await {
+                    let task = match Task::connect(url, options, dataflow, task_status, state).await {
                         Ok(t) => {
                             let _ = ready_tx.send(Ok(()));
                             t
@@ -177,6 +193,8 @@ struct Task {
     /// Temporary slots made to add tables while streaming, so far (each gets its own
     /// name: the server drops one only after its session has ended).
     additions: u64,
+    /// A durable engine's state directory (see `PostgresSource::open_durable`).
+    state: Option<Arc<StateDir>>,
 }
 
 impl Task {
@@ -185,6 +203,7 @@ impl Task {
         options: PostgresOptions,
         dataflow: Dataflow,
         status: Arc<Mutex<Status>>,
+        state: Option<Arc<StateDir>>,
     ) -> Result<Task, PgError> {
         let control = control_client(&url).await?;
         let wal_level: String = control.query_one("SHOW wal_level", &[]).await.map_err(query_error)?.get(0);
@@ -209,19 +228,44 @@ impl Task {
             std::process::id(),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
         );
-        let slot = options.slot.unwrap_or_else(|| format!("ciuf_{suffix}"));
-        let (publication, own_publication) = match options.publication {
+        let mut slot = options.slot.clone().unwrap_or_else(|| format!("ciuf_{suffix}"));
+        let (mut publication, mut own_publication) = match options.publication.clone() {
             Some(p) => (p, false),
             None => (format!("ciuf_{suffix}"), true),
         };
-        Ok(Task {
+        let mut resume_at = None;
+        if let Some(state) = &state {
+            // The names this directory's slot and publication were given, kept.
+            let kept = |key: &str| state.meta(key).filter(|v| !v.is_empty());
+            let stored = |e: crate::store::StoreError| PgError::Config(e.to_string());
+            match kept(SLOT_KEY) {
+                Some(kept) if options.slot.as_ref().is_some_and(|s| *s != kept) => {
+                    return Err(PgError::Config(format!(
+                        "the state directory {} follows with slot {kept}, not {}",
+                        state.dir().display(),
+                        options.slot.unwrap_or_default()
+                    )));
+                }
+                Some(kept) => {
+                    slot = kept;
+                    publication = kept_or(kept_publication(state), publication);
+                    own_publication = state.meta(OWN_PUBLICATION_KEY).as_deref() == Some("1");
+                    resume_at = state.durable_position().1.as_deref().and_then(parse_lsn);
+                }
+                None => {
+                    state.set_meta(SLOT_KEY, &slot).map_err(stored)?;
+                    state.set_meta(PUBLICATION_KEY, &publication).map_err(stored)?;
+                    state.set_meta(OWN_PUBLICATION_KEY, if own_publication { "1" } else { "0" }).map_err(stored)?;
+                }
+            }
+        }
+        let mut task = Task {
             url,
             dataflow,
             status,
             control,
             slot_base: slot.clone(),
             slot,
-            temporary: true,
             generations: 0,
             loaded: std::collections::HashMap::new(),
             publication,
@@ -232,7 +276,62 @@ impl Task {
             applied: 0,
             acked: 0,
             additions: 0,
-        })
+            temporary: state.is_none(),
+            state,
+        };
+        if let Some(lsn) = resume_at {
+            task.restore(lsn).await?;
+        }
+        Ok(task)
+    }
+
+    /// A durable engine restarted at `lsn`: the tables restored into the dataflow are
+    /// found in the catalog again (a table dropped or altered meanwhile fails its
+    /// views) and followed, and the stream resumes from `lsn` at the first turn of the
+    /// run loop.
+    async fn restore(&mut self, lsn: u64) -> Result<(), PgError> {
+        for name in self.dataflow.table_names() {
+            if ciuf_engine::journal::is_internal(&name) {
+                continue;
+            }
+            let id = self.dataflow.table_id(&name).map_err(|e| PgError::Schema(e.to_string()))?;
+            let held = self.dataflow.table_schema(&name).map_err(|e| PgError::Schema(e.to_string()))?;
+            match discover(&self.control, &name).await? {
+                Some(t) if t.schema.columns == held.columns => {
+                    let skip_before = self
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.meta(&skip_key(&name)))
+                        .and_then(|v| parse_lsn(&v))
+                        .unwrap_or(0);
+                    self.follow(&t, id, skip_before);
+                }
+                Some(_) => {
+                    let _ = self.dataflow.fail_table(id, "its columns changed in PostgreSQL while ciuf was stopped");
+                }
+                None => {
+                    let _ = self.dataflow.fail_table(id, "it was dropped in PostgreSQL while ciuf was stopped");
+                }
+            }
+        }
+        self.started = true;
+        self.applied = lsn;
+        self.status.lock().position = format_lsn(lsn);
+        Ok(())
+    }
+
+    fn follow(&mut self, t: &PgTable, id: TableId, skip_before: u64) {
+        self.loaded.insert(t.oid, (id, t.clone()));
+        self.follower.follow(
+            t.oid,
+            Followed {
+                id,
+                name: t.schema.name.clone(),
+                columns: t.schema.columns.iter().map(|c| (c.name.clone(), c.data_type)).collect(),
+                keyed: t.schema.primary_key.is_some(),
+                skip_before,
+            },
+        );
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -317,8 +416,8 @@ impl Task {
             Replication::XLogData { data, .. } => {
                 let message = decode(data).map_err(|e| PgError::Protocol(e.to_string()))?;
                 let dataflow = &self.dataflow;
-                let mut apply = |changes: Vec<Change>| {
-                    dataflow.apply(changes).map_err(|e| {
+                let mut apply = |changes: Vec<Change>, lsn: u64| {
+                    dataflow.apply_at(changes, Some(&format_lsn(lsn))).map_err(|e| {
                         PgError::Schema(format!("a replicated transaction does not apply to the views: {e}"))
                     })
                 };
@@ -356,13 +455,27 @@ impl Task {
 
     /// Sends a standby status update if there is news (or `force`).
     async fn acknowledge(&mut self, force: bool) -> Result<(), PgError> {
+        let ack = self.acknowledgeable();
         if let Some(stream) = self.stream.as_mut()
-            && (force || self.applied != self.acked)
+            && (force || ack != self.acked)
         {
-            stream.standby_status(self.applied, self.applied, self.applied, false).await?;
-            self.acked = self.applied;
+            stream.standby_status(ack, ack, ack, false).await?;
+            self.acked = ack;
         }
         Ok(())
+    }
+
+    /// The position the slot may be acknowledged up to: what is applied, or with a
+    /// state directory what is durable there (a position passed without a change,
+    /// by transactions of other tables or keepalives, is recorded first, so that the
+    /// slot does not hold WAL through a quiet spell).
+    fn acknowledgeable(&self) -> u64 {
+        let Some(state) = &self.state else { return self.applied };
+        let durable = || state.durable_position().1.as_deref().and_then(parse_lsn).unwrap_or(0);
+        if self.applied > durable() && !self.follower.in_transaction() {
+            let _ = self.dataflow.apply_at([], Some(&format_lsn(self.applied)));
+        }
+        durable().min(self.applied)
     }
 
     fn disconnected(&mut self) {
@@ -388,7 +501,15 @@ impl Task {
             return self.resnapshot().await;
         }
         let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
-        stream.start_replication(&self.start_command(self.applied)).await?;
+        match stream.start_replication(&self.start_command(self.applied)).await {
+            // The slot is gone (dropped by hand, or by max_slot_wal_keep_size): the
+            // tables are read again under a new one.
+            Err(PgError::Server(e)) if e.code == "42704" => {
+                stream.terminate().await;
+                return self.resnapshot().await;
+            }
+            other => other?,
+        }
         self.stream = Some(stream);
         self.acked = 0;
         self.status.lock().streaming = true;
@@ -405,10 +526,15 @@ impl Task {
             self.control = control_client(&self.url).await?;
         }
         let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
-        self.generations += 1;
-        let slot = format!("{}_r{}", self.slot_base, self.generations);
+        let (slot, temporary) = if self.temporary {
+            self.generations += 1;
+            (format!("{}_r{}", self.slot_base, self.generations), "TEMPORARY ")
+        } else {
+            self.drop_slot(&self.slot.clone()).await;
+            (self.slot.clone(), "")
+        };
         let rows = stream
-            .simple_query(&format!("CREATE_REPLICATION_SLOT \"{slot}\" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"))
+            .simple_query(&format!("CREATE_REPLICATION_SLOT \"{slot}\" {temporary}LOGICAL pgoutput EXPORT_SNAPSHOT"))
             .await?;
         let (lsn, snapshot) = slot_result(&rows)?;
         let txn = self.control.transaction().await.map_err(query_error)?;
@@ -544,6 +670,11 @@ impl Task {
     async fn start(&mut self, tables: Vec<PgTable>) -> Result<(), PgError> {
         let mut stream = WireConnection::connect(&self.url.target, true, &SESSION).await?;
         let temporary = if self.temporary { "TEMPORARY " } else { "" };
+        if !self.temporary {
+            // A durable engine's slot left by a first start that died before it
+            // recorded a position: it is this directory's own, and starts over.
+            self.drop_slot(&self.slot.clone()).await;
+        }
         let rows = stream
             .simple_query(&format!(
                 "CREATE_REPLICATION_SLOT \"{}\" {temporary}LOGICAL pgoutput EXPORT_SNAPSHOT",
@@ -560,6 +691,10 @@ impl Task {
             })?;
         let (lsn, snapshot) = slot_result(&rows)?;
         self.load(&tables, &snapshot, 0).await?;
+        // The position the copies reflect, journaled after them.
+        self.dataflow
+            .apply_at([], Some(&format_lsn(lsn)))
+            .map_err(|e| PgError::Config(format!("recording the snapshot's position: {e}")))?;
         stream.start_replication(&self.start_command(lsn)).await?;
         self.stream = Some(stream);
         self.started = true;
@@ -588,6 +723,18 @@ impl Task {
     /// Creates the engine tables and copies `tables` under `snapshot`, keeping the
     /// stream's slot acknowledged meanwhile; then follows them.
     async fn load(&mut self, tables: &[PgTable], snapshot: &str, skip_before: u64) -> Result<(), PgError> {
+        // A load is several engine transactions: a durable engine that dies in the
+        // middle of one must not take the part it journaled for the table.
+        let names: Vec<&str> = tables.iter().map(|t| t.schema.name.as_str()).collect();
+        self.note(LOADING_KEY, &names.join("\n"))?;
+        let result = self.copy_in(tables, snapshot, skip_before).await;
+        if result.is_ok() {
+            self.note(LOADING_KEY, "")?;
+        }
+        result
+    }
+
+    async fn copy_in(&mut self, tables: &[PgTable], snapshot: &str, skip_before: u64) -> Result<(), PgError> {
         let mut ids = Vec::new();
         for t in tables {
             let id = self.dataflow.create_table(t.schema.clone()).map_err(|e| PgError::Schema(e.to_string()))?;
@@ -595,35 +742,38 @@ impl Task {
         }
         let status = Arc::clone(&self.status);
         let dataflow = self.dataflow.clone();
+        let applied = self.acknowledgeable();
         let control = &mut self.control;
         let stream = &mut self.stream;
-        let applied = self.applied;
         let ids_ref = &ids;
-        let copy = async move {
-            let txn = control.transaction().await.map_err(query_error)?;
-            txn.batch_execute(&format!(
-                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'; \
+        let result = {
+            let copy = async move {
+                let txn = control.transaction().await.map_err(query_error)?;
+                txn.batch_execute(&format!(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'; \
                  SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3"
-            ))
-            .await
-            .map_err(query_error)?;
-            for (t, &id) in tables.iter().zip(ids_ref) {
-                let name = t.schema.name.clone();
-                status.lock().loading = Some((name.clone(), 0));
-                let n = copy_table(&txn, t, &dataflow, id, |n| status.lock().loading = Some((name.clone(), n))).await?;
-                status.lock().rows_read += n;
-            }
-            status.lock().loading = None;
-            txn.commit().await.map_err(query_error)
-        };
-        tokio::pin!(copy);
-        let mut ticker = tokio::time::interval(Duration::from_secs(5));
-        let result = loop {
-            tokio::select! {
-                r = &mut copy => break r,
-                _ = ticker.tick() => {
-                    if let Some(stream) = stream.as_mut() {
-                        let _ = stream.standby_status(applied, applied, applied, false).await;
+                ))
+                .await
+                .map_err(query_error)?;
+                for (t, &id) in tables.iter().zip(ids_ref) {
+                    let name = t.schema.name.clone();
+                    status.lock().loading = Some((name.clone(), 0));
+                    let n =
+                        copy_table(&txn, t, &dataflow, id, |n| status.lock().loading = Some((name.clone(), n))).await?;
+                    status.lock().rows_read += n;
+                }
+                status.lock().loading = None;
+                txn.commit().await.map_err(query_error)
+            };
+            tokio::pin!(copy);
+            let mut ticker = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    r = &mut copy => break r,
+                    _ = ticker.tick() => {
+                        if let Some(stream) = stream.as_mut() {
+                            let _ = stream.standby_status(applied, applied, applied, false).await;
+                        }
                     }
                 }
             }
@@ -633,19 +783,20 @@ impl Task {
             return Err(e);
         }
         for (t, &id) in tables.iter().zip(&ids) {
-            self.loaded.insert(t.oid, (id, t.clone()));
-            self.follower.follow(
-                t.oid,
-                Followed {
-                    id,
-                    name: t.schema.name.clone(),
-                    columns: t.schema.columns.iter().map(|c| (c.name.clone(), c.data_type)).collect(),
-                    keyed: t.schema.primary_key.is_some(),
-                    skip_before,
-                },
-            );
+            if skip_before > 0 {
+                self.note(&skip_key(&t.schema.name), &format_lsn(skip_before))?;
+            }
+            self.follow(t, id, skip_before);
         }
         Ok(())
+    }
+
+    /// Records a fact in the state directory, if there is one.
+    fn note(&self, key: &str, value: &str) -> Result<(), PgError> {
+        match &self.state {
+            Some(state) => state.set_meta(key, value).map_err(|e| PgError::Config(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Fails the views of followed tables that were dropped at the source.
@@ -672,11 +823,15 @@ impl Task {
         }
     }
 
-    /// A clean shutdown: the stream ends, ciuf's slot and publication are dropped.
+    /// A clean shutdown: the stream ends, ciuf's slot and publication are dropped —
+    /// unless the engine is durable: they are kept for its next start.
     async fn shutdown(&mut self) {
         let _ = self.acknowledge(true).await;
         if let Some(stream) = self.stream.take() {
             stream.terminate().await;
+        }
+        if self.state.is_some() {
+            return;
         }
         if self.control.is_closed() {
             match control_client(&self.url).await {
@@ -685,20 +840,7 @@ impl Task {
             }
         }
         if self.started {
-            // The walsender may take a moment to let go of the slot.
-            for _ in 0..50 {
-                match self
-                    .control
-                    .execute(
-                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-                        &[&self.slot],
-                    )
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
+            self.drop_slot(&self.slot.clone()).await;
         }
         if self.own_publication {
             let _ = self
@@ -707,6 +849,92 @@ impl Task {
                 .await;
         }
     }
+}
+
+impl Task {
+    /// Drops the slot `name` if it exists (the walsender may take a moment to let go
+    /// of it).
+    async fn drop_slot(&mut self, name: &str) {
+        if self.control.is_closed() {
+            match control_client(&self.url).await {
+                Ok(c) => self.control = c,
+                Err(_) => return,
+            }
+        }
+        for _ in 0..50 {
+            match self
+                .control
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&name],
+                )
+                .await
+            {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+/// Drops a durable engine's slot and (if it made it) publication on the server at
+/// `url`: what `ciuf state drop` does besides deleting the state directory.
+pub fn drop_replication(url: &str, slot: &str, publication: Option<&str>) -> Result<(), PgError> {
+    let url = Url::parse(url)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PgError::Config(format!("cannot start a runtime: {e}")))?;
+    runtime.block_on(async {
+        let client = control_client(&url).await?;
+        let active: Option<bool> = client
+            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+            .await
+            .map_err(query_error)?
+            .map(|r| r.get(0));
+        if active == Some(true) {
+            return Err(PgError::Config(format!(
+                "replication slot {slot} is in use by a running engine: close it first"
+            )));
+        }
+        client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(query_error)?;
+        if let Some(p) = publication {
+            client
+                .batch_execute(&format!("DROP PUBLICATION IF EXISTS \"{}\"", p.replace('"', "\"\"")))
+                .await
+                .map_err(query_error)?;
+        }
+        Ok(())
+    })
+}
+
+/// The state directory's record of the slot's name.
+pub const SLOT_KEY: &str = "pg.slot";
+/// The state directory's record of the publication's name.
+pub const PUBLICATION_KEY: &str = "pg.publication";
+/// "1" when the publication is ciuf's own (dropped with the state).
+pub const OWN_PUBLICATION_KEY: &str = "pg.own_publication";
+/// The state directory's record of the tables being loaded.
+pub const LOADING_KEY: &str = "pg.loading";
+
+/// The state directory's record of the LSN before which a table's changes are in its
+/// copy (a table added while streaming).
+fn skip_key(table: &str) -> String {
+    format!("pg.skip.{table}")
+}
+
+fn kept_publication(state: &StateDir) -> Option<String> {
+    state.meta(PUBLICATION_KEY).filter(|v| !v.is_empty())
+}
+
+fn kept_or(kept: Option<String>, default: String) -> String {
+    kept.unwrap_or(default)
 }
 
 fn is_slot_busy(e: &PgError) -> bool {

@@ -83,11 +83,12 @@ impl Follower {
         self.txn = None;
     }
 
-    /// Handles one message; at a Commit, `apply` runs the transaction's changes.
+    /// Handles one message; at a Commit, `apply` runs the transaction's changes, with
+    /// the LSN after its commit.
     pub fn handle(
         &mut self,
         message: Message,
-        apply: &mut dyn FnMut(Vec<Change>) -> Result<(), PgError>,
+        apply: &mut dyn FnMut(Vec<Change>, u64) -> Result<(), PgError>,
         truncated: &mut dyn FnMut(TableId) -> Result<Vec<Change>, PgError>,
         failed: &mut dyn FnMut(TableId, String),
     ) -> Result<Step, PgError> {
@@ -98,7 +99,7 @@ impl Follower {
             Message::Commit { end_lsn, .. } => {
                 let (_, changes) = self.txn.take().ok_or_else(|| PgError::Protocol("Commit without Begin".into()))?;
                 if !changes.is_empty() {
-                    apply(changes)?;
+                    apply(changes, end_lsn)?;
                 }
                 return Ok(Step::Committed(end_lsn));
             }
@@ -332,7 +333,7 @@ mod tests {
     fn a_transaction_is_applied_whole_at_its_commit_and_old_ones_are_skipped() {
         let mut f = follower();
         let mut applied = Vec::new();
-        let mut apply = |c: Vec<Change>| {
+        let mut apply = |c: Vec<Change>, _| {
             applied.push(c);
             Ok(())
         };
@@ -378,7 +379,7 @@ mod tests {
     fn an_altered_table_fails_alone() {
         let mut f = follower();
         let mut failures = Vec::new();
-        let mut apply = |_: Vec<Change>| Ok(());
+        let mut apply = |_: Vec<Change>, _| Ok(());
         let mut none = |_| Ok(Vec::new());
         let mut fail = |t: TableId, why: String| failures.push((t, why));
         let relation = Message::Relation(Relation {
