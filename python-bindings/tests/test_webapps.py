@@ -184,3 +184,26 @@ def test_litestar_app(db: Database) -> None:
             check(client, db)
         assert len(client.get("/totals").json()) == len(db.oracle.execute(VIEWS[2]).fetchall())
     assert plugin._engine is None
+
+
+def test_a_durable_app_restarts_with_its_tables_and_views(tmp_path: Path) -> None:
+    from ciuf.contrib.app import CiufApp, CiufConfig
+
+    config = CiufConfig(
+        ddl=["CREATE TABLE hits (path TEXT NOT NULL, n INTEGER NOT NULL)"],
+        views={"by_path": "SELECT path, SUM(n) AS n FROM hits GROUP BY path"},
+        state_dir=tmp_path / "state",
+    )
+    app = CiufApp(config)
+    engine = app.start()
+    for i in range(30):
+        engine.on_insert("hits", {"path": f"/p{i % 3}", "n": 1})
+    app.stop()
+    # The next deploy: the same config, nothing created or loaded twice.
+    again = CiufApp(config)
+    again.start()
+    rows = {r["path"]: r["n"] for r in again.view("by_path").query().to_dicts()}
+    assert rows == {"/p0": 10, "/p1": 10, "/p2": 10}
+    again.engine.on_insert("hits", {"path": "/p0", "n": 5})
+    assert {r["path"]: r["n"] for r in again.view("by_path").query().to_dicts()}["/p0"] == 15
+    again.stop()

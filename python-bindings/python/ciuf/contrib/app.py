@@ -5,7 +5,8 @@ shutdown. The Litestar plugin and the FastAPI helper are thin layers over this."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional
+import os
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Union
 
 from .. import Engine, View
 
@@ -24,6 +25,11 @@ class CiufConfig:
     views: views registered at start-up, by name, injected into handlers by that name.
     setup: called with the engine after the above, for anything else.
     engine_key: the name handlers ask for the engine by.
+    state_dir: where the engine keeps its state, so that a restart (a deploy, a crash)
+        comes back with its tables, views and source position instead of loading
+        afresh; restored tables are not created or loaded again, and restored views
+        are used as they are (see the README's "Durable state").
+    durability: "sync" (each commit durable before it returns) or "grouped".
     """
 
     url: Optional[str] = None
@@ -35,6 +41,8 @@ class CiufConfig:
     views: Mapping[str, str] = field(default_factory=dict)
     setup: Optional[Callable[[Engine], None]] = None
     engine_key: str = "ciuf"
+    state_dir: Optional[Union[str, "os.PathLike[str]"]] = None
+    durability: Literal["sync", "grouped"] = "sync"
 
 
 class CiufApp:
@@ -63,16 +71,22 @@ class CiufApp:
 
     def start(self) -> Engine:
         c = self.config
-        engine = Engine(c.url)
+        if c.state_dir is not None:
+            engine = Engine(c.url, state_dir=c.state_dir, durability=c.durability)
+        else:
+            engine = Engine(c.url)
+        # A durable engine that restarted holds its tables and views already.
+        restored = c.state_dir is not None and bool(engine.tables())
         try:
-            for ddl in c.ddl:
-                engine.execute(ddl)
-            if c.metadata is not None:
-                from ..sqlalchemy import mirror
+            if not restored:
+                for ddl in c.ddl:
+                    engine.execute(ddl)
+                if c.metadata is not None:
+                    from ..sqlalchemy import mirror
 
-                mirror(engine, c.metadata, bind=c.bind, tables=c.tables)
+                    mirror(engine, c.metadata, bind=c.bind, tables=c.tables)
             for name, sql in c.views.items():
-                self._views[name] = engine.create_view(name, sql)
+                self._views[name] = engine.view(name) or engine.create_view(name, sql)
             if c.track:
                 from ..sqlalchemy import track
 
