@@ -3,28 +3,15 @@
 //! twice, the views registered again — and a damaged, foreign or busy state
 //! directory is refused with what to do.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ciuf::{Change, Durability, Engine, OpenOptions, Row, Value, View};
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("ciuf-durable-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::crash::TempDir;
 
 fn sorted(mut rows: Vec<Row>) -> Vec<Vec<Value>> {
     rows.sort();
@@ -87,7 +74,7 @@ fn everything(e: &Engine) -> Vec<Vec<Vec<Value>>> {
 
 #[test]
 fn tables_views_and_transactions_come_back_after_a_restart() {
-    let dir = Dir::new("restart");
+    let dir = TempDir::new("durable-restart");
     let expected = {
         let e = Engine::in_memory_durable(&dir.0).unwrap();
         setup(&e, 20);
@@ -122,7 +109,7 @@ fn tables_views_and_transactions_come_back_after_a_restart() {
 
 #[test]
 fn checkpoints_replace_the_log_and_restarts_read_them() {
-    let dir = Dir::new("checkpoint");
+    let dir = TempDir::new("durable-checkpoint");
     let options = || OpenOptions {
         state_dir: Some(dir.0.clone()),
         durability: Durability::Grouped(Duration::from_millis(2)),
@@ -164,7 +151,7 @@ fn last_log(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_record_cut_short_is_dropped_and_damage_is_refused_by_name() {
-    let dir = Dir::new("damage");
+    let dir = TempDir::new("durable-damage");
     let expected = {
         let e = Engine::in_memory_durable(&dir.0).unwrap();
         setup(&e, 10);
@@ -273,7 +260,7 @@ fn ack(line: &str) -> Option<i64> {
 }
 
 fn crash_rounds(tag: &str, grouped: bool) {
-    let dir = Dir::new(tag);
+    let dir = TempDir::new(&format!("durable-{tag}"));
     let exe = std::env::current_exe().unwrap();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
     let mut acknowledged: i64 = -1;
@@ -360,7 +347,7 @@ fn a_grouped_writer_killed_at_any_moment_loses_nothing_durable() {
 
 #[test]
 fn a_full_disk_refuses_the_transaction_and_writing_resumes_when_space_returns() {
-    let dir = Dir::new("full");
+    let dir = TempDir::new("durable-full");
     let e = Engine::in_memory_durable(&dir.0).unwrap();
     setup(&e, 10);
     let total = e.view("total").unwrap();
@@ -388,7 +375,7 @@ fn a_full_disk_refuses_the_transaction_and_writing_resumes_when_space_returns() 
 
 #[test]
 fn a_damaged_or_cut_checkpoint_is_refused() {
-    let dir = Dir::new("ckpt");
+    let dir = TempDir::new("durable-ckpt");
     let options =
         || OpenOptions { state_dir: Some(dir.0.clone()), checkpoint_floor: 4 << 10, ..OpenOptions::default() };
     {

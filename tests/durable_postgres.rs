@@ -6,33 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ciuf::{Engine, OpenOptions, Value, View};
+use common::crash::{TempDir, kill_at_random, report_versions, rounds};
 use common::pg::PgServer;
 
 const ACCOUNTS: i64 = 20_000;
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("ciuf-durable-pg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn bank() -> PgServer {
     let server = PgServer::start();
@@ -144,7 +128,7 @@ fn slots(c: &mut postgres::Client) -> Vec<(String, bool)> {
 #[test]
 fn a_restart_resumes_on_the_kept_slot_without_a_copy() {
     let server = bank();
-    let dir = Dir::new("restart");
+    let dir = TempDir::new("durable-pg-restart");
     let mut c = server.client();
     {
         let e = Engine::open_with(&server.url(), options(&dir.0)).unwrap();
@@ -189,10 +173,6 @@ fn a_restart_resumes_on_the_kept_slot_without_a_copy() {
     assert!(!dir.0.exists());
 }
 
-fn rounds() -> usize {
-    if std::env::var_os("CIUF_LONG").is_some() { 50 } else { 5 }
-}
-
 /// The follower a crash test kills (see `a_follower_killed_at_any_moment_comes_back_exact`).
 #[test]
 #[ignore = "the child process of a_follower_killed_at_any_moment_comes_back_exact"]
@@ -201,22 +181,13 @@ fn crash_follower() {
     let state = std::env::var("CIUF_CRASH_STATE").expect("and CIUF_CRASH_STATE");
     let e = Engine::open_with(&url, options(Path::new(&state))).unwrap();
     register(&e);
-    let moves = e.from_sql("SELECT COUNT(*) FROM moves").unwrap();
-    let mut last = None;
-    loop {
-        let now = moves.version().unwrap();
-        if last != Some(now) {
-            println!("ready {now}");
-            last = Some(now);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    report_versions(&e.from_sql("SELECT COUNT(*) FROM moves").unwrap())
 }
 
 #[test]
 fn a_follower_killed_at_any_moment_comes_back_exact() {
     let server = bank();
-    let dir = Dir::new("crash");
+    let dir = TempDir::new("durable-pg-crash");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (stop, mut c) = (stop.clone(), server.client());
@@ -233,7 +204,7 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
     let exe = std::env::current_exe().unwrap();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
     for round in 0..rounds() {
-        let mut child = Command::new(&exe)
+        let child = Command::new(&exe)
             .args(["--exact", "crash_follower", "--ignored", "--nocapture", "--test-threads=1"])
             .env("CIUF_CRASH_URL", server.url())
             .env("CIUF_CRASH_STATE", &dir.0)
@@ -241,27 +212,7 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        // Even rounds: killed at a random moment from the start (the first one during
-        // its snapshot); odd rounds: after following for a while.
-        if round % 2 == 0 {
-            std::thread::sleep(Duration::from_millis(seed % 1500));
-        } else {
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let (want, start) = (1 + seed % 30, Instant::now());
-            let mut ready = 0;
-            while ready < want && start.elapsed() < Duration::from_secs(60) {
-                match lines.next() {
-                    Some(Ok(l)) if l.contains("ready") => ready += 1,
-                    Some(Ok(_)) => {}
-                    _ => break,
-                }
-            }
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        kill_at_random(child, round, &mut seed);
     }
     stop.store(true, Ordering::Relaxed);
     assert!(writer.join().unwrap() > 0);

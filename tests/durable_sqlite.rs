@@ -3,32 +3,17 @@
 //! loading, while following — and restarted, its views equal the queries on the file,
 //! and a transfer between accounts never shows half done.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ciuf::{Engine, OpenOptions, Value, View};
+use common::crash::{TempDir, kill_at_random, report_versions, rounds};
 use rusqlite::Connection;
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("ciuf-durable-sqlite-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const ACCOUNTS: i64 = 50_000;
 const TOTAL: &str = "SELECT SUM(balance), COUNT(*) FROM acct";
@@ -135,7 +120,7 @@ fn check_views(e: &Engine, file: &Connection) {
 
 #[test]
 fn a_restart_follows_on_without_reading_a_table_again() {
-    let dir = Dir::new("restart");
+    let dir = TempDir::new("durable-sqlite-restart");
     let (file, state) = (dir.0.join("bank.db"), dir.0.join("state"));
     make_file(&file);
     let url = format!("sqlite://{}", file.display());
@@ -173,11 +158,6 @@ fn a_restart_follows_on_without_reading_a_table_again() {
     assert!(err.contains("holds the state of sqlite://") && err.contains("bank.db"), "{err}");
 }
 
-/// How many kill-and-restart rounds (`CIUF_LONG=1`: 50).
-fn rounds() -> usize {
-    if std::env::var_os("CIUF_LONG").is_some() { 50 } else { 5 }
-}
-
 /// The follower a crash test kills: opens the engine on `CIUF_CRASH_FILE` with
 /// `CIUF_CRASH_STATE`, registers the views if they are not back, and prints "ready"
 /// each time its views have caught up with a change.
@@ -188,21 +168,12 @@ fn crash_follower() {
     let state = std::env::var("CIUF_CRASH_STATE").expect("and CIUF_CRASH_STATE");
     let e = Engine::open_with(&format!("sqlite://{file}"), options(Path::new(&state))).unwrap();
     register(&e);
-    let moves = e.from_sql("SELECT COUNT(*) FROM moves").unwrap();
-    let mut last = None;
-    loop {
-        let now = moves.version().unwrap();
-        if last != Some(now) {
-            println!("ready {now}");
-            last = Some(now);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    report_versions(&e.from_sql("SELECT COUNT(*) FROM moves").unwrap())
 }
 
 #[test]
 fn a_follower_killed_at_any_moment_comes_back_exact() {
-    let dir = Dir::new("crash");
+    let dir = TempDir::new("durable-sqlite-crash");
     let (file, state) = (dir.0.join("bank.db"), dir.0.join("state"));
     make_file(&file);
     // A writer keeps transferring all along.
@@ -223,7 +194,7 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
     let exe = std::env::current_exe().unwrap();
     let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(std::process::id());
     for round in 0..rounds() {
-        let mut child = Command::new(&exe)
+        let child = Command::new(&exe)
             .args(["--exact", "crash_follower", "--ignored", "--nocapture", "--test-threads=1"])
             .env("CIUF_CRASH_FILE", &file)
             .env("CIUF_CRASH_STATE", &state)
@@ -231,28 +202,7 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        // Rounds alternate: killed at a random moment from the start (the first while
-        // loading its 50,000 accounts), or after following for a while.
-        let start = Instant::now();
-        if round % 2 == 0 {
-            std::thread::sleep(Duration::from_millis(seed % 1500));
-        } else {
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let want = 1 + seed % 40;
-            let mut ready = 0;
-            while ready < want && start.elapsed() < Duration::from_secs(60) {
-                match lines.next() {
-                    Some(Ok(l)) if l.contains("ready") => ready += 1,
-                    Some(Ok(_)) => {}
-                    _ => break,
-                }
-            }
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        kill_at_random(child, round, &mut seed);
     }
     stop.store(true, Ordering::Relaxed);
     let written = writer.join().unwrap();

@@ -4,31 +4,16 @@
 //! under a follower. In each, the views must end equal to the file: nothing lost,
 //! nothing applied twice, and what cannot be followed said plainly.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ciuf::{Engine, View};
+use common::crash::TempDir;
 use rusqlite::Connection;
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("ciuf-sqlite-faults-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn connect(path: &std::path::Path) -> Connection {
     let c = Connection::open(path).unwrap();
@@ -67,7 +52,7 @@ fn signal(pid: u32, sig: &str) {
 /// hole and read the table again: its view ends equal to the file.
 #[test]
 fn a_follower_paused_past_the_trimmed_log_resyncs_instead_of_losing_rows() {
-    let dir = Dir::new("paused");
+    let dir = TempDir::new("sqlite-faults-paused");
     let path = dir.0.join("app.db");
     let writer = connect(&path);
     writer
@@ -149,7 +134,7 @@ fn a_follower_paused_past_the_trimmed_log_resyncs_instead_of_losing_rows() {
 /// follower takes an insert (or update) that meets an existing key as that deletion.
 #[test]
 fn replace_is_followed_as_the_deletion_it_makes() {
-    let dir = Dir::new("replace");
+    let dir = TempDir::new("sqlite-faults-replace");
     let path = dir.0.join("app.db");
     let writer = connect(&path);
     writer
@@ -186,7 +171,7 @@ fn replace_is_followed_as_the_deletion_it_makes() {
 /// reported, and the views keep what they saw.
 #[test]
 fn a_replaced_file_is_followed_anew_and_a_deleted_one_is_reported() {
-    let dir = Dir::new("replaced");
+    let dir = TempDir::new("sqlite-faults-replaced");
     let path = dir.0.join("app.db");
     let writer = connect(&path);
     writer
@@ -225,7 +210,7 @@ fn a_replaced_file_is_followed_anew_and_a_deleted_one_is_reported() {
 
 #[test]
 fn an_error_while_following_is_never_reported_beside_streaming() {
-    let dir = Dir::new("error");
+    let dir = TempDir::new("sqlite-faults-error");
     let path = dir.0.join("app.db");
     let writer = connect(&path);
     writer

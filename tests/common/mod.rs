@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod pg;
 
 use ciuf::{Row, Value};
