@@ -109,6 +109,16 @@ impl Engine {
         }
     }
 
+    /// Writes a checkpoint of every table now and waits until it is durable, so that
+    /// the next restart reads it instead of the log written since the last one
+    /// (checkpoints are also written on their own as the log grows). Does nothing
+    /// without a state directory.
+    pub fn checkpoint(&self) -> Result<()> {
+        let Some(d) = &self.durable else { return Ok(()) };
+        self.database().checkpoint()?;
+        Ok(d.state.sync()?)
+    }
+
     /// The state directory itself (for tests that damage it or fill its disk).
     #[doc(hidden)]
     pub fn state_handle(&self) -> Option<Arc<StateDir>> {
@@ -152,7 +162,7 @@ impl Engine {
             ciuf_engine::Journal::table_dropped(&*state, name)?;
         }
         state.set_meta(ciuf_connectors::sqlite::LOADING_KEY, "")?;
-        let source = SqliteSource::open_durable(&canonical, options, engine.dataflow().clone(), Some(state.clone()))?;
+        let source = SqliteSource::open_durable(&canonical, options, engine.database().clone(), Some(state.clone()))?;
         engine.source = Some(Arc::new(source));
         Ok(engine.finish_restore(state, restored, unrestored))
     }
@@ -174,7 +184,7 @@ impl Engine {
         let source = ciuf_connectors::postgres::PostgresSource::open_durable(
             url,
             options,
-            engine.dataflow().clone(),
+            engine.database().clone(),
             Some(state.clone()),
         )?;
         engine.source = Some(Arc::new(source));
@@ -217,10 +227,10 @@ impl Engine {
         state: &Arc<StateDir>,
         recovered: Recovered,
     ) -> Result<(Vec<(ViewId, ViewRecord)>, Vec<(ViewRecord, Error)>)> {
-        let dataflow = self.dataflow().clone();
+        let db = self.database().clone();
         let mut contents = Vec::with_capacity(recovered.tables.len());
         for table in recovered.tables {
-            let id = dataflow.create_table(table.schema)?;
+            let id = db.create_table(table.schema)?;
             contents.push((id, table.rows));
         }
         let mut recorded = Vec::new();
@@ -238,12 +248,12 @@ impl Engine {
                     batch.push(Change::insert(id, RowData::from(row.clone())));
                 }
                 if batch.len() >= LOAD_BATCH {
-                    load(&dataflow, state, std::mem::take(&mut batch))?;
+                    load(&db, state, std::mem::take(&mut batch))?;
                 }
             }
-            load(&dataflow, state, batch)?;
+            load(&db, state, batch)?;
         }
-        dataflow.set_journal(Some(state.clone()));
+        db.set_journal(Some(state.clone()));
         Ok((recorded, unrestored))
     }
 
@@ -269,7 +279,7 @@ impl Engine {
         let Some(d) = &self.durable else { return Ok(()) };
         let record = ViewRecord { name: name.map(str::to_string), sql: sql.to_string(), partial: options.partial };
         if let Err(e) = d.state.view_added(record.clone()) {
-            let _ = self.dataflow().drop_view_handle(view);
+            let _ = self.database().drop_view_handle(view);
             return Err(e.into());
         }
         d.recorded.lock().push((view.id(), record));
@@ -318,8 +328,8 @@ fn drop_interrupted(recovered: &mut Recovered, key: &str) -> Vec<String> {
 const LOAD_BATCH: usize = 100_000;
 
 /// Applies one batch of restored rows.
-fn load(dataflow: &ciuf_engine::Dataflow, state: &StateDir, batch: Vec<Change>) -> Result<()> {
-    dataflow.apply(batch).map_err(|e| Error::State {
+fn load(db: &ciuf_engine::Database, state: &StateDir, batch: Vec<Change>) -> Result<()> {
+    db.apply(batch).map_err(|e| Error::State {
         message: format!("the rows kept in {} do not load: {e}", state.dir().display()),
         retryable: false,
     })

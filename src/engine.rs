@@ -9,7 +9,7 @@ use ciuf_connectors::Source;
 use ciuf_connectors::postgres::{PostgresOptions, PostgresSource};
 use ciuf_connectors::sqlite::{SqliteOptions, SqliteSource, SqliteTarget};
 use ciuf_engine::{
-    Catalog, Change, Column, Dataflow, Dialect, Error, PartialLimits, RecordBatch, Result, RowData, SqlError,
+    Catalog, Change, Column, Database, Dialect, Error, PartialLimits, RecordBatch, Result, RowData, SqlError,
     SqlErrorKind, Stats, TableId, TableRef, TableSchema, Value, View, ViewDef,
 };
 use ciuf_sql::Statement;
@@ -32,7 +32,7 @@ pub enum Outcome {
 /// changes — transactions run one at a time — while any number of threads read views.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    dataflow: Dataflow,
+    db: Database,
     /// Views by SQL text, so that repeating a query costs a lookup, not a parse.
     by_sql: Arc<Mutex<HashMap<String, View>>>,
     /// Parameterized views by the shape of their query (see `shape_of`), so that SQL
@@ -61,7 +61,7 @@ impl Engine {
     /// An in-memory engine following `dialect` where SQL dialects differ.
     pub fn with_dialect(dialect: Dialect) -> Engine {
         Engine {
-            dataflow: Dataflow::new(dialect),
+            db: Database::new(dialect),
             by_sql: Default::default(),
             shapes: Default::default(),
             source: None,
@@ -107,10 +107,10 @@ impl Engine {
         match ciuf_connectors::sqlite::parse_url(url)? {
             SqliteTarget::Memory => Ok(Engine::with_dialect(Dialect::Sqlite)),
             SqliteTarget::File(path) => {
-                let dataflow = Dataflow::new(Dialect::Sqlite);
-                let source = SqliteSource::open(&path, options, dataflow.clone())?;
+                let db = Database::new(Dialect::Sqlite);
+                let source = SqliteSource::open(&path, options, db.clone())?;
                 Ok(Engine {
-                    dataflow,
+                    db,
                     by_sql: Default::default(),
                     shapes: Default::default(),
                     source: Some(Arc::new(source)),
@@ -123,10 +123,10 @@ impl Engine {
     /// An engine fed by the PostgreSQL database at `url`, with the slot and publication
     /// names of `options` (see [`Engine::open`]).
     pub fn open_postgres(url: &str, options: PostgresOptions) -> Result<Engine> {
-        let dataflow = Dataflow::new(Dialect::Postgres);
-        let source = PostgresSource::open(url, options, dataflow.clone())?;
+        let db = Database::new(Dialect::Postgres);
+        let source = PostgresSource::open(url, options, db.clone())?;
         Ok(Engine {
-            dataflow,
+            db,
             by_sql: Default::default(),
             shapes: Default::default(),
             source: Some(Arc::new(source)),
@@ -144,7 +144,7 @@ impl Engine {
             source.add_tables(&wanted)?;
         }
         for name in names {
-            if self.dataflow.table_id(name).is_err() {
+            if self.db.table_id(name).is_err() {
                 let where_ = if self.source.is_some() { "in the source database" } else { "declared" };
                 return Err(SqlError::new(
                     SqlErrorKind::UnknownTable,
@@ -174,8 +174,8 @@ impl Engine {
     }
 
     /// The engine without SQL.
-    pub fn dataflow(&self) -> &Dataflow {
-        &self.dataflow
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Runs SQL statements: CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,
@@ -190,7 +190,7 @@ impl Engine {
     pub(crate) fn run(&self, statement: Statement) -> Result<Outcome> {
         Ok(match statement {
             Statement::CreateTable(mut schema) => {
-                if self.dataflow.dialect() == Dialect::Sqlite {
+                if self.db.dialect() == Dialect::Sqlite {
                     // SQLite keeps any 64-bit integer in a column declared INTEGER or
                     // SMALLINT (the declared width is only a name): so does ciuf.
                     for c in &mut schema.columns {
@@ -207,11 +207,11 @@ impl Engine {
                         }
                     }
                 }
-                self.dataflow.create_table(schema)?;
+                self.db.create_table(schema)?;
                 Outcome::Done
             }
             Statement::CreateView { name, query, sql, if_not_exists } => {
-                if if_not_exists && let Some(v) = self.dataflow.view(&name) {
+                if if_not_exists && let Some(v) = self.db.view(&name) {
                     return Ok(Outcome::View(v));
                 }
                 let view = self.define(Some(&name), &query, &sql)?;
@@ -220,8 +220,8 @@ impl Engine {
             }
             Statement::DropView { names, if_exists } => {
                 for n in names {
-                    let id = self.dataflow.view(&n).map(|v| v.id());
-                    match self.dataflow.drop_view(&n) {
+                    let id = self.db.view(&n).map(|v| v.id());
+                    match self.db.drop_view(&n) {
                         Err(_) if if_exists => {}
                         other => other?,
                     }
@@ -250,14 +250,14 @@ impl Engine {
                     .filter_map(|s| s.view.as_ref().map(View::id))
                     .collect();
                 for n in &names {
-                    if self.dataflow.readers_of(n).iter().any(|v| !auto.contains(v)) {
+                    if self.db.readers_of(n).iter().any(|v| !auto.contains(v)) {
                         // drop_table names the views in its refusal.
-                        self.dataflow.drop_table(n)?;
+                        self.db.drop_table(n)?;
                     }
                 }
                 for n in names {
                     self.drop_auto_views_reading(&n);
-                    match self.dataflow.drop_table(&n) {
+                    match self.db.drop_table(&n) {
                         Err(Error::Schema(ciuf_engine::SchemaError::UnknownTable { .. })) if if_exists => {}
                         other => other?,
                     }
@@ -283,12 +283,10 @@ impl Engine {
                         Change::insert(table.as_str(), row)
                     })
                     .collect();
-                self.dataflow.apply(changes)?;
+                self.db.apply(changes)?;
                 Outcome::Done
             }
-            Statement::Explain(query) => {
-                Outcome::Explain(self.dataflow.with_catalog(|cat| ciuf_sql::explain(&query, cat))?)
-            }
+            Statement::Explain(query) => Outcome::Explain(self.db.with_catalog(|cat| ciuf_sql::explain(&query, cat))?),
             Statement::NoOp(_) => Outcome::Done,
         })
     }
@@ -403,16 +401,16 @@ impl Engine {
         let n = KEYS_TABLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("__ciuf_keys_{n}");
         let width = columns.len();
-        let table = self.dataflow.create_table(TableSchema {
+        let table = self.db.create_table(TableSchema {
             name: name.clone(),
             columns,
             primary_key: Some((0..width).collect()),
         })?;
-        let defined = self.dataflow.define_view_with(None, limits, |cat| {
+        let defined = self.db.define_view_with(None, limits, |cat| {
             ciuf_sql::plan_parameterized(extracted, sql, cat, Some((table, &name)))
         });
         if defined.is_err() {
-            let _ = self.dataflow.drop_table(&name);
+            let _ = self.db.drop_table(&name);
         }
         defined
     }
@@ -423,11 +421,11 @@ impl Engine {
         let mut shapes = self.shapes.lock();
         shapes.retain(|_, s| {
             let (Some(view), Some(keys)) = (&s.view, &s.auto) else { return true };
-            if !self.dataflow.view_reads(view, table) {
+            if !self.db.view_reads(view, table) {
                 return true;
             }
-            let _ = self.dataflow.drop_view_handle(view);
-            let _ = self.dataflow.drop_table(keys);
+            let _ = self.db.drop_view_handle(view);
+            let _ = self.db.drop_table(keys);
             false
         });
     }
@@ -435,16 +433,13 @@ impl Engine {
     /// Runs `plan` over the catalog, asking the source for missing tables (see
     /// [`Engine::with_source_tables`]).
     fn plan_with_source<T>(&self, plan: impl Fn(&dyn Catalog) -> Result<T>) -> Result<T> {
-        self.with_source_tables(|missing| {
-            self.dataflow.with_catalog(|cat| plan(&RecordingCatalog { inner: cat, missing }))
-        })
+        self.with_source_tables(|missing| self.db.with_catalog(|cat| plan(&RecordingCatalog { inner: cat, missing })))
     }
 
     /// Plans and registers a view, asking the source for missing tables.
     fn define(&self, name: Option<&str>, query: &ciuf_sql::Query, sql: &str) -> Result<View> {
         self.with_source_tables(|missing| {
-            self.dataflow
-                .define_view(name, |cat| ciuf_sql::plan_query(query, sql, &RecordingCatalog { inner: cat, missing }))
+            self.db.define_view(name, |cat| ciuf_sql::plan_query(query, sql, &RecordingCatalog { inner: cat, missing }))
         })
     }
 
@@ -487,7 +482,7 @@ impl Engine {
 
     /// The named view `name`.
     pub fn view(&self, name: &str) -> Option<View> {
-        self.dataflow.view(name)
+        self.db.view(name)
     }
 
     /// Stops maintaining `view` (and every handle on it).
@@ -499,7 +494,7 @@ impl Engine {
         }
         self.by_sql.lock().retain(|_, v| v.id() != view.id());
         self.shapes.lock().retain(|_, s| s.view.as_ref().is_none_or(|v| v.id() != view.id()));
-        self.dataflow.drop_view_handle(view)?;
+        self.db.drop_view_handle(view)?;
         self.record_drop(view.id())
     }
 
@@ -516,7 +511,7 @@ impl Engine {
 
     /// Inserts a row (values in column order, or by name) as one transaction.
     pub fn on_insert(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
-        self.dataflow.apply([Change::insert(table, row)])
+        self.db.apply([Change::insert(table, row)])
     }
 
     /// Replaces the row `old` by `new`, as one transaction.
@@ -526,52 +521,52 @@ impl Engine {
         old: impl Into<RowData>,
         new: impl Into<RowData>,
     ) -> Result<()> {
-        self.dataflow.apply([Change::update(table, old, new)])
+        self.db.apply([Change::update(table, old, new)])
     }
 
     /// Replaces the row with `new`'s primary key (columns `new` leaves out keep their
     /// values), as one transaction.
     pub fn on_update_by_key(&self, table: impl Into<TableRef>, new: impl Into<RowData>) -> Result<()> {
-        self.dataflow.apply([Change::update_by_key(table, new)])
+        self.db.apply([Change::update_by_key(table, new)])
     }
 
     /// Deletes a row (by primary key where the table has one), as one transaction.
     pub fn on_delete(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
-        self.dataflow.apply([Change::delete(table, row)])
+        self.db.apply([Change::delete(table, row)])
     }
 
     /// Applies `changes` as one atomic transaction: all of them, or none and the error.
     pub fn apply<I: IntoIterator<Item = Change>>(&self, changes: I) -> Result<()> {
-        self.dataflow.apply(changes)
+        self.db.apply(changes)
     }
 
     /// Inserts many rows into one table as one transaction.
     pub fn insert_many<R: Into<RowData>>(&self, table: &str, rows: impl IntoIterator<Item = R>) -> Result<()> {
-        let id = self.dataflow.table_id(table)?;
-        self.dataflow.apply(rows.into_iter().map(|r| Change::insert(id, r)))
+        let id = self.db.table_id(table)?;
+        self.db.apply(rows.into_iter().map(|r| Change::insert(id, r)))
     }
 
     /// Inserts the rows of an Arrow record batch into one table as one transaction.
     /// Batch columns are matched to table columns by name; table columns the batch
     /// lacks are NULL; a batch column the table lacks is an error.
     pub fn insert_arrow(&self, table: &str, batch: &RecordBatch) -> Result<()> {
-        self.dataflow.insert_batches(table, std::slice::from_ref(batch))
+        self.db.insert_batches(table, std::slice::from_ref(batch))
     }
 
     /// Inserts the rows of several Arrow record batches into one table as one
     /// transaction (see [`Engine::insert_arrow`]).
     pub fn insert_arrow_batches(&self, table: &str, batches: &[RecordBatch]) -> Result<()> {
-        self.dataflow.insert_batches(table, batches)
+        self.db.insert_batches(table, batches)
     }
 
     /// The schema of table `name`.
     pub fn table_schema(&self, name: &str) -> Result<Arc<TableSchema>> {
-        self.dataflow.table_schema(name)
+        self.db.table_schema(name)
     }
 
     /// Sizes of what the engine holds.
     pub fn stats(&self) -> Stats {
-        self.dataflow.stats()
+        self.db.stats()
     }
 }
 

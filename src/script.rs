@@ -31,7 +31,7 @@ impl Engine {
         let mut outcome = Outcome::Done;
         let single = statements.len() == 1;
         for statement in statements {
-            let before = self.dataflow().next_view_id();
+            let before = self.database().next_view_id();
             let pending = if single { Vec::new() } else { self.undo_of(&statement) };
             match self.run(statement) {
                 Ok(done) => {
@@ -67,7 +67,7 @@ impl Engine {
                 }
             }
             Statement::Insert { table, columns, rows } => {
-                let Ok(schema) = self.dataflow().table_schema(table) else { return Vec::new() };
+                let Ok(schema) = self.database().table_schema(table) else { return Vec::new() };
                 let keys: Option<Vec<usize>> = schema.primary_key.clone();
                 let position = |name: &str| schema.column_index(name);
                 let deletes = rows
@@ -98,8 +98,8 @@ impl Engine {
             Statement::DropTable { names, .. } => names
                 .iter()
                 .filter_map(|n| {
-                    let schema = self.dataflow().table_schema(n).ok()?;
-                    let rows = self.dataflow().table_rows(n).ok()?;
+                    let schema = self.database().table_schema(n).ok()?;
+                    let rows = self.database().table_rows(n).ok()?;
                     Some(Undo::Restore((*schema).clone(), rows))
                 })
                 .collect(),
@@ -114,19 +114,19 @@ impl Engine {
     /// bug) is left: the error reported is the statement's own.
     fn take_back(&self, undo: Undo) {
         let _ = match undo {
-            Undo::DropTable(name) => self.dataflow().drop_table(&name),
+            Undo::DropTable(name) => self.database().drop_table(&name),
             Undo::DropView(name) => match self.view(&name) {
                 Some(v) => self.drop_view(&v),
                 None => Ok(()),
             },
             Undo::DropViewHandle(view) => self.drop_view(&view),
             Undo::Delete(table, rows) => {
-                self.dataflow().apply(rows.into_iter().map(|r| Change::delete(table.as_str(), r)))
+                self.database().apply(rows.into_iter().map(|r| Change::delete(table.as_str(), r)))
             }
             Undo::Restore(schema, rows) => {
                 let name = schema.name.clone();
-                self.dataflow().create_table(schema).and_then(|_| {
-                    self.dataflow().apply(rows.into_iter().map(|r| Change::insert(name.as_str(), RowData::from(r))))
+                self.database().create_table(schema).and_then(|_| {
+                    self.database().apply(rows.into_iter().map(|r| Change::insert(name.as_str(), RowData::from(r))))
                 })
             }
             Undo::Redefine(sql) => self.execute(&sql).map(|_| ()),

@@ -247,12 +247,12 @@ fn profiling_times_each_node_only_while_on() {
     let e = shop();
     e.from_sql("SELECT o.id, p.name FROM orders o JOIN products p ON o.product_id = p.id WHERE o.amount > 10").unwrap();
     e.on_insert("products", vec![Value::Int(1), Value::text("pen"), Value::text("office"), Value::Float(2.0)]).unwrap();
-    assert_eq!(e.dataflow().profile().transactions, 0, "off by default");
-    e.dataflow().set_profiling(true);
+    assert_eq!(e.database().profile().transactions, 0, "off by default");
+    e.database().set_profiling(true);
     for id in 0..3 {
         e.on_insert("orders", order(id, 1, 1, 20.0, "paid")).unwrap();
     }
-    let p = e.dataflow().profile();
+    let p = e.database().profile();
     assert_eq!(p.transactions, 3);
     let labels: Vec<&str> = p.nodes.iter().map(|n| n.label.as_str()).collect();
     assert!(labels.iter().any(|l| l.starts_with("Scan orders")), "{labels:?}");
@@ -262,7 +262,7 @@ fn profiling_times_each_node_only_while_on() {
     assert_eq!((join.steps, join.rows_out), (3, 3));
     assert!(p.total() >= join.total());
     assert!(p.to_string().starts_with("3 transactions"), "{p}");
-    e.dataflow().set_profiling(false);
+    e.database().set_profiling(false);
     e.on_insert("orders", order(9, 1, 1, 20.0, "paid")).unwrap();
-    assert_eq!(e.dataflow().profile(), ciuf::core::Profile::default());
+    assert_eq!(e.database().profile(), ciuf::core::Profile::default());
 }

@@ -19,7 +19,7 @@ fn assert_send_sync<T: Send + Sync>() {}
 fn engine_and_views_are_send_and_sync() {
     assert_send_sync::<Engine>();
     assert_send_sync::<View>();
-    assert_send_sync::<ciuf::core::Dataflow>();
+    assert_send_sync::<ciuf::core::Database>();
 }
 
 #[test]

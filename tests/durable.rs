@@ -34,7 +34,7 @@ const MOVED: &str = "SELECT a.owner, COUNT(t.id) FROM acct a LEFT JOIN transfer 
 /// transaction that keeps the total.
 fn transfer(e: &Engine, id: i64, src: i64, dst: i64, amount: i64) -> ciuf::Result<()> {
     let balance = |acct: i64| -> i64 {
-        e.dataflow()
+        e.database()
             .table_rows("acct")
             .unwrap()
             .into_iter()
@@ -65,7 +65,7 @@ fn setup(e: &Engine, accounts: i64) {
 /// Every table and view of `e`, for comparing two engines.
 fn everything(e: &Engine) -> Vec<Vec<Vec<Value>>> {
     let mut out: Vec<Vec<Vec<Value>>> =
-        e.dataflow().table_names().iter().map(|t| sorted(e.dataflow().table_rows(t).unwrap())).collect();
+        e.database().table_names().iter().map(|t| sorted(e.database().table_rows(t).unwrap())).collect();
     out.push(view_rows(&e.view("total").unwrap()));
     out.push(view_rows(&e.view("per_owner").unwrap()));
     out.push(view_rows(&e.from_sql(MOVED).unwrap()));
@@ -95,7 +95,7 @@ fn tables_views_and_transactions_come_back_after_a_restart() {
     };
     let e = Engine::in_memory_durable(&dir.0).unwrap();
     assert!(e.unrestored_views().is_empty(), "{:?}", e.unrestored_views());
-    assert_eq!(e.dataflow().table_names(), vec!["acct", "transfer", "note"]);
+    assert_eq!(e.database().table_names(), vec!["acct", "transfer", "note"]);
     assert!(e.view("temporary").is_none());
     assert_eq!(everything(&e), expected);
     // And it carries on, durably.
@@ -104,7 +104,7 @@ fn tables_views_and_transactions_come_back_after_a_restart() {
     let e = Engine::in_memory_durable(&dir.0).unwrap();
     let total = e.view("total").unwrap();
     assert_eq!(view_rows(&total), vec![vec![Value::Int(20_000), Value::Int(20)]]);
-    assert_eq!(e.dataflow().table_rows("transfer").unwrap().len(), 201);
+    assert_eq!(e.database().table_rows("transfer").unwrap().len(), 201);
 }
 
 #[test]
@@ -228,11 +228,11 @@ fn crash_writer() {
         ..OpenOptions::default()
     };
     let e = Engine::open_with("memory:", options).unwrap();
-    if e.dataflow().table_names().is_empty() {
+    if e.database().table_names().is_empty() {
         setup(&e, 30);
     }
     let mut next = e
-        .dataflow()
+        .database()
         .table_rows("transfer")
         .unwrap()
         .iter()
@@ -302,12 +302,12 @@ fn crash_rounds(tag: &str, grouped: bool) {
 
         let e = Engine::open_with("memory:", OpenOptions { state_dir: Some(dir.0.clone()), ..OpenOptions::default() });
         let e = e.unwrap_or_else(|err| panic!("round {round}: {err}"));
-        if e.dataflow().table_names().is_empty() {
+        if e.database().table_names().is_empty() {
             assert_eq!(acknowledged, -1, "round {round}: the schema was acknowledged, then lost");
             continue;
         }
         let ids: Vec<i64> =
-            sorted(e.dataflow().table_rows("transfer").unwrap()).iter().map(|r| r[0].as_i64().unwrap()).collect();
+            sorted(e.database().table_rows("transfer").unwrap()).iter().map(|r| r[0].as_i64().unwrap()).collect();
         // Nothing applied twice, nothing skipped: the transfers are 0..n.
         assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>(), "round {round}");
         if grouped {
@@ -324,7 +324,7 @@ fn crash_rounds(tag: &str, grouped: bool) {
         let fresh = Engine::in_memory();
         fresh.execute(SCHEMA).unwrap();
         for t in ["acct", "transfer", "note"] {
-            fresh.apply(e.dataflow().table_rows(t).unwrap().into_iter().map(|r| Change::insert(t, r))).unwrap();
+            fresh.apply(e.database().table_rows(t).unwrap().into_iter().map(|r| Change::insert(t, r))).unwrap();
         }
         for (sql, view) in [(PER_OWNER, e.view("per_owner").unwrap()), (MOVED, e.from_sql(MOVED).unwrap())] {
             assert_eq!(view_rows(&view), view_rows(&fresh.from_sql(sql).unwrap()), "round {round}: {sql}");

@@ -1,6 +1,7 @@
 //! A durable engine following PostgreSQL: restarted, it resumes on its kept slot from
 //! its kept position — no COPY — and killed with SIGKILL at any moment (during the
-//! first snapshot, mid-stream), restarted, its views equal PostgreSQL's answers with
+//! first snapshot, mid-stream, mid-checkpoint; with `sync` and with `grouped`
+//! durability), restarted, its views equal PostgreSQL's answers with
 //! nothing lost and nothing applied twice, a transfer never seen half done. `ciuf
 //! state drop` takes the slot and publication away with the directory.
 
@@ -13,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ciuf::{Engine, OpenOptions, Value, View};
-use common::crash::{TempDir, kill_at_random, report_versions, rounds};
+use common::crash::{
+    TempDir, checkpoints, child_options, keep_checkpointing, kill_at_random, report_versions, rounds, with_durability,
+};
 use common::pg::PgServer;
 
 const ACCOUNTS: i64 = 20_000;
@@ -179,8 +182,9 @@ fn a_restart_resumes_on_the_kept_slot_without_a_copy() {
 fn crash_follower() {
     let url = std::env::var("CIUF_CRASH_URL").expect("run by the crash test, with CIUF_CRASH_URL set");
     let state = std::env::var("CIUF_CRASH_STATE").expect("and CIUF_CRASH_STATE");
-    let e = Engine::open_with(&url, options(Path::new(&state))).unwrap();
+    let e = Engine::open_with(&url, child_options(Path::new(&state))).unwrap();
     register(&e);
+    keep_checkpointing(&e);
     report_versions(&e.from_sql("SELECT COUNT(*) FROM moves").unwrap())
 }
 
@@ -204,7 +208,7 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
     let exe = std::env::current_exe().unwrap();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
     for round in 0..rounds() {
-        let child = Command::new(&exe)
+        let child = with_durability(&mut Command::new(&exe), round)
             .args(["--exact", "crash_follower", "--ignored", "--nocapture", "--test-threads=1"])
             .env("CIUF_CRASH_URL", server.url())
             .env("CIUF_CRASH_STATE", &dir.0)
@@ -220,11 +224,12 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
     let mut c = server.client();
     let e = Engine::open_with(&server.url(), options(&dir.0)).unwrap();
     // Round 1 followed until ready: both tables were copied and kept.
-    let mut tables = e.dataflow().table_names();
+    let mut tables = e.database().table_names();
     tables.sort();
     assert_eq!(tables, vec!["acct", "moves"]);
     register(&e);
     check(&e, &mut c);
+    assert!(checkpoints(&dir.0) > 0, "the followers wrote no checkpoint");
     let s = e.source_status().unwrap();
     assert_eq!((s.rows_read, s.resyncs), (0, 0), "a restored table was copied again: {s:?}");
     assert_eq!(slots(&mut c).len(), 1, "one slot, the directory's own");

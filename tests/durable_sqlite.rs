@@ -1,6 +1,7 @@
 //! A durable engine following a SQLite file: restarted, it follows on from where it
 //! was without reading a table again; killed with SIGKILL at any moment — while
-//! loading, while following — and restarted, its views equal the queries on the file,
+//! loading, while following, while writing a checkpoint; with `sync` and with
+//! `grouped` durability — and restarted, its views equal the queries on the file,
 //! and a transfer between accounts never shows half done.
 
 mod common;
@@ -12,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ciuf::{Engine, OpenOptions, Value, View};
-use common::crash::{TempDir, kill_at_random, report_versions, rounds};
+use common::crash::{
+    TempDir, checkpoints, child_options, keep_checkpointing, kill_at_random, report_versions, rounds, with_durability,
+};
 use rusqlite::Connection;
 
 const ACCOUNTS: i64 = 50_000;
@@ -166,8 +169,9 @@ fn a_restart_follows_on_without_reading_a_table_again() {
 fn crash_follower() {
     let file = std::env::var("CIUF_CRASH_FILE").expect("run by the crash test, with CIUF_CRASH_FILE set");
     let state = std::env::var("CIUF_CRASH_STATE").expect("and CIUF_CRASH_STATE");
-    let e = Engine::open_with(&format!("sqlite://{file}"), options(Path::new(&state))).unwrap();
+    let e = Engine::open_with(&format!("sqlite://{file}"), child_options(Path::new(&state))).unwrap();
     register(&e);
+    keep_checkpointing(&e);
     report_versions(&e.from_sql("SELECT COUNT(*) FROM moves").unwrap())
 }
 
@@ -194,7 +198,7 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
     let exe = std::env::current_exe().unwrap();
     let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(std::process::id());
     for round in 0..rounds() {
-        let child = Command::new(&exe)
+        let child = with_durability(&mut Command::new(&exe), round)
             .args(["--exact", "crash_follower", "--ignored", "--nocapture", "--test-threads=1"])
             .env("CIUF_CRASH_FILE", &file)
             .env("CIUF_CRASH_STATE", &state)
@@ -212,9 +216,10 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
     let file_conn = connect(&file);
     let e = Engine::open_with(&format!("sqlite://{}", file.display()), options(&state)).unwrap();
     // Round 1 followed until ready, so both tables were loaded and kept.
-    assert_eq!(e.dataflow().table_names(), vec!["acct", "moves"]);
+    assert_eq!(e.database().table_names(), vec!["acct", "moves"]);
     register(&e);
     check_views(&e, &file_conn);
+    assert!(checkpoints(&state) > 0, "the followers wrote no checkpoint");
     let s = e.source_status().unwrap();
     assert_eq!((s.rows_read, s.resyncs), (0, 0), "a restored table was read again: {s:?}");
     e.close();

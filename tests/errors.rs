@@ -209,8 +209,8 @@ fn bad_changes_are_refused_with_the_reason() {
         Error::Schema(SchemaError::Arity { .. })
     ));
     // Nothing of the above landed.
-    assert_eq!(e.dataflow().table_rows("orders").unwrap().len(), 1);
-    assert_eq!(e.dataflow().table_rows("tags").unwrap().len(), 0);
+    assert_eq!(e.database().table_rows("orders").unwrap().len(), 1);
+    assert_eq!(e.database().table_rows("tags").unwrap().len(), 0);
 }
 
 #[test]
@@ -227,8 +227,8 @@ fn a_refused_transaction_leaves_every_table_and_view_as_before() {
     .unwrap();
     let snapshot = |e: &Engine| {
         (
-            e.dataflow().table_rows("orders").unwrap(),
-            e.dataflow().table_rows("tags").unwrap(),
+            e.database().table_rows("orders").unwrap(),
+            e.database().table_rows("tags").unwrap(),
             totals.rows().unwrap(),
             joined.rows().unwrap(),
             top.rows().unwrap(),
@@ -273,10 +273,10 @@ fn bad_statements_change_nothing() {
     assert!(e.execute("CREATE TABLE t (a BIGINT, a TEXT)").is_err());
     assert!(e.execute("CREATE TABLE t (a BIGINT, PRIMARY KEY (b))").is_err());
     assert!(e.execute("CREATE VIEW orders AS SELECT 1").is_err());
-    assert_eq!(e.dataflow().table_names(), vec!["orders", "tags"]);
+    assert_eq!(e.database().table_names(), vec!["orders", "tags"]);
     let err = e.execute("INSERT INTO orders VALUES (1, 2, 3.0, 'a'), (1, 2, 3.0, 'b')").unwrap_err();
     assert!(err.to_string().contains("duplicate primary key"));
-    assert!(e.dataflow().table_rows("orders").unwrap().is_empty());
+    assert!(e.database().table_rows("orders").unwrap().is_empty());
 }
 
 #[test]
@@ -335,5 +335,5 @@ fn small_wrong_acceptances_are_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::Schema(SchemaError::DuplicateColumn { .. })), "{err}");
     assert!(err.to_string().contains("names column id twice"), "{err}");
-    assert!(e.dataflow().table_rows("orders").unwrap().is_empty());
+    assert!(e.database().table_rows("orders").unwrap().is_empty());
 }

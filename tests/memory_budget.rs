@@ -25,11 +25,11 @@ fn a_view_past_the_budget_fails_alone_and_the_process_goes_on() {
     let counts = e.from_sql("SELECT g, COUNT(*) FROM a GROUP BY g").unwrap();
 
     // Registered over loaded tables: refused, and nothing of it stays.
-    let before = (e.dataflow().stats().nodes, e.dataflow().stats().arrangements);
+    let before = (e.database().stats().nodes, e.database().stats().arrangements);
     let err = e.from_sql("SELECT a.id, b.id FROM a, b").map(|_| ()).unwrap_err();
     assert!(matches!(err, Error::Evaluation { .. }), "{err:?}");
     assert!(err.to_string().contains("memory budget of 400 MB"), "{err}");
-    assert_eq!((e.dataflow().stats().nodes, e.dataflow().stats().arrangements), before);
+    assert_eq!((e.database().stats().nodes, e.database().stats().arrangements), before);
 
     // Registered while small, then the rows arrive: that view fails with the reason,
     // the transaction and every other view go on.

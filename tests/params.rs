@@ -302,3 +302,23 @@ fn parameter_errors_are_clear() {
         .to_string();
     assert!(err.contains("needs parameters"), "{err}");
 }
+
+#[test]
+fn a_partial_view_outliving_its_engine_reads_what_it_holds_and_says_why_not_more() {
+    let e = Engine::in_memory();
+    e.execute("CREATE TABLE t (k INTEGER, v INTEGER)").unwrap();
+    e.apply((0..10).map(|i| Change::insert("t", vec![Value::Int(i % 3), Value::Int(i)]))).unwrap();
+    let v = e
+        .from_sql_with(
+            "SELECT k, SUM(v) AS s FROM t WHERE k = $1 GROUP BY k",
+            ViewOptions { partial: Some(PartialLimits::default()) },
+        )
+        .unwrap();
+    assert_eq!(v.held_keys(), Some(0));
+    assert_eq!(v.query_with(&[Value::Int(1)]).unwrap().num_rows(), 1);
+    assert_eq!(v.held_keys(), Some(1));
+    drop(e);
+    assert_eq!(v.query_with(&[Value::Int(1)]).unwrap().num_rows(), 1, "a key held still reads");
+    let err = v.query_with(&[Value::Int(2)]).unwrap_err().to_string();
+    assert!(err.contains("engine of this partial view was dropped"), "{err}");
+}

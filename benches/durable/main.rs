@@ -79,7 +79,7 @@ fn load(engine: &Engine, data: &Path) -> (Vec<View>, usize, f64) {
     let views: Vec<View> = VIEWS.iter().map(|(_, sql)| engine.from_sql(sql).expect("view")).collect();
     let mut rows = 0;
     for (name, _) in TABLES {
-        let id = engine.dataflow().table_id(name).expect("table");
+        let id = engine.database().table_id(name).expect("table");
         let mut buf = Vec::with_capacity(100_000);
         rows += read_table(data, name, |row| {
             buf.push(Change::Insert { table: TableRef::Id(id), row: RowData::Values(row) });

@@ -143,7 +143,7 @@ fn load_engine(args: &Args) -> Loaded {
     let start = Instant::now();
     let (mut rows, mut raw) = (0, 0);
     for (i, (name, _)) in TABLES.iter().enumerate() {
-        let id = engine.dataflow().table_id(name).expect("table");
+        let id = engine.database().table_id(name).expect("table");
         debug_assert_eq!(id.0 as usize, i);
         let mut buf = Vec::with_capacity(100_000);
         rows += read_table(&args.data, name, |row| {
@@ -262,7 +262,7 @@ fn main() {
         let mut latencies = Vec::with_capacity(prepared.len());
         let mut one_event = Vec::new();
         let mut events = 0;
-        loaded.engine.dataflow().set_profiling(args.profile);
+        loaded.engine.database().set_profiling(args.profile);
         for batch in prepared {
             let n = batch.len();
             let start = Instant::now();
@@ -276,10 +276,10 @@ fn main() {
         }
         if args.profile {
             // Timing each node slows the run a little: its figures are for the split.
-            for line in loaded.engine.dataflow().profile().to_string().lines() {
+            for line in loaded.engine.database().profile().to_string().lines() {
                 println!("PROFILE batch {size}: {line}");
             }
-            loaded.engine.dataflow().set_profiling(false);
+            loaded.engine.database().set_profiling(false);
         }
         let ours = result("ciuf", &size.to_string(), events, &mut latencies);
         if size == 1 {

@@ -1,8 +1,8 @@
 //! # ciuf-connectors
 //!
-//! Change sources that feed a [`ciuf_engine::Dataflow`] from a database. Changes pushed
+//! Change sources that feed a [`ciuf_engine::Database`] from a database. Changes pushed
 //! by the application itself need no connector: they go straight to
-//! [`ciuf_engine::Dataflow::apply`].
+//! [`ciuf_engine::Database::apply`].
 //!
 //! - [`postgres`]: PostgreSQL logical replication — tables discovered in the catalog
 //!   when a view names them, copied from a consistent snapshot, then every committed
@@ -11,13 +11,14 @@
 //!   write from any connection or process captured by triggers into a log table and
 //!   applied, one committed source transaction whole.
 
+pub mod feed;
 pub mod postgres;
 pub mod sqlite;
 pub mod store;
 
 /// A database the engine's tables come from.
 pub trait Source: Send + Sync + std::fmt::Debug {
-    /// Makes the tables `names` (as a view names them) tables of the dataflow, loaded
+    /// Makes the tables `names` (as a view names them) tables of the database, loaded
     /// and followed. Names the database does not have are left out.
     fn add_tables(&self, names: &[String]) -> ciuf_engine::Result<()>;
 

@@ -1,789 +1,540 @@
-//! The engine: tables, the operator graph, views, and the transactions between them.
+//! The dataflow graph: operators connected in a DAG (petgraph), shared between views.
 //!
-//! One writer at a time (a mutex) stages a transaction's changes against the base
-//! tables, runs the graph, and publishes the views' deltas under a short write lock;
-//! readers of views only ever take the read lock (see [`crate::view`]). A transaction
-//! is all or nothing: every change is checked and applied to its table with an undo
-//! record, and the first change that fails puts every table back and reports why,
-//! before any operator has seen the transaction. A checked transaction always
-//! completes: an operator that meets a value its view's SQL cannot compute (or fails
-//! for a bug) fails only the views downstream of it, which report why from then on
-//! (see [`crate::graph`]); should anything else panic, the engine refuses all further
-//! work instead of serving views it can no longer vouch for.
+//! Each plan node becomes a graph node identified by its label and its inputs' nodes,
+//! so two views (or two parts of one view) that compute the same thing from the same
+//! inputs share one node and its state; every table has at most one source node.
+//!
+//! A transaction runs in one pass in topological order: source nodes receive their
+//! table's delta, and every node whose inputs changed steps once. Nodes whose inputs
+//! did not change are skipped, so a transaction costs work in the part of the graph it
+//! touches. Deltas live in a scratch vector indexed by node and are cleared after the
+//! views have taken theirs.
+//!
+//! Joins do not index their inputs themselves: the graph keeps one arrangement per
+//! (node, key) that some join probes (see [`crate::operator::arrangement`]), shared by
+//! every join that needs it, and applies a node's delta to its arrangements as soon as
+//! the node has produced it, before any consumer steps.
+//!
+//! New nodes (a view registered after data arrived) are filled by stepping them once
+//! with their inputs' whole current outputs, as if every existing row had just been
+//! inserted; new arrangements are filled with their node's output first.
+//!
+//! A node whose step fails — a value its expressions cannot compute
+//! ([`crate::expr::fault`]), or a panic — *fails*: it and every node downstream stop
+//! stepping, keep the reason, and are no longer shared with views registered later
+//! (those build fresh nodes). The views reading them report the reason; the others
+//! never notice.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
-use petgraph::stable_graph::NodeIndex;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::NodeIndexable;
 
-use crate::arrow_out::arrow_schema;
-use crate::catalog::{Catalog, Dialect};
-use crate::change::{Change, RowData, TableRef};
-use crate::error::{Error, Result, SchemaError, SqlError, SqlErrorKind, nearest_name};
-use crate::graph::Graph;
-use crate::journal::{Committed, Journal, TableContents, is_internal};
-use crate::plan::{Plan, TableId, ViewDef};
-use crate::profile::{Profile, Stopwatch};
-use crate::row::Row;
-use crate::sort::OrderSpec;
-use crate::table::{Table, Undo};
-use crate::types::{MAX_DECIMAL_PRECISION, TableSchema};
-use crate::view::{Keyed, PartialLimits, Requested, View, ViewId, ViewInfo, ViewState};
+use crate::expr::Expr;
+use crate::operator::Operator;
+use crate::operator::aggregate::Aggregate;
+use crate::operator::arrangement::{Arrangement, Shared};
+use crate::operator::distinct::Distinct;
+use crate::operator::filter::Filter;
+use crate::operator::in_set::InSet;
+use crate::operator::join::{Emit, Join};
+use crate::operator::multi_join::MultiJoin;
+use crate::operator::outer_join::{OuterJoin, Preserve};
+use crate::operator::project::Project;
+use crate::operator::set_op::SetOp;
+use crate::operator::top_k::TopK;
+use crate::operator::union::Union;
+use crate::operator::values::Values;
+use crate::plan::{JoinKind, Plan, TableId};
+use crate::profile::{NodeProfile, Stopwatch};
+use crate::table::Table;
 use crate::zset::ZSet;
 
-/// State shared by an engine and its view handles.
+/// An empty delta, for inputs that did not change.
+static EMPTY: ZSet = ZSet::new();
+
+/// A node's identity: its plan label and its inputs.
+type NodeKey = (String, Vec<NodeIndex>);
+
 #[derive(Debug)]
-pub(crate) struct Shared {
-    writer: Mutex<Writer>,
-    pub published: RwLock<Published>,
+enum NodeKind {
+    /// A base table's changes.
+    Source(TableId),
+    /// An operator over the inputs.
+    Op(Box<dyn Operator>),
 }
 
-/// What readers see: every view's current rows.
+#[derive(Debug)]
+struct Node {
+    kind: NodeKind,
+    inputs: Vec<NodeIndex>,
+    key: NodeKey,
+    /// Parents plus views that use this node.
+    refs: usize,
+    /// Arrangements of its inputs this node's operator probes.
+    uses: Vec<ArrangementKey>,
+}
+
+/// An arrangement's identity: the node arranged and its key expressions.
+type ArrangementKey = (NodeIndex, String);
+
+/// The arrangements joins share, with how many operators hold each.
 #[derive(Debug, Default)]
-pub(crate) struct Published {
-    views: Vec<Option<ViewState>>,
+struct Arrangements {
+    by_key: HashMap<ArrangementKey, (Shared, usize)>,
+    /// Per arranged node, its arrangements (to apply its deltas to).
+    by_node: HashMap<NodeIndex, Vec<Shared>>,
+    /// Created since the last [`Dataflow::initialize`]: still empty.
+    unfilled: Vec<(NodeIndex, Shared)>,
 }
 
-impl Published {
-    /// The state of view `id`, unless it was dropped.
-    pub fn view(&self, id: ViewId) -> Option<&ViewState> {
-        self.views.get(id.0 as usize).and_then(Option::as_ref)
+impl Arrangements {
+    /// The arrangement of `node` by `keys`, created empty if missing; one more holder.
+    fn acquire(&mut self, node: NodeIndex, keys: &[Expr], uses: &mut Vec<ArrangementKey>) -> Shared {
+        let key = (node, format!("{keys:?}"));
+        uses.push(key.clone());
+        let (a, holders) = self.by_key.entry(key).or_insert_with(|| {
+            let a = Arrangement::shared(keys.to_vec());
+            self.unfilled.push((node, Arc::clone(&a)));
+            self.by_node.entry(node).or_default().push(Arc::clone(&a));
+            (a, 0)
+        });
+        *holders += 1;
+        Arc::clone(a)
+    }
+
+    /// Drops one holder of `key`, and the arrangement with its last.
+    fn release(&mut self, key: &ArrangementKey) {
+        let (a, holders) = self.by_key.get_mut(key).expect("held arrangements are registered");
+        *holders -= 1;
+        if *holders > 0 {
+            return;
+        }
+        let a = Arc::clone(a);
+        self.by_key.remove(key);
+        if let Some(list) = self.by_node.get_mut(&key.0) {
+            list.retain(|b| !Arc::ptr_eq(&a, b));
+            if list.is_empty() {
+                self.by_node.remove(&key.0);
+            }
+        }
+    }
+
+    /// Applies a delta of `node` to its arrangements.
+    fn apply(&self, node: NodeIndex, delta: &ZSet) {
+        for a in self.by_node.get(&node).into_iter().flatten() {
+            a.write().apply(delta);
+        }
     }
 }
 
-#[derive(Debug)]
-struct ViewEntry {
-    info: Arc<ViewInfo>,
-    def: ViewDef,
-    root: NodeIndex,
-    key: Option<String>,
+/// The operator graph and the deltas of the transaction in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Dataflow {
+    graph: StableDiGraph<Node, usize>,
+    by_key: HashMap<NodeKey, NodeIndex>,
+    sources: HashMap<TableId, NodeIndex>,
+    topo: Vec<NodeIndex>,
+    deltas: Vec<ZSet>,
+    touched: Vec<NodeIndex>,
+    arrangements: Arrangements,
+    /// Per node index, while profiling: (steps, rows out, step time, arrangement time).
+    timing: Option<Vec<NodeTiming>>,
+    /// Nodes that failed, and why (see the module docs).
+    failed: HashMap<NodeIndex, String>,
 }
 
-#[derive(Debug)]
-struct Writer {
-    dialect: Dialect,
-    tables: Vec<Option<Table>>,
-    table_names: HashMap<String, TableId>,
-    graph: Graph,
-    views: Vec<Option<ViewEntry>>,
-    /// Unnamed views by definition, so that registering the same query twice shares.
-    view_keys: HashMap<String, ViewId>,
-    named_views: HashMap<String, ViewId>,
-    /// Views by the graph node they read.
-    views_by_root: HashMap<NodeIndex, Vec<ViewId>>,
-    /// Per table, the delta of the transaction being staged.
-    pending: Vec<ZSet>,
-    pending_tables: Vec<TableId>,
-    poisoned: Option<String>,
-    /// Tables no longer kept up to date, and why (see [`Dataflow::fail_table`]).
-    failed_tables: HashMap<TableId, Error>,
-    /// While profiling: transactions, table stage and publish totals (the nodes'
-    /// times are the graph's).
-    profile: Option<Profile>,
-    /// Where a durable engine records what it commits (see [`crate::journal`]).
-    journal: Option<Arc<dyn Journal>>,
-}
-
-/// Sizes of what the engine holds, for memory reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    /// Rows stored in base tables.
-    pub base_rows: usize,
-    /// Graph nodes.
-    pub nodes: usize,
-    /// Join indexes (arrangements), each shared by every join that probes it.
-    pub arrangements: usize,
-    /// Approximate heap bytes of the tables' row indexes (not counting the rows).
-    pub table_index_bytes: usize,
-    /// Approximate heap bytes of operator state (not counting shared rows).
-    pub operator_state_bytes: usize,
-    /// Approximate heap bytes of the views' published rows (not counting shared rows).
-    pub view_state_bytes: usize,
-}
-
-/// An incremental view-maintenance engine over in-memory tables.
-///
-/// `Dataflow` knows no SQL: tables arrive as [`TableSchema`]s and views as [`ViewDef`]s
-/// (the `ciuf` crate's `Engine` adds the SQL front end). It is cheap to clone, and
-/// `Send + Sync`: any thread may apply changes (one at a time) and read views.
-#[derive(Debug, Clone)]
-pub struct Dataflow {
-    shared: Arc<Shared>,
-}
-
-impl Default for Dataflow {
-    fn default() -> Self {
-        Dataflow::new(Dialect::default())
-    }
+/// A node's totals while profiling.
+#[derive(Debug, Clone, Copy, Default)]
+struct NodeTiming {
+    steps: u64,
+    rows_out: u64,
+    step: Duration,
+    arrangements: Duration,
 }
 
 impl Dataflow {
-    /// An empty engine following `dialect` where SQL dialects differ.
-    pub fn new(dialect: Dialect) -> Dataflow {
-        let writer = Writer {
-            dialect,
-            tables: Vec::new(),
-            table_names: HashMap::new(),
-            graph: Graph::default(),
-            views: Vec::new(),
-            view_keys: HashMap::new(),
-            named_views: HashMap::new(),
-            views_by_root: HashMap::new(),
-            pending: Vec::new(),
-            pending_tables: Vec::new(),
-            poisoned: None,
-            failed_tables: HashMap::new(),
-            profile: None,
-            journal: None,
+    /// The node computing `plan`, creating missing nodes (appended to `created`). The
+    /// returned node has one more reference, held by the caller.
+    pub fn build(&mut self, plan: &Plan, created: &mut Vec<NodeIndex>) -> NodeIndex {
+        let inputs: Vec<NodeIndex> = plan.inputs().into_iter().map(|p| self.build(p, created)).collect();
+        let key = (plan.label(), inputs.clone());
+        if let Some(&n) = self.by_key.get(&key) {
+            // The inputs' references taken above belong to this node already.
+            for &i in &inputs {
+                self.graph[i].refs -= 1;
+            }
+            self.graph[n].refs += 1;
+            return n;
+        }
+        let mut uses = Vec::new();
+        let kind = match plan {
+            Plan::Scan { table, .. } => NodeKind::Source(*table),
+            _ => NodeKind::Op(make_operator(plan, &mut |port, keys| {
+                self.arrangements.acquire(inputs[port], keys, &mut uses)
+            })),
         };
-        Dataflow {
-            shared: Arc::new(Shared { writer: Mutex::new(writer), published: RwLock::new(Published::default()) }),
+        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses });
+        for (port, &i) in inputs.iter().enumerate() {
+            self.graph.add_edge(i, n, port);
+        }
+        if let Plan::Scan { table, .. } = plan {
+            self.sources.insert(*table, n);
+        }
+        self.by_key.insert(key, n);
+        created.push(n);
+        self.refresh_order();
+        n
+    }
+
+    /// Drops one reference to `node`, removing it (and, recursively, inputs nobody
+    /// else uses) when none is left.
+    pub fn release(&mut self, node: NodeIndex) {
+        let n = &mut self.graph[node];
+        n.refs -= 1;
+        if n.refs > 0 {
+            return;
+        }
+        let removed = self.graph.remove_node(node).expect("node exists");
+        self.failed.remove(&node);
+        if self.by_key.get(&removed.key) == Some(&node) {
+            self.by_key.remove(&removed.key);
+        }
+        for key in &removed.uses {
+            self.arrangements.release(key);
+        }
+        if let NodeKind::Source(t) = removed.kind {
+            self.sources.remove(&t);
+        }
+        for i in removed.inputs {
+            self.release(i);
+        }
+        self.refresh_order();
+    }
+
+    fn refresh_order(&mut self) {
+        self.topo = petgraph::algo::toposort(&self.graph, None).expect("plans build acyclic graphs");
+        if self.deltas.len() < self.graph.node_bound() {
+            self.deltas.resize_with(self.graph.node_bound(), ZSet::new);
         }
     }
 
-    /// The engine a view handle belongs to.
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Dataflow {
-        Dataflow { shared }
+    /// The source node of `table`, if a view reads it.
+    pub fn source(&self, table: TableId) -> Option<NodeIndex> {
+        self.sources.get(&table).copied()
     }
 
-    /// The dialect.
-    pub fn dialect(&self) -> Dialect {
-        self.shared.writer.lock().dialect
+    /// Why `node` failed, if it did.
+    pub fn failure(&self, node: NodeIndex) -> Option<&str> {
+        self.failed.get(&node).map(String::as_str)
     }
 
-    /// Creates a table.
-    pub fn create_table(&self, schema: TableSchema) -> Result<TableId> {
-        let mut w = self.writer()?;
-        validate_schema(&schema)?;
-        let lower = schema.name.to_ascii_lowercase();
-        if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
-            return Err(SchemaError::TableExists(crate::error::shown(&schema.name).into_owned()).into());
-        }
-        if let Some(j) = &w.journal
-            && !is_internal(&schema.name)
-        {
-            j.table_created(&schema)?;
-        }
-        let id = TableId(w.tables.len() as u32);
-        w.tables.push(Some(Table::new(id, schema)));
-        w.pending.push(ZSet::new());
-        w.table_names.insert(lower, id);
-        Ok(id)
+    /// Whether any node has failed.
+    pub fn any_failed(&self) -> bool {
+        !self.failed.is_empty()
     }
 
-    /// Drops the table `name` and its rows. Refused while a view reads it (drop the
-    /// views first): a view must never lose its input.
-    pub fn drop_table(&self, name: &str) -> Result<()> {
-        let mut w = self.writer()?;
-        let id = w.resolve(&TableRef::Name(name.to_string()))?;
-        let readers: Vec<String> = w
-            .views
-            .iter()
-            .flatten()
-            .filter(|v| v.def.plan.reads(id))
-            .map(|v| v.info.name.clone().unwrap_or_else(|| v.info.sql.clone()))
-            .collect();
-        if !readers.is_empty() {
-            return Err(SqlError::new(
-                SqlErrorKind::Catalog,
-                format!("cannot drop table {name}: views read it (drop them first): {}", readers.join("; ")),
-            )
-            .into());
-        }
-        let declared = w.table(id).schema().name.clone();
-        if let Some(j) = &w.journal
-            && !is_internal(&declared)
-        {
-            j.table_dropped(&declared)?;
-        }
-        let table_name = declared.to_ascii_lowercase();
-        w.table_names.remove(&table_name);
-        w.tables[id.0 as usize] = None;
-        w.failed_tables.remove(&id);
-        Ok(())
-    }
-
-    /// The views that read the table called `name` (empty if there is no such table).
-    pub fn readers_of(&self, name: &str) -> Vec<ViewId> {
-        let w = self.shared.writer.lock();
-        let Ok(id) = w.resolve(&TableRef::Name(name.to_string())) else { return Vec::new() };
-        w.views.iter().flatten().filter(|v| v.def.plan.reads(id)).map(|v| v.info.id).collect()
-    }
-
-    /// The id the next view registered will have: views with ids below it exist or
-    /// existed.
-    pub fn next_view_id(&self) -> ViewId {
-        ViewId(self.shared.writer.lock().views.len() as u32)
-    }
-
-    /// Whether `view` reads the table called `name` (false if either is gone).
-    pub fn view_reads(&self, view: &View, name: &str) -> bool {
-        let w = self.shared.writer.lock();
-        let Ok(id) = w.resolve(&TableRef::Name(name.to_string())) else { return false };
-        w.views.get(view.id().0 as usize).and_then(Option::as_ref).is_some_and(|v| v.def.plan.reads(id))
-    }
-
-    /// The id of the table called `name`.
-    pub fn table_id(&self, name: &str) -> Result<TableId> {
-        let w = self.shared.writer.lock();
-        w.resolve(&TableRef::Name(name.to_string()))
-    }
-
-    /// The schema of the table called `name`.
-    pub fn table_schema(&self, name: &str) -> Result<Arc<TableSchema>> {
-        let w = self.shared.writer.lock();
-        let id = w.resolve(&TableRef::Name(name.to_string()))?;
-        Ok(Arc::clone(w.table(id).schema()))
-    }
-
-    /// Marks table `table` as no longer kept up to date (its source changed under it:
-    /// altered, dropped): every view reading it reports `reason` from then on, and
-    /// changes to it are refused; the other views go on.
-    pub fn fail_table(&self, table: TableId, reason: &str) -> Result<()> {
-        let mut w = self.shared.writer.lock();
-        let id = w.resolve(&TableRef::Id(table))?;
-        let name = w.table(id).schema().name.clone();
-        let error =
-            Error::Source { message: format!("table {name} is no longer followed: {reason}"), retryable: false };
-        w.failed_tables.insert(id, error.clone());
-        let readers: Vec<ViewId> =
-            w.views.iter().flatten().filter(|v| v.def.plan.reads(id)).map(|v| v.info.id).collect();
-        let mut p = self.shared.published.write();
-        for v in readers {
-            if let Some(state) = p.views.get_mut(v.0 as usize).and_then(Option::as_mut) {
-                state.broken = Some(error.clone());
+    /// Fails `node` and everything downstream of it with `why`.
+    fn fail(&mut self, node: NodeIndex, why: &str) {
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            if self.failed.contains_key(&n) {
+                continue;
             }
-        }
-        Ok(())
-    }
-
-    /// The name of table `id`.
-    pub fn table_name(&self, id: TableId) -> Result<String> {
-        let w = self.shared.writer.lock();
-        let id = w.resolve(&TableRef::Id(id))?;
-        Ok(w.table(id).schema().name.clone())
-    }
-
-    /// The names of all tables, in creation order.
-    pub fn table_names(&self) -> Vec<String> {
-        let w = self.shared.writer.lock();
-        w.tables.iter().flatten().map(|t| t.schema().name.clone()).collect()
-    }
-
-    /// Every row of the table called `name` (for inspection and tests).
-    pub fn table_rows(&self, name: &str) -> Result<Vec<Row>> {
-        let w = self.shared.writer.lock();
-        let id = w.resolve(&TableRef::Name(name.to_string()))?;
-        let mut rows = Vec::new();
-        for (r, n) in w.table(id).contents() {
-            rows.extend(std::iter::repeat_n(r, n as usize));
-        }
-        Ok(rows)
-    }
-
-    /// Registers a view. `define` plans it against the catalog, under the same lock
-    /// that registers it, so the catalog cannot change in between. An unnamed view
-    /// equal to one already registered is that view.
-    pub fn define_view(
-        &self,
-        name: Option<&str>,
-        define: impl FnOnce(&dyn Catalog) -> Result<ViewDef>,
-    ) -> Result<View> {
-        self.define_view_with(name, PartialLimits::default(), define)
-    }
-
-    /// [`Dataflow::define_view`], with the limits a partial parameterized view keeps
-    /// its keys within.
-    pub fn define_view_with(
-        &self,
-        name: Option<&str>,
-        limits: PartialLimits,
-        define: impl FnOnce(&dyn Catalog) -> Result<ViewDef>,
-    ) -> Result<View> {
-        let mut w = self.writer()?;
-        if let Some(n) = name {
-            let lower = n.to_ascii_lowercase();
-            if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
-                return Err(
-                    SqlError::new(SqlErrorKind::Catalog, format!("a table or view named {n} already exists")).into()
-                );
+            self.failed.insert(n, why.to_string());
+            // A later view builds its own node for this part of its plan.
+            if self.by_key.get(&self.graph[n].key) == Some(&n) {
+                self.by_key.remove(&self.graph[n].key);
             }
+            self.deltas[n.index()].clear();
+            stack.extend(self.graph.neighbors_directed(n, petgraph::Direction::Outgoing));
         }
-        let def = define(&*w)?;
-        validate_plan(&w, &def.plan)?;
-        let key = name.is_none().then(|| def.key());
-        if let Some(&id) = key.as_ref().and_then(|k| w.view_keys.get(k)) {
-            // The same query is the same view, unless that one failed computing: then
-            // this one is computed afresh.
-            let failed = w.graph.failure(w.views[id.0 as usize].as_ref().expect("registered").root).is_some();
-            if !failed {
-                let info = Arc::clone(&w.views[id.0 as usize].as_ref().expect("registered").info);
-                return Ok(View { shared: Arc::clone(&self.shared), info, bound: None });
-            }
-        }
-        let id = ViewId(w.views.len() as u32);
-        // A view ending in a projection of plain columns over rows shared with a table
-        // stores those rows and projects when read: no copy per row.
-        let (stored_plan, positions) = match &def.plan {
-            Plan::Project { input, exprs } if input.passes_base_rows() => match Plan::column_projection(exprs) {
-                Some(cols) => (input.as_ref().clone(), cols),
-                None => (def.plan.clone(), (0..def.columns.len()).collect()),
-            },
-            _ => (def.plan.clone(), (0..def.columns.len()).collect::<Vec<usize>>()),
-        };
-        let order = (!def.order.is_empty()).then(|| {
-            Arc::new(OrderSpec::new(
-                def.order.iter().map(|k| crate::plan::SortKey { column: positions[k.column], ..*k }).collect(),
-            ))
-        });
-        let info = Arc::new(ViewInfo {
-            id,
-            name: name.map(str::to_string),
-            sql: def.sql.clone(),
-            schema: arrow_schema(&def.columns[..def.visible]),
-            columns: def.columns.clone(),
-            visible: def.visible,
-            params: def.params.as_ref().map(|spec| Keyed {
-                positions: spec.key_columns.iter().map(|c| positions[*c]).collect(),
-                partial: spec
-                    .keys_table
-                    .map(|_| parking_lot::Mutex::new(Requested { last_read: Default::default(), limits })),
-                spec: spec.clone(),
-            }),
-            positions,
-            order: order.clone(),
-        });
-        let w = &mut *w;
-        let built = catch_unwind(AssertUnwindSafe(|| {
-            let mut created = Vec::new();
-            let root = w.graph.build(&stored_plan, &mut created);
-            (root, created)
-        }));
-        let (root, created) = match built {
-            Ok(x) => x,
-            Err(panic) => return Err(w.poison(panic)),
-        };
-        let initial = match w.graph.initialize(&created, root, &w.tables) {
-            Ok(initial) => initial,
-            Err(why) => {
-                w.graph.release(root);
-                return Err(Error::Evaluation { message: format!("cannot compute the view: {why}") });
-            }
-        };
-        let mut state = ViewState::new(order.as_ref(), info.params.as_ref().map(|k| k.positions.clone()));
-        state.apply(&initial, order.as_ref());
-        state.broken = w.failed_tables.iter().find(|(t, _)| stored_plan.reads(**t)).map(|(_, e)| e.clone());
-        {
-            let mut p = self.shared.published.write();
-            p.views.resize_with(id.0 as usize + 1, || None);
-            p.views[id.0 as usize] = Some(state);
-        }
-        if let Some(n) = name {
-            w.named_views.insert(n.to_ascii_lowercase(), id);
-        }
-        if let Some(k) = &key {
-            w.view_keys.insert(k.clone(), id);
-        }
-        w.views_by_root.entry(root).or_default().push(id);
-        w.views.push(Some(ViewEntry { info: Arc::clone(&info), def, root, key }));
-        Ok(View { shared: Arc::clone(&self.shared), info, bound: None })
     }
 
-    /// Runs `f` on the catalog (for planning without registering, as EXPLAIN does).
-    pub fn with_catalog<T>(&self, f: impl FnOnce(&dyn Catalog) -> T) -> T {
-        let w = self.shared.writer.lock();
-        f(&*w)
-    }
-
-    /// The named view `name`.
-    pub fn view(&self, name: &str) -> Option<View> {
-        let w = self.shared.writer.lock();
-        let id = w.named_views.get(&name.to_ascii_lowercase())?;
-        let info = Arc::clone(&w.views[id.0 as usize].as_ref()?.info);
-        Some(View { shared: Arc::clone(&self.shared), info, bound: None })
-    }
-
-    /// Drops the named view `name`. Views defined on it keep working: they hold their
-    /// own copy of its plan.
-    pub fn drop_view(&self, name: &str) -> Result<()> {
-        let mut w = self.writer()?;
-        let Some(id) = w.named_views.remove(&name.to_ascii_lowercase()) else {
-            let known: Vec<String> = w.named_views.keys().cloned().collect();
-            return Err(SqlError::new(SqlErrorKind::UnknownTable, format!("no view named {name}"))
-                .suggest(nearest_name(name, known.iter().map(String::as_str)))
-                .into());
-        };
-        w.remove_view(id);
-        self.shared.published.write().views[id.0 as usize] = None;
-        Ok(())
-    }
-
-    /// Stops maintaining `view`; later reads of it fail. Other handles on the same
-    /// (shared) view stop too.
-    pub fn drop_view_handle(&self, view: &View) -> Result<()> {
-        let mut w = self.writer()?;
-        if w.views.get(view.info.id.0 as usize).is_none_or(Option::is_none) {
-            return Ok(());
-        }
-        if let Some(n) = &view.info.name {
-            w.named_views.remove(&n.to_ascii_lowercase());
-        }
-        w.remove_view(view.info.id);
-        self.shared.published.write().views[view.info.id.0 as usize] = None;
-        Ok(())
-    }
-
-    /// Applies `changes` as one atomic transaction: either all of them, with every view
-    /// updated, or (on the first change that fails) none, with the error.
-    pub fn apply<I: IntoIterator<Item = Change>>(&self, changes: I) -> Result<()> {
-        self.apply_at(changes, None)
-    }
-
-    /// [`Dataflow::apply`] for a transaction of a source, which brings the engine to
-    /// `position` (recorded with the transaction by a durable engine's journal).
-    pub fn apply_at<I: IntoIterator<Item = Change>>(&self, changes: I, position: Option<&str>) -> Result<()> {
-        let mut w = self.writer()?;
-        let mut undo = Vec::new();
-        let watch = Stopwatch::start(w.profile.is_some());
-        for change in changes {
-            if let Err(e) = w.stage(change, &mut undo) {
-                w.rollback(undo);
-                return Err(e);
-            }
-        }
-        if let Some(p) = &mut w.profile {
-            p.transactions += 1;
-            watch.add_to(&mut p.tables);
-        }
-        if let Err(e) = w.journal_transaction(position) {
-            w.rollback(undo);
-            return Err(e);
-        }
-        let w = &mut *w;
-        let deltas = match catch_unwind(AssertUnwindSafe(|| w.propagate())) {
-            Ok(d) => d,
-            Err(panic) => return Err(w.poison(panic)),
-        };
-        if w.graph.any_failed() {
-            self.publish_failures(w);
-        }
-        if !deltas.is_empty() {
-            let watch = Stopwatch::start(w.profile.is_some());
-            let mut p = self.shared.published.write();
-            for (id, delta) in &deltas {
-                let order = w.views[id.0 as usize].as_ref().and_then(|v| v.info.order.clone());
-                if let Some(state) = p.views[id.0 as usize].as_mut() {
-                    state.apply(delta, order.as_ref());
-                }
-            }
-            drop(p);
-            if let Some(p) = &mut w.profile {
-                watch.add_to(&mut p.publish);
-            }
-        }
-        if let Some(j) = &w.journal
-            && j.wants_checkpoint()
-        {
-            // The transaction is in (the journal has it); a checkpoint that fails
-            // leaves the log as it was, and is asked for again.
-            let _ = j.checkpoint(w.journaled_contents());
-        }
-        Ok(())
-    }
-
-    /// Gives the engine a journal (see [`crate::journal`]): from now on every table
-    /// made or dropped and every transaction is recorded there before it takes effect.
-    /// Rows already held are not sent; a journal is set on an empty engine, or after
-    /// restoring what it recorded.
-    pub fn set_journal(&self, journal: Option<Arc<dyn Journal>>) {
-        self.shared.writer.lock().journal = journal;
-    }
-
-    /// Every journaled table's schema and rows (for a checkpoint, or a report).
-    pub fn journaled_contents(&self) -> Vec<TableContents> {
-        self.shared.writer.lock().journaled_contents()
-    }
-
-    /// Marks the views whose computation failed (see [`crate::graph`]) as broken.
-    fn publish_failures(&self, w: &Writer) {
-        let mut p = self.shared.published.write();
-        for entry in w.views.iter().flatten() {
-            let Some(why) = w.graph.failure(entry.root) else { continue };
-            if let Some(state) = p.views[entry.info.id.0 as usize].as_mut()
-                && state.broken.is_none()
+    /// Runs one transaction: `table_deltas` into the sources, then every touched node
+    /// in order. Afterwards [`Dataflow::delta`] gives each node's output delta until
+    /// [`Dataflow::clear`]. A node whose step fails fails with its downstream (see the
+    /// module docs); [`Dataflow::failure`] tells.
+    pub fn run(&mut self, table_deltas: &mut [(TableId, ZSet)], tables: &[Option<Table>]) {
+        crate::expr::fault::take();
+        let mut any = false;
+        for (table, delta) in table_deltas.iter_mut() {
+            if let Some(n) = self.source(*table)
+                && !delta.is_empty()
             {
-                let label = entry.info.name.as_deref().unwrap_or(&entry.info.sql);
-                state.broken =
-                    Some(Error::Evaluation { message: format!("view {label} is no longer kept up to date: {why}") });
+                let watch = Stopwatch::start(self.timing.is_some());
+                self.arrangements.apply(n, delta);
+                if let Some(t) = self.timing_of(n) {
+                    t.steps += 1;
+                    t.rows_out += delta.len() as u64;
+                    watch.add_to(&mut t.arrangements);
+                }
+                self.deltas[n.index()] = std::mem::take(delta);
+                self.touched.push(n);
+                any = true;
+            }
+        }
+        if !any {
+            return;
+        }
+        for i in 0..self.topo.len() {
+            let n = self.topo[i];
+            let node = &self.graph[n];
+            let NodeKind::Op(_) = &node.kind else {
+                continue;
+            };
+            if node.inputs.iter().all(|i| self.deltas[i.index()].is_empty()) || self.failed.contains_key(&n) {
+                continue;
+            }
+            // Operators have one or two inputs but for unions: no allocation for those.
+            let mut few: [&ZSet; 4] = [&EMPTY; 4];
+            let many: Vec<&ZSet>;
+            let inputs: &[&ZSet] = if node.inputs.len() <= few.len() {
+                for (slot, i) in few.iter_mut().zip(&node.inputs) {
+                    *slot = &self.deltas[i.index()];
+                }
+                &few[..node.inputs.len()]
+            } else {
+                many = node.inputs.iter().map(|i| &self.deltas[i.index()]).collect();
+                &many
+            };
+            let node = self.graph.node_weight_mut(n).expect("node exists");
+            let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
+            let watch = Stopwatch::start(self.timing.is_some());
+            let stepped = catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| op.step(inputs))));
+            let starved = stepped.is_ok() && op.starved();
+            let stepped = match stepped {
+                Ok(_) if starved => {
+                    catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| self.refill(n, tables))))
+                }
+                other => other,
+            };
+            let out = match (stepped, crate::expr::fault::take()) {
+                (Ok(out), None) => out,
+                (Ok(_), Some(why)) => {
+                    self.fail(n, &why);
+                    continue;
+                }
+                (Err(panic), _) => {
+                    let why = crate::budget::reason(&*panic)
+                        .unwrap_or_else(|| format!("internal error: {}", panic_message(&*panic)));
+                    self.fail(n, &why);
+                    continue;
+                }
+            };
+            let rows_out = out.len() as u64;
+            if let Some(t) = self.timing_of(n) {
+                t.steps += 1;
+                t.rows_out += rows_out;
+                watch.add_to(&mut t.step);
+            }
+            if !out.is_empty() {
+                let watch = Stopwatch::start(self.timing.is_some() && self.arrangements.by_node.contains_key(&n));
+                self.arrangements.apply(n, &out);
+                if let Some(t) = self.timing_of(n) {
+                    watch.add_to(&mut t.arrangements);
+                }
+                self.deltas[n.index()] = out;
+                self.touched.push(n);
             }
         }
     }
 
-    /// Inserts the rows of Arrow record batches into one table as one transaction;
-    /// columns are matched by name (see [`crate::arrow_in`]).
-    pub fn insert_batches(&self, table: &str, batches: &[arrow_array::RecordBatch]) -> Result<()> {
-        let schema = self.table_schema(table)?;
-        let id = self.table_id(table)?;
-        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-        for batch in batches {
-            rows.extend(crate::arrow_in::batch_rows(&schema, batch)?);
+    /// Starts (with zero totals) or stops timing the nodes.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.timing = on.then(Vec::new);
+    }
+
+    /// The totals of `node`, while profiling.
+    #[inline]
+    fn timing_of(&mut self, node: NodeIndex) -> Option<&mut NodeTiming> {
+        let timing = self.timing.as_mut()?;
+        if timing.len() <= node.index() {
+            timing.resize(node.index() + 1, NodeTiming::default());
         }
-        self.apply(rows.into_iter().map(|r| Change::insert(id, RowData::Values(r))))
+        Some(&mut timing[node.index()])
     }
 
-    /// Inserts one row (a transaction of one change).
-    pub fn insert(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
-        self.apply([Change::insert(table, row)])
-    }
-
-    /// Updates one row (a transaction of one change); `old` may be `None` where the
-    /// table has a primary key.
-    pub fn update(&self, table: impl Into<TableRef>, old: Option<RowData>, new: impl Into<RowData>) -> Result<()> {
-        self.apply([Change::Update { table: table.into(), old, new: new.into() }])
-    }
-
-    /// Deletes one row (a transaction of one change).
-    pub fn delete(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
-        self.apply([Change::delete(table, row)])
-    }
-
-    /// Starts timing transactions (from zero) or stops; see [`crate::profile`].
-    pub fn set_profiling(&self, on: bool) {
-        let mut w = self.shared.writer.lock();
-        w.profile = on.then(Profile::default);
-        w.graph.set_profiling(on);
-    }
-
-    /// Where the time of transactions went since profiling started (empty when off).
-    pub fn profile(&self) -> Profile {
-        let w = self.shared.writer.lock();
-        Profile { nodes: w.graph.profile(), ..w.profile.clone().unwrap_or_default() }
-    }
-
-    /// Sizes of what the engine holds.
-    pub fn stats(&self) -> Stats {
-        let w = self.shared.writer.lock();
-        let p = self.shared.published.read();
-        Stats {
-            base_rows: w.tables.iter().flatten().map(Table::len).sum(),
-            nodes: w.graph.node_count(),
-            arrangements: w.graph.arrangement_count(),
-            table_index_bytes: w.tables.iter().flatten().map(Table::index_bytes).sum(),
-            operator_state_bytes: w.graph.state_bytes(),
-            view_state_bytes: p.views.iter().flatten().map(ViewState::state_bytes).sum(),
-        }
-    }
-
-    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
-        let w = self.shared.writer.lock();
-        match &w.poisoned {
-            Some(why) => Err(Error::Internal(format!(
-                "the engine stopped after an internal error ({why}); its views can no longer be trusted"
-            ))),
-            None => Ok(w),
-        }
-    }
-}
-
-impl Writer {
-    fn table(&self, id: TableId) -> &Table {
-        self.tables[id.0 as usize].as_ref().expect("resolved ids exist")
-    }
-
-    fn resolve(&self, table: &TableRef) -> Result<TableId> {
-        match table {
-            TableRef::Id(id) => match self.tables.get(id.0 as usize) {
-                Some(Some(_)) => Ok(*id),
-                _ => Err(SchemaError::UnknownTable { name: format!("#{}", id.0), suggestion: None }.into()),
-            },
-            TableRef::Name(name) => self
-                .table_names
-                .get(name.as_str())
-                .or_else(|| self.table_names.get(&name.to_ascii_lowercase()))
-                .copied()
-                .ok_or_else(|| {
-                    SchemaError::UnknownTable {
-                        name: crate::error::shown(name).into_owned(),
-                        suggestion: nearest_name(name, self.tables.iter().flatten().map(|t| t.schema().name.as_str())),
-                    }
-                    .into()
-                }),
-        }
-    }
-
-    /// Checks one change and applies it to its table, recording how to undo it.
-    fn stage(&mut self, change: Change, undo: &mut Vec<Undo>) -> Result<()> {
-        let id = self.resolve(change.table())?;
-        if !self.failed_tables.is_empty()
-            && let Some(e) = self.failed_tables.get(&id)
-        {
-            return Err(e.clone());
-        }
-        let i = id.0 as usize;
-        if self.pending[i].is_empty() {
-            self.pending_tables.push(id);
-        }
-        let table = self.tables[i].as_mut().expect("resolved");
-        let delta = &mut self.pending[i];
-        match change {
-            Change::Insert { row, .. } => table.insert(row, undo, delta),
-            Change::Update { old, new, .. } => table.update(old, new, undo, delta),
-            Change::Delete { row, .. } => table.delete(row, undo, delta),
-            Change::Replace { old, new, .. } => table.replace(old, new, undo, delta),
-        }
-    }
-
-    /// Records the staged transaction in the journal, if there is one and it changed
-    /// a journaled table (or came from a source, whose position must move on).
-    fn journal_transaction(&mut self, position: Option<&str>) -> Result<()> {
-        let Some(journal) = &self.journal else { return Ok(()) };
-        let mut tables = Vec::new();
-        for t in &self.pending_tables {
-            let name = self.tables[t.0 as usize].as_ref().expect("staged").schema().name.as_str();
-            if !is_internal(name) {
-                tables.push((name, &self.pending[t.0 as usize]));
-            }
-        }
-        match (tables.is_empty(), position) {
-            (false, _) => journal.committed(&Committed { tables, position }),
-            (true, Some(p)) => journal.passed(p),
-            (true, None) => Ok(()),
-        }
-    }
-
-    fn journaled_contents(&self) -> Vec<TableContents> {
-        self.tables
+    /// What each node that did work took since profiling started, in the graph's
+    /// order.
+    pub fn profile(&self) -> Vec<NodeProfile> {
+        let Some(timing) = &self.timing else { return Vec::new() };
+        self.topo
             .iter()
-            .flatten()
-            .filter(|t| !is_internal(&t.schema().name))
-            .map(|t| (t.schema().clone(), t.contents().into_iter().collect()))
+            .filter_map(|&n| {
+                let t = timing.get(n.index()).filter(|t| t.steps > 0)?;
+                Some(NodeProfile {
+                    label: self.graph[n].key.0.clone(),
+                    steps: t.steps,
+                    rows_out: t.rows_out,
+                    step: t.step,
+                    arrangements: t.arrangements,
+                })
+            })
             .collect()
     }
 
-    /// Puts every table back as before the transaction.
-    fn rollback(&mut self, undo: Vec<Undo>) {
-        for u in undo.into_iter().rev() {
-            match u {
-                Undo::Inserted(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").unstore(&row),
-                Undo::Removed(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").store(row),
-            }
-        }
-        for t in self.pending_tables.drain(..) {
-            self.pending[t.0 as usize].clear();
+    /// Finishes the starved step of `node` from its inputs' current contents.
+    fn refill(&mut self, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+        let inputs: Vec<ZSet> = self.graph[node].inputs.iter().map(|&i| self.current_output(i, tables)).collect();
+        let refs: Vec<&ZSet> = inputs.iter().collect();
+        let NodeKind::Op(op) = &mut self.graph[node].kind else { unreachable!("sources do not starve") };
+        op.refill(&refs)
+    }
+
+    /// The output delta of `node` in the transaction just run.
+    pub fn delta(&self, node: NodeIndex) -> &ZSet {
+        &self.deltas[node.index()]
+    }
+
+    /// Takes the output delta of `node` in the transaction just run.
+    pub fn take_delta(&mut self, node: NodeIndex) -> ZSet {
+        std::mem::take(&mut self.deltas[node.index()])
+    }
+
+    /// Forgets the transaction's deltas.
+    pub fn clear(&mut self) {
+        for n in self.touched.drain(..) {
+            self.deltas[n.index()].clear();
         }
     }
 
-    /// Runs the staged transaction through the graph; returns each changed view's delta.
-    fn propagate(&mut self) -> Vec<(ViewId, ZSet)> {
-        let mut table_deltas: Vec<(TableId, ZSet)> =
-            self.pending_tables.drain(..).map(|t| (t, std::mem::take(&mut self.pending[t.0 as usize]))).collect();
-        self.graph.run(&mut table_deltas, &self.tables);
-        let mut out = Vec::new();
-        for (root, views) in &self.views_by_root {
-            if self.graph.delta(*root).is_empty() {
-                continue;
-            }
-            // The last view of a root takes its delta; others get copies.
-            for v in &views[1..] {
-                out.push((*v, self.graph.delta(*root).clone()));
-            }
-            out.push((views[0], self.graph.take_delta(*root)));
+    /// The whole current output of `node`.
+    pub fn current_output(&self, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+        match &self.graph[node].kind {
+            NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
+            NodeKind::Op(op) => op.current_output().unwrap_or_else(|| {
+                // A stateless operator: its output is its rule applied to its inputs'.
+                let inputs: Vec<ZSet> =
+                    self.graph[node].inputs.iter().map(|&i| self.current_output(i, tables)).collect();
+                let refs: Vec<&ZSet> = inputs.iter().collect();
+                op.evaluate(&refs).expect("an operator without current output is stateless")
+            }),
         }
-        self.graph.clear();
-        // Give the tables their (now empty) delta buffers back.
-        for (t, mut d) in table_deltas {
-            d.clear();
-            if self.pending[t.0 as usize].is_empty() {
-                self.pending[t.0 as usize] = d;
-            }
-        }
-        out
     }
 
-    fn remove_view(&mut self, id: ViewId) {
-        let Some(entry) = self.views[id.0 as usize].take() else {
-            return;
-        };
-        if let Some(k) = &entry.key {
-            self.view_keys.remove(k);
-        }
-        if let Some(vs) = self.views_by_root.get_mut(&entry.root) {
-            vs.retain(|v| *v != id);
-            if vs.is_empty() {
-                self.views_by_root.remove(&entry.root);
+    /// Fills the nodes in `created` from their inputs' current outputs and returns the
+    /// output of `root`, or why a node could not be computed (the caller releases
+    /// `root`).
+    pub fn initialize(
+        &mut self,
+        created: &[NodeIndex],
+        root: NodeIndex,
+        tables: &[Option<Table>],
+    ) -> Result<ZSet, String> {
+        crate::expr::fault::take();
+        let filled = catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| self.fill(created, root, tables))));
+        match (filled, crate::expr::fault::take()) {
+            (Ok(out), None) => Ok(out),
+            (Ok(_), Some(why)) => Err(why),
+            (Err(panic), _) => {
+                Err(crate::budget::reason(&*panic)
+                    .unwrap_or_else(|| format!("internal error: {}", panic_message(&*panic))))
             }
         }
-        self.graph.release(entry.root);
     }
 
-    fn poison(&mut self, panic: Box<dyn std::any::Any + Send>) -> Error {
-        let why = crate::graph::panic_message(&*panic);
-        self.poisoned = Some(why.clone());
-        Error::Internal(why)
+    fn fill(&mut self, created: &[NodeIndex], root: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+        let mut outputs: HashMap<NodeIndex, ZSet> = HashMap::new();
+        let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
+        // New arrangements of nodes that existed already hold their current output;
+        // those of new nodes are filled as each node is, before its consumers step.
+        let unfilled = std::mem::take(&mut self.arrangements.unfilled);
+        for (node, a) in &unfilled {
+            if !created.contains(node) {
+                a.write().apply(&self.current_output(*node, tables));
+            }
+        }
+        for n in order {
+            let inputs: Vec<ZSet> = self.graph[n]
+                .inputs
+                .iter()
+                .map(|i| outputs.get(i).cloned().unwrap_or_else(|| self.current_output(*i, tables)))
+                .collect();
+            let refs: Vec<&ZSet> = inputs.iter().collect();
+            let out = match &mut self.graph[n].kind {
+                NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
+                NodeKind::Op(op) => op.initial(&refs),
+            };
+            for (_, a) in unfilled.iter().filter(|(node, _)| *node == n) {
+                a.write().apply(&out);
+            }
+            outputs.insert(n, out);
+        }
+        outputs.remove(&root).unwrap_or_else(|| self.current_output(root, tables))
+    }
+
+    /// Approximate heap bytes of all operator state, arrangements included.
+    pub fn state_bytes(&self) -> usize {
+        self.arrangements.by_key.values().map(|(a, _)| a.read().state_bytes()).sum::<usize>()
+            + self
+                .graph
+                .node_weights()
+                .map(|n| match &n.kind {
+                    NodeKind::Op(op) => op.state_bytes(),
+                    NodeKind::Source(_) => 0,
+                })
+                .sum::<usize>()
+    }
+
+    /// The number of arrangements.
+    pub fn arrangement_count(&self) -> usize {
+        self.arrangements.by_key.len()
+    }
+
+    /// The number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.graph.node_count()
     }
 }
 
-impl Catalog for Writer {
-    fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    fn table(&self, name: &str) -> Option<(TableId, Arc<TableSchema>)> {
-        let id = *self.table_names.get(&name.to_ascii_lowercase())?;
-        Some((id, Arc::clone(Writer::table(self, id).schema())))
-    }
-
-    fn view(&self, name: &str) -> Option<&ViewDef> {
-        let id = self.named_views.get(&name.to_ascii_lowercase())?;
-        Some(&self.views[id.0 as usize].as_ref()?.def)
-    }
-
-    fn relation_names(&self) -> Vec<String> {
-        let tables = self.tables.iter().flatten().map(|t| t.schema().name.clone());
-        let views = self.views.iter().flatten().filter_map(|v| v.info.name.clone());
-        tables.chain(views).collect()
-    }
+/// The text a panic carried.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
 }
 
-fn validate_schema(schema: &TableSchema) -> Result<()> {
-    let invalid = |detail: String| -> Error { SchemaError::InvalidTable { table: schema.name.clone(), detail }.into() };
-    if schema.name.is_empty() {
-        return Err(invalid("the name is empty".into()));
-    }
-    if schema.columns.is_empty() {
-        return Err(invalid("a table needs at least one column".into()));
-    }
-    for (i, c) in schema.columns.iter().enumerate() {
-        if schema.columns[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&c.name)) {
-            return Err(invalid(format!("column {} is declared twice", c.name)));
+/// The operator computing `plan`'s node; `arrange(input, keys)` gives the shared
+/// arrangement of one of its inputs.
+fn make_operator(plan: &Plan, arrange: &mut dyn FnMut(usize, &[Expr]) -> Shared) -> Box<dyn Operator> {
+    match plan {
+        Plan::Scan { .. } => unreachable!("scans are sources"),
+        Plan::Values { rows, .. } => Box::new(Values::new(rows.clone())),
+        Plan::Filter { predicate, .. } => Box::new(Filter::new(predicate.clone())),
+        Plan::Project { exprs, .. } => Box::new(Project::new(exprs.clone())),
+        Plan::Join { left, right, kind, left_keys, right_keys, residual, output } => {
+            let emit = Emit::new(output.clone(), left.width(), right.width());
+            match kind {
+                JoinKind::Inner => {
+                    debug_assert!(residual.is_none(), "an inner join's residual is a filter above it");
+                    Box::new(Join::new(left_keys.clone(), right_keys.clone(), emit, arrange))
+                }
+                _ => Box::new(OuterJoin::new(
+                    left_keys.clone(),
+                    right_keys.clone(),
+                    residual.clone(),
+                    Preserve {
+                        left: matches!(kind, JoinKind::Left | JoinKind::Full),
+                        right: matches!(kind, JoinKind::Right | JoinKind::Full),
+                    },
+                    emit,
+                )),
+            }
         }
-        if let crate::types::DataType::Decimal { precision, scale } = c.data_type
-            && (precision == 0 || precision > MAX_DECIMAL_PRECISION || scale > precision)
-        {
-            return Err(invalid(format!(
-                "column {}: DECIMAL({precision},{scale}) needs 1 <= precision <= {MAX_DECIMAL_PRECISION} and scale <= precision",
-                c.name
-            )));
+        Plan::MultiJoin { inputs, edges, output } => {
+            Box::new(MultiJoin::new(inputs.iter().map(Plan::width).collect(), edges, output.clone(), arrange))
         }
+        Plan::Aggregate { group_by, aggregates, .. } => Box::new(Aggregate::new(group_by.clone(), aggregates.clone())),
+        Plan::Distinct { .. } => Box::new(Distinct::default()),
+        Plan::InSet { key, .. } => Box::new(InSet::new(key.clone())),
+        Plan::Union { .. } => Box::new(Union),
+        Plan::SetOp { kind, all, .. } => Box::new(SetOp::new(*kind, *all)),
+        Plan::TopK { order, limit, offset, .. } => Box::new(TopK::new(order.clone(), *limit, *offset)),
     }
-    if let Some(key) = &schema.primary_key {
-        if key.is_empty() || key.iter().any(|&k| k >= schema.columns.len()) {
-            return Err(invalid("the primary key names no valid column".into()));
-        }
-        if key.iter().any(|&k| schema.columns[k].nullable) {
-            return Err(invalid("primary-key columns must be NOT NULL".into()));
-        }
-    }
-    Ok(())
-}
-
-fn validate_plan(w: &Writer, plan: &Plan) -> Result<()> {
-    if let Plan::Scan { table, .. } = plan
-        && w.tables.get(table.0 as usize).is_none_or(Option::is_none)
-    {
-        return Err(Error::Internal(format!("plan reads table #{} which does not exist", table.0)));
-    }
-    plan.inputs().into_iter().try_for_each(|p| validate_plan(w, p))
 }

@@ -14,9 +14,11 @@
 //!   +new. Every operator turns its inputs' deltas into its output's delta (see
 //!   [`operator`]), keeping only the state its rule needs: work per transaction is
 //!   proportional to what the transaction touches, never to the size of the tables.
-//! - A transaction ([`Dataflow::apply`]) is atomic: checked against the tables first,
+//! - A transaction ([`Database::apply`]) is atomic: checked against the tables first,
 //!   rolled back whole on the first bad change, then run through the graph in one
 //!   pass and published to readers in one step.
+//! - A [`Database`] holds the tables, the views and the operator graph that keeps
+//!   them up to date, the *dataflow* (`dataflow.rs`).
 //! - Views ([`View`]) are read concurrently with writes and always show the state
 //!   between two whole transactions.
 
@@ -25,15 +27,16 @@ pub mod arrow_out;
 pub mod budget;
 pub mod catalog;
 pub mod change;
-pub mod dataflow;
+pub mod database;
+mod dataflow;
 pub mod datetime;
 pub mod decimal;
 pub mod error;
 pub mod expr;
-mod graph;
 pub mod journal;
 pub mod operator;
 mod optimize;
+mod partial;
 pub mod plan;
 #[cfg(feature = "polars")]
 pub mod polars_out;
@@ -48,7 +51,7 @@ pub mod zset;
 
 pub use catalog::{Catalog, Dialect};
 pub use change::{Change, RowData, TableRef};
-pub use dataflow::{Dataflow, Stats};
+pub use database::{Database, Stats};
 pub use decimal::Decimal;
 pub use error::{ConstraintError, Error, Position, Result, SchemaError, SqlError, SqlErrorKind};
 pub use expr::Expr;

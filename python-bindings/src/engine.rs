@@ -175,7 +175,7 @@ impl Engine {
     /// The names of the tables.
     fn tables(&self) -> PyResult<Vec<String>> {
         // Not the tables of requested keys partial views keep for themselves.
-        Ok(self.engine()?.dataflow().table_names().into_iter().filter(|t| !t.starts_with("__ciuf_")).collect())
+        Ok(self.engine()?.database().table_names().into_iter().filter(|t| !t.starts_with("__ciuf_")).collect())
     }
 
     /// The columns of `table` and their SQL types, in column order.
@@ -279,6 +279,14 @@ impl Engine {
         py.detach(|| engine.sync()).py_err(py)
     }
 
+    /// Writes a checkpoint of every table now and waits until it is durable, so that
+    /// the next start reads it rather than the log since the last one (a durable
+    /// engine also writes them on its own as its log grows).
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = self.engine()?;
+        py.detach(|| engine.checkpoint()).py_err(py)
+    }
+
     /// The state directory of a durable engine, or None.
     #[getter]
     fn state_dir(&self) -> PyResult<Option<std::path::PathBuf>> {
@@ -319,7 +327,7 @@ impl Engine {
 
     fn __repr__(&self) -> String {
         match self.engine() {
-            Ok(e) => format!("<ciuf.Engine tables={:?}>", e.dataflow().table_names()),
+            Ok(e) => format!("<ciuf.Engine tables={:?}>", e.database().table_names()),
             Err(_) => "<ciuf.Engine closed>".to_string(),
         }
     }

@@ -91,6 +91,25 @@ def test_state_errors_are_clear(tmp_path: Path) -> None:
         ciuf.Engine(state_dir=state)
 
 
+def test_a_checkpoint_on_demand_is_what_the_next_start_reads(tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    engine = ciuf.Engine(state_dir=state)
+    engine.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)")
+    engine.create_view("bs", "SELECT b, COUNT(*) AS n FROM t GROUP BY b")
+    engine.insert_many("t", [{"a": i, "b": f"b{i % 3}"} for i in range(1000)])
+    assert not list(state.glob("checkpoint-*.ciuf"))
+    engine.checkpoint()
+    assert len(list(state.glob("checkpoint-*.ciuf"))) == 1
+    engine.on_delete("t", {"a": 0, "b": "b0"})
+    engine.close()
+    engine = ciuf.Engine(state_dir=state)
+    view = engine.view("bs")
+    assert view is not None
+    assert sorted((r["b"], r["n"]) for r in view.query().to_dicts()) == [("b0", 333), ("b1", 333), ("b2", 333)]
+    ciuf.Engine().checkpoint()  # nothing to do without a state directory
+    engine.close()
+
+
 FOLLOWER = textwrap.dedent(
     """
     import sys, time

@@ -1,12 +1,13 @@
-//! What the crash tests share: a temporary directory, the rounds they run, the child
-//! process's report of each view version, and killing that child at a random moment.
+//! What the crash tests share: a temporary directory, the rounds they run, the
+//! durability each round's child uses, the child's checkpoints and its report of each
+//! view version, and killing that child at a random moment.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use ciuf::View;
+use ciuf::{Durability, Engine, OpenOptions, View};
 
 /// A fresh directory under the system's temporary one, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -29,6 +30,48 @@ impl Drop for TempDir {
 /// How many kill-and-restart rounds a crash test runs (`CIUF_LONG=1`: 50).
 pub fn rounds() -> usize {
     if std::env::var_os("CIUF_LONG").is_some() { 50 } else { 5 }
+}
+
+/// Runs round `round`'s child with its durability: rounds 0, 1, 4, 5, … `sync`,
+/// rounds 2, 3, 6, 7, … `grouped` (so both kinds of kill meet both durabilities).
+pub fn with_durability(command: &mut Command, round: usize) -> &mut Command {
+    command.env("CIUF_CRASH_DURABILITY", if (round / 2).is_multiple_of(2) { "sync" } else { "grouped" })
+}
+
+/// For a child process: a state directory in `state` with the durability its round
+/// asks for, and checkpoints whenever the log passes 32 KiB (many per round).
+pub fn child_options(state: &Path) -> OpenOptions {
+    let durability = match std::env::var("CIUF_CRASH_DURABILITY").as_deref() {
+        Ok("grouped") => Durability::Grouped(Duration::from_millis(3)),
+        _ => Durability::Sync,
+    };
+    OpenOptions {
+        state_dir: Some(state.to_path_buf()),
+        durability,
+        checkpoint_floor: 32 << 10,
+        ..OpenOptions::default()
+    }
+}
+
+/// For a child process: also writes a checkpoint every 50 ms on demand, so that
+/// kills often land while one is being written.
+pub fn keep_checkpointing(engine: &Engine) {
+    let engine = engine.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            engine.checkpoint().unwrap();
+        }
+    });
+}
+
+/// The checkpoints a state directory holds (a crash test checks that its children
+/// wrote some).
+pub fn checkpoints(state: &Path) -> usize {
+    std::fs::read_dir(state)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("checkpoint-"))
+        .count()
 }
 
 /// For a child process: prints "ready <version>" each time `view` changes, forever.

@@ -3,13 +3,14 @@
 //! engine in chunks.
 
 use bytes::{Buf, BytesMut};
-use ciuf_engine::{Change, Dataflow, RowData, TableId, Value};
+use ciuf_engine::{Change, RowData, TableId, Value};
 use futures_util::StreamExt;
 use tokio_postgres::Transaction;
 
 use super::catalog::{PgTable, query_error};
 use super::error::PgError;
 use super::types::parse_text;
+use crate::feed::Feed;
 
 /// Rows per engine transaction while loading.
 const CHUNK: usize = 65_536;
@@ -19,7 +20,7 @@ const CHUNK: usize = 65_536;
 pub async fn copy_table(
     txn: &Transaction<'_>,
     table: &PgTable,
-    dataflow: &Dataflow,
+    feed: &Feed,
     id: TableId,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, PgError> {
@@ -27,7 +28,7 @@ pub async fn copy_table(
     let mut total = 0u64;
     let mut flush = |rows: &mut Vec<Change>, total: &mut u64| -> Result<(), PgError> {
         *total += rows.len() as u64;
-        dataflow.apply(rows.drain(..)).map_err(|e| PgError::Schema(format!("loading {}: {e}", table.qualified)))?;
+        feed.load(rows.drain(..)).map_err(|e| PgError::Schema(format!("loading {}: {e}", table.qualified)))?;
         progress(*total);
         Ok(())
     };

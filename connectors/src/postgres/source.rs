@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::mpsc as sync_mpsc;
 use std::time::Duration;
 
-use ciuf_engine::{Change, Dataflow, RowData, TableId};
+use ciuf_engine::{Change, Database, RowData, TableId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
@@ -30,6 +30,7 @@ use super::pgoutput::decode;
 use super::stream::{Followed, Follower, Step};
 use super::wire::{Replication, WireConnection, format_lsn, parse_lsn};
 use crate::SourceStatus as Status;
+use crate::feed::{Batch, Feed};
 use crate::store::StateDir;
 
 /// Session settings under which every value arrives in one exact text form.
@@ -48,7 +49,7 @@ enum Command {
     Stop(sync_mpsc::SyncSender<()>),
 }
 
-/// A running PostgreSQL source feeding one dataflow.
+/// A running PostgreSQL source feeding one database.
 #[derive(Debug)]
 pub struct PostgresSource {
     commands: mpsc::UnboundedSender<Command>,
@@ -68,20 +69,20 @@ impl std::fmt::Debug for Command {
 impl PostgresSource {
     /// Connects to the database at `url` and checks that it can replicate (wal_level,
     /// the role's rights). Tables are added when views need them ([`Self::add_tables`]).
-    pub fn open(url: &str, options: PostgresOptions, dataflow: Dataflow) -> Result<PostgresSource, PgError> {
-        PostgresSource::open_durable(url, options, dataflow, None)
+    pub fn open(url: &str, options: PostgresOptions, db: Database) -> Result<PostgresSource, PgError> {
+        PostgresSource::open_durable(url, options, db, None)
     }
 
-    /// [`PostgresSource::open`] for a durable engine, whose dataflow journals into
+    /// [`PostgresSource::open`] for a durable engine, whose database journals into
     /// `state`. The slot is then permanent, named in the state directory and kept
     /// across restarts; a directory that followed this database before resumes the
-    /// stream from the position it holds (the tables restored into the dataflow are
+    /// stream from the position it holds (the tables restored into the database are
     /// followed on, not copied), and the slot is acknowledged only up to what the
     /// directory has made durable.
     pub fn open_durable(
         url: &str,
         options: PostgresOptions,
-        dataflow: Dataflow,
+        db: Database,
         state: Option<Arc<StateDir>>,
     ) -> Result<PostgresSource, PgError> {
         let url = Url::parse(url)?;
@@ -100,7 +101,7 @@ impl PostgresSource {
                     }
                 };
                 runtime.block_on(async move {
-                    let task = match Task::connect(url, options, dataflow, task_status, state).await {
+                    let task = match Task::connect(url, options, db, task_status, state).await {
                         Ok(t) => {
                             let _ = ready_tx.send(Ok(()));
                             t
@@ -124,7 +125,7 @@ impl PostgresSource {
         }
     }
 
-    /// Makes the tables `names` (as views name them) tables of the dataflow: discovered
+    /// Makes the tables `names` (as views name them) tables of the database: discovered
     /// in the catalog, copied from a consistent snapshot, then followed. Names that are
     /// not tables of the database are left out (the view then reports them unknown).
     pub fn add_tables(&self, names: &[String]) -> Result<(), PgError> {
@@ -164,7 +165,7 @@ impl Drop for PostgresSource {
 /// The source's state, owned by its thread.
 struct Task {
     url: Url,
-    dataflow: Dataflow,
+    feed: Feed,
     status: Arc<Mutex<Status>>,
     control: Client,
     /// The slot streamed from. Without a state directory it is TEMPORARY: the server
@@ -201,7 +202,7 @@ impl Task {
     async fn connect(
         url: Url,
         options: PostgresOptions,
-        dataflow: Dataflow,
+        db: Database,
         status: Arc<Mutex<Status>>,
         state: Option<Arc<StateDir>>,
     ) -> Result<Task, PgError> {
@@ -261,7 +262,7 @@ impl Task {
         }
         let mut task = Task {
             url,
-            dataflow,
+            feed: Feed::new(db),
             status,
             control,
             slot_base: slot.clone(),
@@ -285,17 +286,17 @@ impl Task {
         Ok(task)
     }
 
-    /// A durable engine restarted at `lsn`: the tables restored into the dataflow are
+    /// A durable engine restarted at `lsn`: the tables restored into the database are
     /// found in the catalog again (a table dropped or altered meanwhile fails its
     /// views) and followed, and the stream resumes from `lsn` at the first turn of the
     /// run loop.
     async fn restore(&mut self, lsn: u64) -> Result<(), PgError> {
-        for name in self.dataflow.table_names() {
+        for name in self.feed.table_names() {
             if ciuf_engine::journal::is_internal(&name) {
                 continue;
             }
-            let id = self.dataflow.table_id(&name).map_err(|e| PgError::Schema(e.to_string()))?;
-            let held = self.dataflow.table_schema(&name).map_err(|e| PgError::Schema(e.to_string()))?;
+            let id = self.feed.table_id(&name).map_err(|e| PgError::Schema(e.to_string()))?;
+            let held = self.feed.table_schema(&name).map_err(|e| PgError::Schema(e.to_string()))?;
             match discover(&self.control, &name).await? {
                 Some(t) if t.schema.columns == held.columns => {
                     let skip_before = self
@@ -307,10 +308,10 @@ impl Task {
                     self.follow(&t, id, skip_before);
                 }
                 Some(_) => {
-                    let _ = self.dataflow.fail_table(id, "its columns changed in PostgreSQL while ciuf was stopped");
+                    self.feed.fail_table(id, "its columns changed in PostgreSQL while ciuf was stopped");
                 }
                 None => {
-                    let _ = self.dataflow.fail_table(id, "it was dropped in PostgreSQL while ciuf was stopped");
+                    self.feed.fail_table(id, "it was dropped in PostgreSQL while ciuf was stopped");
                 }
             }
         }
@@ -415,21 +416,21 @@ impl Task {
         match msg? {
             Replication::XLogData { data, .. } => {
                 let message = decode(data).map_err(|e| PgError::Protocol(e.to_string()))?;
-                let dataflow = &self.dataflow;
-                let mut apply = |changes: Vec<Change>, lsn: u64| {
-                    dataflow.apply_at(changes, Some(&format_lsn(lsn))).map_err(|e| {
-                        PgError::Schema(format!("a replicated transaction does not apply to the views: {e}"))
-                    })
-                };
-                let mut truncated = |table: TableId| truncate_changes(dataflow, table);
-                let mut failed = |table: TableId, why: String| {
-                    let _ = dataflow.fail_table(table, &why);
-                };
-                if let Step::Committed(lsn) = self.follower.handle(message, &mut apply, &mut truncated, &mut failed)? {
-                    self.applied = lsn;
-                    let mut s = self.status.lock();
-                    s.position = format_lsn(lsn);
-                    s.transactions += 1;
+                let feed = &self.feed;
+                match self.follower.handle(message, &mut |table| truncate_changes(feed, table))? {
+                    Step::Continue => {}
+                    Step::Failed { table, why } => feed.fail_table(table, &why),
+                    Step::Committed { changes, lsn } => {
+                        if !changes.is_empty() {
+                            feed.apply(Batch { changes, position: format_lsn(lsn) }).map_err(|e| {
+                                PgError::Schema(format!("a replicated transaction does not apply to the views: {e}"))
+                            })?;
+                        }
+                        self.applied = lsn;
+                        let mut s = self.status.lock();
+                        s.position = format_lsn(lsn);
+                        s.transactions += 1;
+                    }
                 }
             }
             Replication::Keepalive { wal_end, reply } => {
@@ -473,7 +474,7 @@ impl Task {
         let Some(state) = &self.state else { return self.applied };
         let durable = || state.durable_position().1.as_deref().and_then(parse_lsn).unwrap_or(0);
         if self.applied > durable() && !self.follower.in_transaction() {
-            let _ = self.dataflow.apply_at([], Some(&format_lsn(self.applied)));
+            let _ = self.feed.pass(&format_lsn(self.applied));
         }
         durable().min(self.applied)
     }
@@ -553,7 +554,7 @@ impl Task {
                 continue;
             }
             let mut count: std::collections::HashMap<ciuf_engine::Row, i64> = std::collections::HashMap::new();
-            let held = self.dataflow.table_rows(&table.schema.name).map_err(|e| PgError::Schema(e.to_string()))?;
+            let held = self.feed.table_rows(&table.schema.name).map_err(|e| PgError::Schema(e.to_string()))?;
             for row in held {
                 *count.entry(row).or_default() -= 1;
             }
@@ -575,8 +576,8 @@ impl Task {
         }
         txn.commit().await.map_err(query_error)?;
         let changes: Vec<Change> = deletes.into_iter().chain(inserts).collect();
-        self.dataflow
-            .apply_at(changes, Some(&format_lsn(lsn)))
+        self.feed
+            .apply(Batch { changes, position: format_lsn(lsn) })
             .map_err(|e| PgError::Schema(format!("the tables read again after a lost connection do not apply: {e}")))?;
         stream.start_replication(&self.start_command_for(&slot, lsn)).await?;
         self.slot = slot;
@@ -604,14 +605,14 @@ impl Task {
         )
     }
 
-    /// Adds the tables among `names` that are not tables of the dataflow yet.
+    /// Adds the tables among `names` that are not tables of the database yet.
     async fn add(&mut self, names: &[String]) -> Result<(), PgError> {
         if self.control.is_closed() {
             self.control = control_client(&self.url).await?;
         }
         let mut tables = Vec::new();
         for name in names {
-            if self.dataflow.table_id(name).is_ok()
+            if self.feed.table_id(name).is_ok()
                 || tables.iter().any(|t: &PgTable| t.schema.name.eq_ignore_ascii_case(name))
             {
                 continue;
@@ -692,8 +693,8 @@ impl Task {
         let (lsn, snapshot) = slot_result(&rows)?;
         self.load(&tables, &snapshot, 0).await?;
         // The position the copies reflect, journaled after them.
-        self.dataflow
-            .apply_at([], Some(&format_lsn(lsn)))
+        self.feed
+            .pass(&format_lsn(lsn))
             .map_err(|e| PgError::Config(format!("recording the snapshot's position: {e}")))?;
         stream.start_replication(&self.start_command(lsn)).await?;
         self.stream = Some(stream);
@@ -737,11 +738,11 @@ impl Task {
     async fn copy_in(&mut self, tables: &[PgTable], snapshot: &str, skip_before: u64) -> Result<(), PgError> {
         let mut ids = Vec::new();
         for t in tables {
-            let id = self.dataflow.create_table(t.schema.clone()).map_err(|e| PgError::Schema(e.to_string()))?;
+            let id = self.feed.create_table(t.schema.clone()).map_err(|e| PgError::Schema(e.to_string()))?;
             ids.push(id);
         }
         let status = Arc::clone(&self.status);
-        let dataflow = self.dataflow.clone();
+        let feed = self.feed.clone();
         let applied = self.acknowledgeable();
         let control = &mut self.control;
         let stream = &mut self.stream;
@@ -758,8 +759,7 @@ impl Task {
                 for (t, &id) in tables.iter().zip(ids_ref) {
                     let name = t.schema.name.clone();
                     status.lock().loading = Some((name.clone(), 0));
-                    let n =
-                        copy_table(&txn, t, &dataflow, id, |n| status.lock().loading = Some((name.clone(), n))).await?;
+                    let n = copy_table(&txn, t, &feed, id, |n| status.lock().loading = Some((name.clone(), n))).await?;
                     status.lock().rows_read += n;
                 }
                 status.lock().loading = None;
@@ -818,7 +818,7 @@ impl Task {
         for r in rows {
             let oid = r.get::<_, i64>(0) as u32;
             if let Some(table) = self.follower.unfollow(oid) {
-                let _ = self.dataflow.fail_table(table, "it was dropped in PostgreSQL");
+                self.feed.fail_table(table, "it was dropped in PostgreSQL");
             }
         }
     }
@@ -958,9 +958,9 @@ fn slot_result(rows: &[Vec<Option<String>>]) -> Result<(u64, String), PgError> {
 }
 
 /// Deletes of every row a table holds (a TRUNCATE).
-fn truncate_changes(dataflow: &Dataflow, table: TableId) -> Result<Vec<Change>, PgError> {
-    let name = dataflow.table_name(table).map_err(|e| PgError::Schema(e.to_string()))?;
-    let rows = dataflow.table_rows(&name).map_err(|e| PgError::Schema(e.to_string()))?;
+fn truncate_changes(feed: &Feed, table: TableId) -> Result<Vec<Change>, PgError> {
+    let name = feed.table_name(table).map_err(|e| PgError::Schema(e.to_string()))?;
+    let rows = feed.table_rows(&name).map_err(|e| PgError::Schema(e.to_string()))?;
     Ok(rows.into_iter().map(|r| Change::delete(table, RowData::Values(r.to_vec()))).collect())
 }
 

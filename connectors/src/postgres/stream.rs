@@ -1,7 +1,10 @@
 //! From pgoutput messages to engine transactions.
 //!
 //! A source transaction's changes are collected from its Begin to its Commit and
-//! applied to the engine as one transaction there, so readers never see half of it.
+//! handed over whole at the Commit, with the LSN after it ([`Step::Committed`]); the
+//! source's driver applies them as one engine transaction (see [`crate::feed`]), so
+//! readers never see half of one. The decoder writes nothing itself: it only reads
+//! the engine's rows of a table a TRUNCATE empties.
 //! Rows come as text tuples in the relation's column order; they are matched to the
 //! engine table's columns by name.
 //!
@@ -46,13 +49,17 @@ struct Mapping {
 }
 
 /// What a message meant.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Step {
-    /// Nothing to acknowledge yet.
+    /// Nothing to do yet.
     Continue,
-    /// A transaction was applied (or had nothing for the engine): the slot may be
-    /// acknowledged up to this LSN.
-    Committed(u64),
+    /// A transaction committed: its changes for the engine (none when it touched no
+    /// followed table), to apply as one transaction, and the LSN after its commit, up
+    /// to which the slot may be acknowledged once they are applied.
+    Committed { changes: Vec<Change>, lsn: u64 },
+    /// A followed table can no longer be followed (its columns changed under the
+    /// views): its views report why; the other tables go on.
+    Failed { table: TableId, why: String },
 }
 
 /// The decoding state of one replication stream.
@@ -83,14 +90,12 @@ impl Follower {
         self.txn = None;
     }
 
-    /// Handles one message; at a Commit, `apply` runs the transaction's changes, with
-    /// the LSN after its commit.
+    /// Handles one message. A TRUNCATE of a followed table becomes deletions of the
+    /// rows `held` says the engine has.
     pub fn handle(
         &mut self,
         message: Message,
-        apply: &mut dyn FnMut(Vec<Change>, u64) -> Result<(), PgError>,
-        truncated: &mut dyn FnMut(TableId) -> Result<Vec<Change>, PgError>,
-        failed: &mut dyn FnMut(TableId, String),
+        held: &mut dyn FnMut(TableId) -> Result<Vec<Change>, PgError>,
     ) -> Result<Step, PgError> {
         match message {
             Message::Begin { final_lsn, .. } => {
@@ -98,18 +103,15 @@ impl Follower {
             }
             Message::Commit { end_lsn, .. } => {
                 let (_, changes) = self.txn.take().ok_or_else(|| PgError::Protocol("Commit without Begin".into()))?;
-                if !changes.is_empty() {
-                    apply(changes, end_lsn)?;
-                }
-                return Ok(Step::Committed(end_lsn));
+                return Ok(Step::Committed { changes, lsn: end_lsn });
             }
             Message::Relation(r) => {
                 if let Err(e) = self.relation(&r) {
                     // The table changed under the views: they report it; the rest goes on.
-                    if let Some(t) = self.tables.remove(&r.oid) {
-                        failed(t.id, e.to_string());
-                    }
                     self.relations.remove(&r.oid);
+                    if let Some(t) = self.tables.remove(&r.oid) {
+                        return Ok(Step::Failed { table: t.id, why: e.to_string() });
+                    }
                 }
             }
             Message::Insert { relation, new } => {
@@ -150,7 +152,7 @@ impl Follower {
             Message::Truncate { relations, .. } => {
                 for oid in relations {
                     if let Some((m, _)) = self.target(oid)? {
-                        let deletes = truncated(m.table)?;
+                        let deletes = held(m.table)?;
                         for d in deletes {
                             self.push(d)?;
                         }
@@ -330,58 +332,38 @@ mod tests {
     }
 
     #[test]
-    fn a_transaction_is_applied_whole_at_its_commit_and_old_ones_are_skipped() {
+    fn a_transaction_is_handed_over_whole_at_its_commit_and_old_ones_are_skipped() {
         let mut f = follower();
-        let mut applied = Vec::new();
-        let mut apply = |c: Vec<Change>, _| {
-            applied.push(c);
-            Ok(())
-        };
         let mut none = |_| Ok(Vec::new());
-        let mut fail = |_, _| panic!("no table fails here");
+        let mut handle = |m: Message| f.handle(m, &mut none).unwrap();
         // Committed before the table's snapshot: skipped, but acknowledged.
-        f.handle(Message::Begin { final_lsn: 50, timestamp: 0, xid: 1 }, &mut apply, &mut none, &mut fail).unwrap();
-        f.handle(Message::Insert { relation: 7, new: vec![t("1"), t("a")] }, &mut apply, &mut none, &mut fail).unwrap();
-        let step =
-            f.handle(Message::Commit { commit_lsn: 50, end_lsn: 58, timestamp: 0 }, &mut apply, &mut none, &mut fail);
-        assert_eq!(step.unwrap(), Step::Committed(58));
-        f.handle(Message::Begin { final_lsn: 150, timestamp: 0, xid: 2 }, &mut apply, &mut none, &mut fail).unwrap();
-        f.handle(Message::Insert { relation: 7, new: vec![t("2"), t("b")] }, &mut apply, &mut none, &mut fail).unwrap();
-        f.handle(
-            Message::Update { relation: 7, old: None, new: vec![t("2"), Datum::UnchangedToast] },
-            &mut apply,
-            &mut none,
-            &mut fail,
-        )
-        .unwrap();
-        f.handle(
-            Message::Delete { relation: 7, old: OldTuple::Key(vec![t("2"), Datum::Null]) },
-            &mut apply,
-            &mut none,
-            &mut fail,
-        )
-        .unwrap();
-        f.handle(Message::Insert { relation: 99, new: vec![t("x")] }, &mut apply, &mut none, &mut fail).unwrap(); // not followed
-        f.handle(Message::Commit { commit_lsn: 150, end_lsn: 158, timestamp: 0 }, &mut apply, &mut none, &mut fail)
-            .unwrap();
-        assert_eq!(applied.len(), 1);
+        assert_eq!(handle(Message::Begin { final_lsn: 50, timestamp: 0, xid: 1 }), Step::Continue);
+        assert_eq!(handle(Message::Insert { relation: 7, new: vec![t("1"), t("a")] }), Step::Continue);
+        let step = handle(Message::Commit { commit_lsn: 50, end_lsn: 58, timestamp: 0 });
+        assert_eq!(step, Step::Committed { changes: Vec::new(), lsn: 58 });
+        handle(Message::Begin { final_lsn: 150, timestamp: 0, xid: 2 });
+        handle(Message::Insert { relation: 7, new: vec![t("2"), t("b")] });
+        handle(Message::Update { relation: 7, old: None, new: vec![t("2"), Datum::UnchangedToast] });
+        handle(Message::Delete { relation: 7, old: OldTuple::Key(vec![t("2"), Datum::Null]) });
+        assert_eq!(handle(Message::Insert { relation: 99, new: vec![t("x")] }), Step::Continue); // not followed
+        let step = handle(Message::Commit { commit_lsn: 150, end_lsn: 158, timestamp: 0 });
         assert_eq!(
-            applied[0],
-            vec![
-                Change::insert(TableId(0), vec![Value::Int(2), Value::text("b")]),
-                Change::update_by_key(TableId(0), RowData::Named(vec![("id".into(), Value::Int(2))])),
-                Change::delete(TableId(0), RowData::Named(vec![("id".into(), Value::Int(2))])),
-            ]
+            step,
+            Step::Committed {
+                changes: vec![
+                    Change::insert(TableId(0), vec![Value::Int(2), Value::text("b")]),
+                    Change::update_by_key(TableId(0), RowData::Named(vec![("id".into(), Value::Int(2))])),
+                    Change::delete(TableId(0), RowData::Named(vec![("id".into(), Value::Int(2))])),
+                ],
+                lsn: 158
+            }
         );
     }
 
     #[test]
     fn an_altered_table_fails_alone() {
         let mut f = follower();
-        let mut failures = Vec::new();
-        let mut apply = |_: Vec<Change>, _| Ok(());
         let mut none = |_| Ok(Vec::new());
-        let mut fail = |t: TableId, why: String| failures.push((t, why));
         let relation = Message::Relation(Relation {
             oid: 7,
             namespace: "public".into(),
@@ -389,13 +371,13 @@ mod tests {
             replica_identity: b'd',
             columns: vec![RelationColumn { key: true, name: "id".into(), type_oid: 25, type_modifier: -1 }],
         });
-        f.handle(relation, &mut apply, &mut none, &mut fail).unwrap();
+        let Step::Failed { table, why } = f.handle(relation, &mut none).unwrap() else { panic!("the table fails") };
+        assert_eq!(table, TableId(0));
+        assert!(why.contains("lost column(s) note"), "{why}");
         // Its later changes are ignored, not errors.
-        f.handle(Message::Begin { final_lsn: 500, timestamp: 0, xid: 3 }, &mut apply, &mut none, &mut fail).unwrap();
-        f.handle(Message::Insert { relation: 7, new: vec![t("9")] }, &mut apply, &mut none, &mut fail).unwrap();
-        f.handle(Message::Commit { commit_lsn: 500, end_lsn: 508, timestamp: 0 }, &mut apply, &mut none, &mut fail)
-            .unwrap();
-        assert_eq!(failures.len(), 1);
-        assert!(failures[0].1.contains("lost column(s) note"), "{}", failures[0].1);
+        f.handle(Message::Begin { final_lsn: 500, timestamp: 0, xid: 3 }, &mut none).unwrap();
+        f.handle(Message::Insert { relation: 7, new: vec![t("9")] }, &mut none).unwrap();
+        let step = f.handle(Message::Commit { commit_lsn: 500, end_lsn: 508, timestamp: 0 }, &mut none).unwrap();
+        assert_eq!(step, Step::Committed { changes: Vec::new(), lsn: 508 });
     }
 }

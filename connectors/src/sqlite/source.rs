@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ciuf_engine::{Change, DataType, Dataflow, RowData, TableId, TableSchema, Value};
+use ciuf_engine::{Change, DataType, Database, RowData, TableId, TableSchema, Value};
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
@@ -34,6 +34,7 @@ use super::capture::{captured_columns, ensure_tables, install, log_width, open_f
 use super::error::SqliteError;
 use super::schema::{SqliteTable, convert, discover, quote};
 use crate::SourceStatus as Status;
+use crate::feed::{Batch, Feed};
 use crate::store::StateDir;
 
 /// Rows per engine transaction while loading.
@@ -77,7 +78,7 @@ enum Command {
     Stop(mpsc::SyncSender<()>),
 }
 
-/// A running SQLite source feeding one dataflow.
+/// A running SQLite source feeding one database.
 #[derive(Debug)]
 pub struct SqliteSource {
     commands: Mutex<mpsc::Sender<Command>>,
@@ -88,20 +89,20 @@ pub struct SqliteSource {
 impl SqliteSource {
     /// Opens the database file at `path` (which must exist). Tables are added when
     /// views need them ([`Self::add_tables`]).
-    pub fn open(path: &Path, options: SqliteOptions, dataflow: Dataflow) -> Result<SqliteSource, SqliteError> {
-        SqliteSource::open_durable(path, options, dataflow, None)
+    pub fn open(path: &Path, options: SqliteOptions, db: Database) -> Result<SqliteSource, SqliteError> {
+        SqliteSource::open_durable(path, options, db, None)
     }
 
-    /// [`SqliteSource::open`] for a durable engine, whose dataflow journals into
+    /// [`SqliteSource::open`] for a durable engine, whose database journals into
     /// `state` (see `crate::store`). A state directory that followed this file before
-    /// names this follower and its log position: the tables the dataflow holds
+    /// names this follower and its log position: the tables the database holds
     /// (restored from the directory) are followed on from there — no table read again
     /// — unless the log was trimmed past that position meanwhile (then they are
     /// resynced). The follower records in the file only positions that are durable.
     pub fn open_durable(
         path: &Path,
         options: SqliteOptions,
-        dataflow: Dataflow,
+        db: Database,
         state: Option<Arc<StateDir>>,
     ) -> Result<SqliteSource, SqliteError> {
         let conn = open_file(path, options.lock_patience)?;
@@ -119,7 +120,7 @@ impl SqliteSource {
             conn,
             path: path.to_path_buf(),
             options,
-            dataflow,
+            feed: Feed::new(db),
             status: Arc::clone(&status),
             reader,
             pos: None,
@@ -145,7 +146,7 @@ impl SqliteSource {
         Ok(SqliteSource { commands: Mutex::new(tx), thread: Mutex::new(Some(thread)), status })
     }
 
-    /// Makes the tables `names` (as views name them) tables of the dataflow: read from
+    /// Makes the tables `names` (as views name them) tables of the database: read from
     /// the file, captured, loaded and followed. Names that are not tables of the file
     /// are left out (the view then reports them unknown).
     pub fn add_tables(&self, names: &[String]) -> Result<(), SqliteError> {
@@ -189,11 +190,21 @@ struct Followed {
     schema: TableSchema,
 }
 
+/// What the change log says happened after a position.
+struct LogRead {
+    /// The followed tables' changes, in log order.
+    changes: Vec<Change>,
+    /// The position after them.
+    last: i64,
+    /// Tables whose rows no longer fit their columns (their changes left out), and why.
+    failed: Vec<(TableId, String)>,
+}
+
 struct Follower {
     conn: Connection,
     path: PathBuf,
     options: SqliteOptions,
-    dataflow: Dataflow,
+    feed: Feed,
     status: Arc<Mutex<Status>>,
     /// This follower's row in `_ciuf_readers`.
     reader: String,
@@ -257,15 +268,15 @@ impl Follower {
     }
 
     /// Follows on from `pos`, a durable engine's restored position, with the tables
-    /// the dataflow holds (restored with it): registered again as this follower at
+    /// the database holds (restored with it): registered again as this follower at
     /// that position, nothing read but the log after it.
     fn resume(&mut self, pos: i64) -> Result<(), SqliteError> {
-        for name in self.dataflow.table_names() {
+        for name in self.feed.table_names() {
             if ciuf_engine::journal::is_internal(&name) {
                 continue;
             }
-            let id = self.dataflow.table_id(&name).map_err(|e| SqliteError::Schema(e.to_string()))?;
-            let schema = (*self.dataflow.table_schema(&name).map_err(|e| SqliteError::Schema(e.to_string()))?).clone();
+            let id = self.feed.table_id(&name).map_err(|e| SqliteError::Schema(e.to_string()))?;
+            let schema = (*self.feed.table_schema(&name).map_err(|e| SqliteError::Schema(e.to_string()))?).clone();
             self.followed.insert(name, Followed { id, schema });
         }
         if self.followed.is_empty() {
@@ -416,7 +427,7 @@ impl Follower {
         let mut failed: Vec<(TableId, String)> = Vec::new();
         for f in self.followed.values() {
             let mut count: HashMap<ciuf_engine::Row, i64> = HashMap::new();
-            for row in self.dataflow.table_rows(&f.schema.name).map_err(|e| SqliteError::Schema(e.to_string()))? {
+            for row in self.feed.table_rows(&f.schema.name).map_err(|e| SqliteError::Schema(e.to_string()))? {
                 *count.entry(row).or_default() -= 1;
             }
             let cols: Vec<String> = f.schema.columns.iter().map(|c| quote(&c.name)).collect();
@@ -453,7 +464,7 @@ impl Follower {
         let keep =
             |c: &Change| !failed.iter().any(|(id, _)| matches!(c.table(), ciuf_engine::TableRef::Id(t) if t == id));
         let changes: Vec<Change> = deletes.into_iter().chain(inserts).filter(keep).collect();
-        if let Err(e) = self.dataflow.apply_at(changes, Some(&at.to_string())) {
+        if let Err(e) = self.feed.apply(Batch { changes, position: at.to_string() }) {
             let why = format!("reading the tables again after the change log was trimmed past this follower: {e}");
             let ids: Vec<TableId> = self.followed.values().map(|f| f.id).collect();
             for id in ids {
@@ -467,11 +478,11 @@ impl Follower {
         Ok(())
     }
 
-    /// Adds the tables `names` that the file has and the dataflow does not.
+    /// Adds the tables `names` that the file has and the database does not.
     fn add(&mut self, names: &[String]) -> Result<(), SqliteError> {
         let mut new: Vec<SqliteTable> = Vec::new();
         for n in names {
-            if self.dataflow.table_id(n).is_ok() || new.iter().any(|t| t.schema.name.eq_ignore_ascii_case(n)) {
+            if self.feed.table_id(n).is_ok() || new.iter().any(|t| t.schema.name.eq_ignore_ascii_case(n)) {
                 continue;
             }
             if let Some(t) = discover(&self.conn, n)? {
@@ -537,15 +548,15 @@ impl Follower {
         let names: Vec<&str> = new.iter().map(|t| t.schema.name.as_str()).collect();
         self.note_loading(&names.join("\n"))?;
         for t in new {
-            let id = self.dataflow.create_table(t.schema.clone()).map_err(|e| SqliteError::Schema(e.to_string()))?;
+            let id = self.feed.create_table(t.schema.clone()).map_err(|e| SqliteError::Schema(e.to_string()))?;
             if let Err(e) = self.load(t, id) {
-                let _ = self.dataflow.drop_table(&t.schema.name);
+                let _ = self.feed.drop_table(&t.schema.name);
                 return Err(e);
             }
             self.followed.insert(t.schema.name.clone(), Followed { id, schema: t.schema.clone() });
         }
         // The position the loads reflect, journaled with the last of them.
-        self.dataflow.apply_at([], Some(&at.to_string())).map_err(|e| SqliteError::Schema(e.to_string()))?;
+        self.feed.pass(&at.to_string()).map_err(|e| SqliteError::Schema(e.to_string()))?;
         self.note_loading("")?;
         Ok(at)
     }
@@ -575,14 +586,12 @@ impl Follower {
             batch.push(Change::insert(id, RowData::Values(values)));
             if batch.len() == CHUNK {
                 total += batch.len() as u64;
-                self.dataflow
-                    .apply(batch.drain(..))
-                    .map_err(|e| SqliteError::Schema(format!("loading {name}: {e}")))?;
+                self.feed.load(batch.drain(..)).map_err(|e| SqliteError::Schema(format!("loading {name}: {e}")))?;
                 self.status.lock().loading = Some((name.clone(), total));
             }
         }
         total += batch.len() as u64;
-        self.dataflow.apply(batch).map_err(|e| SqliteError::Schema(format!("loading {name}: {e}")))?;
+        self.feed.load(batch).map_err(|e| SqliteError::Schema(format!("loading {name}: {e}")))?;
         self.status.lock().rows_read += total;
         Ok(())
     }
@@ -597,6 +606,37 @@ impl Follower {
         if trimmed_upto(&self.conn)? > pos || sequence(&self.conn)? < pos {
             return self.resync();
         }
+        let LogRead { changes, last, failed } = self.read_log(pos, upto)?;
+        for (id, why) in &failed {
+            self.stop_following(*id, why);
+        }
+        if changes.is_empty() {
+            if last != pos {
+                // Log rows of tables not followed: the position moves on all the same.
+                let _ = self.feed.pass(&last.to_string());
+            }
+        } else {
+            if let Err(e) = self.feed.apply(Batch { changes, position: last.to_string() }) {
+                // The engine refused what SQLite committed (a key SQLite allows NULL in,
+                // say): the tables of this batch can no longer be followed exactly.
+                let why = format!("a change from the SQLite file was refused: {e}");
+                let ids: Vec<TableId> = self.followed.values().map(|f| f.id).collect();
+                for id in ids {
+                    self.stop_following(id, &why);
+                }
+            }
+            let mut status = self.status.lock();
+            status.transactions += 1;
+        }
+        self.pos = Some(last);
+        self.status.lock().position = last.to_string();
+        Ok(())
+    }
+
+    /// Reads the log rows after `pos` (up to `upto`): the followed tables' changes, the
+    /// position after them, and the tables whose rows no longer fit their columns
+    /// (their changes left out), with why. Writes nothing.
+    fn read_log(&self, pos: i64, upto: Option<i64>) -> Result<LogRead, SqliteError> {
         let mut cols = vec!["seq".to_string(), "tbl".into(), "op".into()];
         for k in 0..self.width {
             cols.push(format!("o{k}"));
@@ -646,37 +686,13 @@ impl Follower {
                 }
             }
         }
-        for (id, why) in &failed {
-            self.stop_following(*id, why);
-        }
         changes.retain(|c| !failed.iter().any(|(id, _)| matches!(c.table(), ciuf_engine::TableRef::Id(t) if t == id)));
-        let position = last.to_string();
-        if changes.is_empty() {
-            if last != pos {
-                // Log rows of tables not followed: the position moves on all the same.
-                let _ = self.dataflow.apply_at([], Some(&position));
-            }
-        } else {
-            if let Err(e) = self.dataflow.apply_at(changes, Some(&position)) {
-                // The engine refused what SQLite committed (a key SQLite allows NULL in,
-                // say): the tables of this batch can no longer be followed exactly.
-                let why = format!("a change from the SQLite file was refused: {e}");
-                let ids: Vec<TableId> = self.followed.values().map(|f| f.id).collect();
-                for id in ids {
-                    self.stop_following(id, &why);
-                }
-            }
-            let mut status = self.status.lock();
-            status.transactions += 1;
-        }
-        self.pos = Some(last);
-        self.status.lock().position = last.to_string();
-        Ok(())
+        Ok(LogRead { changes, last, failed })
     }
 
     /// Fails `id`'s views with `why` and stops following it.
     fn stop_following(&mut self, id: TableId, why: &str) {
-        let _ = self.dataflow.fail_table(id, why);
+        self.feed.fail_table(id, why);
         self.followed.retain(|_, f| f.id != id);
     }
 

@@ -1,34 +1,36 @@
-//! Views: the published, readable result of a query.
+//! Views: the read-only handle on a query's published result.
 //!
-//! The writer computes each transaction's output deltas without touching what readers
-//! see, then *publishes*: under a short write lock it applies every view's delta to
-//! that view's [`ViewState`]. Readers take the read lock, so a reader sees each view as
-//! it was between two whole transactions, never in the middle of one, and waits at
-//! most for one publish step.
+//! The writer (see [`crate::database`]) computes each transaction's output deltas
+//! without touching what readers see, then *publishes*: under a short write lock it
+//! applies every view's delta to that view's rows ([`rows`]). A [`View`] takes the read
+//! lock, so a reader sees each view as it was between two whole transactions, never
+//! in the middle of one, and waits at most for one publish step.
+//!
+//! A view handle never writes into the database. A *partial* parameterized view holds
+//! only the keys it was asked for: reading a key it lacks asks the writer side, behind
+//! the [`KeyRequests`] seam (implemented in [`crate::partial`]), to fill it, and that
+//! side lets idle keys go.
 //!
 //! `query()` returns an Arrow `RecordBatch`, built on first read after a change and
 //! cached until the next change, so reading an unchanged view costs a clone of the
 //! cached batch (reference counts, no data copied).
 
-use std::collections::BTreeMap;
+mod rows;
+
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use hashbrown::{HashMap, HashTable};
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::arrow_out;
-use crate::dataflow::Shared;
 use crate::error::{Error, Result};
-use crate::operator::{SLOT_ORDER_FROM, slot_mask};
 use crate::plan::{ParamRole, ParamSpec};
 use crate::row::Row;
-use crate::sort::{OrdRow, OrderSpec};
+use crate::sort::OrderSpec;
 use crate::types::{Column, DataType};
 use crate::value::Value;
-use crate::zset::{Weight, ZSet};
+pub(crate) use rows::{Published, ViewState};
 
 /// A view's identity within one engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,15 +62,20 @@ pub(crate) struct Keyed {
     pub spec: ParamSpec,
     /// Where each key component sits in a stored row.
     pub positions: Vec<usize>,
-    /// For a partial view: the keys requested, when each was last read, and the limits.
-    pub partial: Option<Mutex<Requested>>,
+    /// For a partial view: the writer side that fills the keys it is asked for.
+    pub partial: Option<Arc<dyn KeyRequests>>,
 }
 
-/// The keys a partial view holds.
-#[derive(Debug)]
-pub(crate) struct Requested {
-    pub last_read: HashMap<Row, Instant>,
-    pub limits: PartialLimits,
+/// The writer side of a partial view, as its read-only handles see it.
+pub(crate) trait KeyRequests: Send + Sync + std::fmt::Debug {
+    /// Makes sure `keys` are held (filling the new ones from the state upstream,
+    /// which publishes their rows before this returns), notes that they were read,
+    /// and lets go of the keys the view's limits say to.
+    fn request(&self, keys: &[Row]) -> Result<()>;
+    /// How many keys are held.
+    fn held(&self) -> usize;
+    /// The name of the table of requested keys.
+    fn keys_table(&self) -> Option<String>;
 }
 
 /// When a partial view lets keys go: those unread for `idle`, and the least recently
@@ -83,238 +90,11 @@ pub struct PartialLimits {
     pub max_bytes: Option<usize>,
 }
 
-#[derive(Debug)]
-enum ViewRows {
-    /// Rows by their cached hashes, each with its multiplicity.
-    Unordered(HashTable<(Row, Weight)>),
-    Ordered(BTreeMap<OrdRow, Weight>),
-    /// A parameterized view's rows, by key (the key's values, in component order),
-    /// each group with its row count.
-    Keyed {
-        positions: Vec<usize>,
-        groups: BTreeMap<Row, (ViewRows, usize)>,
-    },
-}
-
-impl ViewRows {
-    fn flat(order: Option<&Arc<OrderSpec>>) -> ViewRows {
-        match order {
-            Some(_) => ViewRows::Ordered(BTreeMap::new()),
-            None => ViewRows::Unordered(HashTable::new()),
-        }
-    }
-
-    /// Adds `w` copies of `row` to flat rows.
-    fn add(&mut self, row: &Row, w: Weight, order: Option<&Arc<OrderSpec>>) {
-        match self {
-            ViewRows::Unordered(map) => add_unordered(map, row.hash_value(), row, w),
-            ViewRows::Ordered(map) => {
-                let key = OrdRow::new(row.clone(), order.expect("ordered view has a spec"));
-                match map.entry(key) {
-                    std::collections::btree_map::Entry::Occupied(mut o) => {
-                        *o.get_mut() += w;
-                        if *o.get() == 0 {
-                            o.remove();
-                        }
-                    }
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert(w);
-                    }
-                }
-            }
-            ViewRows::Keyed { .. } => unreachable!("groups hold flat rows"),
-        }
-    }
-
-    fn iter(&self) -> Box<dyn Iterator<Item = (&Row, usize)> + '_> {
-        match self {
-            ViewRows::Unordered(m) => Box::new(m.iter().map(|(r, w)| (r, (*w).max(0) as usize))),
-            ViewRows::Ordered(m) => Box::new(m.iter().map(|(r, w)| (&r.row, (*w).max(0) as usize))),
-            ViewRows::Keyed { groups, .. } => Box::new(groups.values().flat_map(|(g, _)| g.iter())),
-        }
-    }
-}
-
-/// A view's current rows, as readers see them.
-#[derive(Debug)]
-pub(crate) struct ViewState {
-    rows: ViewRows,
-    /// Rows counted with multiplicity.
-    len: usize,
-    /// Bumped by every publish that changes the view.
-    version: u64,
-    /// The Arrow form of the current rows, once built.
-    cache: Mutex<Option<RecordBatch>>,
-    /// Set when the view can no longer be maintained (its table was dropped).
-    pub broken: Option<Error>,
-}
-
-impl ViewState {
-    /// An empty view, ordered by `order` if given, grouped by the key at `key` (the
-    /// positions of its components in a stored row) for a parameterized view.
-    pub fn new(order: Option<&Arc<OrderSpec>>, key: Option<Vec<usize>>) -> ViewState {
-        let rows = match key {
-            Some(positions) => ViewRows::Keyed { positions, groups: BTreeMap::new() },
-            None => ViewRows::flat(order),
-        };
-        ViewState { rows, len: 0, version: 0, cache: Mutex::new(None), broken: None }
-    }
-
-    /// The rows of one key of a parameterized view, with their count.
-    fn key_rows(&self, key: &Row) -> Option<(&ViewRows, usize)> {
-        match &self.rows {
-            ViewRows::Keyed { groups, .. } => groups.get(key).map(|(g, n)| (g, *n)),
-            _ => None,
-        }
-    }
-
-    /// The groups of the keys that start with `prefix` and whose next component lies
-    /// within the bounds (a NULL component never does): a scan of just those keys.
-    fn key_range(
-        &self,
-        prefix: &[Value],
-        lower: Option<(&Value, bool)>,
-        upper: Option<(&Value, bool)>,
-    ) -> Vec<(&ViewRows, usize)> {
-        use std::ops::Bound;
-        let ViewRows::Keyed { groups, .. } = &self.rows else { return Vec::new() };
-        let at = prefix.len();
-        let with = |v: &Value| Row::new(prefix.iter().cloned().chain([v.clone()]).collect());
-        let start = match lower {
-            Some((v, true)) => Bound::Included(with(v)),
-            Some((v, false)) => Bound::Excluded(with(v)),
-            // Past the NULLs, which sort first and satisfy no bound.
-            None => Bound::Excluded(with(&Value::Null)),
-        };
-        let mut out = Vec::new();
-        for (key, (g, n)) in groups.range((start, Bound::Unbounded)) {
-            if key.len() <= at || key.iter().take(at).zip(prefix).any(|(a, b)| *a != *b) {
-                break;
-            }
-            let v = key.get(at);
-            if v.is_null() {
-                continue;
-            }
-            if let Some((hi, inclusive)) = upper
-                && (if inclusive { &*v > hi } else { &*v >= hi })
-            {
-                break;
-            }
-            out.push((g, *n));
-        }
-        out
-    }
-
-    /// Applies a delta. `order` must be the spec the view was created with.
-    pub fn apply(&mut self, delta: &ZSet, order: Option<&Arc<OrderSpec>>) {
-        if delta.is_empty() {
-            return;
-        }
-        match &mut self.rows {
-            ViewRows::Unordered(map) if delta.len() < SLOT_ORDER_FROM => {
-                delta.iter().for_each(|(row, w)| add_unordered(map, row.hash_value(), row, *w));
-            }
-            ViewRows::Unordered(map) => {
-                // In the order of the rows' slots in the table: one pass over it.
-                let mask = slot_mask(map.len() + delta.len());
-                let mut rows: Vec<(u64, &Row, Weight)> = delta.iter().map(|(r, w)| (r.hash_value(), r, *w)).collect();
-                rows.sort_unstable_by_key(|&(h, ..)| h & mask);
-                rows.into_iter().for_each(|(hash, row, w)| add_unordered(map, hash, row, w));
-            }
-            rows @ ViewRows::Ordered(_) => {
-                for (row, w) in delta {
-                    rows.add(row, *w, order);
-                }
-            }
-            ViewRows::Keyed { positions, groups } => {
-                for (row, w) in delta {
-                    match groups.entry(row.project(positions)) {
-                        std::collections::btree_map::Entry::Occupied(mut o) => {
-                            let (g, n) = o.get_mut();
-                            g.add(row, *w, order);
-                            *n = (*n as i64 + w) as usize;
-                            if *n == 0 {
-                                o.remove();
-                            }
-                        }
-                        std::collections::btree_map::Entry::Vacant(v) => {
-                            let (g, n) = v.insert((ViewRows::flat(order), 0));
-                            g.add(row, *w, order);
-                            *n = (*n as i64 + w) as usize;
-                        }
-                    }
-                }
-            }
-        }
-        self.len = (self.len as i64 + delta.iter().map(|(_, w)| *w).sum::<Weight>()) as usize;
-        self.version += 1;
-        *self.cache.get_mut() = None;
-    }
-
-    /// Every row with its multiplicity, in the view's order.
-    pub fn rows(&self) -> Box<dyn Iterator<Item = (&Row, usize)> + '_> {
-        self.rows.iter()
-    }
-
-    /// Rows counted with multiplicity.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The version.
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
-    /// The rows as Arrow, from the cache when unchanged since the last build.
-    pub fn batch(&self, info: &ViewInfo) -> RecordBatch {
-        let mut cache = self.cache.lock();
-        if let Some(b) = &*cache {
-            return b.clone();
-        }
-        let types: Vec<DataType> = info.columns[..info.visible].iter().map(|c| c.data_type).collect();
-        let positions = &info.positions[..info.visible];
-        let batch = arrow_out::rows_to_batch(&info.schema, &types, positions, self.rows.iter(), self.len);
-        *cache = Some(batch.clone());
-        batch
-    }
-
-    /// Approximate heap bytes.
-    pub fn state_bytes(&self) -> usize {
-        let per_entry = std::mem::size_of::<Row>() + std::mem::size_of::<Weight>();
-        fn bytes(rows: &ViewRows, per_entry: usize) -> usize {
-            match rows {
-                ViewRows::Unordered(m) => m.capacity() * (per_entry + 1),
-                ViewRows::Ordered(m) => m.len() * (per_entry + 3 * std::mem::size_of::<usize>()),
-                ViewRows::Keyed { groups, .. } => {
-                    groups.iter().map(|(k, (g, _))| 64 + k.len() * 9 + bytes(g, per_entry)).sum()
-                }
-            }
-        }
-        bytes(&self.rows, per_entry)
-    }
-}
-
-/// Adds `w` copies of `row` (whose hash is `hash`) to an unordered view's rows.
-fn add_unordered(map: &mut HashTable<(Row, Weight)>, hash: u64, row: &Row, w: Weight) {
-    match map.find_entry(hash, |(r, _)| r == row) {
-        Ok(mut o) => {
-            o.get_mut().1 += w;
-            if o.get().1 == 0 {
-                o.remove();
-            }
-        }
-        Err(_) => {
-            map.insert_unique(hash, (row.clone(), w), |(r, _)| r.hash_value());
-        }
-    }
-}
-
 /// A handle on a registered view. Cheap to clone; `Send + Sync`; reading never blocks
 /// on a transaction for longer than its publish step.
 #[derive(Clone)]
 pub struct View {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) published: Arc<RwLock<Published>>,
     pub(crate) info: Arc<ViewInfo>,
     /// For a handle on one key of a parameterized view: the parameters' values.
     pub(crate) bound: Option<Arc<[Value]>>,
@@ -379,7 +159,7 @@ impl View {
         }
         let args: Vec<Value> =
             keyed.spec.params.iter().zip(args).map(|(p, v)| self.coerce_param(keyed, p, v)).collect::<Result<_>>()?;
-        Ok(View { shared: Arc::clone(&self.shared), info: Arc::clone(&self.info), bound: Some(args.into()) })
+        Ok(View { published: Arc::clone(&self.published), info: Arc::clone(&self.info), bound: Some(args.into()) })
     }
 
     /// `v` as the type of the key component parameter `p` gives, or why it cannot be.
@@ -510,7 +290,9 @@ impl View {
             });
         }
         let keys: Vec<Row> = keys.into_iter().map(Row::new).collect();
-        self.request(keyed, &keys)?;
+        if let Some(partial) = &keyed.partial {
+            partial.request(&keys)?;
+        }
         self.with_state(|s| {
             let mut rows: Vec<(Row, usize)> = Vec::new();
             let mut len = 0;
@@ -538,74 +320,14 @@ impl View {
         })
     }
 
-    /// For a partial view: makes sure `keys` are held (requesting the new ones, which
-    /// fills them from the state upstream), notes that they were read, and lets go of
-    /// the keys the limits say to.
-    fn request(&self, keyed: &Keyed, keys: &[Row]) -> Result<()> {
-        let (Some(partial), Some(table)) = (&keyed.partial, keyed.spec.keys_table) else { return Ok(()) };
-        let mut req = partial.lock();
-        let now = Instant::now();
-        let keys: Vec<&Row> = keys.iter().filter(|k| !k.iter().any(|v| v.is_null())).collect();
-        let new: Vec<Row> = keys.iter().filter(|k| !req.last_read.contains_key(**k)).map(|k| (*k).clone()).collect();
-        for k in &keys {
-            req.last_read.insert((*k).clone(), now);
-        }
-        let mut victims: Vec<Row> = Vec::new();
-        let limits = req.limits;
-        if let Some(idle) = limits.idle {
-            victims
-                .extend(req.last_read.iter().filter(|(_, t)| now.duration_since(**t) > idle).map(|(k, _)| k.clone()));
-        }
-        let mut keep = limits.max_keys.unwrap_or(usize::MAX);
-        if let Some(bytes) = limits.max_bytes {
-            let held = req.last_read.len().max(1);
-            let rows = self.with_state(ViewState::len).unwrap_or(0) + new.len();
-            let row_bytes = 32 + 9 * self.info.columns.len();
-            let per_key = (rows * row_bytes / held).max(1);
-            keep = keep.min(bytes / per_key).max(keys.len());
-        }
-        if req.last_read.len() - victims.len() > keep {
-            let mut by_age: Vec<(&Row, &Instant)> =
-                req.last_read.iter().filter(|(k, _)| !victims.contains(k)).collect();
-            by_age.sort_by_key(|(_, t)| **t);
-            let extra = req.last_read.len() - victims.len() - keep;
-            victims.extend(by_age.into_iter().filter(|(k, _)| !keys.contains(k)).take(extra).map(|(k, _)| k.clone()));
-        }
-        victims.retain(|v| !keys.contains(&v));
-        for v in &victims {
-            req.last_read.remove(v);
-        }
-        if new.is_empty() && victims.is_empty() {
-            return Ok(());
-        }
-        let mut changes: Vec<crate::change::Change> = new
-            .iter()
-            .filter(|k| !victims.contains(k))
-            .map(|k| crate::change::Change::insert(table, k.to_vec()))
-            .collect();
-        changes.extend(victims.iter().map(|k| crate::change::Change::delete(table, k.to_vec())));
-        let applied = crate::dataflow::Dataflow::from_shared(Arc::clone(&self.shared)).apply(changes);
-        if applied.is_err() {
-            // Nothing changed: the bookkeeping goes back to what the table holds.
-            for k in &new {
-                req.last_read.remove(k);
-            }
-            for k in victims {
-                req.last_read.insert(k, now);
-            }
-        }
-        applied
-    }
-
     /// The name of a partial view's table of requested keys.
     pub fn keys_table(&self) -> Option<String> {
-        let table = self.info.params.as_ref()?.spec.keys_table?;
-        crate::dataflow::Dataflow::from_shared(Arc::clone(&self.shared)).table_name(table).ok()
+        self.info.params.as_ref()?.partial.as_ref()?.keys_table()
     }
 
     /// How many keys a partial view holds (None for other views).
     pub fn held_keys(&self) -> Option<usize> {
-        self.info.params.as_ref()?.partial.as_ref().map(|p| p.lock().last_read.len())
+        self.info.params.as_ref()?.partial.as_ref().map(|p| p.held())
     }
 
     /// The view's current rows as a polars DataFrame (cargo feature `polars`).
@@ -676,7 +398,7 @@ impl View {
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&ViewState) -> T) -> Result<T> {
-        let published = self.shared.published.read();
+        let published = self.published.read();
         let state = published.view(self.info.id).ok_or_else(|| {
             Error::Sql(crate::error::SqlError::new(
                 crate::error::SqlErrorKind::Catalog,

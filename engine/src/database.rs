@@ -1,0 +1,790 @@
+//! The database: tables, views, the dataflow that keeps the views up to date (see
+//! [`crate::dataflow`]), and the transactions between them. A [`Database`] is what the
+//! `ciuf` crate's engine and the source connectors hold.
+//!
+//! One writer at a time (a mutex) stages a transaction's changes against the base
+//! tables, runs the dataflow, and publishes the views' deltas under a short write lock;
+//! readers of views only ever take the read lock (see [`crate::view`]). A transaction
+//! is all or nothing: every change is checked and applied to its table with an undo
+//! record, and the first change that fails puts every table back and reports why,
+//! before any operator has seen the transaction. A checked transaction always
+//! completes: an operator that meets a value its view's SQL cannot compute (or fails
+//! for a bug) fails only the views downstream of it, which report why from then on
+//! (see [`crate::dataflow`]); should anything else panic, the engine refuses all further
+//! work instead of serving views it can no longer vouch for.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use petgraph::stable_graph::NodeIndex;
+
+use crate::arrow_out::arrow_schema;
+use crate::catalog::{Catalog, Dialect};
+use crate::change::{Change, RowData, TableRef};
+use crate::dataflow::Dataflow;
+use crate::error::{Error, Result, SchemaError, SqlError, SqlErrorKind, nearest_name};
+use crate::journal::{Committed, Journal, TableContents, is_internal};
+use crate::partial::PartialKeys;
+use crate::plan::{Plan, TableId, ViewDef};
+use crate::profile::{Profile, Stopwatch};
+use crate::row::Row;
+use crate::sort::OrderSpec;
+use crate::table::{Table, Undo};
+use crate::types::{MAX_DECIMAL_PRECISION, TableSchema};
+use crate::view::{KeyRequests, Keyed, PartialLimits, Published, View, ViewId, ViewInfo, ViewState};
+use crate::zset::ZSet;
+
+/// State shared by an engine and its view handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    writer: Mutex<Writer>,
+    /// What readers see (view handles hold it too).
+    pub published: Arc<RwLock<Published>>,
+}
+
+#[derive(Debug)]
+struct ViewEntry {
+    info: Arc<ViewInfo>,
+    def: ViewDef,
+    root: NodeIndex,
+    key: Option<String>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    dialect: Dialect,
+    tables: Vec<Option<Table>>,
+    table_names: HashMap<String, TableId>,
+    dataflow: Dataflow,
+    views: Vec<Option<ViewEntry>>,
+    /// Unnamed views by definition, so that registering the same query twice shares.
+    view_keys: HashMap<String, ViewId>,
+    named_views: HashMap<String, ViewId>,
+    /// Views by the graph node they read.
+    views_by_root: HashMap<NodeIndex, Vec<ViewId>>,
+    /// Per table, the delta of the transaction being staged.
+    pending: Vec<ZSet>,
+    pending_tables: Vec<TableId>,
+    poisoned: Option<String>,
+    /// Tables no longer kept up to date, and why (see [`Database::fail_table`]).
+    failed_tables: HashMap<TableId, Error>,
+    /// While profiling: transactions, table stage and publish totals (the nodes'
+    /// times are the graph's).
+    profile: Option<Profile>,
+    /// Where a durable engine records what it commits (see [`crate::journal`]).
+    journal: Option<Arc<dyn Journal>>,
+}
+
+/// Sizes of what the engine holds, for memory reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Rows stored in base tables.
+    pub base_rows: usize,
+    /// Dataflow nodes.
+    pub nodes: usize,
+    /// Join indexes (arrangements), each shared by every join that probes it.
+    pub arrangements: usize,
+    /// Approximate heap bytes of the tables' row indexes (not counting the rows).
+    pub table_index_bytes: usize,
+    /// Approximate heap bytes of operator state (not counting shared rows).
+    pub operator_state_bytes: usize,
+    /// Approximate heap bytes of the views' published rows (not counting shared rows).
+    pub view_state_bytes: usize,
+}
+
+/// An incremental view-maintenance engine over in-memory tables.
+///
+/// `Database` knows no SQL: tables arrive as [`TableSchema`]s and views as [`ViewDef`]s
+/// (the `ciuf` crate's `Engine` adds the SQL front end). It is cheap to clone, and
+/// `Send + Sync`: any thread may apply changes (one at a time) and read views.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database::new(Dialect::default())
+    }
+}
+
+impl Database {
+    /// An empty engine following `dialect` where SQL dialects differ.
+    pub fn new(dialect: Dialect) -> Database {
+        let writer = Writer {
+            dialect,
+            tables: Vec::new(),
+            table_names: HashMap::new(),
+            dataflow: Dataflow::default(),
+            views: Vec::new(),
+            view_keys: HashMap::new(),
+            named_views: HashMap::new(),
+            views_by_root: HashMap::new(),
+            pending: Vec::new(),
+            pending_tables: Vec::new(),
+            poisoned: None,
+            failed_tables: HashMap::new(),
+            profile: None,
+            journal: None,
+        };
+        Database { shared: Arc::new(Shared { writer: Mutex::new(writer), published: Arc::default() }) }
+    }
+
+    /// The engine a view handle belongs to.
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Database {
+        Database { shared }
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.shared.writer.lock().dialect
+    }
+
+    /// Creates a table.
+    pub fn create_table(&self, schema: TableSchema) -> Result<TableId> {
+        let mut w = self.writer()?;
+        validate_schema(&schema)?;
+        let lower = schema.name.to_ascii_lowercase();
+        if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
+            return Err(SchemaError::TableExists(crate::error::shown(&schema.name).into_owned()).into());
+        }
+        if let Some(j) = &w.journal
+            && !is_internal(&schema.name)
+        {
+            j.table_created(&schema)?;
+        }
+        let id = TableId(w.tables.len() as u32);
+        w.tables.push(Some(Table::new(id, schema)));
+        w.pending.push(ZSet::new());
+        w.table_names.insert(lower, id);
+        Ok(id)
+    }
+
+    /// Drops the table `name` and its rows. Refused while a view reads it (drop the
+    /// views first): a view must never lose its input.
+    pub fn drop_table(&self, name: &str) -> Result<()> {
+        let mut w = self.writer()?;
+        let id = w.resolve(&TableRef::Name(name.to_string()))?;
+        let readers: Vec<String> = w
+            .views
+            .iter()
+            .flatten()
+            .filter(|v| v.def.plan.reads(id))
+            .map(|v| v.info.name.clone().unwrap_or_else(|| v.info.sql.clone()))
+            .collect();
+        if !readers.is_empty() {
+            return Err(SqlError::new(
+                SqlErrorKind::Catalog,
+                format!("cannot drop table {name}: views read it (drop them first): {}", readers.join("; ")),
+            )
+            .into());
+        }
+        let declared = w.table(id).schema().name.clone();
+        if let Some(j) = &w.journal
+            && !is_internal(&declared)
+        {
+            j.table_dropped(&declared)?;
+        }
+        let table_name = declared.to_ascii_lowercase();
+        w.table_names.remove(&table_name);
+        w.tables[id.0 as usize] = None;
+        w.failed_tables.remove(&id);
+        Ok(())
+    }
+
+    /// The views that read the table called `name` (empty if there is no such table).
+    pub fn readers_of(&self, name: &str) -> Vec<ViewId> {
+        let w = self.shared.writer.lock();
+        let Ok(id) = w.resolve(&TableRef::Name(name.to_string())) else { return Vec::new() };
+        w.views.iter().flatten().filter(|v| v.def.plan.reads(id)).map(|v| v.info.id).collect()
+    }
+
+    /// The id the next view registered will have: views with ids below it exist or
+    /// existed.
+    pub fn next_view_id(&self) -> ViewId {
+        ViewId(self.shared.writer.lock().views.len() as u32)
+    }
+
+    /// Whether `view` reads the table called `name` (false if either is gone).
+    pub fn view_reads(&self, view: &View, name: &str) -> bool {
+        let w = self.shared.writer.lock();
+        let Ok(id) = w.resolve(&TableRef::Name(name.to_string())) else { return false };
+        w.views.get(view.id().0 as usize).and_then(Option::as_ref).is_some_and(|v| v.def.plan.reads(id))
+    }
+
+    /// The id of the table called `name`.
+    pub fn table_id(&self, name: &str) -> Result<TableId> {
+        let w = self.shared.writer.lock();
+        w.resolve(&TableRef::Name(name.to_string()))
+    }
+
+    /// The schema of the table called `name`.
+    pub fn table_schema(&self, name: &str) -> Result<Arc<TableSchema>> {
+        let w = self.shared.writer.lock();
+        let id = w.resolve(&TableRef::Name(name.to_string()))?;
+        Ok(Arc::clone(w.table(id).schema()))
+    }
+
+    /// Marks table `table` as no longer kept up to date (its source changed under it:
+    /// altered, dropped): every view reading it reports `reason` from then on, and
+    /// changes to it are refused; the other views go on.
+    pub fn fail_table(&self, table: TableId, reason: &str) -> Result<()> {
+        let mut w = self.shared.writer.lock();
+        let id = w.resolve(&TableRef::Id(table))?;
+        let name = w.table(id).schema().name.clone();
+        let error =
+            Error::Source { message: format!("table {name} is no longer followed: {reason}"), retryable: false };
+        w.failed_tables.insert(id, error.clone());
+        let readers: Vec<ViewId> =
+            w.views.iter().flatten().filter(|v| v.def.plan.reads(id)).map(|v| v.info.id).collect();
+        let mut p = self.shared.published.write();
+        for v in readers {
+            if let Some(state) = p.views.get_mut(v.0 as usize).and_then(Option::as_mut) {
+                state.broken = Some(error.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// The name of table `id`.
+    pub fn table_name(&self, id: TableId) -> Result<String> {
+        let w = self.shared.writer.lock();
+        let id = w.resolve(&TableRef::Id(id))?;
+        Ok(w.table(id).schema().name.clone())
+    }
+
+    /// The names of all tables, in creation order.
+    pub fn table_names(&self) -> Vec<String> {
+        let w = self.shared.writer.lock();
+        w.tables.iter().flatten().map(|t| t.schema().name.clone()).collect()
+    }
+
+    /// Every row of the table called `name` (for inspection and tests).
+    pub fn table_rows(&self, name: &str) -> Result<Vec<Row>> {
+        let w = self.shared.writer.lock();
+        let id = w.resolve(&TableRef::Name(name.to_string()))?;
+        let mut rows = Vec::new();
+        for (r, n) in w.table(id).contents() {
+            rows.extend(std::iter::repeat_n(r, n as usize));
+        }
+        Ok(rows)
+    }
+
+    /// Registers a view. `define` plans it against the catalog, under the same lock
+    /// that registers it, so the catalog cannot change in between. An unnamed view
+    /// equal to one already registered is that view.
+    pub fn define_view(
+        &self,
+        name: Option<&str>,
+        define: impl FnOnce(&dyn Catalog) -> Result<ViewDef>,
+    ) -> Result<View> {
+        self.define_view_with(name, PartialLimits::default(), define)
+    }
+
+    /// [`Database::define_view`], with the limits a partial parameterized view keeps
+    /// its keys within.
+    pub fn define_view_with(
+        &self,
+        name: Option<&str>,
+        limits: PartialLimits,
+        define: impl FnOnce(&dyn Catalog) -> Result<ViewDef>,
+    ) -> Result<View> {
+        let mut w = self.writer()?;
+        if let Some(n) = name {
+            let lower = n.to_ascii_lowercase();
+            if w.table_names.contains_key(&lower) || w.named_views.contains_key(&lower) {
+                return Err(
+                    SqlError::new(SqlErrorKind::Catalog, format!("a table or view named {n} already exists")).into()
+                );
+            }
+        }
+        let def = define(&*w)?;
+        validate_plan(&w, &def.plan)?;
+        let key = name.is_none().then(|| def.key());
+        if let Some(&id) = key.as_ref().and_then(|k| w.view_keys.get(k)) {
+            // The same query is the same view, unless that one failed computing: then
+            // this one is computed afresh.
+            let failed = w.dataflow.failure(w.views[id.0 as usize].as_ref().expect("registered").root).is_some();
+            if !failed {
+                let info = Arc::clone(&w.views[id.0 as usize].as_ref().expect("registered").info);
+                return Ok(View { published: Arc::clone(&self.shared.published), info, bound: None });
+            }
+        }
+        let id = ViewId(w.views.len() as u32);
+        // A view ending in a projection of plain columns over rows shared with a table
+        // stores those rows and projects when read: no copy per row.
+        let (stored_plan, positions) = match &def.plan {
+            Plan::Project { input, exprs } if input.passes_base_rows() => match Plan::column_projection(exprs) {
+                Some(cols) => (input.as_ref().clone(), cols),
+                None => (def.plan.clone(), (0..def.columns.len()).collect()),
+            },
+            _ => (def.plan.clone(), (0..def.columns.len()).collect::<Vec<usize>>()),
+        };
+        let order = (!def.order.is_empty()).then(|| {
+            Arc::new(OrderSpec::new(
+                def.order.iter().map(|k| crate::plan::SortKey { column: positions[k.column], ..*k }).collect(),
+            ))
+        });
+        let info = Arc::new(ViewInfo {
+            id,
+            name: name.map(str::to_string),
+            sql: def.sql.clone(),
+            schema: arrow_schema(&def.columns[..def.visible]),
+            columns: def.columns.clone(),
+            visible: def.visible,
+            params: def.params.as_ref().map(|spec| Keyed {
+                positions: spec.key_columns.iter().map(|c| positions[*c]).collect(),
+                partial: spec.keys_table.map(|table| {
+                    let keys = PartialKeys::new(Arc::downgrade(&self.shared), id, table, def.columns.len(), limits);
+                    Arc::new(keys) as Arc<dyn KeyRequests>
+                }),
+                spec: spec.clone(),
+            }),
+            positions,
+            order: order.clone(),
+        });
+        let w = &mut *w;
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            let mut created = Vec::new();
+            let root = w.dataflow.build(&stored_plan, &mut created);
+            (root, created)
+        }));
+        let (root, created) = match built {
+            Ok(x) => x,
+            Err(panic) => return Err(w.poison(panic)),
+        };
+        let initial = match w.dataflow.initialize(&created, root, &w.tables) {
+            Ok(initial) => initial,
+            Err(why) => {
+                w.dataflow.release(root);
+                return Err(Error::Evaluation { message: format!("cannot compute the view: {why}") });
+            }
+        };
+        let mut state = ViewState::new(order.as_ref(), info.params.as_ref().map(|k| k.positions.clone()));
+        state.apply(&initial, order.as_ref());
+        state.broken = w.failed_tables.iter().find(|(t, _)| stored_plan.reads(**t)).map(|(_, e)| e.clone());
+        {
+            let mut p = self.shared.published.write();
+            p.views.resize_with(id.0 as usize + 1, || None);
+            p.views[id.0 as usize] = Some(state);
+        }
+        if let Some(n) = name {
+            w.named_views.insert(n.to_ascii_lowercase(), id);
+        }
+        if let Some(k) = &key {
+            w.view_keys.insert(k.clone(), id);
+        }
+        w.views_by_root.entry(root).or_default().push(id);
+        w.views.push(Some(ViewEntry { info: Arc::clone(&info), def, root, key }));
+        Ok(View { published: Arc::clone(&self.shared.published), info, bound: None })
+    }
+
+    /// Runs `f` on the catalog (for planning without registering, as EXPLAIN does).
+    pub fn with_catalog<T>(&self, f: impl FnOnce(&dyn Catalog) -> T) -> T {
+        let w = self.shared.writer.lock();
+        f(&*w)
+    }
+
+    /// The named view `name`.
+    pub fn view(&self, name: &str) -> Option<View> {
+        let w = self.shared.writer.lock();
+        let id = w.named_views.get(&name.to_ascii_lowercase())?;
+        let info = Arc::clone(&w.views[id.0 as usize].as_ref()?.info);
+        Some(View { published: Arc::clone(&self.shared.published), info, bound: None })
+    }
+
+    /// Drops the named view `name`. Views defined on it keep working: they hold their
+    /// own copy of its plan.
+    pub fn drop_view(&self, name: &str) -> Result<()> {
+        let mut w = self.writer()?;
+        let Some(id) = w.named_views.remove(&name.to_ascii_lowercase()) else {
+            let known: Vec<String> = w.named_views.keys().cloned().collect();
+            return Err(SqlError::new(SqlErrorKind::UnknownTable, format!("no view named {name}"))
+                .suggest(nearest_name(name, known.iter().map(String::as_str)))
+                .into());
+        };
+        w.remove_view(id);
+        self.shared.published.write().views[id.0 as usize] = None;
+        Ok(())
+    }
+
+    /// Stops maintaining `view`; later reads of it fail. Other handles on the same
+    /// (shared) view stop too.
+    pub fn drop_view_handle(&self, view: &View) -> Result<()> {
+        let mut w = self.writer()?;
+        if w.views.get(view.info.id.0 as usize).is_none_or(Option::is_none) {
+            return Ok(());
+        }
+        if let Some(n) = &view.info.name {
+            w.named_views.remove(&n.to_ascii_lowercase());
+        }
+        w.remove_view(view.info.id);
+        self.shared.published.write().views[view.info.id.0 as usize] = None;
+        Ok(())
+    }
+
+    /// Applies `changes` as one atomic transaction: either all of them, with every view
+    /// updated, or (on the first change that fails) none, with the error.
+    pub fn apply<I: IntoIterator<Item = Change>>(&self, changes: I) -> Result<()> {
+        self.apply_at(changes, None)
+    }
+
+    /// [`Database::apply`] for a transaction of a source, which brings the engine to
+    /// `position` (recorded with the transaction by a durable engine's journal).
+    pub fn apply_at<I: IntoIterator<Item = Change>>(&self, changes: I, position: Option<&str>) -> Result<()> {
+        let mut w = self.writer()?;
+        let mut undo = Vec::new();
+        let watch = Stopwatch::start(w.profile.is_some());
+        for change in changes {
+            if let Err(e) = w.stage(change, &mut undo) {
+                w.rollback(undo);
+                return Err(e);
+            }
+        }
+        if let Some(p) = &mut w.profile {
+            p.transactions += 1;
+            watch.add_to(&mut p.tables);
+        }
+        if let Err(e) = w.journal_transaction(position) {
+            w.rollback(undo);
+            return Err(e);
+        }
+        let w = &mut *w;
+        let deltas = match catch_unwind(AssertUnwindSafe(|| w.propagate())) {
+            Ok(d) => d,
+            Err(panic) => return Err(w.poison(panic)),
+        };
+        if w.dataflow.any_failed() {
+            self.publish_failures(w);
+        }
+        if !deltas.is_empty() {
+            let watch = Stopwatch::start(w.profile.is_some());
+            let mut p = self.shared.published.write();
+            for (id, delta) in &deltas {
+                let order = w.views[id.0 as usize].as_ref().and_then(|v| v.info.order.clone());
+                if let Some(state) = p.views[id.0 as usize].as_mut() {
+                    state.apply(delta, order.as_ref());
+                }
+            }
+            drop(p);
+            if let Some(p) = &mut w.profile {
+                watch.add_to(&mut p.publish);
+            }
+        }
+        if let Some(j) = &w.journal
+            && j.wants_checkpoint()
+        {
+            // The transaction is in (the journal has it); a checkpoint that fails
+            // leaves the log as it was, and is asked for again.
+            let _ = j.checkpoint(w.journaled_contents());
+        }
+        Ok(())
+    }
+
+    /// Gives the engine a journal (see [`crate::journal`]): from now on every table
+    /// made or dropped and every transaction is recorded there before it takes effect.
+    /// Rows already held are not sent; a journal is set on an empty engine, or after
+    /// restoring what it recorded.
+    pub fn set_journal(&self, journal: Option<Arc<dyn Journal>>) {
+        self.shared.writer.lock().journal = journal;
+    }
+
+    /// Gives the journal every table's contents now, whether or not it asked (a
+    /// checkpoint on demand: before a backup, or to make the next restart short).
+    /// Does nothing without a journal.
+    pub fn checkpoint(&self) -> Result<()> {
+        let w = self.shared.writer.lock();
+        match &w.journal {
+            Some(j) => j.checkpoint(w.journaled_contents()),
+            None => Ok(()),
+        }
+    }
+
+    /// Every journaled table's schema and rows (for a checkpoint, or a report).
+    pub fn journaled_contents(&self) -> Vec<TableContents> {
+        self.shared.writer.lock().journaled_contents()
+    }
+
+    /// Marks the views whose computation failed (see [`crate::dataflow`]) as broken.
+    fn publish_failures(&self, w: &Writer) {
+        let mut p = self.shared.published.write();
+        for entry in w.views.iter().flatten() {
+            let Some(why) = w.dataflow.failure(entry.root) else { continue };
+            if let Some(state) = p.views[entry.info.id.0 as usize].as_mut()
+                && state.broken.is_none()
+            {
+                let label = entry.info.name.as_deref().unwrap_or(&entry.info.sql);
+                state.broken =
+                    Some(Error::Evaluation { message: format!("view {label} is no longer kept up to date: {why}") });
+            }
+        }
+    }
+
+    /// Inserts the rows of Arrow record batches into one table as one transaction;
+    /// columns are matched by name (see [`crate::arrow_in`]).
+    pub fn insert_batches(&self, table: &str, batches: &[arrow_array::RecordBatch]) -> Result<()> {
+        let schema = self.table_schema(table)?;
+        let id = self.table_id(table)?;
+        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+        for batch in batches {
+            rows.extend(crate::arrow_in::batch_rows(&schema, batch)?);
+        }
+        self.apply(rows.into_iter().map(|r| Change::insert(id, RowData::Values(r))))
+    }
+
+    /// Inserts one row (a transaction of one change).
+    pub fn insert(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
+        self.apply([Change::insert(table, row)])
+    }
+
+    /// Updates one row (a transaction of one change); `old` may be `None` where the
+    /// table has a primary key.
+    pub fn update(&self, table: impl Into<TableRef>, old: Option<RowData>, new: impl Into<RowData>) -> Result<()> {
+        self.apply([Change::Update { table: table.into(), old, new: new.into() }])
+    }
+
+    /// Deletes one row (a transaction of one change).
+    pub fn delete(&self, table: impl Into<TableRef>, row: impl Into<RowData>) -> Result<()> {
+        self.apply([Change::delete(table, row)])
+    }
+
+    /// Starts timing transactions (from zero) or stops; see [`crate::profile`].
+    pub fn set_profiling(&self, on: bool) {
+        let mut w = self.shared.writer.lock();
+        w.profile = on.then(Profile::default);
+        w.dataflow.set_profiling(on);
+    }
+
+    /// Where the time of transactions went since profiling started (empty when off).
+    pub fn profile(&self) -> Profile {
+        let w = self.shared.writer.lock();
+        Profile { nodes: w.dataflow.profile(), ..w.profile.clone().unwrap_or_default() }
+    }
+
+    /// Sizes of what the engine holds.
+    pub fn stats(&self) -> Stats {
+        let w = self.shared.writer.lock();
+        let p = self.shared.published.read();
+        Stats {
+            base_rows: w.tables.iter().flatten().map(Table::len).sum(),
+            nodes: w.dataflow.node_count(),
+            arrangements: w.dataflow.arrangement_count(),
+            table_index_bytes: w.tables.iter().flatten().map(Table::index_bytes).sum(),
+            operator_state_bytes: w.dataflow.state_bytes(),
+            view_state_bytes: p.views.iter().flatten().map(ViewState::state_bytes).sum(),
+        }
+    }
+
+    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
+        let w = self.shared.writer.lock();
+        match &w.poisoned {
+            Some(why) => Err(Error::Internal(format!(
+                "the engine stopped after an internal error ({why}); its views can no longer be trusted"
+            ))),
+            None => Ok(w),
+        }
+    }
+}
+
+impl Writer {
+    fn table(&self, id: TableId) -> &Table {
+        self.tables[id.0 as usize].as_ref().expect("resolved ids exist")
+    }
+
+    fn resolve(&self, table: &TableRef) -> Result<TableId> {
+        match table {
+            TableRef::Id(id) => match self.tables.get(id.0 as usize) {
+                Some(Some(_)) => Ok(*id),
+                _ => Err(SchemaError::UnknownTable { name: format!("#{}", id.0), suggestion: None }.into()),
+            },
+            TableRef::Name(name) => self
+                .table_names
+                .get(name.as_str())
+                .or_else(|| self.table_names.get(&name.to_ascii_lowercase()))
+                .copied()
+                .ok_or_else(|| {
+                    SchemaError::UnknownTable {
+                        name: crate::error::shown(name).into_owned(),
+                        suggestion: nearest_name(name, self.tables.iter().flatten().map(|t| t.schema().name.as_str())),
+                    }
+                    .into()
+                }),
+        }
+    }
+
+    /// Checks one change and applies it to its table, recording how to undo it.
+    fn stage(&mut self, change: Change, undo: &mut Vec<Undo>) -> Result<()> {
+        let id = self.resolve(change.table())?;
+        if !self.failed_tables.is_empty()
+            && let Some(e) = self.failed_tables.get(&id)
+        {
+            return Err(e.clone());
+        }
+        let i = id.0 as usize;
+        if self.pending[i].is_empty() {
+            self.pending_tables.push(id);
+        }
+        let table = self.tables[i].as_mut().expect("resolved");
+        let delta = &mut self.pending[i];
+        match change {
+            Change::Insert { row, .. } => table.insert(row, undo, delta),
+            Change::Update { old, new, .. } => table.update(old, new, undo, delta),
+            Change::Delete { row, .. } => table.delete(row, undo, delta),
+            Change::Replace { old, new, .. } => table.replace(old, new, undo, delta),
+        }
+    }
+
+    /// Records the staged transaction in the journal, if there is one and it changed
+    /// a journaled table (or came from a source, whose position must move on).
+    fn journal_transaction(&mut self, position: Option<&str>) -> Result<()> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        let mut tables = Vec::new();
+        for t in &self.pending_tables {
+            let name = self.tables[t.0 as usize].as_ref().expect("staged").schema().name.as_str();
+            if !is_internal(name) {
+                tables.push((name, &self.pending[t.0 as usize]));
+            }
+        }
+        match (tables.is_empty(), position) {
+            (false, _) => journal.committed(&Committed { tables, position }),
+            (true, Some(p)) => journal.passed(p),
+            (true, None) => Ok(()),
+        }
+    }
+
+    fn journaled_contents(&self) -> Vec<TableContents> {
+        self.tables
+            .iter()
+            .flatten()
+            .filter(|t| !is_internal(&t.schema().name))
+            .map(|t| (t.schema().clone(), t.contents().into_iter().collect()))
+            .collect()
+    }
+
+    /// Puts every table back as before the transaction.
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Inserted(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").unstore(&row),
+                Undo::Removed(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").store(row),
+            }
+        }
+        for t in self.pending_tables.drain(..) {
+            self.pending[t.0 as usize].clear();
+        }
+    }
+
+    /// Runs the staged transaction through the graph; returns each changed view's delta.
+    fn propagate(&mut self) -> Vec<(ViewId, ZSet)> {
+        let mut table_deltas: Vec<(TableId, ZSet)> =
+            self.pending_tables.drain(..).map(|t| (t, std::mem::take(&mut self.pending[t.0 as usize]))).collect();
+        self.dataflow.run(&mut table_deltas, &self.tables);
+        let mut out = Vec::new();
+        for (root, views) in &self.views_by_root {
+            if self.dataflow.delta(*root).is_empty() {
+                continue;
+            }
+            // The last view of a root takes its delta; others get copies.
+            for v in &views[1..] {
+                out.push((*v, self.dataflow.delta(*root).clone()));
+            }
+            out.push((views[0], self.dataflow.take_delta(*root)));
+        }
+        self.dataflow.clear();
+        // Give the tables their (now empty) delta buffers back.
+        for (t, mut d) in table_deltas {
+            d.clear();
+            if self.pending[t.0 as usize].is_empty() {
+                self.pending[t.0 as usize] = d;
+            }
+        }
+        out
+    }
+
+    fn remove_view(&mut self, id: ViewId) {
+        let Some(entry) = self.views[id.0 as usize].take() else {
+            return;
+        };
+        if let Some(k) = &entry.key {
+            self.view_keys.remove(k);
+        }
+        if let Some(vs) = self.views_by_root.get_mut(&entry.root) {
+            vs.retain(|v| *v != id);
+            if vs.is_empty() {
+                self.views_by_root.remove(&entry.root);
+            }
+        }
+        self.dataflow.release(entry.root);
+    }
+
+    fn poison(&mut self, panic: Box<dyn std::any::Any + Send>) -> Error {
+        let why = crate::dataflow::panic_message(&*panic);
+        self.poisoned = Some(why.clone());
+        Error::Internal(why)
+    }
+}
+
+impl Catalog for Writer {
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn table(&self, name: &str) -> Option<(TableId, Arc<TableSchema>)> {
+        let id = *self.table_names.get(&name.to_ascii_lowercase())?;
+        Some((id, Arc::clone(Writer::table(self, id).schema())))
+    }
+
+    fn view(&self, name: &str) -> Option<&ViewDef> {
+        let id = self.named_views.get(&name.to_ascii_lowercase())?;
+        Some(&self.views[id.0 as usize].as_ref()?.def)
+    }
+
+    fn relation_names(&self) -> Vec<String> {
+        let tables = self.tables.iter().flatten().map(|t| t.schema().name.clone());
+        let views = self.views.iter().flatten().filter_map(|v| v.info.name.clone());
+        tables.chain(views).collect()
+    }
+}
+
+fn validate_schema(schema: &TableSchema) -> Result<()> {
+    let invalid = |detail: String| -> Error { SchemaError::InvalidTable { table: schema.name.clone(), detail }.into() };
+    if schema.name.is_empty() {
+        return Err(invalid("the name is empty".into()));
+    }
+    if schema.columns.is_empty() {
+        return Err(invalid("a table needs at least one column".into()));
+    }
+    for (i, c) in schema.columns.iter().enumerate() {
+        if schema.columns[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&c.name)) {
+            return Err(invalid(format!("column {} is declared twice", c.name)));
+        }
+        if let crate::types::DataType::Decimal { precision, scale } = c.data_type
+            && (precision == 0 || precision > MAX_DECIMAL_PRECISION || scale > precision)
+        {
+            return Err(invalid(format!(
+                "column {}: DECIMAL({precision},{scale}) needs 1 <= precision <= {MAX_DECIMAL_PRECISION} and scale <= precision",
+                c.name
+            )));
+        }
+    }
+    if let Some(key) = &schema.primary_key {
+        if key.is_empty() || key.iter().any(|&k| k >= schema.columns.len()) {
+            return Err(invalid("the primary key names no valid column".into()));
+        }
+        if key.iter().any(|&k| schema.columns[k].nullable) {
+            return Err(invalid("primary-key columns must be NOT NULL".into()));
+        }
+    }
+    Ok(())
+}
+
+fn validate_plan(w: &Writer, plan: &Plan) -> Result<()> {
+    if let Plan::Scan { table, .. } = plan
+        && w.tables.get(table.0 as usize).is_none_or(Option::is_none)
+    {
+        return Err(Error::Internal(format!("plan reads table #{} which does not exist", table.0)));
+    }
+    plan.inputs().into_iter().try_for_each(|p| validate_plan(w, p))
+}

@@ -1,0 +1,264 @@
+//! A view's rows as readers see them, and the published state of every view.
+//!
+//! The writer builds each transaction's view deltas apart and then applies them here
+//! in one publish step, under the write lock of [`Published`]; [`super::View`] handles
+//! read under its read lock. An unordered view keeps its rows in a hash table by the
+//! row's cached hash, an ordered one in a B-tree by its ORDER BY key, and a
+//! parameterized one groups them by key so that reading one key is one lookup.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use hashbrown::HashTable;
+use parking_lot::Mutex;
+
+use super::{ViewId, ViewInfo};
+use crate::arrow_out;
+use crate::error::Error;
+use crate::operator::{SLOT_ORDER_FROM, slot_mask};
+use crate::row::Row;
+use crate::sort::{OrdRow, OrderSpec};
+use crate::types::DataType;
+use crate::value::Value;
+use crate::zset::{Weight, ZSet};
+
+/// What readers see: every view's current rows (None where a view was dropped).
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    pub views: Vec<Option<ViewState>>,
+}
+
+impl Published {
+    /// The state of view `id`, unless it was dropped.
+    pub fn view(&self, id: ViewId) -> Option<&ViewState> {
+        self.views.get(id.0 as usize).and_then(Option::as_ref)
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum ViewRows {
+    /// Rows by their cached hashes, each with its multiplicity.
+    Unordered(HashTable<(Row, Weight)>),
+    Ordered(BTreeMap<OrdRow, Weight>),
+    /// A parameterized view's rows, by key (the key's values, in component order),
+    /// each group with its row count.
+    Keyed {
+        positions: Vec<usize>,
+        groups: BTreeMap<Row, (ViewRows, usize)>,
+    },
+}
+
+impl ViewRows {
+    fn flat(order: Option<&Arc<OrderSpec>>) -> ViewRows {
+        match order {
+            Some(_) => ViewRows::Ordered(BTreeMap::new()),
+            None => ViewRows::Unordered(HashTable::new()),
+        }
+    }
+
+    /// Adds `w` copies of `row` to flat rows.
+    fn add(&mut self, row: &Row, w: Weight, order: Option<&Arc<OrderSpec>>) {
+        match self {
+            ViewRows::Unordered(map) => add_unordered(map, row.hash_value(), row, w),
+            ViewRows::Ordered(map) => {
+                let key = OrdRow::new(row.clone(), order.expect("ordered view has a spec"));
+                match map.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        *o.get_mut() += w;
+                        if *o.get() == 0 {
+                            o.remove();
+                        }
+                    }
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(w);
+                    }
+                }
+            }
+            ViewRows::Keyed { .. } => unreachable!("groups hold flat rows"),
+        }
+    }
+
+    pub(super) fn iter(&self) -> Box<dyn Iterator<Item = (&Row, usize)> + '_> {
+        match self {
+            ViewRows::Unordered(m) => Box::new(m.iter().map(|(r, w)| (r, (*w).max(0) as usize))),
+            ViewRows::Ordered(m) => Box::new(m.iter().map(|(r, w)| (&r.row, (*w).max(0) as usize))),
+            ViewRows::Keyed { groups, .. } => Box::new(groups.values().flat_map(|(g, _)| g.iter())),
+        }
+    }
+}
+
+/// A view's current rows, as readers see them.
+#[derive(Debug)]
+pub(crate) struct ViewState {
+    rows: ViewRows,
+    /// Rows counted with multiplicity.
+    len: usize,
+    /// Bumped by every publish that changes the view.
+    version: u64,
+    /// The Arrow form of the current rows, once built.
+    cache: Mutex<Option<RecordBatch>>,
+    /// Set when the view can no longer be maintained (its table was dropped).
+    pub broken: Option<Error>,
+}
+
+impl ViewState {
+    /// An empty view, ordered by `order` if given, grouped by the key at `key` (the
+    /// positions of its components in a stored row) for a parameterized view.
+    pub fn new(order: Option<&Arc<OrderSpec>>, key: Option<Vec<usize>>) -> ViewState {
+        let rows = match key {
+            Some(positions) => ViewRows::Keyed { positions, groups: BTreeMap::new() },
+            None => ViewRows::flat(order),
+        };
+        ViewState { rows, len: 0, version: 0, cache: Mutex::new(None), broken: None }
+    }
+
+    /// The rows of one key of a parameterized view, with their count.
+    pub(super) fn key_rows(&self, key: &Row) -> Option<(&ViewRows, usize)> {
+        match &self.rows {
+            ViewRows::Keyed { groups, .. } => groups.get(key).map(|(g, n)| (g, *n)),
+            _ => None,
+        }
+    }
+
+    /// The groups of the keys that start with `prefix` and whose next component lies
+    /// within the bounds (a NULL component never does): a scan of just those keys.
+    pub(super) fn key_range(
+        &self,
+        prefix: &[Value],
+        lower: Option<(&Value, bool)>,
+        upper: Option<(&Value, bool)>,
+    ) -> Vec<(&ViewRows, usize)> {
+        use std::ops::Bound;
+        let ViewRows::Keyed { groups, .. } = &self.rows else { return Vec::new() };
+        let at = prefix.len();
+        let with = |v: &Value| Row::new(prefix.iter().cloned().chain([v.clone()]).collect());
+        let start = match lower {
+            Some((v, true)) => Bound::Included(with(v)),
+            Some((v, false)) => Bound::Excluded(with(v)),
+            // Past the NULLs, which sort first and satisfy no bound.
+            None => Bound::Excluded(with(&Value::Null)),
+        };
+        let mut out = Vec::new();
+        for (key, (g, n)) in groups.range((start, Bound::Unbounded)) {
+            if key.len() <= at || key.iter().take(at).zip(prefix).any(|(a, b)| *a != *b) {
+                break;
+            }
+            let v = key.get(at);
+            if v.is_null() {
+                continue;
+            }
+            if let Some((hi, inclusive)) = upper
+                && (if inclusive { &*v > hi } else { &*v >= hi })
+            {
+                break;
+            }
+            out.push((g, *n));
+        }
+        out
+    }
+
+    /// Applies a delta. `order` must be the spec the view was created with.
+    pub fn apply(&mut self, delta: &ZSet, order: Option<&Arc<OrderSpec>>) {
+        if delta.is_empty() {
+            return;
+        }
+        match &mut self.rows {
+            ViewRows::Unordered(map) if delta.len() < SLOT_ORDER_FROM => {
+                delta.iter().for_each(|(row, w)| add_unordered(map, row.hash_value(), row, *w));
+            }
+            ViewRows::Unordered(map) => {
+                // In the order of the rows' slots in the table: one pass over it.
+                let mask = slot_mask(map.len() + delta.len());
+                let mut rows: Vec<(u64, &Row, Weight)> = delta.iter().map(|(r, w)| (r.hash_value(), r, *w)).collect();
+                rows.sort_unstable_by_key(|&(h, ..)| h & mask);
+                rows.into_iter().for_each(|(hash, row, w)| add_unordered(map, hash, row, w));
+            }
+            rows @ ViewRows::Ordered(_) => {
+                for (row, w) in delta {
+                    rows.add(row, *w, order);
+                }
+            }
+            ViewRows::Keyed { positions, groups } => {
+                for (row, w) in delta {
+                    match groups.entry(row.project(positions)) {
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            let (g, n) = o.get_mut();
+                            g.add(row, *w, order);
+                            *n = (*n as i64 + w) as usize;
+                            if *n == 0 {
+                                o.remove();
+                            }
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            let (g, n) = v.insert((ViewRows::flat(order), 0));
+                            g.add(row, *w, order);
+                            *n = (*n as i64 + w) as usize;
+                        }
+                    }
+                }
+            }
+        }
+        self.len = (self.len as i64 + delta.iter().map(|(_, w)| *w).sum::<Weight>()) as usize;
+        self.version += 1;
+        *self.cache.get_mut() = None;
+    }
+
+    /// Every row with its multiplicity, in the view's order.
+    pub fn rows(&self) -> Box<dyn Iterator<Item = (&Row, usize)> + '_> {
+        self.rows.iter()
+    }
+
+    /// Rows counted with multiplicity.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The rows as Arrow, from the cache when unchanged since the last build.
+    pub fn batch(&self, info: &ViewInfo) -> RecordBatch {
+        let mut cache = self.cache.lock();
+        if let Some(b) = &*cache {
+            return b.clone();
+        }
+        let types: Vec<DataType> = info.columns[..info.visible].iter().map(|c| c.data_type).collect();
+        let positions = &info.positions[..info.visible];
+        let batch = arrow_out::rows_to_batch(&info.schema, &types, positions, self.rows.iter(), self.len);
+        *cache = Some(batch.clone());
+        batch
+    }
+
+    /// Approximate heap bytes.
+    pub fn state_bytes(&self) -> usize {
+        let per_entry = std::mem::size_of::<Row>() + std::mem::size_of::<Weight>();
+        fn bytes(rows: &ViewRows, per_entry: usize) -> usize {
+            match rows {
+                ViewRows::Unordered(m) => m.capacity() * (per_entry + 1),
+                ViewRows::Ordered(m) => m.len() * (per_entry + 3 * std::mem::size_of::<usize>()),
+                ViewRows::Keyed { groups, .. } => {
+                    groups.iter().map(|(k, (g, _))| 64 + k.len() * 9 + bytes(g, per_entry)).sum()
+                }
+            }
+        }
+        bytes(&self.rows, per_entry)
+    }
+}
+
+/// Adds `w` copies of `row` (whose hash is `hash`) to an unordered view's rows.
+fn add_unordered(map: &mut HashTable<(Row, Weight)>, hash: u64, row: &Row, w: Weight) {
+    match map.find_entry(hash, |(r, _)| r == row) {
+        Ok(mut o) => {
+            o.get_mut().1 += w;
+            if o.get().1 == 0 {
+                o.remove();
+            }
+        }
+        Err(_) => {
+            map.insert_unique(hash, (row.clone(), w), |(r, _)| r.hash_value());
+        }
+    }
+}
