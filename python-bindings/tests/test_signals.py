@@ -51,7 +51,12 @@ def test_a_stopped_follower_leaves_nothing_on_the_server(pg: Server, sig: int, m
     assert child.stdout.readline().strip() == "ready"
     assert leftovers(pg) != ("", ""), "the follower made a slot and a publication"
     child.send_signal(sig)
-    out, err = child.communicate(timeout=30)
+    try:
+        out, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        out, err = child.communicate()
+        pytest.fail(f"the follower did not stop within 60 s of signal {sig}; stdout: {out!r}; stderr: {err!r}")
     if mode == "own-handler":
         assert "own handler ran" in out and child.returncode == 3, (out, err)
     else:

@@ -44,6 +44,10 @@ const STATUS_EVERY: Duration = Duration::from_millis(200);
 /// (which the stream does not announce).
 const DROP_CHECK_EVERY: u64 = 10;
 
+/// How long a clean shutdown may take (ending the stream, dropping ciuf's slot and
+/// publication) before the source gives up on it and lets the process go.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(15);
+
 enum Command {
     Add(Vec<String>, sync_mpsc::SyncSender<Result<(), PgError>>),
     Stop(sync_mpsc::SyncSender<()>),
@@ -142,11 +146,22 @@ impl PostgresSource {
     /// Stops following: ends the stream and drops the slot and publication ciuf made.
     pub fn close(&self) {
         let (tx, rx) = sync_mpsc::sync_channel(1);
-        if self.commands.send(Command::Stop(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(30));
-        }
-        if let Some(t) = self.thread.lock().take() {
-            let _ = t.join();
+        let stopped = match self.commands.send(Command::Stop(tx)) {
+            Ok(()) => rx.recv_timeout(SHUTDOWN_PATIENCE + Duration::from_secs(5)).is_ok(),
+            Err(_) => true, // The task has ended already.
+        };
+        let thread = self.thread.lock().take();
+        match thread {
+            Some(t) if stopped => {
+                let _ = t.join();
+            }
+            // Never hang the caller (often a process on its way out): the thread is
+            // left to end on its own.
+            Some(_) => eprintln!(
+                "ciuf: the PostgreSQL source did not stop within {} s; its slot and publication may be left on the server",
+                SHUTDOWN_PATIENCE.as_secs()
+            ),
+            None => {}
         }
     }
 
@@ -401,12 +416,12 @@ impl Task {
                 false
             }
             Some(Command::Stop(reply)) => {
-                self.shutdown().await;
+                let _ = tokio::time::timeout(SHUTDOWN_PATIENCE, self.shutdown()).await;
                 let _ = reply.send(());
                 true
             }
             None => {
-                self.shutdown().await;
+                let _ = tokio::time::timeout(SHUTDOWN_PATIENCE, self.shutdown()).await;
                 true
             }
         }
