@@ -18,6 +18,9 @@ FOLLOWER = textwrap.dedent(
     """
     import signal, sys, time
     from ciuf import Engine
+    # As a service starts: SIGHUP does what it does by default (a test run under
+    # nohup would otherwise hand the child an ignored SIGHUP, which ciuf respects).
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     engine = Engine(sys.argv[1])
     view = engine.from_sql("SELECT count(*) FROM items")
     if sys.argv[2] == "own-handler":
