@@ -438,6 +438,7 @@ impl Dataflow {
     }
 
     fn fill(&mut self, created: &[NodeIndex], root: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+        // Each node's whole output, computed once however many nodes read it.
         let mut outputs: HashMap<NodeIndex, ZSet> = HashMap::new();
         let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
         // New arrangements of nodes that existed already hold their current output;
@@ -445,22 +446,39 @@ impl Dataflow {
         let unfilled = std::mem::take(&mut self.arrangements.unfilled);
         for (node, a) in &unfilled {
             if !created.contains(node) {
-                a.write().apply(&self.current_output(*node, tables));
+                let out = outputs.entry(*node).or_insert_with(|| self.current_output(*node, tables));
+                a.write().apply(out);
+            }
+        }
+        // How many nodes still to fill read each output: it is let go after the last.
+        let mut readers: HashMap<NodeIndex, usize> = HashMap::new();
+        for n in &order {
+            for i in &self.graph[*n].inputs {
+                *readers.entry(*i).or_default() += 1;
             }
         }
         for n in order {
-            let inputs: Vec<ZSet> = self.graph[n]
-                .inputs
-                .iter()
-                .map(|i| outputs.get(i).cloned().unwrap_or_else(|| self.current_output(*i, tables)))
-                .collect();
-            let refs: Vec<&ZSet> = inputs.iter().collect();
+            let inputs = self.graph[n].inputs.clone();
+            for i in &inputs {
+                if !outputs.contains_key(i) {
+                    let out = self.current_output(*i, tables);
+                    outputs.insert(*i, out);
+                }
+            }
+            let refs: Vec<&ZSet> = inputs.iter().map(|i| &outputs[i]).collect();
             let out = match &mut self.graph[n].kind {
                 NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
                 NodeKind::Op(op) => op.initial(&refs),
             };
             for (_, a) in unfilled.iter().filter(|(node, _)| *node == n) {
                 a.write().apply(&out);
+            }
+            for i in &inputs {
+                let left = readers.get_mut(i).expect("counted");
+                *left -= 1;
+                if *left == 0 && *i != root {
+                    outputs.remove(i);
+                }
             }
             outputs.insert(n, out);
         }

@@ -112,7 +112,19 @@ impl Table {
     /// Every row, as a relation.
     pub fn contents(&self) -> ZSet {
         match &self.rows {
-            Rows::Keyed { rows, .. } => rows.iter().map(|r| (r.clone(), 1)).collect(),
+            Rows::Keyed { rows, .. } => {
+                // Taking a handle writes each row's count: prefetched a few rows ahead,
+                // those cache misses overlap.
+                let all: Vec<&Row> = rows.iter().collect();
+                let mut out = ZSet::with_capacity(all.len());
+                for (i, r) in all.iter().enumerate() {
+                    if let Some(ahead) = all.get(i + crate::zset::PREFETCH_AHEAD) {
+                        ahead.prefetch();
+                    }
+                    out.push((*r).clone(), 1);
+                }
+                out
+            }
             Rows::Bag { rows, .. } => rows.iter().map(|(r, w)| (r.clone(), *w)).collect(),
         }
     }
@@ -367,7 +379,12 @@ impl Table {
                 *interner = None;
             }
         }
-        Ok(Row::new(values))
+        let row = Row::new(values);
+        // Hashed now, while it is in cache: nearly every consumer of a table's rows (a
+        // view's rows, an arrangement's larger keys) hashes them later, when reaching
+        // the row (and its text) costs a cache miss each.
+        row.hash_value();
+        Ok(row)
     }
 
     fn full_values(&self, data: RowData, base: Option<&Row>) -> Result<Vec<Value>> {

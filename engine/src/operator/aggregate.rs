@@ -128,7 +128,7 @@ impl Operator for Aggregate {
         // group — and a large delta walks the group table from one end to the other
         // instead of jumping about it.
         let mut keyed: Vec<(u64, Key, &Row, Weight)> = delta
-            .iter()
+            .iter_prefetched()
             .map(|(row, w)| {
                 let key = Key::eval(&self.group_by, row);
                 (self.groups.hasher().hash_one(&key), key, row, *w)
@@ -142,6 +142,12 @@ impl Operator for Aggregate {
         let mut at = 0;
         while at < keyed.len() {
             let end = at + keyed[at..].iter().take_while(|e| e.0 == keyed[at].0 && e.1 == keyed[at].1).count();
+            // Rows come in group order, not where they lie: the next groups' rows are
+            // prefetched while this one's are added.
+            for (_, _, ahead, _) in keyed.get(end..(end + crate::zset::PREFETCH_AHEAD).min(keyed.len())).unwrap_or(&[])
+            {
+                ahead.prefetch();
+            }
             let key = std::mem::replace(&mut keyed[at].1, Key::empty());
             let run = &keyed[at..end];
             at = end;

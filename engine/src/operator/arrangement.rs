@@ -45,10 +45,15 @@ impl Arrangement {
         self.bag.keys()
     }
 
+    /// The number of distinct keys held.
+    pub fn key_count(&self) -> usize {
+        self.bag.key_count()
+    }
+
     /// Adds a delta of the node's output. Rows whose key has a NULL match nothing and
     /// are not stored.
     pub fn apply(&mut self, delta: &ZSet) {
-        self.bag.add_all(delta.iter().map(|(r, w)| (r, *w)));
+        self.bag.add_all(delta.iter_prefetched().map(|(r, w)| (r, *w)));
     }
 
     /// Calls `f` with each row under `key` and its multiplicity.

@@ -27,7 +27,13 @@ impl Operator for Filter {
     }
 
     fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
-        Some(input_deltas[0].iter().filter(|(row, _)| self.predicate.eval_truth(row) == Some(true)).cloned().collect())
+        Some(
+            input_deltas[0]
+                .iter_prefetched()
+                .filter(|(row, _)| self.predicate.eval_truth(row) == Some(true))
+                .cloned()
+                .collect(),
+        )
     }
 }
 

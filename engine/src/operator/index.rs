@@ -320,6 +320,11 @@ impl<C: Tally> KeyedBag<C> {
         &self.keys
     }
 
+    /// The number of distinct keys held.
+    pub fn key_count(&self) -> usize {
+        self.buckets.len()
+    }
+
     /// Whether `slot` holds the rows with `key` (`inline`: the key's bits), or `None`
     /// if no slot can (the bag's keys are inline, and this key is of another kind).
     #[inline]
@@ -439,6 +444,10 @@ impl<C: Tally> KeyedBag<C> {
         order.sort_unstable();
         let mut i = 0;
         while i < order.len() {
+            // The rows are visited in slot order, not where they lie: prefetched ahead.
+            if let Some(&(_, ahead)) = order.get(i + crate::zset::PREFETCH_AHEAD) {
+                keyed[ahead as usize].2.prefetch();
+            }
             let (hash, key, row, weight) = &keyed[order[i].1 as usize];
             i += 1;
             let inline = inline_key(key);

@@ -30,7 +30,7 @@ impl Operator for Project {
     fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
         let input = input_deltas[0];
         let mut out = ZSet::with_capacity(input.len());
-        for (row, w) in input {
+        for (row, w) in input.iter_prefetched() {
             out.push(self.exprs.iter().map(|e| e.eval(row)).collect::<Row>(), *w);
         }
         Some(out)

@@ -98,12 +98,14 @@ impl TopK {
     /// without them.
     fn cut_to(&mut self, keep: u64) {
         while let Some(entry) = self.prefix.last_entry() {
-            let w = (*entry.get()).max(0) as u64;
-            if self.prefix_rows - w < keep {
+            let w = *entry.get();
+            if self.prefix_rows.saturating_sub(w.max(0) as u64) < keep {
                 break;
             }
+            // A negative entry (mid-delta: a row deleted before its insertion comes)
+            // goes too; the insertion then sorts after the prefix and is not recorded.
             entry.remove();
-            self.prefix_rows -= w;
+            self.prefix_rows = self.prefix_rows.wrapping_add_signed(-w);
             self.complete = false;
         }
     }
@@ -149,7 +151,12 @@ impl Operator for TopK {
         let full_before = self.limit.is_some_and(|l| self.window.len() as u64 == l);
         let last = if full_before { self.window.last().cloned() } else { None };
         let mut affects_window = !full_before;
-        for (row, w) in delta {
+        // A long delta (a load, a view registered over a loaded table) is cut as it
+        // goes, so that the prefix never holds much more than it keeps: rows after its
+        // end then cost one comparison each instead of a B-tree insertion.
+        let cut_above =
+            self.needed().and_then(|n| i64::try_from(n.saturating_add(2 * self.slack).saturating_mul(2)).ok());
+        for (row, w) in delta.iter_prefetched() {
             if !self.in_prefix(row) {
                 continue;
             }
@@ -157,6 +164,11 @@ impl Operator for TopK {
                 affects_window |= self.spec.compare(row, last).is_le();
             }
             self.add(row, *w);
+            if let (Some(above), Some(needed)) = (cut_above, self.needed())
+                && (self.prefix_rows as i64) > above
+            {
+                self.cut_to(needed.saturating_add(self.slack));
+            }
         }
         if let Some(needed) = self.needed() {
             if !self.complete && self.prefix_rows < needed {
@@ -300,5 +312,45 @@ mod tests {
             assert!(t.prefix_rows < 100 + 2 * t.slack, "the prefix stays bounded");
         }
         assert!(t.slack > MIN_SLACK, "the test refilled the prefix");
+    }
+
+    #[test]
+    fn long_deltas_are_cut_as_they_go_even_with_deletions_before_insertions() {
+        let mut seed = 0x0005_DEEC_E66D_u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let mut t = TopK::new(vec![key(0, true)], Some(4), 3);
+        let (mut all, mut out) = (ZSet::new(), ZSet::new());
+        let mut live: Vec<i64> = Vec::new();
+        for round in 0..40 {
+            let mut d = ZSet::new();
+            // Rows deleted before their insertion later in the same delta.
+            let pending: Vec<i64> = (0..next(20)).map(|_| next(5_000) as i64).collect();
+            for v in &pending {
+                d.push(row![*v], -1);
+            }
+            for _ in 0..if round == 0 { 3_000 } else { next(500) } {
+                let v = next(5_000) as i64;
+                live.push(v);
+                d.push(row![v], 1);
+            }
+            for v in &pending {
+                d.push(row![*v], 1);
+            }
+            // Deletions of live rows, high ones (in the window) among them.
+            live.sort_unstable_by(|a, b| b.cmp(a));
+            for _ in 0..next(30).min(live.len() as u64) {
+                let at = if next(2) == 0 { 0 } else { next(live.len() as u64) as usize };
+                d.push(row![live.remove(at)], -1);
+            }
+            all.extend_from(&d);
+            out.extend_from(&drive(&mut t, &d, &all));
+            all = all.consolidated();
+            assert_eq!(out.clone().consolidated(), reference(&all, 4, 3), "round {round}");
+            assert!(t.prefix.len() < 200, "the prefix stays bounded: {}", t.prefix.len());
+            assert_eq!(t.prefix_rows, t.prefix.values().sum::<i64>() as u64, "round {round}: the prefix's count");
+        }
     }
 }

@@ -170,7 +170,8 @@ impl ViewState {
             ViewRows::Unordered(map) => {
                 // In the order of the rows' slots in the table: one pass over it.
                 let mask = slot_mask(map.len() + delta.len());
-                let mut rows: Vec<(u64, &Row, Weight)> = delta.iter().map(|(r, w)| (r.hash_value(), r, *w)).collect();
+                let mut rows: Vec<(u64, &Row, Weight)> =
+                    delta.iter_prefetched().map(|(r, w)| (r.hash_value(), r, *w)).collect();
                 rows.sort_unstable_by_key(|&(h, ..)| h & mask);
                 rows.into_iter().for_each(|(hash, row, w)| add_unordered(map, hash, row, w));
             }
