@@ -156,6 +156,7 @@ fn load_tables(args: &Args, views: bool) -> Loaded {
         Vec::new()
     };
     let (rss_before, heap_before) = (memory().0, heap::live());
+    engine.database().set_profiling(args.profile && !views.is_empty());
     let start = Instant::now();
     let (mut rows, mut raw) = (0, 0);
     for (i, (name, _)) in TABLES.iter().enumerate() {
@@ -173,6 +174,12 @@ fn load_tables(args: &Args, views: bool) -> Loaded {
         engine.apply(buf.drain(..)).expect("load");
     }
     let seconds = start.elapsed().as_secs_f64();
+    if args.profile && !views.is_empty() {
+        for line in engine.database().profile().to_string().lines() {
+            println!("PROFILE load: {line}");
+        }
+        engine.database().set_profiling(false);
+    }
     Loaded {
         engine,
         views,
