@@ -265,4 +265,12 @@ fn profiling_times_each_node_only_while_on() {
     e.database().set_profiling(false);
     e.on_insert("orders", order(9, 1, 1, 20.0, "paid")).unwrap();
     assert_eq!(e.database().profile(), ciuf::core::Profile::default());
+
+    // A view built over the rows already there: its new nodes' fill is timed too.
+    e.database().set_profiling(true);
+    e.from_sql("SELECT product_id, COUNT(*) FROM orders GROUP BY product_id").unwrap();
+    let p = e.database().profile();
+    assert_eq!(p.transactions, 0);
+    let aggregate = p.nodes.iter().find(|n| n.label.starts_with("Aggregate")).expect("the new aggregate");
+    assert_eq!((aggregate.steps, aggregate.rows_out), (1, 1), "filled once, one group: {p}");
 }

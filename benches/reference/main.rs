@@ -348,6 +348,7 @@ fn main() {
 /// and checked equal to the same view maintained through the load.
 fn build_over_loaded(args: &Args, first: &Loaded) {
     let loaded = load_tables(args, false);
+    loaded.engine.database().set_profiling(args.profile);
     let mut total = 0.0;
     for ((name, sql), maintained) in chosen_views(args).zip(&first.views) {
         let start = Instant::now();
@@ -364,6 +365,11 @@ fn build_over_loaded(args: &Args, first: &Loaded) {
         println!(
             "RESULT {{\"system\":\"ciuf\",\"measure\":\"build_over_loaded\",\"view\":\"{name}\",\"rows\":{rows},\"seconds\":{seconds:.3}}}"
         );
+    }
+    if args.profile {
+        for line in loaded.engine.database().profile().to_string().lines() {
+            println!("PROFILE build over loaded: {line}");
+        }
     }
     println!(
         "RESULT {{\"system\":\"ciuf\",\"measure\":\"build_over_loaded\",\"view\":\"all\",\"tables_load_s\":{:.3},\"seconds\":{total:.3}}}",

@@ -365,7 +365,7 @@ impl Dataflow {
         self.topo
             .iter()
             .filter_map(|&n| {
-                let t = timing.get(n.index()).filter(|t| t.steps > 0)?;
+                let t = timing.get(n.index()).filter(|t| t.steps > 0 || !(t.step + t.arrangements).is_zero())?;
                 Some(NodeProfile {
                     label: self.graph[n].key.0.clone(),
                     steps: t.steps,
@@ -444,10 +444,22 @@ impl Dataflow {
         // New arrangements of nodes that existed already hold their current output;
         // those of new nodes are filled as each node is, before its consumers step.
         let unfilled = std::mem::take(&mut self.arrangements.unfilled);
+        let timed = self.timing.is_some();
         for (node, a) in &unfilled {
             if !created.contains(node) {
-                let out = outputs.entry(*node).or_insert_with(|| self.current_output(*node, tables));
-                a.write().apply(out);
+                if !outputs.contains_key(node) {
+                    let watch = Stopwatch::start(timed);
+                    let out = self.current_output(*node, tables);
+                    if let Some(t) = self.timing_of(*node) {
+                        watch.add_to(&mut t.step);
+                    }
+                    outputs.insert(*node, out);
+                }
+                let watch = Stopwatch::start(timed);
+                a.write().apply(&outputs[node]);
+                if let Some(t) = self.timing_of(*node) {
+                    watch.add_to(&mut t.arrangements);
+                }
             }
         }
         // How many nodes still to fill read each output: it is let go after the last.
@@ -461,17 +473,31 @@ impl Dataflow {
             let inputs = self.graph[n].inputs.clone();
             for i in &inputs {
                 if !outputs.contains_key(i) {
+                    let watch = Stopwatch::start(timed);
                     let out = self.current_output(*i, tables);
+                    if let Some(t) = self.timing_of(*i) {
+                        watch.add_to(&mut t.step);
+                    }
                     outputs.insert(*i, out);
                 }
             }
             let refs: Vec<&ZSet> = inputs.iter().map(|i| &outputs[i]).collect();
+            let watch = Stopwatch::start(timed);
             let out = match &mut self.graph[n].kind {
                 NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
                 NodeKind::Op(op) => op.initial(&refs),
             };
+            if let Some(t) = self.timing_of(n) {
+                t.steps += 1;
+                t.rows_out += out.len() as u64;
+                watch.add_to(&mut t.step);
+            }
+            let watch = Stopwatch::start(timed);
             for (_, a) in unfilled.iter().filter(|(node, _)| *node == n) {
                 a.write().apply(&out);
+            }
+            if let Some(t) = self.timing_of(n) {
+                watch.add_to(&mut t.arrangements);
             }
             for i in &inputs {
                 let left = readers.get_mut(i).expect("counted");
