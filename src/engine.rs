@@ -178,6 +178,12 @@ impl Engine {
         &self.db
     }
 
+    /// The engine without SQL, under its former name.
+    #[deprecated(since = "0.1.0", note = "renamed Engine::database (the operator graph is the dataflow now)")]
+    pub fn dataflow(&self) -> &Database {
+        &self.db
+    }
+
     /// Runs SQL statements: CREATE TABLE, CREATE VIEW, DROP VIEW, INSERT … VALUES,
     /// EXPLAIN, and queries (registered as views). Returns the last statement's outcome.
     ///
