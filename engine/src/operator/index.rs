@@ -365,14 +365,19 @@ impl<C: Tally> KeyedBag<C> {
 
     /// A new slot for `key` holding `row` (a key must not be there already).
     fn insert(&mut self, hash: u64, inline: Option<(u8, u64)>, row: &Row, tally: C) {
+        self.insert_bucket(hash, inline, Bucket::One(row.clone(), tally));
+        self.rows += 1;
+    }
+
+    /// Adds a slot for a key the bag lacks, holding `bucket` (its rows not counted).
+    fn insert_bucket(&mut self, hash: u64, inline: Option<(u8, u64)>, bucket: Bucket<C>) {
         self.mode = match (self.mode, inline) {
             (KeyMode::Unset, Some((t, _))) => KeyMode::Inline(t),
             (KeyMode::Inline(t), Some((kt, _))) if t == kt => KeyMode::Inline(t),
             _ => KeyMode::FromRows,
         };
-        let slot = Slot { key: inline.map_or(0, |(_, bits)| bits), bucket: Bucket::One(row.clone(), tally) };
+        let slot = Slot { key: inline.map_or(0, |(_, bits)| bits), bucket };
         self.buckets.insert_unique(hash, slot, Self::rehash(&self.keys, self.mode));
-        self.rows += 1;
     }
 
     /// Calls `f` with each row under `key`, its weight and its match count.
@@ -437,45 +442,70 @@ impl<C: Tally> KeyedBag<C> {
             }
             return;
         }
-        let keyed: Vec<(u64, Key, &Row, Weight)> =
+        let mut keyed: Vec<(u64, Key, &Row, Weight)> =
             rows.filter_map(|(r, w)| join_key(&self.keys, r).map(|k| (key_hash(&k), k, r, w))).collect();
         let mask = super::slot_mask(self.buckets.len() + keyed.len());
-        let mut order: Vec<(u64, u32)> = keyed.iter().enumerate().map(|(i, (h, ..))| (h & mask, i as u32)).collect();
-        order.sort_unstable();
+        // By slot, then by hash, so that the rows of one key are next to each other
+        // (stable: one row's changes keep their order). Sorted in place, so that the
+        // walk below reads the entries in sequence.
+        keyed.sort_by_key(|&(h, ..)| (h & mask, h));
+        if self.buckets.is_empty() {
+            // Built in bulk: the table is sized once for the keys coming, instead of
+            // growing (and rehashing every key) again and again.
+            let keys = 1 + keyed.windows(2).filter(|w| w[0].0 != w[1].0).count();
+            self.buckets.reserve(keys, Self::rehash(&self.keys, self.mode));
+        }
         let mut i = 0;
-        while i < order.len() {
+        while i < keyed.len() {
             // The rows are visited in slot order, not where they lie: prefetched ahead.
-            if let Some(&(_, ahead)) = order.get(i + crate::zset::PREFETCH_AHEAD) {
-                keyed[ahead as usize].2.prefetch();
+            if let Some((_, _, ahead, _)) = keyed.get(i + crate::zset::PREFETCH_AHEAD) {
+                ahead.prefetch();
             }
-            let (hash, key, row, weight) = &keyed[order[i].1 as usize];
-            i += 1;
+            let (hash, key, ..) = &keyed[i];
+            // The entries with this key, from `i` on.
+            let run = 1 + keyed[i + 1..].iter().take_while(|(h, k, ..)| h == hash && k == key).count();
+            let mut rows = &keyed[i..i + run];
+            i += run;
             let inline = inline_key(key);
             if let Some(holds) = Self::matcher(&self.keys, self.mode, key, inline)
                 && let Ok(mut o) = self.buckets.find_entry(*hash, holds)
             {
-                let (mut row, mut weight) = (*row, *weight);
-                loop {
-                    match o.get_mut().bucket.add(row, weight, 0) {
+                while let Some(((_, _, r, w), rest)) = rows.split_first() {
+                    rows = rest;
+                    match o.get_mut().bucket.add(r, *w, 0) {
                         1 => self.rows += 1,
                         -1 => self.rows -= 1,
                         _ => {}
                     }
                     if o.get().bucket.is_empty() {
+                        // The key is gone; rows after this make it anew.
                         o.remove();
                         break;
                     }
-                    match order.get(i).map(|&(_, j)| &keyed[j as usize]) {
-                        Some((h, k, r, w)) if h == hash && k == key => {
-                            (row, weight) = (*r, *w);
-                            i += 1;
-                        }
-                        _ => break,
-                    }
                 }
+                if rows.is_empty() {
+                    continue;
+                }
+            }
+            if let [(_, _, row, weight)] = rows {
+                self.insert(*hash, inline, row, C::new(*weight, 0));
                 continue;
             }
-            self.insert(*hash, inline, row, C::new(*weight, 0));
+            let run = rows.len();
+            // A new key with several rows: a bucket made to size.
+            let mut bucket = if run <= SMALL {
+                Bucket::Small(ThinVec::with_capacity(run))
+            } else {
+                Bucket::Large(Box::new(HashTable::with_capacity(run)))
+            };
+            let mut added = 0isize;
+            for (_, _, r, w) in rows {
+                added += bucket.add(r, *w, 0) as isize;
+            }
+            if !bucket.is_empty() {
+                self.insert_bucket(*hash, inline, bucket);
+                self.rows = (self.rows as isize + added) as usize;
+            }
         }
     }
 
@@ -595,5 +625,51 @@ mod tests {
         assert_eq!(count(&bag, Value::Float(-0.0)), 3);
         assert_eq!(count(&bag, Value::Float(99.0)), 1);
         assert_eq!(count(&bag, Value::text("a")), 1);
+    }
+
+    #[test]
+    fn bulk_adds_equal_row_by_row_adds_whatever_the_delta() {
+        // Random deltas over few keys and rows: keys born in bulk, keys that vanish
+        // and come back within one delta, rows that pass through negative counts.
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let contents = |bag: &KeyedBag<Multiplicity>| {
+            let mut out: Vec<(String, Weight)> = Vec::new();
+            bag.for_each_key(|_, rows| out.extend(rows.map(|(r, m)| (r.to_string(), m.weight()))));
+            out.sort();
+            out
+        };
+        let mut bulk: KeyedBag<Multiplicity> = KeyedBag::new(vec![Expr::col(0)]);
+        let mut single: KeyedBag<Multiplicity> = KeyedBag::new(vec![Expr::col(0)]);
+        let mut held: Vec<(i64, i64)> = Vec::new();
+        for round in 0..200 {
+            let mut delta: Vec<(Row, Weight)> = Vec::new();
+            for _ in 0..SLOT_ORDER_FROM + next(60) as usize {
+                let (k, v) = (next(if round % 2 == 0 { 4 } else { 40 }) as i64, next(30) as i64);
+                if next(3) == 0 && !held.is_empty() {
+                    let (k, v) = held.swap_remove(next(held.len() as u64) as usize);
+                    delta.push((row![k, v], -1));
+                } else if next(4) == 0 {
+                    // Out and back in, within the delta.
+                    delta.push((row![k, v], -1));
+                    delta.push((row![k, v], 1));
+                } else {
+                    held.push((k, v));
+                    delta.push((row![k, v], 1));
+                }
+            }
+            bulk.add_all(delta.iter().map(|(r, w)| (r, *w)));
+            for (r, w) in &delta {
+                single.add(&Key::One(r.get(0).into_owned()), r, *w, 0);
+            }
+            assert_eq!(contents(&bulk), contents(&single), "round {round}");
+            assert_eq!(bulk.rows, single.rows, "round {round}");
+            assert!(contents(&bulk).iter().all(|(_, w)| *w != 0), "no row is kept at weight zero");
+        }
     }
 }
