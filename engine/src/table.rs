@@ -190,14 +190,22 @@ impl Table {
     /// Checks and applies an insert.
     pub fn insert(&mut self, data: RowData, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
         let row = self.full_row(data, None)?;
-        if let Rows::Keyed { key, .. } = &self.rows {
-            let hash = hash_key(&self.hasher, key, &row);
-            if self.find_hashed(hash, |c| row.get(c)).is_some() {
-                let key_values: Vec<Value> = key.iter().map(|&c| row.get(c).into_owned()).collect();
-                return Err(self.duplicate(&key_values));
+        if let Rows::Keyed { key, rows } = &mut self.rows {
+            // One probe finds a duplicate key or the place for the row.
+            let (hasher, key) = (&self.hasher, &*key);
+            let same_key = |r: &Row| key.iter().all(|&c| *r.get(c) == *row.get(c));
+            match rows.entry(hash_key(hasher, key, &row), same_key, |r| hash_key(hasher, key, r)) {
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    let key_values: Vec<Value> = key.iter().map(|&c| row.get(c).into_owned()).collect();
+                    return Err(self.duplicate(&key_values));
+                }
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(row.clone());
+                }
             }
+        } else {
+            self.store(row.clone());
         }
-        self.store(row.clone());
         undo.push(Undo::Inserted(self.id, row.clone()));
         delta.push(row, 1);
         Ok(())
