@@ -123,7 +123,7 @@ impl Operator for Aggregate {
             return out;
         }
         // The delta's rows in the order of their groups' slots in the table (the low
-        // bits of their keys' hashes; ties by hash, then key), so that a group's rows
+        // bits of their keys' hashes; ties by hash), so that a group's rows
         // are next to each other — one lookup, one retraction and one insertion per
         // group — and a large delta walks the group table from one end to the other
         // instead of jumping about it.
@@ -135,9 +135,10 @@ impl Operator for Aggregate {
             })
             .collect();
         let mask = super::slot_mask(self.groups.len() + keyed.len());
-        keyed.sort_unstable_by(|a, b| {
-            (a.0 & mask, a.0).cmp(&(b.0 & mask, b.0)).then_with(|| a.1.values().cmp(b.1.values()))
-        });
+        // By hash alone: keys are not compared (with few groups, thousands of rows
+        // share each hash, and comparing their text keys dominated). Two keys whose
+        // hashes collide may interleave; each piece then looks its group up on its own.
+        keyed.sort_unstable_by_key(|e| (e.0 & mask, e.0));
         let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
         let mut at = 0;
         while at < keyed.len() {
