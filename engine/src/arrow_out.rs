@@ -44,14 +44,9 @@ pub fn rows_to_batch<'a, I>(
 where
     I: Iterator<Item = (&'a Row, usize)>,
 {
-    /// How many rows ahead to prefetch.
-    const AHEAD: usize = 8;
     let mut builders: Vec<ColumnBuilder> = types.iter().map(|t| ColumnBuilder::new(*t, n_rows)).collect();
     let rows: Vec<(&Row, usize)> = rows.collect();
-    for (i, &(row, n)) in rows.iter().enumerate() {
-        if let Some((ahead, _)) = rows.get(i + AHEAD) {
-            ahead.prefetch();
-        }
+    for &(row, n) in crate::row::prefetched(&rows, |(r, _)| r) {
         for _ in 0..n {
             for (b, &p) in builders.iter_mut().zip(positions) {
                 b.append(&row.get(p));

@@ -447,14 +447,7 @@ impl Dataflow {
         let timed = self.timing.is_some();
         for (node, a) in &unfilled {
             if !created.contains(node) {
-                if !outputs.contains_key(node) {
-                    let watch = Stopwatch::start(timed);
-                    let out = self.current_output(*node, tables);
-                    if let Some(t) = self.timing_of(*node) {
-                        watch.add_to(&mut t.step);
-                    }
-                    outputs.insert(*node, out);
-                }
+                self.keep_output(*node, tables, &mut outputs);
                 let watch = Stopwatch::start(timed);
                 a.write().apply(&outputs[node]);
                 if let Some(t) = self.timing_of(*node) {
@@ -472,14 +465,7 @@ impl Dataflow {
         for n in order {
             let inputs = self.graph[n].inputs.clone();
             for i in &inputs {
-                if !outputs.contains_key(i) {
-                    let watch = Stopwatch::start(timed);
-                    let out = self.current_output(*i, tables);
-                    if let Some(t) = self.timing_of(*i) {
-                        watch.add_to(&mut t.step);
-                    }
-                    outputs.insert(*i, out);
-                }
+                self.keep_output(*i, tables, &mut outputs);
             }
             let refs: Vec<&ZSet> = inputs.iter().map(|i| &outputs[i]).collect();
             let watch = Stopwatch::start(timed);
@@ -509,6 +495,20 @@ impl Dataflow {
             outputs.insert(n, out);
         }
         outputs.remove(&root).unwrap_or_else(|| self.current_output(root, tables))
+    }
+
+    /// Puts `node`'s current output in `outputs` unless it is there (timed as the
+    /// node's step while profiling).
+    fn keep_output(&mut self, node: NodeIndex, tables: &[Option<Table>], outputs: &mut HashMap<NodeIndex, ZSet>) {
+        if outputs.contains_key(&node) {
+            return;
+        }
+        let watch = Stopwatch::start(self.timing.is_some());
+        let out = self.current_output(node, tables);
+        if let Some(t) = self.timing_of(node) {
+            watch.add_to(&mut t.step);
+        }
+        outputs.insert(node, out);
     }
 
     /// Approximate heap bytes of all operator state, arrangements included.

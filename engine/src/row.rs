@@ -58,6 +58,22 @@ fn layout(len: usize) -> (Layout, usize) {
     (Layout::from_size_align(size, 8).expect("a row's size fits in memory"), slots)
 }
 
+/// How many items ahead [`prefetched`] asks for a row: enough to cover a memory
+/// access's latency with the work on the rows in between.
+pub const PREFETCH_AHEAD: usize = 8;
+
+/// `items` in order, the row of each (`row` picks it) prefetched [`PREFETCH_AHEAD`]
+/// items before it is reached (see [`Row::prefetch`]): for passes that read many
+/// rows once each.
+pub fn prefetched<'a, T>(items: &'a [T], row: impl Fn(&T) -> &Row + 'a) -> impl ExactSizeIterator<Item = &'a T> + 'a {
+    items.iter().enumerate().map(move |(i, item)| {
+        if let Some(ahead) = items.get(i + PREFETCH_AHEAD) {
+            row(ahead).prefetch();
+        }
+        item
+    })
+}
+
 /// An immutable row of values.
 pub struct Row(NonNull<Header>);
 

@@ -116,14 +116,7 @@ impl Table {
                 // Taking a handle writes each row's count: prefetched a few rows ahead,
                 // those cache misses overlap.
                 let all: Vec<&Row> = rows.iter().collect();
-                let mut out = ZSet::with_capacity(all.len());
-                for (i, r) in all.iter().enumerate() {
-                    if let Some(ahead) = all.get(i + crate::zset::PREFETCH_AHEAD) {
-                        ahead.prefetch();
-                    }
-                    out.push((*r).clone(), 1);
-                }
-                out
+                crate::row::prefetched(&all, |r| r).map(|r| ((*r).clone(), 1)).collect()
             }
             Rows::Bag { rows, .. } => rows.iter().map(|(r, w)| (r.clone(), *w)).collect(),
         }

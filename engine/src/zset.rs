@@ -14,10 +14,6 @@
 
 use crate::row::Row;
 
-/// How many entries ahead [`ZSet::iter_prefetched`] prefetches: enough to cover a
-/// memory access's latency with the work on the rows in between.
-pub const PREFETCH_AHEAD: usize = 8;
-
 /// The multiplicity of a row in a Z-set.
 pub type Weight = i64;
 
@@ -76,17 +72,10 @@ impl ZSet {
         self.entries.iter()
     }
 
-    /// The entries, each row prefetched [`PREFETCH_AHEAD`] entries before it is
-    /// reached (see [`Row::prefetch`]): for passes over long deltas that read every
-    /// row once.
+    /// The entries, each row prefetched a few entries before it is reached (see
+    /// [`crate::row::prefetched`]): for passes over long deltas that read every row.
     pub fn iter_prefetched(&self) -> impl ExactSizeIterator<Item = &(Row, Weight)> + '_ {
-        let entries = &self.entries;
-        entries.iter().enumerate().map(move |(i, e)| {
-            if let Some((ahead, _)) = entries.get(i + PREFETCH_AHEAD) {
-                ahead.prefetch();
-            }
-            e
-        })
+        crate::row::prefetched(&self.entries, |(r, _)| r)
     }
 
     /// Removes every entry, keeping the allocation.

@@ -145,8 +145,7 @@ impl Operator for Aggregate {
             let end = at + keyed[at..].iter().take_while(|e| e.0 == keyed[at].0 && e.1 == keyed[at].1).count();
             // Rows come in group order, not where they lie: the next groups' rows are
             // prefetched while this one's are added.
-            for (_, _, ahead, _) in keyed.get(end..(end + crate::zset::PREFETCH_AHEAD).min(keyed.len())).unwrap_or(&[])
-            {
+            for (_, _, ahead, _) in keyed.get(end..(end + crate::row::PREFETCH_AHEAD).min(keyed.len())).unwrap_or(&[]) {
                 ahead.prefetch();
             }
             let key = std::mem::replace(&mut keyed[at].1, Key::empty());

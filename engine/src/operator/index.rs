@@ -458,7 +458,7 @@ impl<C: Tally> KeyedBag<C> {
         let mut i = 0;
         while i < keyed.len() {
             // The rows are visited in slot order, not where they lie: prefetched ahead.
-            if let Some((_, _, ahead, _)) = keyed.get(i + crate::zset::PREFETCH_AHEAD) {
+            if let Some((_, _, ahead, _)) = keyed.get(i + crate::row::PREFETCH_AHEAD) {
                 ahead.prefetch();
             }
             let (hash, key, ..) = &keyed[i];
