@@ -34,6 +34,10 @@ pub struct OpenOptions {
     pub sqlite: SqliteOptions,
     /// The slot and publication of a PostgreSQL source.
     pub postgres: PostgresOptions,
+    /// The worker threads large transactions (loads, snapshots, catch-up batches) run
+    /// on; `None`: the default (`CIUF_THREADS`, else the machine's cores up to 8). See
+    /// [`Engine::set_threads`].
+    pub threads: Option<usize>,
 }
 
 /// The durable side of an engine: its state directory and the views recorded there.
@@ -52,12 +56,14 @@ impl Engine {
     /// there, and a later `open_with` of the same directory comes back where this one
     /// was — without a new snapshot of the source.
     pub fn open_with(url: &str, options: OpenOptions) -> Result<Engine> {
+        let threads = options.threads;
         let Some(dir) = options.state_dir.clone() else {
-            return match scheme_of(url).as_str() {
+            let engine = match scheme_of(url).as_str() {
                 "sqlite" => Engine::open_sqlite(url, options.sqlite),
                 "postgres" => Engine::open_postgres(url, options.postgres),
                 _ => Engine::open(url),
-            };
+            }?;
+            return Ok(engine.with_threads(threads));
         };
         let store = StoreOptions {
             durability: options.durability,
@@ -73,13 +79,13 @@ impl Engine {
                 check_source(&state, "memory:", &recovered)?;
                 let dialect = dialect_of(&recovered).unwrap_or(Dialect::Sqlite);
                 state.set_meta("dialect", dialect_name(dialect))?;
-                Engine::restore(Engine::with_dialect(dialect), state, recovered)
+                Engine::restore(Engine::with_dialect(dialect).with_threads(threads), state, recovered)
             }
             "sqlite" => match ciuf_connectors::sqlite::parse_url(url)? {
                 SqliteTarget::Memory => Engine::open_with("memory:", options),
-                SqliteTarget::File(path) => Engine::restore_sqlite(&path, &dir, store, options.sqlite),
+                SqliteTarget::File(path) => Engine::restore_sqlite(&path, &dir, store, options.sqlite, threads),
             },
-            "postgres" => Engine::restore_postgres(url, &dir, store, options.postgres),
+            "postgres" => Engine::restore_postgres(url, &dir, store, options.postgres, threads),
             other => Err(Error::Source { message: format!("unknown database URL scheme {other:?}"), retryable: false }),
         }
     }
@@ -147,7 +153,13 @@ impl Engine {
 
     /// A durable engine following the SQLite file at `path`: its tables restored from
     /// `dir` and followed on from the position kept there.
-    fn restore_sqlite(path: &Path, dir: &Path, store: StoreOptions, options: SqliteOptions) -> Result<Engine> {
+    fn restore_sqlite(
+        path: &Path,
+        dir: &Path,
+        store: StoreOptions,
+        options: SqliteOptions,
+        threads: Option<usize>,
+    ) -> Result<Engine> {
         let canonical = path.canonicalize().map_err(|e| Error::Source {
             message: format!("cannot open the SQLite file {}: {e}", path.display()),
             retryable: false,
@@ -156,7 +168,7 @@ impl Engine {
         check_source(&state, &format!("sqlite://{}", canonical.display()), &recovered)?;
         state.set_meta("dialect", "sqlite")?;
         let partial = drop_interrupted(&mut recovered, ciuf_connectors::sqlite::LOADING_KEY);
-        let mut engine = Engine::with_dialect(Dialect::Sqlite);
+        let mut engine = Engine::with_dialect(Dialect::Sqlite).with_threads(threads);
         let (restored, unrestored) = engine.restore_state(&state, recovered)?;
         for name in &partial {
             ciuf_engine::Journal::table_dropped(&*state, name)?;
@@ -169,13 +181,19 @@ impl Engine {
 
     /// A durable engine following the PostgreSQL database at `url`: its tables
     /// restored from `dir`, the stream resumed on the kept slot from the kept position.
-    fn restore_postgres(url: &str, dir: &Path, store: StoreOptions, options: PostgresOptions) -> Result<Engine> {
+    fn restore_postgres(
+        url: &str,
+        dir: &Path,
+        store: StoreOptions,
+        options: PostgresOptions,
+        threads: Option<usize>,
+    ) -> Result<Engine> {
         let identity = ciuf_connectors::postgres::identity(url)?;
         let (state, mut recovered) = StateDir::open(dir, store)?;
         check_source(&state, &identity, &recovered)?;
         state.set_meta("dialect", "postgres")?;
         let partial = drop_interrupted(&mut recovered, ciuf_connectors::postgres::LOADING_KEY);
-        let mut engine = Engine::with_dialect(Dialect::Postgres);
+        let mut engine = Engine::with_dialect(Dialect::Postgres).with_threads(threads);
         let (restored, unrestored) = engine.restore_state(&state, recovered)?;
         for name in &partial {
             ciuf_engine::Journal::table_dropped(&*state, name)?;

@@ -69,6 +69,29 @@ impl Engine {
         }
     }
 
+    /// Runs large transactions — loads, snapshots, a source catching up, views built
+    /// over loaded tables — on `threads` worker threads from now on (1: everything on
+    /// the applying thread). Transactions of fewer than about 2,000 changed rows always
+    /// run on the applying thread. Results do not depend on the number. The default is
+    /// `CIUF_THREADS` if set, else the machine's cores up to 8; worker threads are
+    /// shared by every engine of the process with the same number.
+    pub fn set_threads(&self, threads: usize) {
+        self.db.set_threads(threads);
+    }
+
+    /// The number of worker threads (see [`Engine::set_threads`]).
+    pub fn threads(&self) -> usize {
+        self.db.threads()
+    }
+
+    /// This engine with `threads` worker threads, if given.
+    pub(crate) fn with_threads(self, threads: Option<usize>) -> Engine {
+        if let Some(n) = threads {
+            self.set_threads(n);
+        }
+        self
+    }
+
     /// An engine for the database at `url`:
     ///
     /// - `postgresql://user:password@host:port/db` (also `postgres://` and SQLAlchemy's

@@ -12,7 +12,9 @@
 //! nodes and join indexes they shared lose holders), and two thirds through those views
 //! are registered again.
 //!
-//! Quick by default; `CIUF_LONG=1` runs many more seeds and transactions, and
+//! Each runs with the engine's default threads (`CIUF_THREADS`, else the machine's
+//! cores), and again on four worker threads with every transaction on the parallel
+//! path. Quick by default; `CIUF_LONG=1` runs many more seeds and transactions, and
 //! `CIUF_SEED=n` runs one seed.
 
 mod common;
@@ -197,8 +199,14 @@ fn maybe_null(rng: &mut Rng, p: f64, v: impl FnOnce(&mut Rng) -> Value) -> Value
 }
 
 impl Harness {
-    fn new(seed: u64) -> Harness {
+    /// With `threads`, every transaction runs on that many worker threads, however
+    /// small; without, the engine's defaults.
+    fn new(seed: u64, threads: Option<usize>) -> Harness {
         let engine = Engine::in_memory();
+        if let Some(n) = threads {
+            engine.set_threads(n);
+            engine.database().set_parallel_from(1);
+        }
         let sqlite = Connection::open_in_memory().expect("sqlite");
         for ddl in DDL.iter().chain([&NAMED_VIEW]) {
             engine.execute(ddl).expect("ciuf DDL");
@@ -433,8 +441,8 @@ impl Harness {
     }
 }
 
-fn run(seed: u64, transactions: usize) {
-    let mut h = Harness::new(seed);
+fn run(seed: u64, transactions: usize, threads: Option<usize>) {
+    let mut h = Harness::new(seed, threads);
     h.register(EARLY);
     h.check(seed);
     // The initial load: valid transactions only.
@@ -484,6 +492,16 @@ fn views_equal_sqlite_after_every_transaction() {
     assert!(EARLY.len() + LATE.len() >= 40);
     let (seeds, transactions) = settings();
     for seed in seeds {
-        run(seed, transactions);
+        run(seed, transactions, None);
+    }
+}
+
+/// The same on four worker threads, every transaction taking the parallel path
+/// (see ciuf_engine::workers): results must not depend on the number of threads.
+#[test]
+fn views_equal_sqlite_on_worker_threads() {
+    let (seeds, transactions) = settings();
+    for seed in seeds {
+        run(seed, transactions, Some(4));
     }
 }

@@ -213,7 +213,7 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
             .env("CIUF_CRASH_URL", server.url())
             .env("CIUF_CRASH_STATE", &dir.0)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         kill_at_random(child, round, &mut seed);

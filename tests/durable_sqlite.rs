@@ -203,7 +203,7 @@ fn a_follower_killed_at_any_moment_comes_back_exact() {
             .env("CIUF_CRASH_FILE", &file)
             .env("CIUF_CRASH_STATE", &state)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         kill_at_random(child, round, &mut seed);

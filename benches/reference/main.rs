@@ -18,6 +18,10 @@
 //!    for a source's snapshot or a view added to a running application), timed, and
 //!    checked equal to the same view maintained through the load.
 //!
+//! 5. Steps 1–4 for ciuf are repeated per number of worker threads (`--threads 1,2`;
+//!    default 1 and the machine's cores), and a `scaling` line gives each count's
+//!    speed-up over the first, measured in this run. SQLite runs once.
+//!
 //! Lines starting with `RESULT` are the measurements, one JSON object each. With
 //! `--profile`, lines starting with `PROFILE` say where the maintained runs spent their
 //! time, per graph node (see `ciuf::core::profile`); timing the nodes costs a little, so
@@ -31,6 +35,7 @@ mod sqlite_side;
 mod workload;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ciuf::{Change, Engine, RowData, TableRef, Value, View};
@@ -47,6 +52,15 @@ struct Args {
     only_views: Option<Vec<usize>>,
     /// Time every graph node during the maintained runs and print where time went.
     profile: bool,
+    /// The worker thread counts to measure ciuf with, in order (`--threads 1,2`).
+    threads: Vec<usize>,
+}
+
+/// The worker threads of the engines being measured (see `Args::threads`).
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
 }
 
 fn parse_args() -> Args {
@@ -56,6 +70,8 @@ fn parse_args() -> Args {
     let mut ciuf_only = false;
     let mut only_views = None;
     let mut profile = false;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = if cores > 1 { vec![1, cores] } else { vec![1] };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -67,6 +83,14 @@ fn parse_args() -> Args {
                     .expect("--sizes 10000,100,1")
                     .split(',')
                     .map(|n| n.parse().expect("a batch size"))
+                    .collect()
+            }
+            "--threads" => {
+                threads = it
+                    .next()
+                    .expect("--threads 1,2")
+                    .split(',')
+                    .map(|n| n.parse().ok().filter(|&n| n > 0).expect("a number of threads"))
                     .collect()
             }
             "--ciuf-only" => ciuf_only = true,
@@ -92,13 +116,13 @@ fn parse_args() -> Args {
         eprintln!("--views is for profiling and needs --ciuf-only");
         std::process::exit(2);
     }
-    Args { data, sqlite_batches, sizes, ciuf_only, only_views, profile }
+    Args { data, sqlite_batches, sizes, ciuf_only, only_views, profile, threads }
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench reference -- --data <dir> [--sqlite-batches N] [--sizes 10000,100,1] [--ciuf-only]\n\
-         \x20      [--views 1,3 (with --ciuf-only)] [--profile]\n\
+         \x20      [--views 1,3 (with --ciuf-only)] [--profile] [--threads 1,2 (default: 1 and the cores)]\n\
          make <dir> with: python3 ../shared/bench/gen_workload.py <dir> --scale 1"
     );
     std::process::exit(2)
@@ -147,6 +171,7 @@ fn load_engine(args: &Args) -> Loaded {
 /// A fresh engine with the tables loaded, the views registered first if `views`.
 fn load_tables(args: &Args, views: bool) -> Loaded {
     let engine = Engine::in_memory();
+    engine.set_threads(threads());
     for (_, ddl) in TABLES {
         engine.execute(ddl).expect("ddl");
     }
@@ -206,7 +231,8 @@ fn result(system: &str, batch: &str, events: usize, latencies: &mut [Duration]) 
     let total: f64 = latencies.iter().map(Duration::as_secs_f64).sum();
     let eps = events as f64 / total;
     println!(
-        "RESULT {{\"system\":\"{system}\",\"batch\":{batch},\"batches\":{},\"events\":{events},\"events_per_s\":{eps:.0},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        "RESULT {{\"system\":\"{system}\",\"threads\":{},\"batch\":{batch},\"batches\":{},\"events\":{events},\"events_per_s\":{eps:.0},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        if system == "ciuf" { threads() } else { 1 },
         latencies.len(),
         percentile(latencies, 0.5),
         percentile(latencies, 0.99)
@@ -269,19 +295,51 @@ fn main() {
     let n_events: usize = txns.iter().map(Vec::len).sum();
     println!("# workload {}: {} source transactions, {n_events} events", args.data.display(), txns.len());
 
+    // Per thread count: (threads, load seconds, build seconds, events/s per batch size).
+    let mut scaling: Vec<(usize, f64, f64, Vec<f64>)> = Vec::new();
+    for (round, &n) in args.threads.iter().enumerate() {
+        THREADS.store(n, Ordering::Relaxed);
+        println!("# ciuf on {n} worker thread(s)");
+        scaling.push(measure_ciuf(&args, &txns, round == 0));
+    }
+    if let Some((_, load_1, build_1, eps_1)) = scaling.first().cloned() {
+        for (n, load, build, eps) in &scaling[1..] {
+            let batches: Vec<String> = args
+                .sizes
+                .iter()
+                .zip(eps.iter().zip(&eps_1))
+                .map(|(s, (e, e1))| format!("\"batch_{s}\":{:.2}", e / e1))
+                .collect();
+            println!(
+                "RESULT {{\"system\":\"ciuf\",\"measure\":\"scaling\",\"threads\":{n},\"over_threads\":{},\"load\":{:.2},\"build_over_loaded\":{:.2},{}}}",
+                args.threads[0],
+                load_1 / load,
+                build_1 / build,
+                batches.join(",")
+            );
+        }
+    }
+}
+
+/// One round of ciuf's measurements on the current number of threads (SQLite's side
+/// beside it too when `with_sqlite`): returns (threads, load seconds, build-over-loaded
+/// seconds, events/s per batch size).
+fn measure_ciuf(args: &Args, txns: &[Vec<Event>], with_sqlite: bool) -> (usize, f64, f64, Vec<f64>) {
     // The first engine loads in a fresh process: its load time and memory are reported,
     // and it then applies the whole stream for the check against SQLite.
-    let first = load_engine(&args);
+    let first = load_engine(args);
     report_load(&first);
-    build_over_loaded(&args, &first);
+    let load_seconds = first.seconds;
+    let build_seconds = build_over_loaded(args, &first);
     if !args.ciuf_only {
-        check(&args, &txns, &first);
+        check(args, txns, &first);
     }
     drop(first);
 
+    let mut eps = Vec::new();
     for &size in &args.sizes {
-        let loaded = load_engine(&args);
-        let batch_list = batches(&txns, size);
+        let loaded = load_engine(args);
+        let batch_list = batches(txns, size);
         let prepared: Vec<Vec<Change>> = batch_list.iter().map(|b| b.iter().map(|e| to_change(e)).collect()).collect();
         let mut latencies = Vec::with_capacity(prepared.len());
         let mut one_event = Vec::new();
@@ -306,6 +364,7 @@ fn main() {
             loaded.engine.database().set_profiling(false);
         }
         let ours = result("ciuf", &size.to_string(), events, &mut latencies);
+        eps.push(ours);
         if size == 1 {
             result("ciuf", "\"1-event\"", one_event.len(), &mut one_event);
         }
@@ -319,7 +378,7 @@ fn main() {
             );
         }
         drop(loaded);
-        if args.ciuf_only {
+        if args.ciuf_only || !with_sqlite {
             continue;
         }
 
@@ -340,13 +399,14 @@ fn main() {
             ours / theirs
         );
     }
+    (threads(), load_seconds, build_seconds, eps)
 }
 
 /// Load speed and memory of a freshly loaded engine.
 /// Views registered over tables already loaded (what a source's snapshot, or a view
 /// added to a running application, costs): each built in bulk from the tables, timed,
 /// and checked equal to the same view maintained through the load.
-fn build_over_loaded(args: &Args, first: &Loaded) {
+fn build_over_loaded(args: &Args, first: &Loaded) -> f64 {
     let loaded = load_tables(args, false);
     loaded.engine.database().set_profiling(args.profile);
     let mut total = 0.0;
@@ -372,16 +432,20 @@ fn build_over_loaded(args: &Args, first: &Loaded) {
         }
     }
     println!(
-        "RESULT {{\"system\":\"ciuf\",\"measure\":\"build_over_loaded\",\"view\":\"all\",\"tables_load_s\":{:.3},\"seconds\":{total:.3}}}",
+        "RESULT {{\"system\":\"ciuf\",\"threads\":{},\"measure\":\"build_over_loaded\",\"view\":\"all\",\"tables_load_s\":{:.3},\"seconds\":{total:.3}}}",
+        threads(),
         loaded.seconds
     );
+    total
 }
 
 fn report_load(loaded: &Loaded) {
     let rows_per_s = loaded.rows as f64 / loaded.seconds;
     println!(
-        "RESULT {{\"system\":\"ciuf\",\"measure\":\"load\",\"rows\":{},\"seconds\":{:.2},\"rows_per_s\":{rows_per_s:.0}}}",
-        loaded.rows, loaded.seconds
+        "RESULT {{\"system\":\"ciuf\",\"threads\":{},\"measure\":\"load\",\"rows\":{},\"seconds\":{:.2},\"rows_per_s\":{rows_per_s:.0}}}",
+        threads(),
+        loaded.rows,
+        loaded.seconds
     );
     // Heap: what the engine's data holds (allocated, not freed). Resident: what the
     // process grew by, allocator reserves included.

@@ -550,6 +550,26 @@ impl Database {
         self.apply([Change::delete(table, row)])
     }
 
+    /// Runs large transactions on `threads` worker threads from now on (1: all on the
+    /// applying thread, as small transactions always are); see [`crate::workers`].
+    /// Results are the same for any number. The default is [`crate::workers::default_threads`].
+    pub fn set_threads(&self, threads: usize) {
+        self.shared.writer.lock().dataflow.set_threads(threads);
+    }
+
+    /// Runs transactions of `rows` changed rows and more on the worker threads (the
+    /// default is [`crate::workers::parallel_from`]); for tests that want their small
+    /// transactions on the parallel path.
+    #[doc(hidden)]
+    pub fn set_parallel_from(&self, rows: usize) {
+        self.shared.writer.lock().dataflow.set_parallel_from(rows.max(1));
+    }
+
+    /// The number of worker threads large transactions run on.
+    pub fn threads(&self) -> usize {
+        self.shared.writer.lock().dataflow.threads()
+    }
+
     /// Starts timing transactions (from zero) or stops; see [`crate::profile`].
     pub fn set_profiling(&self, on: bool) {
         let mut w = self.shared.writer.lock();

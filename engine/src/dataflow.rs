@@ -27,9 +27,11 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::NodeIndexable;
 
@@ -51,7 +53,11 @@ use crate::operator::values::Values;
 use crate::plan::{JoinKind, Plan, TableId};
 use crate::profile::{NodeProfile, Stopwatch};
 use crate::table::Table;
+use crate::workers::Workers;
 use crate::zset::ZSet;
+
+/// The nodes and, per edge, the input port it feeds.
+type Graph = StableDiGraph<Node, usize>;
 
 /// An empty delta, for inputs that did not change.
 static EMPTY: ZSet = ZSet::new();
@@ -63,8 +69,9 @@ type NodeKey = (String, Vec<NodeIndex>);
 enum NodeKind {
     /// A base table's changes.
     Source(TableId),
-    /// An operator over the inputs.
-    Op(Box<dyn Operator>),
+    /// An operator over the inputs (behind a lock that only the worker threads take:
+    /// the writer's own pass reaches it through `&mut`).
+    Op(Mutex<Box<dyn Operator>>),
 }
 
 #[derive(Debug)]
@@ -134,7 +141,7 @@ impl Arrangements {
 /// The operator graph and the deltas of the transaction in flight.
 #[derive(Debug, Default)]
 pub(crate) struct Dataflow {
-    graph: StableDiGraph<Node, usize>,
+    graph: Graph,
     by_key: HashMap<NodeKey, NodeIndex>,
     sources: HashMap<TableId, NodeIndex>,
     topo: Vec<NodeIndex>,
@@ -145,6 +152,10 @@ pub(crate) struct Dataflow {
     timing: Option<Vec<NodeTiming>>,
     /// Nodes that failed, and why (see the module docs).
     failed: HashMap<NodeIndex, String>,
+    /// The threads large transactions run on.
+    workers: Workers,
+    /// Operator nodes without inputs.
+    constants: Vec<NodeIndex>,
 }
 
 /// A node's totals while profiling.
@@ -173,9 +184,9 @@ impl Dataflow {
         let mut uses = Vec::new();
         let kind = match plan {
             Plan::Scan { table, .. } => NodeKind::Source(*table),
-            _ => NodeKind::Op(make_operator(plan, &mut |port, keys| {
+            _ => NodeKind::Op(Mutex::new(make_operator(plan, &mut |port, keys| {
                 self.arrangements.acquire(inputs[port], keys, &mut uses)
-            })),
+            }))),
         };
         let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses });
         for (port, &i) in inputs.iter().enumerate() {
@@ -217,6 +228,12 @@ impl Dataflow {
 
     fn refresh_order(&mut self) {
         self.topo = petgraph::algo::toposort(&self.graph, None).expect("plans build acyclic graphs");
+        self.constants = self
+            .topo
+            .iter()
+            .copied()
+            .filter(|&n| matches!(self.graph[n].kind, NodeKind::Op(_)) && self.graph[n].inputs.is_empty())
+            .collect();
         if self.deltas.len() < self.graph.node_bound() {
             self.deltas.resize_with(self.graph.node_bound(), ZSet::new);
         }
@@ -260,25 +277,33 @@ impl Dataflow {
     /// module docs); [`Dataflow::failure`] tells.
     pub fn run(&mut self, table_deltas: &mut [(TableId, ZSet)], tables: &[Option<Table>]) {
         crate::expr::fault::take();
-        let mut any = false;
+        let mut rows = 0;
         for (table, delta) in table_deltas.iter_mut() {
             if let Some(n) = self.source(*table)
                 && !delta.is_empty()
             {
-                let watch = Stopwatch::start(self.timing.is_some());
-                self.arrangements.apply(n, delta);
-                if let Some(t) = self.timing_of(n) {
-                    t.steps += 1;
-                    t.rows_out += delta.len() as u64;
-                    watch.add_to(&mut t.arrangements);
-                }
+                rows += delta.len();
                 self.deltas[n.index()] = std::mem::take(delta);
                 self.touched.push(n);
-                any = true;
             }
         }
-        if !any {
+        if rows == 0 {
             return;
+        }
+        if let Some(pool) = self.workers.pool_for(rows) {
+            pool.install(|| self.run_parallel(tables));
+            return;
+        }
+        for i in 0..self.touched.len() {
+            let n = self.touched[i];
+            let watch = Stopwatch::start(self.timing.is_some());
+            self.arrangements.apply(n, &self.deltas[n.index()]);
+            let len = self.deltas[n.index()].len() as u64;
+            if let Some(t) = self.timing_of(n) {
+                t.steps += 1;
+                t.rows_out += len;
+                watch.add_to(&mut t.arrangements);
+            }
         }
         for i in 0..self.topo.len() {
             let n = self.topo[i];
@@ -303,6 +328,7 @@ impl Dataflow {
             };
             let node = self.graph.node_weight_mut(n).expect("node exists");
             let NodeKind::Op(op) = &mut node.kind else { unreachable!() };
+            let op = op.get_mut();
             let watch = Stopwatch::start(self.timing.is_some());
             let stepped = catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| op.step(inputs))));
             let starved = stepped.is_ok() && op.starved();
@@ -312,15 +338,9 @@ impl Dataflow {
                 }
                 other => other,
             };
-            let out = match (stepped, crate::expr::fault::take()) {
-                (Ok(out), None) => out,
-                (Ok(_), Some(why)) => {
-                    self.fail(n, &why);
-                    continue;
-                }
-                (Err(panic), _) => {
-                    let why = crate::budget::reason(&*panic)
-                        .unwrap_or_else(|| format!("internal error: {}", panic_message(&*panic)));
+            let out = match step_outcome(stepped) {
+                Ok(out) => out,
+                Err(why) => {
                     self.fail(n, &why);
                     continue;
                 }
@@ -341,6 +361,109 @@ impl Dataflow {
                 self.touched.push(n);
             }
         }
+    }
+
+    /// [`Dataflow::run`] on the worker threads (see [`crate::workers`]), once the
+    /// sources hold their deltas: each node steps as soon as its inputs are done.
+    fn run_parallel(&mut self, tables: &[Option<Table>]) {
+        let bound = self.graph.node_bound();
+        let run = ParallelRun {
+            graph: &self.graph,
+            arrangements: &self.arrangements,
+            failed: &self.failed,
+            tables,
+            timed: self.timing.is_some(),
+            outputs: (0..bound).map(|_| OnceLock::new()).collect(),
+            waiting: (0..bound)
+                .map(|i| {
+                    let n = NodeIndex::new(i);
+                    AtomicUsize::new(self.graph.node_weight(n).map_or(0, |node| node.inputs.len()))
+                })
+                .collect(),
+            poisoned: (0..bound).map(|_| AtomicBool::new(false)).collect(),
+            failures: Mutex::new(Vec::new()),
+            timings: Mutex::new(Vec::new()),
+        };
+        let sources: Vec<NodeIndex> = self.sources.values().copied().collect();
+        // The sources' arrangements first, all at once: every consumer reads them.
+        rayon_core::scope(|s| {
+            for &n in &sources {
+                let delta = &self.deltas[n.index()];
+                if delta.is_empty() {
+                    continue;
+                }
+                for a in self.arrangements.by_node.get(&n).into_iter().flatten() {
+                    let run = &run;
+                    s.spawn(move |_| {
+                        let watch = Stopwatch::start(run.timed);
+                        a.write().apply(delta);
+                        let mut t = NodeTiming::default();
+                        watch.add_to(&mut t.arrangements);
+                        run.timings.lock().push((n, t));
+                    });
+                }
+            }
+        });
+        for &n in &sources {
+            let delta = std::mem::take(&mut self.deltas[n.index()]);
+            if run.timed && !delta.is_empty() {
+                run.timings
+                    .lock()
+                    .push((n, NodeTiming { steps: 1, rows_out: delta.len() as u64, ..Default::default() }));
+            }
+            run.outputs[n.index()].set(delta).expect("a source's delta is set once");
+        }
+        // Operators without inputs (constant rows) never step in a transaction.
+        for &n in &self.constants {
+            run.outputs[n.index()].set(ZSet::new()).expect("a node is done once");
+        }
+        rayon_core::scope(|s| {
+            for &n in sources.iter().chain(&self.constants) {
+                run.done(n, s);
+            }
+        });
+        let ParallelRun { outputs, failures, timings, .. } = run;
+        for (i, out) in outputs.into_iter().enumerate() {
+            if let Some(out) = out.into_inner()
+                && !out.is_empty()
+            {
+                let n = NodeIndex::new(i);
+                if !self.sources.values().any(|&s| s == n) {
+                    self.touched.push(n);
+                }
+                self.deltas[i] = out;
+            }
+        }
+        for (n, t) in timings.into_inner() {
+            if let Some(total) = self.timing_of(n) {
+                total.steps += t.steps;
+                total.rows_out += t.rows_out;
+                total.step += t.step;
+                total.arrangements += t.arrangements;
+            }
+        }
+        // Upstream first, so that a node's own reason wins over its input's.
+        let mut failures = failures.into_inner();
+        let order: HashMap<NodeIndex, usize> = self.topo.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        failures.sort_by_key(|(n, _)| order[n]);
+        for (n, why) in failures {
+            self.fail(n, &why);
+        }
+    }
+
+    /// Runs large transactions on `threads` threads from now on.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.workers.set_threads(threads);
+    }
+
+    /// Runs transactions of `rows` changed rows and more on the worker threads.
+    pub fn set_parallel_from(&mut self, rows: usize) {
+        self.workers.set_parallel_from(rows);
+    }
+
+    /// The number of threads large transactions run on.
+    pub fn threads(&self) -> usize {
+        self.workers.threads()
     }
 
     /// Starts (with zero totals) or stops timing the nodes.
@@ -382,7 +505,7 @@ impl Dataflow {
         let inputs: Vec<ZSet> = self.graph[node].inputs.iter().map(|&i| self.current_output(i, tables)).collect();
         let refs: Vec<&ZSet> = inputs.iter().collect();
         let NodeKind::Op(op) = &mut self.graph[node].kind else { unreachable!("sources do not starve") };
-        op.refill(&refs)
+        op.get_mut().refill(&refs)
     }
 
     /// The output delta of `node` in the transaction just run.
@@ -404,16 +527,7 @@ impl Dataflow {
 
     /// The whole current output of `node`.
     pub fn current_output(&self, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
-        match &self.graph[node].kind {
-            NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
-            NodeKind::Op(op) => op.current_output().unwrap_or_else(|| {
-                // A stateless operator: its output is its rule applied to its inputs'.
-                let inputs: Vec<ZSet> =
-                    self.graph[node].inputs.iter().map(|&i| self.current_output(i, tables)).collect();
-                let refs: Vec<&ZSet> = inputs.iter().collect();
-                op.evaluate(&refs).expect("an operator without current output is stateless")
-            }),
-        }
+        output_of(&self.graph, node, tables)
     }
 
     /// Fills the nodes in `created` from their inputs' current outputs and returns the
@@ -425,15 +539,16 @@ impl Dataflow {
         root: NodeIndex,
         tables: &[Option<Table>],
     ) -> Result<ZSet, String> {
-        crate::expr::fault::take();
-        let filled = catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| self.fill(created, root, tables))));
-        match (filled, crate::expr::fault::take()) {
-            (Ok(out), None) => Ok(out),
-            (Ok(_), Some(why)) => Err(why),
-            (Err(panic), _) => {
-                Err(crate::budget::reason(&*panic)
-                    .unwrap_or_else(|| format!("internal error: {}", panic_message(&*panic))))
-            }
+        // Caught on the thread that ran it: faults are raised per thread.
+        let fill = |dataflow: &mut Dataflow| {
+            crate::expr::fault::take();
+            let filled =
+                catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| dataflow.fill(created, root, tables))));
+            step_outcome(filled)
+        };
+        match self.workers.pool() {
+            Some(pool) => pool.install(|| fill(self)),
+            None => fill(self),
         }
     }
 
@@ -471,7 +586,7 @@ impl Dataflow {
             let watch = Stopwatch::start(timed);
             let out = match &mut self.graph[n].kind {
                 NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
-                NodeKind::Op(op) => op.initial(&refs),
+                NodeKind::Op(op) => op.get_mut().initial(&refs),
             };
             if let Some(t) = self.timing_of(n) {
                 t.steps += 1;
@@ -518,7 +633,7 @@ impl Dataflow {
                 .graph
                 .node_weights()
                 .map(|n| match &n.kind {
-                    NodeKind::Op(op) => op.state_bytes(),
+                    NodeKind::Op(op) => op.lock().state_bytes(),
                     NodeKind::Source(_) => 0,
                 })
                 .sum::<usize>()
@@ -532,6 +647,140 @@ impl Dataflow {
     /// The number of nodes.
     pub fn node_count(&self) -> usize {
         self.graph.node_count()
+    }
+}
+
+/// The outcome of a node's step, caught: its output, or why it failed.
+fn step_outcome(stepped: std::thread::Result<ZSet>) -> Result<ZSet, String> {
+    match (stepped, crate::expr::fault::take()) {
+        (Ok(out), None) => Ok(out),
+        (Ok(_), Some(why)) => Err(why),
+        (Err(panic), _) => {
+            Err(crate::budget::reason(&*panic).unwrap_or_else(|| format!("internal error: {}", panic_message(&*panic))))
+        }
+    }
+}
+
+/// One transaction on the worker threads: what the nodes' tasks share.
+struct ParallelRun<'a> {
+    graph: &'a Graph,
+    arrangements: &'a Arrangements,
+    failed: &'a HashMap<NodeIndex, String>,
+    tables: &'a [Option<Table>],
+    timed: bool,
+    /// Per node index: its output delta, once it is done (empty if it did not step).
+    outputs: Vec<OnceLock<ZSet>>,
+    /// Per node index: inputs (edges) not done yet.
+    waiting: Vec<AtomicUsize>,
+    /// Per node index: it or a node upstream failed in this run.
+    poisoned: Vec<AtomicBool>,
+    failures: Mutex<Vec<(NodeIndex, String)>>,
+    timings: Mutex<Vec<(NodeIndex, NodeTiming)>>,
+}
+
+impl<'a> ParallelRun<'a> {
+    /// `node` is done: its consumers whose last input it was go.
+    fn done<'s>(&'s self, node: NodeIndex, s: &rayon_core::Scope<'s>) {
+        let mut ready = Vec::new();
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            for c in self.graph.neighbors_directed(n, petgraph::Direction::Outgoing) {
+                if self.waiting[c.index()].fetch_sub(1, Ordering::AcqRel) != 1 {
+                    continue;
+                }
+                let inputs = &self.graph[c].inputs;
+                if inputs.iter().any(|i| self.poisoned[i.index()].load(Ordering::Acquire)) {
+                    self.poisoned[c.index()].store(true, Ordering::Release);
+                }
+                let steps = !self.poisoned[c.index()].load(Ordering::Acquire)
+                    && !self.failed.contains_key(&c)
+                    && inputs.iter().any(|i| !self.output(*i).is_empty());
+                if steps {
+                    ready.push(c);
+                } else {
+                    // Decided here and now: nothing to step.
+                    self.outputs[c.index()].set(ZSet::new()).expect("a node is done once");
+                    stack.push(c);
+                }
+            }
+        }
+        for c in ready {
+            s.spawn(move |s| self.step(c, s));
+        }
+    }
+
+    /// The output of a node that is done.
+    fn output(&self, node: NodeIndex) -> &ZSet {
+        self.outputs[node.index()].get().expect("inputs are done before their consumers")
+    }
+
+    /// Steps `node`, applies its output to its arrangements, and lets it go.
+    fn step<'s>(&'s self, node: NodeIndex, s: &rayon_core::Scope<'s>) {
+        let NodeKind::Op(op) = &self.graph[node].kind else { unreachable!("sources are done before the run") };
+        let inputs: Vec<&ZSet> = self.graph[node].inputs.iter().map(|&i| self.output(i)).collect();
+        crate::expr::fault::take();
+        let watch = Stopwatch::start(self.timed);
+        let mut op = op.lock();
+        let stepped = catch_unwind(AssertUnwindSafe(|| {
+            crate::budget::in_step(|| {
+                let out = op.step(&inputs);
+                if !op.starved() {
+                    return out;
+                }
+                let whole: Vec<ZSet> =
+                    self.graph[node].inputs.iter().map(|&i| output_of(self.graph, i, self.tables)).collect();
+                op.refill(&whole.iter().collect::<Vec<_>>())
+            })
+        }));
+        drop(op);
+        let mut timing = NodeTiming::default();
+        let out = match step_outcome(stepped) {
+            Ok(out) => out,
+            Err(why) => {
+                self.failures.lock().push((node, why));
+                self.poisoned[node.index()].store(true, Ordering::Release);
+                ZSet::new()
+            }
+        };
+        timing.steps = 1;
+        timing.rows_out = out.len() as u64;
+        watch.add_to(&mut timing.step);
+        if !out.is_empty()
+            && let Some(list) = self.arrangements.by_node.get(&node)
+        {
+            let watch = Stopwatch::start(self.timed);
+            if let [first, rest @ ..] = list.as_slice() {
+                rayon_core::scope(|s| {
+                    for a in rest {
+                        let out = &out;
+                        s.spawn(move |_| a.write().apply(out));
+                    }
+                    first.write().apply(&out);
+                });
+            }
+            watch.add_to(&mut timing.arrangements);
+        }
+        if self.timed {
+            self.timings.lock().push((node, timing));
+        }
+        self.outputs[node.index()].set(out).expect("a node is done once");
+        self.done(node, s);
+    }
+}
+
+/// The whole current output of `node` in `graph`.
+fn output_of(graph: &Graph, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+    match &graph[node].kind {
+        NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
+        NodeKind::Op(op) => {
+            let op = op.lock();
+            op.current_output().unwrap_or_else(|| {
+                // A stateless operator: its output is its rule applied to its inputs'.
+                let inputs: Vec<ZSet> = graph[node].inputs.iter().map(|&i| output_of(graph, i, tables)).collect();
+                let refs: Vec<&ZSet> = inputs.iter().collect();
+                op.evaluate(&refs).expect("an operator without current output is stateless")
+            })
+        }
     }
 }
 

@@ -47,6 +47,7 @@ mod table;
 pub mod types;
 pub mod value;
 pub mod view;
+pub mod workers;
 pub mod zset;
 
 pub use catalog::{Catalog, Dialect};

@@ -52,6 +52,16 @@ impl ZSet {
         self.entries.extend(other.entries.iter().cloned());
     }
 
+    /// Moves every entry of `other` to the end (taking its vector whole when this one
+    /// is empty).
+    pub fn append(&mut self, mut other: ZSet) {
+        if self.entries.is_empty() {
+            self.entries = other.entries;
+        } else {
+            self.entries.append(&mut other.entries);
+        }
+    }
+
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

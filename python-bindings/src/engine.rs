@@ -58,7 +58,7 @@ impl Engine {
     /// publication to use instead of ciuf's own. For SQLite, `capture=False` follows
     /// only tables whose change capture is already installed (`ciuf capture install`).
     #[new]
-    #[pyo3(signature = (url=None, *, slot=None, publication=None, capture=None, state_dir=None, durability="sync"))]
+    #[pyo3(signature = (url=None, *, slot=None, publication=None, capture=None, state_dir=None, durability="sync", threads=None))]
     #[allow(clippy::too_many_arguments)] // the Python constructor's keywords
     fn new(
         py: Python<'_>,
@@ -68,7 +68,11 @@ impl Engine {
         capture: Option<bool>,
         state_dir: Option<std::path::PathBuf>,
         durability: &str,
+        threads: Option<usize>,
     ) -> PyResult<Engine> {
+        if threads == Some(0) {
+            return Err(pyo3::exceptions::PyValueError::new_err("threads must be at least 1"));
+        }
         let durability = match durability {
             "sync" => ciuf::Durability::Sync,
             "grouped" => ciuf::Durability::Grouped(std::time::Duration::from_millis(5)),
@@ -81,7 +85,7 @@ impl Engine {
         let sqlite = ciuf::connectors::sqlite::SqliteOptions { capture: capture.unwrap_or(true), ..Default::default() };
         let postgres = ciuf::connectors::postgres::PostgresOptions { slot, publication };
         let durable = state_dir.is_some();
-        let options = ciuf::OpenOptions { state_dir, durability, sqlite, postgres, ..Default::default() };
+        let options = ciuf::OpenOptions { state_dir, durability, sqlite, postgres, threads, ..Default::default() };
         let url = url.unwrap_or("memory:");
         let inner = py.detach(|| ciuf::Engine::open_with(url, options)).py_err(py)?;
         // A follower's slot and a durable engine's last commits are seen to at exit.
@@ -285,6 +289,23 @@ impl Engine {
     fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
         let engine = self.engine()?;
         py.detach(|| engine.checkpoint()).py_err(py)
+    }
+
+    /// The worker threads large transactions (loads, snapshots, catch-up batches, views
+    /// built over loaded tables) run on; 1 runs everything on the applying thread.
+    #[getter]
+    fn threads(&self) -> PyResult<usize> {
+        Ok(self.engine()?.threads())
+    }
+
+    #[setter]
+    fn set_threads(&self, py: Python<'_>, threads: usize) -> PyResult<()> {
+        if threads == 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err("threads must be at least 1"));
+        }
+        let engine = self.engine()?;
+        py.detach(|| engine.set_threads(threads));
+        Ok(())
     }
 
     /// The state directory of a durable engine, or None.

@@ -93,12 +93,12 @@ pub fn kill_at_random(mut child: Child, round: usize, seed: &mut u64) {
     *seed ^= *seed << 13;
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
+    let mut ready = 0;
     if round.is_multiple_of(2) {
         std::thread::sleep(Duration::from_millis(*seed % 1500));
     } else {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (want, start) = (1 + *seed % 30, Instant::now());
-        let mut ready = 0;
         while ready < want && start.elapsed() < Duration::from_secs(60) {
             match lines.next() {
                 Some(Ok(l)) if l.contains("ready") => ready += 1,
@@ -107,6 +107,17 @@ pub fn kill_at_random(mut child: Child, round: usize, seed: &mut u64) {
             }
         }
     }
+    // A follower that stopped by itself (an error, a panic) is a failure, not a kill.
+    let exited = child.try_wait().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
+    if exited.is_some() || (!round.is_multiple_of(2) && ready == 0) {
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        panic!(
+            "round {round}: the follower stopped by itself ({exited:?}, {ready} versions reported); stderr:\n{stderr}"
+        );
+    }
 }

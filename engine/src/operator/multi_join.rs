@@ -18,6 +18,7 @@
 use crate::expr::Expr;
 use crate::plan::JoinEdge;
 use crate::row::Row;
+use crate::workers;
 use crate::zset::{Weight, ZSet};
 
 use parking_lot::RwLockReadGuard;
@@ -198,14 +199,23 @@ impl MultiJoin {
         bound[step.to] = None;
     }
 
-    /// Joins input `i`'s delta rows with the other inputs' current contents.
+    /// Joins input `i`'s delta rows with the other inputs' current contents, in
+    /// chunks on the worker threads when there are many (see [`crate::workers`]).
     fn extend_delta<'a>(&'a self, probes: &'a Probes<'a>, i: usize, delta: &'a ZSet, out: &mut ZSet) {
         let plan = &self.plans[i];
-        let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+        let width = self.offsets.len();
         if !plan.shared_probes || delta.len() < 2 {
-            for entry in delta.iter() {
-                bound[i] = Some(&entry.0);
-                self.extend(probes, plan, 0, &mut bound, 1, (i, std::slice::from_ref(&entry)), out);
+            let rows = delta.as_slice();
+            for part in workers::chunked(rows.len(), |range| {
+                let mut out = ZSet::new();
+                let mut bound: Vec<Option<&Row>> = vec![None; width];
+                for entry in &rows[range] {
+                    bound[i] = Some(&entry.0);
+                    self.extend(probes, plan, 0, &mut bound, 1, (i, std::slice::from_ref(&entry)), &mut out);
+                }
+                out
+            }) {
+                out.append(part);
             }
             return;
         }
@@ -213,17 +223,31 @@ impl MultiJoin {
         let first = &plan.steps[0].from_keys;
         let mut keyed: Vec<(Option<Key>, &(Row, Weight))> = delta.iter().map(|e| (join_key(first, &e.0), e)).collect();
         keyed.sort_unstable_by(|a, b| a.0.as_ref().map(Key::values).cmp(&b.0.as_ref().map(Key::values)));
-        let mut group: Vec<&(Row, Weight)> = Vec::new();
-        let mut at = 0;
-        while at < keyed.len() {
-            let end = at + keyed[at..].iter().take_while(|(k, _)| *k == keyed[at].0).count();
-            if keyed[at].0.is_some() {
-                group.clear();
-                group.extend(keyed[at..end].iter().map(|(_, e)| *e));
-                bound[i] = Some(&group[0].0);
-                self.extend(probes, plan, 0, &mut bound, 1, (i, &group), out);
+        // Where the run holding `at` ends: chunks are cut between runs.
+        let run_end = |mut at: usize| {
+            while at > 0 && at < keyed.len() && keyed[at].0 == keyed[at - 1].0 {
+                at += 1;
             }
-            at = end;
+            at
+        };
+        for part in workers::chunked(keyed.len(), |range| {
+            let mut out = ZSet::new();
+            let mut bound: Vec<Option<&Row>> = vec![None; width];
+            let mut group: Vec<&(Row, Weight)> = Vec::new();
+            let (mut at, end) = (run_end(range.start), run_end(range.end));
+            while at < end {
+                let next = at + keyed[at..end].iter().take_while(|(k, _)| *k == keyed[at].0).count();
+                if keyed[at].0.is_some() {
+                    group.clear();
+                    group.extend(keyed[at..next].iter().map(|(_, e)| *e));
+                    bound[i] = Some(&group[0].0);
+                    self.extend(probes, plan, 0, &mut bound, 1, (i, &group), &mut out);
+                }
+                at = next;
+            }
+            out
+        }) {
+            out.append(part);
         }
     }
 }
@@ -281,10 +305,16 @@ impl Operator for MultiJoin {
         if let Some(a) = probes.after[0].first() {
             a.for_each_key(|_, bucket| rows.extend(bucket.map(|(r, w)| (r.clone(), w))));
         }
-        let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
-        for entry in &rows {
-            bound[0] = Some(&entry.0);
-            self.extend(&probes, &self.plans[0], 0, &mut bound, 1, (0, std::slice::from_ref(&entry)), &mut out);
+        for part in workers::chunked(rows.len(), |range| {
+            let mut out = ZSet::new();
+            let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+            for entry in &rows[range] {
+                bound[0] = Some(&entry.0);
+                self.extend(&probes, &self.plans[0], 0, &mut bound, 1, (0, std::slice::from_ref(&entry)), &mut out);
+            }
+            out
+        }) {
+            out.append(part);
         }
         Some(out)
     }

@@ -1,0 +1,231 @@
+//! Worker threads: a large transaction spread over the machine's cores.
+//!
+//! The scheme (measured against sharding every operator's state by key hash, which
+//! needs an exchange wherever two operators key differently) is parallelism over the
+//! operator graph plus data parallelism inside the operators that dominate bulk work:
+//!
+//! - the graph runs every node as soon as all its inputs have produced their deltas,
+//!   so independent views and branches step at the same time ([`crate::dataflow`]);
+//! - a node's arrangements are applied in parallel, one task each;
+//! - long deltas through joins are cut into chunks probed in parallel (the
+//!   arrangements are only read during a step), and the chunks' outputs are joined in
+//!   chunk order.
+//!
+//! Every node still sees exactly the deltas it sees on one thread and computes the
+//! same output delta, so results do not depend on the number of threads, and a
+//! transaction is published to readers in one step as before. Small transactions
+//! (fewer than [`PARALLEL_FROM`] changed rows) run on the writer's thread alone: a
+//! one-event transaction never waits for a wake-up.
+//!
+//! Pools are shared process-wide per thread count, so that many engines (a test
+//! suite's, or per-request views') do not each start their own threads.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
+use rayon_core::{ThreadPool, ThreadPoolBuilder};
+
+/// The most worker threads an engine starts by default, however many cores there are.
+pub const MAX_DEFAULT_THREADS: usize = 8;
+
+/// The number of changed table rows in a transaction from which it runs on the
+/// worker threads (unless `CIUF_PARALLEL_FROM` says otherwise).
+pub const PARALLEL_FROM: usize = 2048;
+
+/// The environment variable that sets the default number of threads (as the test
+/// suite does, to run every test with 1 and with several threads).
+pub const THREADS_VAR: &str = "CIUF_THREADS";
+
+/// The environment variable that sets [`parallel_from`]: the test suite sets it to 1
+/// so that its small transactions take the parallel path too.
+pub const PARALLEL_FROM_VAR: &str = "CIUF_PARALLEL_FROM";
+
+/// The number of changed table rows from which a transaction runs on the worker
+/// threads: `CIUF_PARALLEL_FROM` if set, else [`PARALLEL_FROM`].
+pub fn parallel_from() -> usize {
+    static FROM: OnceLock<usize> = OnceLock::new();
+    *FROM.get_or_init(|| {
+        std::env::var(PARALLEL_FROM_VAR).ok().and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(PARALLEL_FROM)
+    })
+}
+
+/// The fewest rows a chunk of a parallel pass holds (below that, the hand-off costs
+/// more than the work): half of [`parallel_from`].
+fn min_chunk() -> usize {
+    (parallel_from() / 2).max(1)
+}
+
+/// The number of threads an engine uses unless told otherwise: `CIUF_THREADS` if set,
+/// else the machine's cores up to [`MAX_DEFAULT_THREADS`].
+pub fn default_threads() -> usize {
+    static DEFAULT: OnceLock<usize> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        std::env::var(THREADS_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_DEFAULT_THREADS))
+    })
+}
+
+/// The threads an engine's transactions may use.
+#[derive(Clone)]
+pub(crate) struct Workers {
+    threads: usize,
+    pool: Option<Arc<ThreadPool>>,
+    /// The changed rows from which a transaction runs on the pool.
+    from: usize,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers").field("threads", &self.threads).finish()
+    }
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers::new(default_threads())
+    }
+}
+
+impl Workers {
+    /// `threads` threads (at least one; one runs everything on the writer's thread).
+    pub fn new(threads: usize) -> Workers {
+        let threads = threads.max(1);
+        let pool = (threads > 1).then(|| shared_pool(threads));
+        Workers { threads, pool, from: parallel_from() }
+    }
+
+    /// Uses `threads` threads from now on.
+    pub fn set_threads(&mut self, threads: usize) {
+        let from = self.from;
+        *self = Workers::new(threads);
+        self.from = from;
+    }
+
+    /// Runs transactions of `rows` changed rows and more on the pool.
+    pub fn set_parallel_from(&mut self, rows: usize) {
+        self.from = rows;
+    }
+
+    /// The pool, when there is more than one thread and a transaction of `rows`
+    /// changed rows is long enough to use it.
+    pub fn pool_for(&self, rows: usize) -> Option<Arc<ThreadPool>> {
+        if rows >= self.from { self.pool.clone() } else { None }
+    }
+
+    /// The number of threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The pool, when there is more than one thread.
+    pub fn pool(&self) -> Option<Arc<ThreadPool>> {
+        self.pool.clone()
+    }
+}
+
+/// The process's pool of `threads` threads, started on first use and stopped when
+/// the last engine using it goes.
+fn shared_pool(threads: usize) -> Arc<ThreadPool> {
+    static POOLS: Mutex<Option<HashMap<usize, Weak<ThreadPool>>>> = Mutex::new(None);
+    let mut pools = POOLS.lock();
+    let pools = pools.get_or_insert_with(HashMap::new);
+    if let Some(pool) = pools.get(&threads).and_then(Weak::upgrade) {
+        return pool;
+    }
+    let pool = Arc::new(
+        ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ciuf-worker-{i}"))
+            .build()
+            .expect("the worker threads start"),
+    );
+    pools.insert(threads, Arc::downgrade(&pool));
+    pool
+}
+
+/// Whether the caller runs on worker threads with others to share work with.
+pub(crate) fn in_parallel() -> bool {
+    rayon_core::current_thread_index().is_some() && rayon_core::current_num_threads() > 1
+}
+
+/// Runs `f` over `0..len` cut into chunks, in parallel when on worker threads and
+/// `len` is long enough, and returns the chunks' results in order. Each chunk runs as
+/// a step does (charged to the memory budget, see [`crate::budget`]); a value a chunk
+/// could not compute ([`crate::expr::fault`]) is raised again on the caller's thread,
+/// and a panic in a chunk is the caller's.
+pub(crate) fn chunked<R: Send>(len: usize, f: impl Fn(Range<usize>) -> R + Sync) -> Vec<R> {
+    let parts = if in_parallel() { (len / min_chunk()).min(rayon_core::current_num_threads() * 2) } else { 1 };
+    if parts <= 1 {
+        return vec![f(0..len)];
+    }
+    // A chunk may run on this thread: what was raised before is kept apart, first.
+    let earlier = crate::expr::fault::take();
+    let mut results: Vec<Option<(R, Option<String>)>> = (0..parts).map(|_| None).collect();
+    let f = &f;
+    rayon_core::scope(|s| {
+        for (i, slot) in results.iter_mut().enumerate() {
+            let range = len * i / parts..len * (i + 1) / parts;
+            s.spawn(move |_| {
+                let r = crate::budget::in_step(|| f(range));
+                *slot = Some((r, crate::expr::fault::take()));
+            });
+        }
+    });
+    if let Some(why) = earlier {
+        crate::expr::fault::raise(why);
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            let (r, fault) = r.expect("every chunk ran");
+            if let Some(why) = fault {
+                crate::expr::fault::raise(why);
+            }
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_range_in_order_on_any_pool() {
+        for threads in [1, 2, 3] {
+            let workers = Workers::new(threads);
+            let run = || chunked(10_000, |r| r.collect::<Vec<usize>>()).concat();
+            let got = match workers.pool() {
+                Some(pool) => pool.install(run),
+                None => run(),
+            };
+            assert_eq!(got, (0..10_000).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_fault_in_a_chunk_reaches_the_caller() {
+        let workers = Workers::new(2);
+        let fault = workers.pool().unwrap().install(|| {
+            chunked(10_000, |r| {
+                if r.contains(&9_999) {
+                    crate::expr::fault::raise("division by zero");
+                }
+            });
+            crate::expr::fault::take()
+        });
+        assert_eq!(fault.as_deref(), Some("division by zero"));
+    }
+
+    #[test]
+    fn engines_with_equal_thread_counts_share_one_pool() {
+        let (a, b) = (Workers::new(3), Workers::new(3));
+        assert!(Arc::ptr_eq(&a.pool().unwrap(), &b.pool().unwrap()));
+        assert!(Workers::new(1).pool().is_none());
+    }
+}
