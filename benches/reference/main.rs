@@ -19,8 +19,9 @@
 //!    checked equal to the same view maintained through the load.
 //!
 //! 5. Steps 1–4 for ciuf are repeated per number of worker threads (`--threads 1,2`;
-//!    default 1 and the machine's cores), and a `scaling` line gives each count's
-//!    speed-up over the first, measured in this run. SQLite runs once.
+//!    default 1 and the machine's cores), each count in a fresh process, and a
+//!    `scaling` line gives each count's speed-up over the first, measured in this run.
+//!    SQLite runs once.
 //!
 //! Lines starting with `RESULT` are the measurements, one JSON object each. With
 //! `--profile`, lines starting with `PROFILE` say where the maintained runs spent their
@@ -295,12 +296,20 @@ fn main() {
     let n_events: usize = txns.iter().map(Vec::len).sum();
     println!("# workload {}: {} source transactions, {n_events} events", args.data.display(), txns.len());
 
+    // One thread count: measured here. Several: each in a fresh process (this program
+    // again, with one count), so that none inherits another's heap, and compared.
+    if args.threads.len() == 1 {
+        let n = args.threads[0];
+        THREADS.store(n, Ordering::Relaxed);
+        println!("# ciuf on {n} worker thread(s)");
+        let with_sqlite = std::env::var(CHILD_ROUND).map_or(true, |r| r == "0");
+        measure_ciuf(&args, &txns, with_sqlite);
+        return;
+    }
     // Per thread count: (threads, load seconds, build seconds, events/s per batch size).
     let mut scaling: Vec<(usize, f64, f64, Vec<f64>)> = Vec::new();
     for (round, &n) in args.threads.iter().enumerate() {
-        THREADS.store(n, Ordering::Relaxed);
-        println!("# ciuf on {n} worker thread(s)");
-        scaling.push(measure_ciuf(&args, &txns, round == 0));
+        scaling.push(measure_in_child(&args, round, n));
     }
     if let Some((_, load_1, build_1, eps_1)) = scaling.first().cloned() {
         for (n, load, build, eps) in &scaling[1..] {
@@ -319,6 +328,58 @@ fn main() {
             );
         }
     }
+}
+
+/// The environment variable telling a child run which round it is (SQLite's side runs
+/// in round 0 only).
+const CHILD_ROUND: &str = "CIUF_BENCH_ROUND";
+
+/// Runs this program again with `--threads n`, passes its output on, and reads back
+/// (threads, load seconds, build-over-loaded seconds, events/s per batch size).
+fn measure_in_child(args: &Args, round: usize, n: usize) -> (usize, f64, f64, Vec<f64>) {
+    let mut argv: Vec<String> = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--threads" {
+            it.next();
+        } else {
+            argv.push(a);
+        }
+    }
+    argv.extend(["--threads".into(), n.to_string()]);
+    let out = std::process::Command::new(std::env::current_exe().expect("this program"))
+        .args(&argv)
+        .env(CHILD_ROUND, round.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("the measuring run starts");
+    assert!(out.status.success(), "the run on {n} threads failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut load, mut build, mut eps) = (f64::NAN, f64::NAN, vec![f64::NAN; args.sizes.len()]);
+    for line in text.lines() {
+        if !line.starts_with("# workload") {
+            println!("{line}");
+        }
+        let Some(json) = line.strip_prefix("RESULT ") else { continue };
+        let v: serde_json::Value = serde_json::from_str(json).expect("RESULT lines are JSON");
+        let number = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        if v.get("system").and_then(|s| s.as_str()) != Some("ciuf") {
+            continue;
+        }
+        match (v.get("measure").and_then(|m| m.as_str()), v.get("view").and_then(|m| m.as_str())) {
+            (Some("load"), _) => load = number("seconds").unwrap_or(f64::NAN),
+            (Some("build_over_loaded"), Some("all")) => build = number("seconds").unwrap_or(f64::NAN),
+            (None, _) => {
+                if let Some(i) =
+                    v.get("batch").and_then(|b| b.as_u64()).and_then(|b| args.sizes.iter().position(|&s| s as u64 == b))
+                {
+                    eps[i] = number("events_per_s").unwrap_or(f64::NAN);
+                }
+            }
+            _ => {}
+        }
+    }
+    (n, load, build, eps)
 }
 
 /// One round of ciuf's measurements on the current number of threads (SQLite's side

@@ -461,12 +461,28 @@ impl Database {
         }
         if !deltas.is_empty() {
             let watch = Stopwatch::start(w.profile.is_some());
+            let pool = w.dataflow.pool_for(deltas.iter().map(|(_, d)| d.len()).sum());
             let mut p = self.shared.published.write();
+            // Each view's rows are its own: with many changed rows, views apply theirs
+            // on the worker threads at once.
+            let mut of_view: Vec<Option<&ZSet>> = vec![None; p.views.len()];
             for (id, delta) in &deltas {
-                let order = w.views[id.0 as usize].as_ref().and_then(|v| v.info.order.clone());
-                if let Some(state) = p.views[id.0 as usize].as_mut() {
-                    state.apply(delta, order.as_ref());
-                }
+                of_view[id.0 as usize] = Some(delta);
+            }
+            let views = &w.views;
+            let work = p.views.iter_mut().zip(of_view).enumerate().filter_map(|(i, (state, delta))| {
+                let order = views[i].as_ref().and_then(|v| v.info.order.as_ref());
+                Some((state.as_mut()?, delta?, order))
+            });
+            match pool {
+                Some(pool) if deltas.len() > 1 => pool.install(|| {
+                    rayon_core::scope(|s| {
+                        for (state, delta, order) in work {
+                            s.spawn(move |_| state.apply(delta, order));
+                        }
+                    })
+                }),
+                _ => work.for_each(|(state, delta, order)| state.apply(delta, order)),
             }
             drop(p);
             if let Some(p) = &mut w.profile {

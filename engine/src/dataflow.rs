@@ -456,6 +456,12 @@ impl Dataflow {
         self.workers.set_threads(threads);
     }
 
+    /// The worker threads, if there are several and `rows` changed rows are enough
+    /// to use them.
+    pub fn pool_for(&self, rows: usize) -> Option<Arc<rayon_core::ThreadPool>> {
+        self.workers.pool_for(rows)
+    }
+
     /// Runs transactions of `rows` changed rows and more on the worker threads.
     pub fn set_parallel_from(&mut self, rows: usize) {
         self.workers.set_parallel_from(rows);
@@ -560,14 +566,14 @@ impl Dataflow {
         // those of new nodes are filled as each node is, before its consumers step.
         let unfilled = std::mem::take(&mut self.arrangements.unfilled);
         let timed = self.timing.is_some();
-        for (node, a) in &unfilled {
-            if !created.contains(node) {
-                self.keep_output(*node, tables, &mut outputs);
-                let watch = Stopwatch::start(timed);
-                a.write().apply(&outputs[node]);
-                if let Some(t) = self.timing_of(*node) {
-                    watch.add_to(&mut t.arrangements);
-                }
+        let existing: Vec<&(NodeIndex, Shared)> = unfilled.iter().filter(|(n, _)| !created.contains(n)).collect();
+        for (node, _) in &existing {
+            self.keep_output(*node, tables, &mut outputs);
+        }
+        let took = fill_arrangements(existing.iter().map(|(n, a)| (a, &outputs[n])), timed);
+        for ((node, _), took) in existing.iter().zip(took) {
+            if let Some(t) = self.timing_of(*node) {
+                t.arrangements += took;
             }
         }
         // How many nodes still to fill read each output: it is let go after the last.
@@ -593,12 +599,9 @@ impl Dataflow {
                 t.rows_out += out.len() as u64;
                 watch.add_to(&mut t.step);
             }
-            let watch = Stopwatch::start(timed);
-            for (_, a) in unfilled.iter().filter(|(node, _)| *node == n) {
-                a.write().apply(&out);
-            }
+            let took = fill_arrangements(unfilled.iter().filter(|(node, _)| *node == n).map(|(_, a)| (a, &out)), timed);
             if let Some(t) = self.timing_of(n) {
-                watch.add_to(&mut t.arrangements);
+                t.arrangements += took.into_iter().sum::<Duration>();
             }
             for i in &inputs {
                 let left = readers.get_mut(i).expect("counted");
@@ -648,6 +651,29 @@ impl Dataflow {
     pub fn node_count(&self) -> usize {
         self.graph.node_count()
     }
+}
+
+/// Fills each arrangement with its rows, all at once on the worker threads when
+/// there are several; returns the time each took (zero unless `timed`).
+fn fill_arrangements<'a>(work: impl Iterator<Item = (&'a Shared, &'a ZSet)>, timed: bool) -> Vec<Duration> {
+    let work: Vec<(&Shared, &ZSet)> = work.collect();
+    let fill = |(a, rows): &(&Shared, &ZSet)| {
+        let watch = Stopwatch::start(timed);
+        a.write().apply(rows);
+        let mut took = Duration::ZERO;
+        watch.add_to(&mut took);
+        took
+    };
+    if work.len() < 2 || !crate::workers::in_parallel() {
+        return work.iter().map(fill).collect();
+    }
+    let mut took = vec![Duration::ZERO; work.len()];
+    rayon_core::scope(|s| {
+        for (item, took) in work.iter().zip(took.iter_mut()) {
+            s.spawn(move |_| *took = fill(item));
+        }
+    });
+    took
 }
 
 /// The outcome of a node's step, caught: its output, or why it failed.

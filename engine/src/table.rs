@@ -23,6 +23,7 @@ use crate::plan::TableId;
 use crate::row::{Columns, Row};
 use crate::types::{Column, DataType, TableSchema};
 use crate::value::{Str, Value};
+use crate::workers::Cost;
 use crate::zset::{Weight, ZSet};
 
 /// What to do to put a table back after a failed transaction.
@@ -115,8 +116,16 @@ impl Table {
             Rows::Keyed { rows, .. } => {
                 // Taking a handle writes each row's count: prefetched a few rows ahead,
                 // those cache misses overlap.
+                // In chunks on the worker threads when there are many (a view built
+                // over a loaded table).
                 let all: Vec<&Row> = rows.iter().collect();
-                crate::row::prefetched(&all, |r| r).map(|r| ((*r).clone(), 1)).collect()
+                let mut out = ZSet::new();
+                for part in crate::workers::chunked(all.len(), Cost::Row, |range| {
+                    crate::row::prefetched(&all[range], |r| r).map(|r| ((*r).clone(), 1)).collect::<ZSet>()
+                }) {
+                    out.append(part);
+                }
+                out
             }
             Rows::Bag { rows, .. } => rows.iter().map(|(r, w)| (r.clone(), *w)).collect(),
         }

@@ -51,10 +51,24 @@ pub fn parallel_from() -> usize {
     })
 }
 
-/// The fewest rows a chunk of a parallel pass holds (below that, the hand-off costs
-/// more than the work): half of [`parallel_from`].
-fn min_chunk() -> usize {
-    (parallel_from() / 2).max(1)
+/// The fewest items a chunk of a parallel pass over items costing `cost` each holds
+/// (below that, the hand-off costs more than the work).
+fn min_chunk(cost: Cost) -> usize {
+    let rows = match cost {
+        Cost::Row => 1024,
+        Cost::Probe => 16,
+    };
+    // Under a lowered threshold (the tests' 1), chunks shrink with it.
+    rows.min(parallel_from()).max(1)
+}
+
+/// What one item of a parallel pass costs, roughly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cost {
+    /// A pass over a row: hashing it, storing it.
+    Row,
+    /// A probe that may fan out into many rows: a join's.
+    Probe,
 }
 
 /// The number of threads an engine uses unless told otherwise: `CIUF_THREADS` if set,
@@ -154,24 +168,32 @@ pub(crate) fn in_parallel() -> bool {
 }
 
 /// Runs `f` over `0..len` cut into chunks, in parallel when on worker threads and
-/// `len` is long enough, and returns the chunks' results in order. Each chunk runs as
-/// a step does (charged to the memory budget, see [`crate::budget`]); a value a chunk
-/// could not compute ([`crate::expr::fault`]) is raised again on the caller's thread,
-/// and a panic in a chunk is the caller's.
-pub(crate) fn chunked<R: Send>(len: usize, f: impl Fn(Range<usize>) -> R + Sync) -> Vec<R> {
-    let parts = if in_parallel() { (len / min_chunk()).min(rayon_core::current_num_threads() * 2) } else { 1 };
+/// `len` is long enough, and returns the chunks' results in order (see [`each`]).
+pub(crate) fn chunked<R: Send>(len: usize, cost: Cost, f: impl Fn(Range<usize>) -> R + Sync) -> Vec<R> {
+    let parts = if in_parallel() { (len / min_chunk(cost)).min(rayon_core::current_num_threads() * 4) } else { 1 };
     if parts <= 1 {
         return vec![f(0..len)];
     }
-    // A chunk may run on this thread: what was raised before is kept apart, first.
+    each((0..parts).map(|i| len * i / parts..len * (i + 1) / parts).collect(), f)
+}
+
+/// Runs `f` on each item, in parallel when on worker threads, and returns the results
+/// in the items' order. Each runs as a step does (charged to the memory budget, see
+/// [`crate::budget`]); a value an item could not compute ([`crate::expr::fault`]) is
+/// raised again on the caller's thread, in the items' order, and a panic is the
+/// caller's.
+pub(crate) fn each<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 || !in_parallel() {
+        return items.into_iter().map(f).collect();
+    }
+    // An item may run on this thread: what was raised before is kept apart, first.
     let earlier = crate::expr::fault::take();
-    let mut results: Vec<Option<(R, Option<String>)>> = (0..parts).map(|_| None).collect();
+    let mut results: Vec<Option<(R, Option<String>)>> = items.iter().map(|_| None).collect();
     let f = &f;
     rayon_core::scope(|s| {
-        for (i, slot) in results.iter_mut().enumerate() {
-            let range = len * i / parts..len * (i + 1) / parts;
+        for (item, slot) in items.into_iter().zip(results.iter_mut()) {
             s.spawn(move |_| {
-                let r = crate::budget::in_step(|| f(range));
+                let r = crate::budget::in_step(|| f(item));
                 *slot = Some((r, crate::expr::fault::take()));
             });
         }
@@ -182,7 +204,7 @@ pub(crate) fn chunked<R: Send>(len: usize, f: impl Fn(Range<usize>) -> R + Sync)
     results
         .into_iter()
         .map(|r| {
-            let (r, fault) = r.expect("every chunk ran");
+            let (r, fault) = r.expect("every item ran");
             if let Some(why) = fault {
                 crate::expr::fault::raise(why);
             }
@@ -199,7 +221,7 @@ mod tests {
     fn chunks_cover_the_range_in_order_on_any_pool() {
         for threads in [1, 2, 3] {
             let workers = Workers::new(threads);
-            let run = || chunked(10_000, |r| r.collect::<Vec<usize>>()).concat();
+            let run = || chunked(10_000, Cost::Row, |r| r.collect::<Vec<usize>>()).concat();
             let got = match workers.pool() {
                 Some(pool) => pool.install(run),
                 None => run(),
@@ -212,7 +234,7 @@ mod tests {
     fn a_fault_in_a_chunk_reaches_the_caller() {
         let workers = Workers::new(2);
         let fault = workers.pool().unwrap().install(|| {
-            chunked(10_000, |r| {
+            chunked(10_000, Cost::Row, |r| {
                 if r.contains(&9_999) {
                     crate::expr::fault::raise("division by zero");
                 }

@@ -9,11 +9,16 @@
 //! Without GROUP BY there is exactly one group, which exists even over no rows (SQL:
 //! `SELECT count(*) FROM empty` is one row, 0): its row is emitted on the first step
 //! and afterwards only ever replaced.
+//!
+//! Groups live in [`SHARDS`] tables, by the top bits of their keys' hashes: a large
+//! delta is split by shard and the shards are updated on the worker threads at once
+//! (see [`crate::workers`]). The number is fixed, so that what a step emits, and in
+//! which order, does not depend on the number of threads.
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
+use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::expr::Expr;
 use crate::plan::AggregateCall;
@@ -24,6 +29,7 @@ use crate::zset::{Weight, ZSet};
 use super::Operator;
 use super::accumulator::Accumulator;
 use super::index::Key;
+use crate::workers;
 
 #[derive(Debug, Clone)]
 struct Group {
@@ -60,12 +66,29 @@ fn new_group(calls: &[AggregateCall]) -> Group {
     Group { rows: 0, accumulators: calls.iter().map(Accumulator::new).collect(), shown: None }
 }
 
+/// The number of group tables (see the module docs).
+const SHARDS: usize = 8;
+
+/// A hash's shard: its top bits.
+#[inline]
+fn shard_of(hash: u64) -> usize {
+    (hash >> (64 - SHARDS.trailing_zeros())) as usize
+}
+
+/// A delta's rows split by shard from this many on, when worker threads are there.
+const SPLIT_FROM: usize = 256;
+
+/// A delta row: its key's hash, its key, the row and its weight.
+type Keyed<'a> = (u64, Key, &'a Row, Weight);
+
 /// Grouped aggregation.
 #[derive(Debug)]
 pub struct Aggregate {
     group_by: Vec<Expr>,
     calls: Vec<AggregateCall>,
-    groups: HashMap<Key, Group>,
+    /// The hasher every shard uses (so that a key's hash picks its shard and its slot).
+    hasher: DefaultHashBuilder,
+    shards: Vec<HashMap<Key, Group>>,
     /// No GROUP BY: one group that always exists.
     global: bool,
     /// For the global group: whether its row has been emitted.
@@ -76,7 +99,53 @@ impl Aggregate {
     /// Aggregates `calls` per distinct value of `group_by`.
     pub fn new(group_by: Vec<Expr>, calls: Vec<AggregateCall>) -> Aggregate {
         let global = group_by.is_empty();
-        Aggregate { group_by, calls, groups: HashMap::new(), global, started: false }
+        let hasher = DefaultHashBuilder::default();
+        let shards = (0..SHARDS).map(|_| HashMap::with_hasher(hasher.clone())).collect();
+        Aggregate { group_by, calls, hasher, shards, global, started: false }
+    }
+}
+
+/// Adds the runs of `keyed` (rows of one shard, a group's rows next to each other) to
+/// their groups in `groups`, pushing each changed group's −old +new to `out`.
+fn add_runs(groups: &mut HashMap<Key, Group>, calls: &[AggregateCall], keyed: &mut [Keyed<'_>], out: &mut ZSet) {
+    let mut at = 0;
+    while at < keyed.len() {
+        let end = at + keyed[at..].iter().take_while(|e| e.0 == keyed[at].0 && e.1 == keyed[at].1).count();
+        // Rows come in group order, not where they lie: the next groups' rows are
+        // prefetched while this one's are added.
+        for (_, _, ahead, _) in keyed.get(end..(end + crate::row::PREFETCH_AHEAD).min(keyed.len())).unwrap_or(&[]) {
+            ahead.prefetch();
+        }
+        let key = std::mem::replace(&mut keyed[at].1, Key::empty());
+        let run = &keyed[at..end];
+        at = end;
+        match groups.entry(key) {
+            Entry::Occupied(mut o) => {
+                run.iter().for_each(|(_, _, row, w)| o.get_mut().add(calls, row, *w));
+                o.get_mut().settle();
+                let after = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
+                let group = o.get_mut();
+                if after != group.shown {
+                    let before = std::mem::replace(&mut group.shown, after.clone());
+                    push_replacement(out, before, after);
+                }
+                if group.rows == 0 {
+                    o.remove();
+                }
+            }
+            Entry::Vacant(v) => {
+                let mut group = new_group(calls);
+                run.iter().for_each(|(_, _, row, w)| group.add(calls, row, *w));
+                group.settle();
+                let after = (group.rows > 0).then(|| output(calls, v.key(), &group));
+                group.shown = after.clone();
+                // A group whose rows net to nothing is not kept.
+                if group.rows != 0 {
+                    v.insert(group);
+                }
+                push_replacement(out, None, after);
+            }
+        }
     }
 }
 
@@ -113,7 +182,7 @@ impl Operator for Aggregate {
         let calls = &self.calls;
         if self.global {
             let started = std::mem::replace(&mut self.started, true);
-            let group = self.groups.entry(Key::empty()).or_insert_with(|| new_group(calls));
+            let group = self.shards[0].entry(Key::empty()).or_insert_with(|| new_group(calls));
             let before = started.then(|| output(calls, &Key::empty(), group));
             delta.iter().for_each(|(row, w)| group.add(calls, row, *w));
             group.settle();
@@ -122,79 +191,72 @@ impl Operator for Aggregate {
             push_change(&mut out, before, Some(after));
             return out;
         }
-        // The delta's rows in the order of their groups' slots in the table (the low
-        // bits of their keys' hashes; ties by hash), so that a group's rows
+        // The delta's rows in the order of their groups' slots in their shard's table
+        // (the low bits of their keys' hashes; ties by hash), so that a group's rows
         // are next to each other — one lookup, one retraction and one insertion per
-        // group — and a large delta walks the group table from one end to the other
+        // group — and a large delta walks each table from one end to the other
         // instead of jumping about it.
-        let mut keyed: Vec<(u64, Key, &Row, Weight)> = delta
+        let mut keyed: Vec<Keyed<'_>> = delta
             .iter_prefetched()
             .map(|(row, w)| {
                 let key = Key::eval(&self.group_by, row);
-                (self.groups.hasher().hash_one(&key), key, row, *w)
+                (self.hasher.hash_one(&key), key, row, *w)
             })
             .collect();
-        let mask = super::slot_mask(self.groups.len() + keyed.len());
+        let mut counts = [0usize; SHARDS];
+        keyed.iter().for_each(|e| counts[shard_of(e.0)] += 1);
+        let masks: Vec<u64> = self.shards.iter().zip(counts).map(|(g, n)| super::slot_mask(g.len() + n)).collect();
         // By hash alone: keys are not compared (with few groups, thousands of rows
         // share each hash, and comparing their text keys dominated). Two keys whose
         // hashes collide may interleave; each piece then looks its group up on its own.
-        keyed.sort_unstable_by_key(|e| (e.0 & mask, e.0));
-        let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
-        let mut at = 0;
-        while at < keyed.len() {
-            let end = at + keyed[at..].iter().take_while(|e| e.0 == keyed[at].0 && e.1 == keyed[at].1).count();
-            // Rows come in group order, not where they lie: the next groups' rows are
-            // prefetched while this one's are added.
-            for (_, _, ahead, _) in keyed.get(end..(end + crate::row::PREFETCH_AHEAD).min(keyed.len())).unwrap_or(&[]) {
-                ahead.prefetch();
+        let order = |e: &Keyed<'_>| (e.0 & masks[shard_of(e.0)], e.0);
+        if keyed.len() < SPLIT_FROM || !workers::in_parallel() {
+            keyed.sort_unstable_by_key(|e| (shard_of(e.0), order(e)));
+            let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
+            let mut rest = keyed.as_mut_slice();
+            for (groups, n) in self.shards.iter_mut().zip(counts) {
+                let (part, after) = rest.split_at_mut(n);
+                add_runs(groups, calls, part, &mut out);
+                rest = after;
             }
-            let key = std::mem::replace(&mut keyed[at].1, Key::empty());
-            let run = &keyed[at..end];
-            at = end;
-            match self.groups.entry(key) {
-                Entry::Occupied(mut o) => {
-                    run.iter().for_each(|(_, _, row, w)| o.get_mut().add(calls, row, *w));
-                    o.get_mut().settle();
-                    let after = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
-                    let group = o.get_mut();
-                    if after != group.shown {
-                        let before = std::mem::replace(&mut group.shown, after.clone());
-                        push_replacement(&mut out, before, after);
-                    }
-                    if group.rows == 0 {
-                        o.remove();
-                    }
-                }
-                Entry::Vacant(v) => {
-                    let mut group = new_group(calls);
-                    run.iter().for_each(|(_, _, row, w)| group.add(calls, row, *w));
-                    group.settle();
-                    let after = (group.rows > 0).then(|| output(calls, v.key(), &group));
-                    group.shown = after.clone();
-                    // A group whose rows net to nothing is not kept.
-                    if group.rows != 0 {
-                        v.insert(group);
-                    }
-                    push_replacement(&mut out, None, after);
-                }
-            }
+            return out;
+        }
+        let mut parts: Vec<Vec<Keyed<'_>>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+        keyed.into_iter().for_each(|e| parts[shard_of(e.0)].push(e));
+        let work: Vec<_> = self.shards.iter_mut().zip(parts).filter(|(_, part)| !part.is_empty()).collect();
+        let mut out = ZSet::new();
+        for part in workers::each(work, |(groups, mut part)| {
+            part.sort_unstable_by_key(order);
+            let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
+            add_runs(groups, calls, &mut part, &mut out);
+            out
+        }) {
+            out.append(part);
         }
         out
     }
 
     fn current_output(&self) -> Option<ZSet> {
         let exists = |g: &Group| if self.global { self.started } else { g.rows > 0 };
-        Some(self.groups.iter().filter_map(|(k, g)| visible(&self.calls, exists(g), k, g)).map(|r| (r, 1)).collect())
+        Some(
+            self.shards
+                .iter()
+                .flatten()
+                .filter_map(|(k, g)| visible(&self.calls, exists(g), k, g))
+                .map(|r| (r, 1))
+                .collect(),
+        )
     }
 
     fn state_bytes(&self) -> usize {
         let per_group = std::mem::size_of::<Row>()
             + std::mem::size_of::<Group>()
             + self.calls.len() * std::mem::size_of::<Accumulator>();
-        self.groups.capacity() * (per_group + 1)
+        self.shards.iter().map(|g| g.capacity()).sum::<usize>() * (per_group + 1)
             + self
-                .groups
+                .shards
                 .iter()
+                .flatten()
                 .map(|(k, g)| {
                     std::mem::size_of_val(k.values())
                         + g.accumulators.iter().map(Accumulator::state_bytes).sum::<usize>()

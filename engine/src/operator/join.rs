@@ -19,6 +19,7 @@ use crate::zset::ZSet;
 use super::Operator;
 use super::arrangement::{DeltaIndex, Shared};
 use super::index::join_key;
+use crate::workers::{self, Cost};
 
 /// Which columns of a joined row (left then right) a join emits, built directly from
 /// the two sides without materializing the whole joined row.
@@ -102,17 +103,31 @@ impl Operator for Join {
         let (left, right) = (self.left.read(), self.right.read());
         let right_added =
             (!left_delta.is_empty() && !right_delta.is_empty()).then(|| DeltaIndex::new(&self.right_keys, right_delta));
+        // Long deltas in chunks on the worker threads (see crate::workers).
+        let (lefts, rights) = (left_delta.as_slice(), right_delta.as_slice());
         let mut out = ZSet::new();
-        for (l, w) in left_delta {
-            let Some(key) = join_key(&self.left_keys, l) else { continue };
-            right.for_each(&key, |r, rw| out.push(self.emit.pair(l, r), w * rw));
-            if let Some(added) = &right_added {
-                added.for_each(&key, |r, rw| out.push(self.emit.pair(l, r), -w * rw));
+        for part in workers::chunked(lefts.len(), Cost::Probe, |range| {
+            let mut out = ZSet::new();
+            for (l, w) in &lefts[range] {
+                let Some(key) = join_key(&self.left_keys, l) else { continue };
+                right.for_each(&key, |r, rw| out.push(self.emit.pair(l, r), w * rw));
+                if let Some(added) = &right_added {
+                    added.for_each(&key, |r, rw| out.push(self.emit.pair(l, r), -w * rw));
+                }
             }
+            out
+        }) {
+            out.append(part);
         }
-        for (r, w) in right_delta {
-            let Some(key) = join_key(&self.right_keys, r) else { continue };
-            left.for_each(&key, |l, lw| out.push(self.emit.pair(l, r), lw * w));
+        for part in workers::chunked(rights.len(), Cost::Probe, |range| {
+            let mut out = ZSet::new();
+            for (r, w) in &rights[range] {
+                let Some(key) = join_key(&self.right_keys, r) else { continue };
+                left.for_each(&key, |l, lw| out.push(self.emit.pair(l, r), lw * w));
+            }
+            out
+        }) {
+            out.append(part);
         }
         out
     }

@@ -18,7 +18,7 @@
 use crate::expr::Expr;
 use crate::plan::JoinEdge;
 use crate::row::Row;
-use crate::workers;
+use crate::workers::{self, Cost};
 use crate::zset::{Weight, ZSet};
 
 use parking_lot::RwLockReadGuard;
@@ -206,7 +206,7 @@ impl MultiJoin {
         let width = self.offsets.len();
         if !plan.shared_probes || delta.len() < 2 {
             let rows = delta.as_slice();
-            for part in workers::chunked(rows.len(), |range| {
+            for part in workers::chunked(rows.len(), Cost::Probe, |range| {
                 let mut out = ZSet::new();
                 let mut bound: Vec<Option<&Row>> = vec![None; width];
                 for entry in &rows[range] {
@@ -230,7 +230,7 @@ impl MultiJoin {
             }
             at
         };
-        for part in workers::chunked(keyed.len(), |range| {
+        for part in workers::chunked(keyed.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
             let mut bound: Vec<Option<&Row>> = vec![None; width];
             let mut group: Vec<&(Row, Weight)> = Vec::new();
@@ -305,7 +305,7 @@ impl Operator for MultiJoin {
         if let Some(a) = probes.after[0].first() {
             a.for_each_key(|_, bucket| rows.extend(bucket.map(|(r, w)| (r.clone(), w))));
         }
-        for part in workers::chunked(rows.len(), |range| {
+        for part in workers::chunked(rows.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
             let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
             for entry in &rows[range] {
