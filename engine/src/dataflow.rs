@@ -10,6 +10,12 @@
 //! touches. Deltas live in a scratch vector indexed by node and are cleared after the
 //! views have taken theirs.
 //!
+//! A large transaction (see [`crate::workers`]) runs on the worker threads instead: each
+//! node steps as soon as the last of its inputs is done (`ParallelRun`), with the same
+//! input deltas, so independent views and branches step at once and the outputs are
+//! those of the pass in order. Operators sit behind a lock only the worker threads take;
+//! a node's inputs and the arrangements it probes are finished before it starts.
+//!
 //! Joins do not index their inputs themselves: the graph keeps one arrangement per
 //! (node, key) that some join probes (see [`crate::operator::arrangement`]), shared by
 //! every join that needs it, and applies a node's delta to its arrangements as soon as

@@ -1,8 +1,9 @@
 //! # ciuf-engine
 //!
 //! The incremental core of ciuf: tables, an operator graph, and views kept exactly up
-//! to date as rows change. It knows no SQL text, does no I/O and spawns no threads;
-//! the `ciuf-sql` crate turns SQL into the [`Plan`]s it runs.
+//! to date as rows change. It knows no SQL text and does no I/O; large transactions
+//! run on a pool of worker threads ([`workers`]). The `ciuf-sql` crate turns SQL into
+//! the [`Plan`]s it runs.
 //!
 //! ```text
 //!  changes ──▶ tables ──(deltas)──▶ graph of operators ──(deltas)──▶ views ──▶ Arrow

@@ -57,6 +57,8 @@ impl Engine {
     /// For PostgreSQL, `slot` and `publication` name the replication slot and
     /// publication to use instead of ciuf's own. For SQLite, `capture=False` follows
     /// only tables whose change capture is already installed (`ciuf capture install`).
+    /// `threads`: the worker threads large transactions run on (default: `CIUF_THREADS`,
+    /// else the machine's cores up to 8).
     #[new]
     #[pyo3(signature = (url=None, *, slot=None, publication=None, capture=None, state_dir=None, durability="sync", threads=None))]
     #[allow(clippy::too_many_arguments)] // the Python constructor's keywords
