@@ -316,6 +316,39 @@ mod tests {
     }
 
     #[test]
+    fn large_deltas_on_worker_threads_give_what_one_thread_gives() {
+        // Deltas long enough to be split by shard: groups born, changed and emptied.
+        let pool = crate::workers::Workers::new(2).pool().expect("two threads make a pool");
+        let (mut one, mut many) =
+            (Aggregate::new(vec![Expr::col(0)], calls()), Aggregate::new(vec![Expr::col(0)], calls()));
+        let mut held: Vec<Row> = Vec::new();
+        let mut seed = 0x9E37_79B9u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..20 {
+            let mut delta = ZSet::new();
+            for _ in 0..SPLIT_FROM * 4 {
+                if next(3) == 0 && !held.is_empty() {
+                    let r = held.swap_remove(next(held.len() as u64) as usize);
+                    delta.push(r, -1);
+                } else {
+                    let r = row![format!("g{}", next(if round % 2 == 0 { 50 } else { 5000 })), next(1000) as i64];
+                    held.push(r.clone());
+                    delta.push(r, 1);
+                }
+            }
+            let expected = one.step(&[&delta]).consolidated();
+            let got = pool.install(|| many.step(&[&delta])).consolidated();
+            assert_eq!(got, expected, "round {round}");
+            assert_eq!(many.current_output().unwrap().consolidated(), one.current_output().unwrap().consolidated());
+        }
+    }
+
+    #[test]
     fn global_aggregate_always_has_one_row() {
         let mut a = Aggregate::new(vec![], calls());
         assert_eq!(a.step(&[&ZSet::new()]), zset! { row![0, None::<i64>, None::<i64>] => 1 });

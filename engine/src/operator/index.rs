@@ -10,6 +10,11 @@
 //! are removed, so the index holds exactly the current input. A slot does not hold its
 //! key as a value: a single fixed-width key keeps its 8 bytes, any other is computed
 //! from the slot's rows (see [`KeyedBag`]); a slot is 24 bytes.
+//!
+//! Slots live in [`SHARDS`] tables by the top bits of their keys' hashes, so that a
+//! large delta (a load, a view built over a loaded table) is added to the shards on
+//! the worker threads at once (see [`crate::workers`]); the number is fixed, so the
+//! bag's contents do not depend on the number of threads.
 
 use std::hash::BuildHasher;
 
@@ -70,7 +75,7 @@ fn narrow(w: Weight) -> i32 {
 }
 
 /// What a bag keeps beside each row: at least its multiplicity.
-pub(crate) trait Tally: Copy + std::fmt::Debug {
+pub(crate) trait Tally: Copy + std::fmt::Debug + Send + Sync {
     /// A row new to the bag, with `weight` copies and `matches` partners.
     fn new(weight: Weight, matches: Weight) -> Self;
     /// The row's multiplicity.
@@ -287,6 +292,30 @@ enum KeyMode {
     FromRows,
 }
 
+/// The number of slot tables (see the module docs).
+const SHARDS: usize = 8;
+
+/// A hash's shard: its top bits.
+#[inline]
+fn shard_of(hash: u64) -> usize {
+    (hash >> (64 - SHARDS.trailing_zeros())) as usize
+}
+
+/// A delta's rows are added shard by shard on the worker threads from this many on.
+const SPLIT_FROM: usize = 16 * 1024;
+
+/// A row to add: its key's hash, its key, the row and its weight.
+type Keyed<'r> = (u64, Key, &'r Row, Weight);
+
+/// The mode after keys with these inline forms (see [`KeyMode`]) are added.
+fn mode_after(mode: KeyMode, inline: Option<(u8, u64)>) -> KeyMode {
+    match (mode, inline) {
+        (KeyMode::Unset, Some((t, _))) => KeyMode::Inline(t),
+        (KeyMode::Inline(t), Some((kt, _))) if t == kt => KeyMode::Inline(t),
+        _ => KeyMode::FromRows,
+    }
+}
+
 /// A bucket and, in [`KeyMode::Inline`], its key's bits.
 #[derive(Debug)]
 struct Slot<C> {
@@ -305,14 +334,15 @@ pub(crate) struct KeyedBag<C = Counts> {
     /// How a row's key is computed.
     keys: Vec<Expr>,
     mode: KeyMode,
-    buckets: HashTable<Slot<C>>,
+    /// The slots, in [`SHARDS`] tables by the top bits of their keys' hashes.
+    buckets: Vec<HashTable<Slot<C>>>,
     rows: usize,
 }
 
 impl<C: Tally> KeyedBag<C> {
     /// An empty bag of rows keyed by `keys`.
     pub fn new(keys: Vec<Expr>) -> Self {
-        KeyedBag { keys, mode: KeyMode::Unset, buckets: HashTable::new(), rows: 0 }
+        KeyedBag { keys, mode: KeyMode::Unset, buckets: (0..SHARDS).map(|_| HashTable::new()).collect(), rows: 0 }
     }
 
     /// How a row's key is computed.
@@ -322,7 +352,7 @@ impl<C: Tally> KeyedBag<C> {
 
     /// The number of distinct keys held.
     pub fn key_count(&self) -> usize {
-        self.buckets.len()
+        self.buckets.iter().map(HashTable::len).sum()
     }
 
     /// Whether `slot` holds the rows with `key` (`inline`: the key's bits), or `None`
@@ -360,7 +390,8 @@ impl<C: Tally> KeyedBag<C> {
     #[inline]
     fn bucket(&self, key: &Key) -> Option<&Bucket<C>> {
         let holds = Self::matcher(&self.keys, self.mode, key, inline_key(key))?;
-        self.buckets.find(key_hash(key), holds).map(|s| &s.bucket)
+        let hash = key_hash(key);
+        self.buckets[shard_of(hash)].find(hash, holds).map(|s| &s.bucket)
     }
 
     /// A new slot for `key` holding `row` (a key must not be there already).
@@ -371,13 +402,9 @@ impl<C: Tally> KeyedBag<C> {
 
     /// Adds a slot for a key the bag lacks, holding `bucket` (its rows not counted).
     fn insert_bucket(&mut self, hash: u64, inline: Option<(u8, u64)>, bucket: Bucket<C>) {
-        self.mode = match (self.mode, inline) {
-            (KeyMode::Unset, Some((t, _))) => KeyMode::Inline(t),
-            (KeyMode::Inline(t), Some((kt, _))) if t == kt => KeyMode::Inline(t),
-            _ => KeyMode::FromRows,
-        };
+        self.mode = mode_after(self.mode, inline);
         let slot = Slot { key: inline.map_or(0, |(_, bits)| bits), bucket };
-        self.buckets.insert_unique(hash, slot, Self::rehash(&self.keys, self.mode));
+        self.buckets[shard_of(hash)].insert_unique(hash, slot, Self::rehash(&self.keys, self.mode));
     }
 
     /// Calls `f` with each row under `key`, its weight and its match count.
@@ -395,7 +422,8 @@ impl<C: Tally> KeyedBag<C> {
     #[inline]
     pub fn for_each_mut(&mut self, key: &Key, mut f: impl FnMut(&Row, &mut C)) {
         let Some(holds) = Self::matcher(&self.keys, self.mode, key, inline_key(key)) else { return };
-        match self.buckets.find_mut(key_hash(key), holds).map(|s| &mut s.bucket) {
+        let hash = key_hash(key);
+        match self.buckets[shard_of(hash)].find_mut(hash, holds).map(|s| &mut s.bucket) {
             None => {}
             Some(Bucket::One(r, c)) => f(r, c),
             Some(Bucket::Small(v)) => v.iter_mut().for_each(|(_, c, r)| f(r, c)),
@@ -409,7 +437,7 @@ impl<C: Tally> KeyedBag<C> {
     pub fn add(&mut self, key: &Key, row: &Row, weight: Weight, matches: Weight) {
         let (hash, inline) = (key_hash(key), inline_key(key));
         if let Some(holds) = Self::matcher(&self.keys, self.mode, key, inline)
-            && let Ok(mut o) = self.buckets.find_entry(hash, holds)
+            && let Ok(mut o) = self.buckets[shard_of(hash)].find_entry(hash, holds)
         {
             match o.get_mut().bucket.add(row, weight, matches) {
                 1 => self.rows += 1,
@@ -442,76 +470,46 @@ impl<C: Tally> KeyedBag<C> {
             }
             return;
         }
-        let mut keyed: Vec<(u64, Key, &Row, Weight)> =
+        let mut keyed: Vec<Keyed<'r>> =
             rows.filter_map(|(r, w)| join_key(&self.keys, r).map(|k| (key_hash(&k), k, r, w))).collect();
-        let mask = super::slot_mask(self.buckets.len() + keyed.len());
-        // By slot, then by hash, so that the rows of one key are next to each other
-        // (stable: one row's changes keep their order). Sorted in place, so that the
-        // walk below reads the entries in sequence.
-        keyed.sort_by_key(|&(h, ..)| (h & mask, h));
-        if self.buckets.is_empty() {
-            // Built in bulk: the table is sized once for the keys coming, instead of
-            // growing (and rehashing every key) again and again.
-            let keys = 1 + keyed.windows(2).filter(|w| w[0].0 != w[1].0).count();
-            self.buckets.reserve(keys, Self::rehash(&self.keys, self.mode));
-        }
-        let mut i = 0;
-        while i < keyed.len() {
-            // The rows are visited in slot order, not where they lie: prefetched ahead.
-            if let Some((_, _, ahead, _)) = keyed.get(i + crate::row::PREFETCH_AHEAD) {
-                ahead.prefetch();
+        // The mode is settled for the whole delta first, so that the shards can take
+        // their rows independently (a mode that turns to comparing keys from rows on
+        // a key that then nets to nothing only costs speed).
+        let mode = keyed.iter().fold(self.mode, |m, (_, k, ..)| mode_after(m, inline_key(k)));
+        self.mode = mode;
+        let mut counts = [0usize; SHARDS];
+        keyed.iter().for_each(|e| counts[shard_of(e.0)] += 1);
+        let keys = &self.keys;
+        let added: isize = if keyed.len() < SPLIT_FROM || !crate::workers::in_parallel() {
+            // By shard, then slot, then hash: each shard's rows in sequence.
+            let masks: Vec<u64> = self.buckets.iter().zip(counts).map(|(b, n)| super::slot_mask(b.len() + n)).collect();
+            keyed.sort_by_key(|&(h, ..)| (shard_of(h), h & masks[shard_of(h)], h));
+            let mut rest = keyed.as_slice();
+            let mut added = 0;
+            for (table, n) in self.buckets.iter_mut().zip(counts) {
+                let (part, after) = rest.split_at(n);
+                added += add_runs(table, keys, mode, part);
+                rest = after;
             }
-            let (hash, key, ..) = &keyed[i];
-            // The entries with this key, from `i` on.
-            let run = 1 + keyed[i + 1..].iter().take_while(|(h, k, ..)| h == hash && k == key).count();
-            let mut rows = &keyed[i..i + run];
-            i += run;
-            let inline = inline_key(key);
-            if let Some(holds) = Self::matcher(&self.keys, self.mode, key, inline)
-                && let Ok(mut o) = self.buckets.find_entry(*hash, holds)
-            {
-                while let Some(((_, _, r, w), rest)) = rows.split_first() {
-                    rows = rest;
-                    match o.get_mut().bucket.add(r, *w, 0) {
-                        1 => self.rows += 1,
-                        -1 => self.rows -= 1,
-                        _ => {}
-                    }
-                    if o.get().bucket.is_empty() {
-                        // The key is gone; rows after this make it anew.
-                        o.remove();
-                        break;
-                    }
-                }
-                if rows.is_empty() {
-                    continue;
-                }
-            }
-            if let [(_, _, row, weight)] = rows {
-                self.insert(*hash, inline, row, C::new(*weight, 0));
-                continue;
-            }
-            let run = rows.len();
-            // A new key with several rows: a bucket made to size.
-            let mut bucket = if run <= SMALL {
-                Bucket::Small(ThinVec::with_capacity(run))
-            } else {
-                Bucket::Large(Box::new(HashTable::with_capacity(run)))
-            };
-            let mut added = 0isize;
-            for (_, _, r, w) in rows {
-                added += bucket.add(r, *w, 0) as isize;
-            }
-            if !bucket.is_empty() {
-                self.insert_bucket(*hash, inline, bucket);
-                self.rows = (self.rows as isize + added) as usize;
-            }
-        }
+            added
+        } else {
+            let mut parts: Vec<Vec<Keyed<'r>>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+            keyed.into_iter().for_each(|e| parts[shard_of(e.0)].push(e));
+            let work: Vec<_> = self.buckets.iter_mut().zip(parts).filter(|(_, p)| !p.is_empty()).collect();
+            crate::workers::each(work, |(table, mut part)| {
+                let mask = super::slot_mask(table.len() + part.len());
+                part.sort_by_key(|&(h, ..)| (h & mask, h));
+                add_runs(table, keys, mode, &part)
+            })
+            .into_iter()
+            .sum()
+        };
+        self.rows = (self.rows as isize + added) as usize;
     }
 
     /// Every key with its rows.
     pub fn for_each_key<'a>(&'a self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&'a Row, C)>)) {
-        for s in &self.buckets {
+        for s in self.buckets.iter().flatten() {
             f(&Key::eval(&self.keys, s.bucket.first()), &mut s.bucket.rows());
         }
     }
@@ -519,10 +517,11 @@ impl<C: Tally> KeyedBag<C> {
     /// Approximate heap bytes (not counting the rows, which are shared).
     pub fn state_bytes(&self) -> usize {
         let entry = std::mem::size_of::<(u32, C, Row)>();
-        self.buckets.capacity() * (std::mem::size_of::<Slot<C>>() + 1)
+        self.buckets.iter().map(HashTable::capacity).sum::<usize>() * (std::mem::size_of::<Slot<C>>() + 1)
             + self
                 .buckets
                 .iter()
+                .flatten()
                 .map(|s| match &s.bucket {
                     Bucket::One(..) => 0,
                     Bucket::Small(v) => 8 + v.capacity() * entry,
@@ -530,6 +529,71 @@ impl<C: Tally> KeyedBag<C> {
                 })
                 .sum::<usize>()
     }
+}
+
+/// Adds `keyed` (rows of one shard, in slot order, a key's rows next to each other) to
+/// that shard's `table`, whose bag compares keys as `mode` says; returns the change in
+/// the number of distinct rows held.
+fn add_runs<C: Tally>(table: &mut HashTable<Slot<C>>, keys: &[Expr], mode: KeyMode, keyed: &[Keyed<'_>]) -> isize {
+    if table.is_empty() {
+        // Built in bulk: the table is sized once for the keys coming, instead of
+        // growing (and rehashing every key) again and again.
+        let distinct = keyed.windows(2).filter(|w| w[0].0 != w[1].0).count() + usize::from(!keyed.is_empty());
+        table.reserve(distinct, KeyedBag::<C>::rehash(keys, mode));
+    }
+    let mut added = 0isize;
+    let mut i = 0;
+    while i < keyed.len() {
+        // The rows are visited in slot order, not where they lie: prefetched ahead.
+        if let Some((_, _, ahead, _)) = keyed.get(i + crate::row::PREFETCH_AHEAD) {
+            ahead.prefetch();
+        }
+        let (hash, key, ..) = &keyed[i];
+        // The entries with this key, from `i` on.
+        let run = 1 + keyed[i + 1..].iter().take_while(|(h, k, ..)| h == hash && k == key).count();
+        let mut rows = &keyed[i..i + run];
+        i += run;
+        let inline = inline_key(key);
+        if let Some(holds) = KeyedBag::<C>::matcher(keys, mode, key, inline)
+            && let Ok(mut o) = table.find_entry(*hash, holds)
+        {
+            while let Some(((_, _, r, w), rest)) = rows.split_first() {
+                rows = rest;
+                added += o.get_mut().bucket.add(r, *w, 0) as isize;
+                if o.get().bucket.is_empty() {
+                    // The key is gone; rows after this make it anew.
+                    o.remove();
+                    break;
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+        }
+        // A new key: one row in the slot, several in a bucket made to size.
+        let bucket = match rows {
+            [(_, _, row, weight)] => {
+                added += 1;
+                Bucket::One((*row).clone(), C::new(*weight, 0))
+            }
+            _ => {
+                let mut bucket = if rows.len() <= SMALL {
+                    Bucket::Small(ThinVec::with_capacity(rows.len()))
+                } else {
+                    Bucket::Large(Box::new(HashTable::with_capacity(rows.len())))
+                };
+                for (_, _, r, w) in rows {
+                    added += bucket.add(r, *w, 0) as isize;
+                }
+                bucket
+            }
+        };
+        if !bucket.is_empty() {
+            let slot = Slot { key: inline.map_or(0, |(_, bits)| bits), bucket };
+            table.insert_unique(*hash, slot, KeyedBag::<C>::rehash(keys, mode));
+        }
+    }
+    added
 }
 
 /// The join key of `row`: `keys` evaluated on it, or `None` if a key value is NULL
@@ -561,7 +625,7 @@ mod tests {
             bag.add(&key, &row![1, i], w, 0);
         }
         assert_eq!(bag.rows, 0);
-        assert!(bag.buckets.is_empty());
+        assert_eq!(bag.key_count(), 0);
     }
 
     #[test]
@@ -588,7 +652,7 @@ mod tests {
             let mut gone: Vec<(&Row, Weight)> = vec![(&a, -1), (&c, -1)];
             gone.extend(others.iter().map(|r| (r, -1)));
             bag.add_all(gone.into_iter());
-            assert!(bag.buckets.is_empty());
+            assert_eq!(bag.key_count(), 0);
         }
         // The same key changing many times in one long delta.
         let mut bag: KeyedBag<Multiplicity> = KeyedBag::new(vec![Expr::col(0)]);
@@ -629,8 +693,20 @@ mod tests {
 
     #[test]
     fn bulk_adds_equal_row_by_row_adds_whatever_the_delta() {
-        // Random deltas over few keys and rows: keys born in bulk, keys that vanish
-        // and come back within one delta, rows that pass through negative counts.
+        bulk_adds_equal_row_by_row_adds(SLOT_ORDER_FROM, 60);
+    }
+
+    #[test]
+    fn bulk_adds_on_worker_threads_equal_row_by_row_adds() {
+        // Deltas long enough to be split by shard and added on two threads.
+        let pool = crate::workers::Workers::new(2).pool().expect("two threads make a pool");
+        pool.install(|| bulk_adds_equal_row_by_row_adds(SPLIT_FROM, 2000));
+    }
+
+    /// Random deltas of `least + [0, spread)` rows over few keys and rows: keys born in
+    /// bulk, keys that vanish and come back within one delta, rows that pass through
+    /// negative counts; the bag added to in bulk must equal the one added to row by row.
+    fn bulk_adds_equal_row_by_row_adds(least: usize, spread: u64) {
         let mut seed = 0x2545_F491_4F6C_DD1Du64;
         let mut next = |n: u64| {
             seed ^= seed << 13;
@@ -649,8 +725,8 @@ mod tests {
         let mut held: Vec<(i64, i64)> = Vec::new();
         for round in 0..200 {
             let mut delta: Vec<(Row, Weight)> = Vec::new();
-            for _ in 0..SLOT_ORDER_FROM + next(60) as usize {
-                let (k, v) = (next(if round % 2 == 0 { 4 } else { 40 }) as i64, next(30) as i64);
+            for _ in 0..least + next(spread) as usize {
+                let (k, v) = (next(if round % 2 == 0 { 4 } else { 400 }) as i64, next(30) as i64);
                 if next(3) == 0 && !held.is_empty() {
                     let (k, v) = held.swap_remove(next(held.len() as u64) as usize);
                     delta.push((row![k, v], -1));
