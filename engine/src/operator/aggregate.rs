@@ -78,8 +78,11 @@ fn shard_of(hash: u64) -> usize {
 /// A delta's rows split by shard from this many on, when worker threads are there.
 const SPLIT_FROM: usize = 256;
 
-/// A delta row: its key's hash, its key, the row and its weight.
-type Keyed<'a> = (u64, Key, &'a Row, Weight);
+/// A delta row: its key's hash, its key, the row, its weight and its place in the
+/// delta (the last tie-break of the sort, so that a group's rows reach its
+/// accumulators — a float sum — in the delta's order, whichever path and however many
+/// threads, without a stable sort's cost).
+type Keyed<'a> = (u64, Key, &'a Row, Weight, usize);
 
 /// Grouped aggregation.
 #[derive(Debug)]
@@ -105,6 +108,44 @@ impl Aggregate {
     }
 }
 
+impl Aggregate {
+    /// A step on the worker threads: the delta's keys computed in chunks, then its rows
+    /// added shard by shard at once (see the module docs). Emits what
+    /// [`Operator::step`] on one thread emits, in the same order.
+    fn step_split(&mut self, delta: &ZSet) -> ZSet {
+        let (rows, group_by, hasher, calls) = (delta.as_slice(), &self.group_by, &self.hasher, &self.calls);
+        let chunks = workers::chunked(rows.len(), workers::Cost::Row, |range| {
+            let mut parts: Vec<Vec<Keyed<'_>>> = (0..SHARDS).map(|_| Vec::new()).collect();
+            let start = range.start;
+            for (i, (row, w)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
+                let key = Key::eval(group_by, row);
+                let hash = hasher.hash_one(&key);
+                parts[shard_of(hash)].push((hash, key, row, *w, start + i));
+            }
+            parts
+        });
+        let mut parts: Vec<Vec<Keyed<'_>>> =
+            (0..SHARDS).map(|s| Vec::with_capacity(chunks.iter().map(|p| p[s].len()).sum())).collect();
+        for chunk in chunks {
+            for (all, part) in parts.iter_mut().zip(chunk) {
+                all.extend(part);
+            }
+        }
+        let work: Vec<_> = self.shards.iter_mut().zip(parts).filter(|(_, part)| !part.is_empty()).collect();
+        let mut out = ZSet::new();
+        for part in workers::each(work, |(groups, mut part)| {
+            let mask = super::slot_mask(groups.len() + part.len());
+            part.sort_unstable_by_key(|e| (e.0 & mask, e.0, e.4));
+            let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
+            add_runs(groups, calls, &mut part, &mut out);
+            out
+        }) {
+            out.append(part);
+        }
+        out
+    }
+}
+
 /// Adds the runs of `keyed` (rows of one shard, a group's rows next to each other) to
 /// their groups in `groups`, pushing each changed group's −old +new to `out`.
 fn add_runs(groups: &mut HashMap<Key, Group>, calls: &[AggregateCall], keyed: &mut [Keyed<'_>], out: &mut ZSet) {
@@ -113,7 +154,7 @@ fn add_runs(groups: &mut HashMap<Key, Group>, calls: &[AggregateCall], keyed: &m
         let end = at + keyed[at..].iter().take_while(|e| e.0 == keyed[at].0 && e.1 == keyed[at].1).count();
         // Rows come in group order, not where they lie: the next groups' rows are
         // prefetched while this one's are added.
-        for (_, _, ahead, _) in keyed.get(end..(end + crate::row::PREFETCH_AHEAD).min(keyed.len())).unwrap_or(&[]) {
+        for (_, _, ahead, ..) in keyed.get(end..(end + crate::row::PREFETCH_AHEAD).min(keyed.len())).unwrap_or(&[]) {
             ahead.prefetch();
         }
         let key = std::mem::replace(&mut keyed[at].1, Key::empty());
@@ -121,7 +162,7 @@ fn add_runs(groups: &mut HashMap<Key, Group>, calls: &[AggregateCall], keyed: &m
         at = end;
         match groups.entry(key) {
             Entry::Occupied(mut o) => {
-                run.iter().for_each(|(_, _, row, w)| o.get_mut().add(calls, row, *w));
+                run.iter().for_each(|(_, _, row, w, _)| o.get_mut().add(calls, row, *w));
                 o.get_mut().settle();
                 let after = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
                 let group = o.get_mut();
@@ -135,7 +176,7 @@ fn add_runs(groups: &mut HashMap<Key, Group>, calls: &[AggregateCall], keyed: &m
             }
             Entry::Vacant(v) => {
                 let mut group = new_group(calls);
-                run.iter().for_each(|(_, _, row, w)| group.add(calls, row, *w));
+                run.iter().for_each(|(_, _, row, w, _)| group.add(calls, row, *w));
                 group.settle();
                 let after = (group.rows > 0).then(|| output(calls, v.key(), &group));
                 group.shown = after.clone();
@@ -196,11 +237,15 @@ impl Operator for Aggregate {
         // are next to each other — one lookup, one retraction and one insertion per
         // group — and a large delta walks each table from one end to the other
         // instead of jumping about it.
+        if delta.len() >= SPLIT_FROM && workers::in_parallel() {
+            return self.step_split(delta);
+        }
         let mut keyed: Vec<Keyed<'_>> = delta
             .iter_prefetched()
-            .map(|(row, w)| {
+            .enumerate()
+            .map(|(i, (row, w))| {
                 let key = Key::eval(&self.group_by, row);
-                (self.hasher.hash_one(&key), key, row, *w)
+                (self.hasher.hash_one(&key), key, row, *w, i)
             })
             .collect();
         let mut counts = [0usize; SHARDS];
@@ -209,29 +254,14 @@ impl Operator for Aggregate {
         // By hash alone: keys are not compared (with few groups, thousands of rows
         // share each hash, and comparing their text keys dominated). Two keys whose
         // hashes collide may interleave; each piece then looks its group up on its own.
-        let order = |e: &Keyed<'_>| (e.0 & masks[shard_of(e.0)], e.0);
-        if keyed.len() < SPLIT_FROM || !workers::in_parallel() {
-            keyed.sort_unstable_by_key(|e| (shard_of(e.0), order(e)));
-            let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
-            let mut rest = keyed.as_mut_slice();
-            for (groups, n) in self.shards.iter_mut().zip(counts) {
-                let (part, after) = rest.split_at_mut(n);
-                add_runs(groups, calls, part, &mut out);
-                rest = after;
-            }
-            return out;
-        }
-        let mut parts: Vec<Vec<Keyed<'_>>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
-        keyed.into_iter().for_each(|e| parts[shard_of(e.0)].push(e));
-        let work: Vec<_> = self.shards.iter_mut().zip(parts).filter(|(_, part)| !part.is_empty()).collect();
-        let mut out = ZSet::new();
-        for part in workers::each(work, |(groups, mut part)| {
-            part.sort_unstable_by_key(order);
-            let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
-            add_runs(groups, calls, &mut part, &mut out);
-            out
-        }) {
-            out.append(part);
+        // Last by place in the delta (see `Keyed`).
+        keyed.sort_unstable_by_key(|e| (shard_of(e.0), e.0 & masks[shard_of(e.0)], e.0, e.4));
+        let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
+        let mut rest = keyed.as_mut_slice();
+        for (groups, n) in self.shards.iter_mut().zip(counts) {
+            let (part, after) = rest.split_at_mut(n);
+            add_runs(groups, calls, part, &mut out);
+            rest = after;
         }
         out
     }
@@ -341,6 +371,8 @@ mod tests {
                     delta.push(r, 1);
                 }
             }
+            // (Two aggregates hash with different seeds: the same Z-set, not the same
+            // order.)
             let expected = one.step(&[&delta]).consolidated();
             let got = pool.install(|| many.step(&[&delta])).consolidated();
             assert_eq!(got, expected, "round {round}");

@@ -53,7 +53,7 @@ impl Arrangement {
     /// Adds a delta of the node's output. Rows whose key has a NULL match nothing and
     /// are not stored.
     pub fn apply(&mut self, delta: &ZSet) {
-        self.bag.add_all(delta.iter_prefetched().map(|(r, w)| (r, *w)));
+        self.bag.add_delta(delta);
     }
 
     /// Calls `f` with each row under `key` and its multiplicity.

@@ -24,7 +24,7 @@ use thin_vec::ThinVec;
 use crate::expr::Expr;
 use crate::row::{Columns, Row};
 use crate::value::{Value, canonical, tag};
-use crate::zset::Weight;
+use crate::zset::{Weight, ZSet};
 
 /// A join or group key: up to two values inline (no allocation), or boxed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -480,30 +480,74 @@ impl<C: Tally> KeyedBag<C> {
         let mut counts = [0usize; SHARDS];
         keyed.iter().for_each(|e| counts[shard_of(e.0)] += 1);
         let keys = &self.keys;
-        let added: isize = if keyed.len() < SPLIT_FROM || !crate::workers::in_parallel() {
-            // By shard, then slot, then hash: each shard's rows in sequence.
-            let masks: Vec<u64> = self.buckets.iter().zip(counts).map(|(b, n)| super::slot_mask(b.len() + n)).collect();
-            keyed.sort_by_key(|&(h, ..)| (shard_of(h), h & masks[shard_of(h)], h));
-            let mut rest = keyed.as_slice();
-            let mut added = 0;
-            for (table, n) in self.buckets.iter_mut().zip(counts) {
-                let (part, after) = rest.split_at(n);
-                added += add_runs(table, keys, mode, part);
-                rest = after;
-            }
-            added
-        } else {
+        if keyed.len() >= SPLIT_FROM && crate::workers::in_parallel() {
             let mut parts: Vec<Vec<Keyed<'r>>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
             keyed.into_iter().for_each(|e| parts[shard_of(e.0)].push(e));
-            let work: Vec<_> = self.buckets.iter_mut().zip(parts).filter(|(_, p)| !p.is_empty()).collect();
-            crate::workers::each(work, |(table, mut part)| {
-                let mask = super::slot_mask(table.len() + part.len());
-                part.sort_by_key(|&(h, ..)| (h & mask, h));
-                add_runs(table, keys, mode, &part)
-            })
-            .into_iter()
-            .sum()
-        };
+            self.add_parts(parts);
+            return;
+        }
+        // By shard, then slot, then hash: each shard's rows in sequence.
+        let masks: Vec<u64> = self.buckets.iter().zip(counts).map(|(b, n)| super::slot_mask(b.len() + n)).collect();
+        keyed.sort_by_key(|&(h, ..)| (shard_of(h), h & masks[shard_of(h)], h));
+        let mut rest = keyed.as_slice();
+        let mut added = 0;
+        for (table, n) in self.buckets.iter_mut().zip(counts) {
+            let (part, after) = rest.split_at(n);
+            added += add_runs(table, keys, mode, part);
+            rest = after;
+        }
+        self.rows = (self.rows as isize + added) as usize;
+    }
+
+    /// [`KeyedBag::add_all`] of a whole delta: on worker threads, a long one has its
+    /// keys computed in chunks and its shards filled at once.
+    pub fn add_delta(&mut self, delta: &ZSet) {
+        if delta.len() < SPLIT_FROM || !crate::workers::in_parallel() {
+            self.add_all(delta.iter_prefetched().map(|(r, w)| (r, *w)));
+            return;
+        }
+        let (rows, keys) = (delta.as_slice(), &self.keys);
+        let chunks = crate::workers::chunked(rows.len(), crate::workers::Cost::Row, |range| {
+            let mut parts: Vec<Vec<Keyed<'_>>> = (0..SHARDS).map(|_| Vec::new()).collect();
+            let mut mode = KeyMode::Unset;
+            for (r, w) in crate::row::prefetched(&rows[range], |(r, _)| r) {
+                if let Some(k) = join_key(keys, r) {
+                    let h = key_hash(&k);
+                    mode = mode_after(mode, inline_key(&k));
+                    parts[shard_of(h)].push((h, k, r, *w));
+                }
+            }
+            (parts, mode)
+        });
+        let mut parts: Vec<Vec<Keyed<'_>>> =
+            (0..SHARDS).map(|s| Vec::with_capacity(chunks.iter().map(|(p, _)| p[s].len()).sum())).collect();
+        for (chunk, mode) in chunks {
+            // A chunk's mode is what its keys alone make; combined in order with the
+            // bag's, it is what adding them one by one would make.
+            self.mode = match (self.mode, mode) {
+                (m, KeyMode::Unset) | (KeyMode::Unset, m) => m,
+                (KeyMode::Inline(a), KeyMode::Inline(b)) if a == b => KeyMode::Inline(a),
+                _ => KeyMode::FromRows,
+            };
+            for (all, part) in parts.iter_mut().zip(chunk) {
+                all.extend(part);
+            }
+        }
+        self.add_parts(parts);
+    }
+
+    /// Adds the rows of each shard (in their delta's order) to it, the shards on the
+    /// worker threads at once; the bag's mode covers every key already.
+    fn add_parts(&mut self, parts: Vec<Vec<Keyed<'_>>>) {
+        let (keys, mode) = (&self.keys, self.mode);
+        let work: Vec<_> = self.buckets.iter_mut().zip(parts).filter(|(_, p)| !p.is_empty()).collect();
+        let added: isize = crate::workers::each(work, |(table, mut part)| {
+            let mask = super::slot_mask(table.len() + part.len());
+            part.sort_by_key(|&(h, ..)| (h & mask, h));
+            add_runs(table, keys, mode, &part)
+        })
+        .into_iter()
+        .sum();
         self.rows = (self.rows as isize + added) as usize;
     }
 
@@ -739,7 +783,12 @@ mod tests {
                     delta.push((row![k, v], 1));
                 }
             }
-            bulk.add_all(delta.iter().map(|(r, w)| (r, *w)));
+            if least >= SPLIT_FROM {
+                // As an arrangement adds a delta: keys computed in chunks.
+                bulk.add_delta(&delta.iter().cloned().collect());
+            } else {
+                bulk.add_all(delta.iter().map(|(r, w)| (r, *w)));
+            }
             for (r, w) in &delta {
                 single.add(&Key::One(r.get(0).into_owned()), r, *w, 0);
             }
