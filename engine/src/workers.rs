@@ -17,8 +17,11 @@
 //! (fewer than [`PARALLEL_FROM`] changed rows) run on the writer's thread alone: a
 //! one-event transaction never waits for a wake-up.
 //!
-//! Pools are shared process-wide per thread count, so that many engines (a test
-//! suite's, or per-request views') do not each start their own threads.
+//! Pools are started by the first transaction that needs one and shared
+//! process-wide per thread count, so that many engines (a test suite's, or
+//! per-request views') do not each start their own threads. A process forked after
+//! its parent started a pool (a pre-forking web server's workers) starts its own: the
+//! parent's threads do not exist in it.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -85,10 +88,12 @@ pub fn default_threads() -> usize {
 }
 
 /// The threads an engine's transactions may use.
-#[derive(Clone)]
 pub(crate) struct Workers {
     threads: usize,
-    pool: Option<Arc<ThreadPool>>,
+    /// The pool, started on the first transaction that uses it, with the process that
+    /// started it: a process forked from it (a pre-forking web server's workers) has
+    /// none of its threads, and starts its own.
+    pool: Mutex<Option<(u32, Arc<ThreadPool>)>>,
     /// The changed rows from which a transaction runs on the pool.
     from: usize,
 }
@@ -108,9 +113,7 @@ impl Default for Workers {
 impl Workers {
     /// `threads` threads (at least one; one runs everything on the writer's thread).
     pub fn new(threads: usize) -> Workers {
-        let threads = threads.max(1);
-        let pool = (threads > 1).then(|| shared_pool(threads));
-        Workers { threads, pool, from: parallel_from() }
+        Workers { threads: threads.max(1), pool: Mutex::new(None), from: parallel_from() }
     }
 
     /// Uses `threads` threads from now on.
@@ -128,7 +131,7 @@ impl Workers {
     /// The pool, when there is more than one thread and a transaction of `rows`
     /// changed rows is long enough to use it.
     pub fn pool_for(&self, rows: usize) -> Option<Arc<ThreadPool>> {
-        if rows >= self.from { self.pool.clone() } else { None }
+        if rows >= self.from { self.pool() } else { None }
     }
 
     /// The number of threads.
@@ -136,21 +139,42 @@ impl Workers {
         self.threads
     }
 
-    /// The pool, when there is more than one thread.
+    /// The pool, when there is more than one thread (started now if need be).
     pub fn pool(&self) -> Option<Arc<ThreadPool>> {
-        self.pool.clone()
+        if self.threads <= 1 {
+            return None;
+        }
+        let pid = std::process::id();
+        let mut held = self.pool.lock();
+        match &*held {
+            Some((owner, pool)) if *owner == pid => Some(Arc::clone(pool)),
+            _ => {
+                // A pool of the process this one was forked from has no threads here:
+                // it is left alone (never dropped, which would signal threads that do
+                // not exist), and this process starts its own.
+                if let Some(stale) = held.take() {
+                    std::mem::forget(stale);
+                }
+                let pool = shared_pool(pid, self.threads);
+                *held = Some((pid, Arc::clone(&pool)));
+                Some(pool)
+            }
+        }
     }
 }
 
-/// The process's pool of `threads` threads, started on first use and stopped when
-/// the last engine using it goes.
-fn shared_pool(threads: usize) -> Arc<ThreadPool> {
-    static POOLS: Mutex<Option<HashMap<usize, Weak<ThreadPool>>>> = Mutex::new(None);
+/// The pool of `threads` threads of process `pid`, started on first use and stopped
+/// when the last engine using it goes.
+fn shared_pool(pid: u32, threads: usize) -> Arc<ThreadPool> {
+    type Pools = HashMap<(u32, usize), Weak<ThreadPool>>;
+    static POOLS: Mutex<Option<Pools>> = Mutex::new(None);
     let mut pools = POOLS.lock();
     let pools = pools.get_or_insert_with(HashMap::new);
-    if let Some(pool) = pools.get(&threads).and_then(Weak::upgrade) {
+    if let Some(pool) = pools.get(&(pid, threads)).and_then(Weak::upgrade) {
         return pool;
     }
+    // Entries of the process this one was forked from are forgotten (not dropped).
+    pools.retain(|(owner, _), _| *owner == pid);
     let pool = Arc::new(
         ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -158,7 +182,7 @@ fn shared_pool(threads: usize) -> Arc<ThreadPool> {
             .build()
             .expect("the worker threads start"),
     );
-    pools.insert(threads, Arc::downgrade(&pool));
+    pools.insert((pid, threads), Arc::downgrade(&pool));
     pool
 }
 

@@ -102,3 +102,44 @@ def test_bulk_transactions_give_the_same_views_on_any_number_of_threads() -> Non
             for t, (e_early, e_late) in zip((1, 2, 4), zip(early, late)):
                 view = (e_early if i % 2 == 0 else e_late)[i // 2]
                 assert canon(view.query().rows()) == expected, f"round {round_}, {t} threads: {query}"
+
+
+def test_a_forked_process_runs_large_transactions_on_threads_of_its_own() -> None:
+    # A pre-forking server (gunicorn --preload) makes the engine, and its worker
+    # threads, in the parent: the child has none of those threads and must not wait
+    # for them.
+    import os
+    import time
+    import warnings
+
+    e = engine(2)
+    v = e.from_sql("SELECT COUNT(*), SUM(amount) FROM o")
+    rows = lambda lo, hi: pa.table(  # noqa: E731
+        {"id": list(range(lo, hi)), "cid": [i % 10 for i in range(lo, hi)], "amount": [1.0] * (hi - lo), "status": ["paid"] * (hi - lo)}
+    )
+    e.insert_many("o", rows(0, 5000))
+    assert v.query().rows() == [(5000, 5000.0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a process with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            e.insert_many("o", rows(5000, 10000))
+            code = 0 if v.query().rows() == [(10000, 10000.0)] else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child hung on a large transaction")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's engine and threads are as they were.
+    e.insert_many("o", rows(20000, 25000))
+    assert v.query().rows() == [(10000, 10000.0)]
