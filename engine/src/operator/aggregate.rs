@@ -352,13 +352,7 @@ mod tests {
         let (mut one, mut many) =
             (Aggregate::new(vec![Expr::col(0)], calls()), Aggregate::new(vec![Expr::col(0)], calls()));
         let mut held: Vec<Row> = Vec::new();
-        let mut seed = 0x9E37_79B9u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = crate::operator::xorshift(0x9E37_79B9u64);
         for round in 0..20 {
             let mut delta = ZSet::new();
             for _ in 0..SPLIT_FROM * 4 {

@@ -751,13 +751,7 @@ mod tests {
     /// bulk, keys that vanish and come back within one delta, rows that pass through
     /// negative counts; the bag added to in bulk must equal the one added to row by row.
     fn bulk_adds_equal_row_by_row_adds(least: usize, spread: u64) {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = crate::operator::xorshift(0x2545_F491_4F6C_DD1Du64);
         let contents = |bag: &KeyedBag<Multiplicity>| {
             let mut out: Vec<(String, Weight)> = Vec::new();
             bag.for_each_key(|_, rows| out.extend(rows.map(|(r, m)| (r.to_string(), m.weight()))));

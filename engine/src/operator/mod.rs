@@ -95,3 +95,14 @@ pub(crate) fn slot_mask(entries: usize) -> u64 {
 
 /// The delta length from which deltas are applied in slot order (see [`slot_mask`]).
 pub(crate) const SLOT_ORDER_FROM: usize = 16;
+
+/// For operator tests: a seeded xorshift generator; `next(n)` is in `0..n`.
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
