@@ -4,6 +4,7 @@
 //! Passing rows keep their allocation (the `Arc` is shared, not copied).
 
 use crate::expr::Expr;
+use crate::workers::{self, Cost};
 use crate::zset::ZSet;
 
 use super::Operator;
@@ -26,14 +27,19 @@ impl Operator for Filter {
         self.evaluate(input_deltas).expect("stateless")
     }
 
+    /// Long inputs in chunks on the worker threads (see [`crate::workers`]).
     fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
-        Some(
-            input_deltas[0]
-                .iter_prefetched()
+        let rows = input_deltas[0].as_slice();
+        let mut out = ZSet::new();
+        for part in workers::chunked(rows.len(), Cost::Row, |range| {
+            crate::row::prefetched(&rows[range], |(r, _)| r)
                 .filter(|(row, _)| self.predicate.eval_truth(row) == Some(true))
                 .cloned()
-                .collect(),
-        )
+                .collect::<ZSet>()
+        }) {
+            out.append(part);
+        }
+        Some(out)
     }
 }
 

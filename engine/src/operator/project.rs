@@ -5,6 +5,7 @@
 
 use crate::expr::Expr;
 use crate::row::Row;
+use crate::workers::{self, Cost};
 use crate::zset::ZSet;
 
 use super::Operator;
@@ -27,11 +28,18 @@ impl Operator for Project {
         self.evaluate(input_deltas).expect("stateless")
     }
 
+    /// Long inputs in chunks on the worker threads (see [`crate::workers`]).
     fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
-        let input = input_deltas[0];
-        let mut out = ZSet::with_capacity(input.len());
-        for (row, w) in input.iter_prefetched() {
-            out.push(self.exprs.iter().map(|e| e.eval(row)).collect::<Row>(), *w);
+        let rows = input_deltas[0].as_slice();
+        let mut out = ZSet::new();
+        for part in workers::chunked(rows.len(), Cost::Row, |range| {
+            let mut out = ZSet::with_capacity(range.len());
+            for (row, w) in crate::row::prefetched(&rows[range], |(r, _)| r) {
+                out.push(self.exprs.iter().map(|e| e.eval(row)).collect::<Row>(), *w);
+            }
+            out
+        }) {
+            out.append(part);
         }
         Some(out)
     }
