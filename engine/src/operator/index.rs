@@ -304,8 +304,15 @@ fn shard_of(hash: u64) -> usize {
 /// A delta's rows are added shard by shard on the worker threads from this many on.
 const SPLIT_FROM: usize = 16 * 1024;
 
-/// A row to add: its key's hash, its key, the row and its weight.
-type Keyed<'r> = (u64, Key, &'r Row, Weight);
+/// A row of a long delta to add: its key's hash and its place in the delta. Sixteen
+/// bytes, where the key and the row beside them took sixty-four: a load's million-row
+/// deltas are sorted and split by shard as these, and the key is computed again from
+/// the row when the row is reached (it is read then anyway).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: u64,
+    at: u32,
+}
 
 /// The mode after keys with these inline forms (see [`KeyMode`]) are added.
 fn mode_after(mode: KeyMode, inline: Option<(u8, u64)>) -> KeyMode {
@@ -454,76 +461,53 @@ impl<C: Tally> KeyedBag<C> {
         self.insert(hash, inline, row, C::new(weight, matches));
     }
 
-    /// Adds every row of `rows` with its weight, its key computed by the bag's keys;
+    /// Adds every row of `delta` with its weight, its key computed by the bag's keys;
     /// rows with a NULL in their key match nothing and are not stored.
     ///
-    /// The rows are taken in the order of their slots in the table, so that a large
-    /// delta walks the table from one end to the other (several rows to a cache line
-    /// of the table's control bytes) instead of jumping about it, and rows with one
-    /// key (an update that keeps its key: −old +new) share one lookup.
-    pub fn add_all<'r>(&mut self, rows: impl ExactSizeIterator<Item = (&'r Row, Weight)>) {
+    /// A long delta is taken in the order of the rows' slots in the table, so that it
+    /// walks the table from one end to the other (several rows to a cache line of the
+    /// table's control bytes) instead of jumping about it, and rows with one key (an
+    /// update that keeps its key: −old +new) share one lookup. On worker threads its
+    /// keys are computed in chunks and its shards filled at once.
+    pub fn add_delta(&mut self, delta: &ZSet) {
+        let rows = delta.as_slice();
         if rows.len() < super::SLOT_ORDER_FROM {
             for (row, weight) in rows {
                 if let Some(key) = join_key(&self.keys, row) {
-                    self.add(&key, row, weight, 0);
+                    self.add(&key, row, *weight, 0);
                 }
             }
             return;
         }
-        let mut keyed: Vec<Keyed<'r>> =
-            rows.filter_map(|(r, w)| join_key(&self.keys, r).map(|k| (key_hash(&k), k, r, w))).collect();
-        // The mode is settled for the whole delta first, so that the shards can take
-        // their rows independently (a mode that turns to comparing keys from rows on
-        // a key that then nets to nothing only costs speed).
-        let mode = keyed.iter().fold(self.mode, |m, (_, k, ..)| mode_after(m, inline_key(k)));
-        self.mode = mode;
-        let mut counts = [0usize; SHARDS];
-        keyed.iter().for_each(|e| counts[shard_of(e.0)] += 1);
+        assert!(u32::try_from(rows.len()).is_ok(), "a delta of fewer than 2^32 rows");
         let keys = &self.keys;
-        if keyed.len() >= SPLIT_FROM && crate::workers::in_parallel() {
-            let mut parts: Vec<Vec<Keyed<'r>>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
-            keyed.into_iter().for_each(|e| parts[shard_of(e.0)].push(e));
-            self.add_parts(parts);
-            return;
-        }
-        // By shard, then slot, then hash: each shard's rows in sequence.
-        let masks: Vec<u64> = self.buckets.iter().zip(counts).map(|(b, n)| super::slot_mask(b.len() + n)).collect();
-        keyed.sort_by_key(|&(h, ..)| (shard_of(h), h & masks[shard_of(h)], h));
-        let mut rest = keyed.as_slice();
-        let mut added = 0;
-        for (table, n) in self.buckets.iter_mut().zip(counts) {
-            let (part, after) = rest.split_at(n);
-            added += add_runs(table, keys, mode, part);
-            rest = after;
-        }
-        self.rows = (self.rows as isize + added) as usize;
-    }
-
-    /// [`KeyedBag::add_all`] of a whole delta: on worker threads, a long one has its
-    /// keys computed in chunks and its shards filled at once.
-    pub fn add_delta(&mut self, delta: &ZSet) {
-        if delta.len() < SPLIT_FROM || !crate::workers::in_parallel() {
-            self.add_all(delta.iter_prefetched().map(|(r, w)| (r, *w)));
-            return;
-        }
-        let (rows, keys) = (delta.as_slice(), &self.keys);
-        let chunks = crate::workers::chunked(rows.len(), crate::workers::Cost::Row, |range| {
-            let mut parts: Vec<Vec<Keyed<'_>>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        let parallel = rows.len() >= SPLIT_FROM && crate::workers::in_parallel();
+        let entries = |range: std::ops::Range<usize>| {
+            let start = range.start;
+            let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::new()).collect();
             let mut mode = KeyMode::Unset;
-            for (r, w) in crate::row::prefetched(&rows[range], |(r, _)| r) {
+            for (i, (r, _)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
                 if let Some(k) = join_key(keys, r) {
-                    let h = key_hash(&k);
+                    let hash = key_hash(&k);
                     mode = mode_after(mode, inline_key(&k));
-                    parts[shard_of(h)].push((h, k, r, *w));
+                    parts[shard_of(hash)].push(Entry { hash, at: (start + i) as u32 });
                 }
             }
             (parts, mode)
-        });
-        let mut parts: Vec<Vec<Keyed<'_>>> =
+        };
+        let chunks = if parallel {
+            crate::workers::chunked(rows.len(), crate::workers::Cost::Row, entries)
+        } else {
+            vec![entries(0..rows.len())]
+        };
+        let mut parts: Vec<Vec<Entry>> =
             (0..SHARDS).map(|s| Vec::with_capacity(chunks.iter().map(|(p, _)| p[s].len()).sum())).collect();
         for (chunk, mode) in chunks {
             // A chunk's mode is what its keys alone make; combined in order with the
-            // bag's, it is what adding them one by one would make.
+            // bag's, it is what adding them one by one would make. The mode is settled
+            // for the whole delta first, so that the shards can take their rows
+            // independently (a mode that turns to comparing keys from rows on a key
+            // that then nets to nothing only costs speed).
             self.mode = match (self.mode, mode) {
                 (m, KeyMode::Unset) | (KeyMode::Unset, m) => m,
                 (KeyMode::Inline(a), KeyMode::Inline(b)) if a == b => KeyMode::Inline(a),
@@ -533,21 +517,19 @@ impl<C: Tally> KeyedBag<C> {
                 all.extend(part);
             }
         }
-        self.add_parts(parts);
-    }
-
-    /// Adds the rows of each shard (in their delta's order) to it, the shards on the
-    /// worker threads at once; the bag's mode covers every key already.
-    fn add_parts(&mut self, parts: Vec<Vec<Keyed<'_>>>) {
         let (keys, mode) = (&self.keys, self.mode);
         let work: Vec<_> = self.buckets.iter_mut().zip(parts).filter(|(_, p)| !p.is_empty()).collect();
-        let added: isize = crate::workers::each(work, |(table, mut part)| {
+        let work_on = |(table, mut part): (&mut HashTable<Slot<C>>, Vec<Entry>)| {
+            // By slot, then hash, then place in the delta: a key's rows in delta order.
             let mask = super::slot_mask(table.len() + part.len());
-            part.sort_by_key(|&(h, ..)| (h & mask, h));
-            add_runs(table, keys, mode, &part)
-        })
-        .into_iter()
-        .sum();
+            part.sort_unstable_by_key(|e| (e.hash & mask, e.hash, e.at));
+            add_runs(table, keys, mode, rows, &part)
+        };
+        let added: isize = if parallel {
+            crate::workers::each(work, work_on).into_iter().sum()
+        } else {
+            work.into_iter().map(work_on).sum()
+        };
         self.rows = (self.rows as isize + added) as usize;
     }
 
@@ -575,34 +557,47 @@ impl<C: Tally> KeyedBag<C> {
     }
 }
 
-/// Adds `keyed` (rows of one shard, in slot order, a key's rows next to each other) to
-/// that shard's `table`, whose bag compares keys as `mode` says; returns the change in
-/// the number of distinct rows held.
-fn add_runs<C: Tally>(table: &mut HashTable<Slot<C>>, keys: &[Expr], mode: KeyMode, keyed: &[Keyed<'_>]) -> isize {
+/// Adds the rows of `delta` that `entries` name (rows of one shard, in slot order, a
+/// key's rows next to each other) to that shard's `table`, whose bag compares keys as
+/// `mode` says; returns the change in the number of distinct rows held.
+fn add_runs<C: Tally>(
+    table: &mut HashTable<Slot<C>>,
+    keys: &[Expr],
+    mode: KeyMode,
+    delta: &[(Row, Weight)],
+    entries: &[Entry],
+) -> isize {
     if table.is_empty() {
         // Built in bulk: the table is sized once for the keys coming, instead of
         // growing (and rehashing every key) again and again.
-        let distinct = keyed.windows(2).filter(|w| w[0].0 != w[1].0).count() + usize::from(!keyed.is_empty());
+        let distinct = entries.windows(2).filter(|w| w[0].hash != w[1].hash).count() + usize::from(!entries.is_empty());
         table.reserve(distinct, KeyedBag::<C>::rehash(keys, mode));
     }
+    let row_of = |e: &Entry| &delta[e.at as usize];
     let mut added = 0isize;
     let mut i = 0;
-    while i < keyed.len() {
+    while i < entries.len() {
         // The rows are visited in slot order, not where they lie: prefetched ahead.
-        if let Some((_, _, ahead, _)) = keyed.get(i + crate::row::PREFETCH_AHEAD) {
-            ahead.prefetch();
+        if let Some(ahead) = entries.get(i + crate::row::PREFETCH_AHEAD) {
+            row_of(ahead).0.prefetch();
         }
-        let (hash, key, ..) = &keyed[i];
-        // The entries with this key, from `i` on.
-        let run = 1 + keyed[i + 1..].iter().take_while(|(h, k, ..)| h == hash && k == key).count();
-        let mut rows = &keyed[i..i + run];
+        let hash = entries[i].hash;
+        let key = Key::eval(keys, &row_of(&entries[i]).0);
+        // The entries with this key, from `i` on (a hash shared by two keys is rare:
+        // compared first, the key only then).
+        let run = 1 + entries[i + 1..]
+            .iter()
+            .take_while(|e| {
+                e.hash == hash && keys.iter().zip(key.values()).all(|(k, v)| *k.eval_cow(&row_of(e).0) == *v)
+            })
+            .count();
+        let mut rows = entries[i..i + run].iter().map(row_of).peekable();
         i += run;
-        let inline = inline_key(key);
-        if let Some(holds) = KeyedBag::<C>::matcher(keys, mode, key, inline)
-            && let Ok(mut o) = table.find_entry(*hash, holds)
+        let inline = inline_key(&key);
+        if let Some(holds) = KeyedBag::<C>::matcher(keys, mode, &key, inline)
+            && let Ok(mut o) = table.find_entry(hash, holds)
         {
-            while let Some(((_, _, r, w), rest)) = rows.split_first() {
-                rows = rest;
+            for (r, w) in rows.by_ref() {
                 added += o.get_mut().bucket.add(r, *w, 0) as isize;
                 if o.get().bucket.is_empty() {
                     // The key is gone; rows after this make it anew.
@@ -610,15 +605,16 @@ fn add_runs<C: Tally>(table: &mut HashTable<Slot<C>>, keys: &[Expr], mode: KeyMo
                     break;
                 }
             }
-            if rows.is_empty() {
+            if rows.peek().is_none() {
                 continue;
             }
         }
         // A new key: one row in the slot, several in a bucket made to size.
-        let bucket = match rows {
-            [(_, _, row, weight)] => {
+        let rows: Vec<&(Row, Weight)> = rows.collect();
+        let bucket = match rows[..] {
+            [(row, weight)] => {
                 added += 1;
-                Bucket::One((*row).clone(), C::new(*weight, 0))
+                Bucket::One(row.clone(), C::new(*weight, 0))
             }
             _ => {
                 let mut bucket = if rows.len() <= SMALL {
@@ -626,7 +622,7 @@ fn add_runs<C: Tally>(table: &mut HashTable<Slot<C>>, keys: &[Expr], mode: KeyMo
                 } else {
                     Bucket::Large(Box::new(HashTable::with_capacity(rows.len())))
                 };
-                for (_, _, r, w) in rows {
+                for (r, w) in rows {
                     added += bucket.add(r, *w, 0) as isize;
                 }
                 bucket
@@ -634,7 +630,7 @@ fn add_runs<C: Tally>(table: &mut HashTable<Slot<C>>, keys: &[Expr], mode: KeyMo
         };
         if !bucket.is_empty() {
             let slot = Slot { key: inline.map_or(0, |(_, bits)| bits), bucket };
-            table.insert_unique(*hash, slot, KeyedBag::<C>::rehash(keys, mode));
+            table.insert_unique(hash, slot, KeyedBag::<C>::rehash(keys, mode));
         }
     }
     added
@@ -672,6 +668,11 @@ mod tests {
         assert_eq!(bag.key_count(), 0);
     }
 
+    /// A delta of these rows, in this order.
+    fn zset(rows: Vec<(&Row, Weight)>) -> ZSet {
+        rows.into_iter().map(|(r, w)| (r.clone(), w)).collect()
+    }
+
     #[test]
     fn runs_of_one_key_share_a_lookup_and_empty_buckets_go() {
         let rows = |bag: &KeyedBag<Multiplicity>, k: i64| {
@@ -686,16 +687,16 @@ mod tests {
             let others: Vec<Row> = (0..filler as i64).map(|i| row![100 + i, "x"]).collect();
             let mut first: Vec<(&Row, Weight)> = vec![(&a, 1), (&c, 1)];
             first.extend(others.iter().map(|r| (r, 1)));
-            bag.add_all(first.into_iter());
+            bag.add_delta(&zset(first));
             // An update within key 1, then key 1 emptied and refilled within one
             // delta, and a row whose key is NULL (never stored).
-            bag.add_all(vec![(&a, -1), (&b, 1), (&b, -1), (&a, 1), (&n, 1)].into_iter());
+            bag.add_delta(&zset(vec![(&a, -1), (&b, 1), (&b, -1), (&a, 1), (&n, 1)]));
             assert_eq!(rows(&bag, 1), vec![("(1, 'a')".to_string(), 1)]);
             assert_eq!(rows(&bag, 2), vec![("(2, 'c')".to_string(), 1)]);
             assert_eq!(bag.rows, 2 + filler);
             let mut gone: Vec<(&Row, Weight)> = vec![(&a, -1), (&c, -1)];
             gone.extend(others.iter().map(|r| (r, -1)));
-            bag.add_all(gone.into_iter());
+            bag.add_delta(&zset(gone));
             assert_eq!(bag.key_count(), 0);
         }
         // The same key changing many times in one long delta.
@@ -706,7 +707,7 @@ mod tests {
             delta.push((&pair[0], -1));
             delta.push((&pair[1], 1));
         }
-        bag.add_all(delta.into_iter());
+        bag.add_delta(&zset(delta));
         assert_eq!(rows(&bag, 7), vec![("(7, 39)".to_string(), 1)]);
         assert_eq!(bag.rows, 1);
     }
@@ -777,12 +778,7 @@ mod tests {
                     delta.push((row![k, v], 1));
                 }
             }
-            if least >= SPLIT_FROM {
-                // As an arrangement adds a delta: keys computed in chunks.
-                bulk.add_delta(&delta.iter().cloned().collect());
-            } else {
-                bulk.add_all(delta.iter().map(|(r, w)| (r, *w)));
-            }
+            bulk.add_delta(&delta.iter().cloned().collect());
             for (r, w) in &delta {
                 single.add(&Key::One(r.get(0).into_owned()), r, *w, 0);
             }
