@@ -36,6 +36,12 @@ use crate::types::{MAX_DECIMAL_PRECISION, TableSchema};
 use crate::view::{KeyRequests, Keyed, PartialLimits, Published, View, ViewId, ViewInfo, ViewState};
 use crate::zset::ZSet;
 
+/// Consecutive inserts into one table from this many on go in as one run (see
+/// [`Table::insert_many`]); fewer go one by one, as every other change does.
+const INSERT_RUN_FROM: usize = 64;
+/// The longest run of inserts taken as one.
+const MAX_INSERT_RUN: usize = 1 << 20;
+
 /// State shared by an engine and its view handles.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -437,11 +443,9 @@ impl Database {
         let mut w = self.writer()?;
         let mut undo = Vec::new();
         let watch = Stopwatch::start(w.profile.is_some());
-        for change in changes {
-            if let Err(e) = w.stage(change, &mut undo) {
-                w.rollback(undo);
-                return Err(e);
-            }
+        if let Err(e) = w.stage_all(changes, &mut undo) {
+            w.rollback(undo);
+            return Err(e);
         }
         if let Some(p) = &mut w.profile {
             p.transactions += 1;
@@ -650,9 +654,37 @@ impl Writer {
         }
     }
 
-    /// Checks one change and applies it to its table, recording how to undo it.
-    fn stage(&mut self, change: Change, undo: &mut Vec<Undo>) -> Result<()> {
-        let id = self.resolve(change.table())?;
+    /// Checks `changes` in order and applies each to its table, recording how to undo
+    /// them; stops at the first that fails. A run of inserts into one table goes in
+    /// as one ([`Table::insert_many`]: a load's rows in the order of the table's slots).
+    fn stage_all(&mut self, changes: impl IntoIterator<Item = Change>, undo: &mut Vec<Undo>) -> Result<()> {
+        let mut changes = changes.into_iter().peekable();
+        while let Some(change) = changes.next() {
+            let Change::Insert { table, row } = change else {
+                self.stage(change, undo)?;
+                continue;
+            };
+            let mut run = vec![row];
+            while run.len() < MAX_INSERT_RUN
+                && let Some(Change::Insert { table: next, .. }) = changes.peek()
+                && *next == table
+            {
+                let Some(Change::Insert { row, .. }) = changes.next() else { unreachable!("peeked") };
+                run.push(row);
+            }
+            let (table, delta) = self.staging(&table)?;
+            if run.len() < INSERT_RUN_FROM {
+                run.into_iter().try_for_each(|row| table.insert(row, undo, delta))?;
+            } else {
+                table.insert_many(run, undo, delta)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The table `table` names, ready to take changes, and its transaction's delta.
+    fn staging(&mut self, table: &TableRef) -> Result<(&mut Table, &mut ZSet)> {
+        let id = self.resolve(table)?;
         if !self.failed_tables.is_empty()
             && let Some(e) = self.failed_tables.get(&id)
         {
@@ -662,8 +694,12 @@ impl Writer {
         if self.pending[i].is_empty() {
             self.pending_tables.push(id);
         }
-        let table = self.tables[i].as_mut().expect("resolved");
-        let delta = &mut self.pending[i];
+        Ok((self.tables[i].as_mut().expect("resolved"), &mut self.pending[i]))
+    }
+
+    /// Checks one change and applies it to its table, recording how to undo it.
+    fn stage(&mut self, change: Change, undo: &mut Vec<Undo>) -> Result<()> {
+        let (table, delta) = self.staging(change.table())?;
         match change {
             Change::Insert { row, .. } => table.insert(row, undo, delta),
             Change::Update { old, new, .. } => table.update(old, new, undo, delta),
