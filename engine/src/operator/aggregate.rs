@@ -17,7 +17,7 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::hash_map::Entry;
+use hashbrown::hash_map::Entry as Slot;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::expr::Expr;
@@ -78,11 +78,16 @@ fn shard_of(hash: u64) -> usize {
 /// A delta's rows split by shard from this many on, when worker threads are there.
 const SPLIT_FROM: usize = 256;
 
-/// A delta row: its key's hash, its key, the row, its weight and its place in the
-/// delta (the last tie-break of the sort, so that a group's rows reach its
-/// accumulators — a float sum — in the delta's order, whichever path and however many
-/// threads, without a stable sort's cost).
-type Keyed<'a> = (u64, Key, &'a Row, Weight, usize);
+/// A delta row: its key's hash and its place in the delta (also the last tie-break of
+/// the sort, so that a group's rows reach its accumulators — a float sum — in the
+/// delta's order, whichever path and however many threads, without a stable sort's
+/// cost). Sixteen bytes: the key is computed again from the row when its run is
+/// reached, rather than carried through the split and the sort.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: u64,
+    at: u32,
+}
 
 /// Grouped aggregation.
 #[derive(Debug)]
@@ -115,16 +120,15 @@ impl Aggregate {
     fn step_split(&mut self, delta: &ZSet) -> ZSet {
         let (rows, group_by, hasher, calls) = (delta.as_slice(), &self.group_by, &self.hasher, &self.calls);
         let chunks = workers::chunked(rows.len(), workers::Cost::Row, |range| {
-            let mut parts: Vec<Vec<Keyed<'_>>> = (0..SHARDS).map(|_| Vec::new()).collect();
+            let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::new()).collect();
             let start = range.start;
-            for (i, (row, w)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
-                let key = Key::eval(group_by, row);
-                let hash = hasher.hash_one(&key);
-                parts[shard_of(hash)].push((hash, key, row, *w, start + i));
+            for (i, (row, _)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
+                let hash = hasher.hash_one(Key::eval(group_by, row));
+                parts[shard_of(hash)].push(Entry { hash, at: (start + i) as u32 });
             }
             parts
         });
-        let mut parts: Vec<Vec<Keyed<'_>>> =
+        let mut parts: Vec<Vec<Entry>> =
             (0..SHARDS).map(|s| Vec::with_capacity(chunks.iter().map(|p| p[s].len()).sum())).collect();
         for chunk in chunks {
             for (all, part) in parts.iter_mut().zip(chunk) {
@@ -135,9 +139,9 @@ impl Aggregate {
         let mut out = ZSet::new();
         for part in workers::each(work, |(groups, mut part)| {
             let mask = super::slot_mask(groups.len() + part.len());
-            part.sort_unstable_by_key(|e| (e.0 & mask, e.0, e.4));
+            part.sort_unstable_by_key(|e| (e.hash & mask, e.hash, e.at));
             let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
-            add_runs(groups, calls, &mut part, &mut out);
+            add_runs(groups, calls, group_by, rows, &part, &mut out);
             out
         }) {
             out.append(part);
@@ -146,23 +150,43 @@ impl Aggregate {
     }
 }
 
-/// Adds the runs of `keyed` (rows of one shard, a group's rows next to each other) to
-/// their groups in `groups`, pushing each changed group's −old +new to `out`.
-fn add_runs(groups: &mut HashMap<Key, Group>, calls: &[AggregateCall], keyed: &mut [Keyed<'_>], out: &mut ZSet) {
+/// Adds the rows of `delta` that `entries` name (rows of one shard, a group's rows next
+/// to each other) to their groups in `groups`, pushing each changed group's −old +new
+/// to `out`.
+fn add_runs(
+    groups: &mut HashMap<Key, Group>,
+    calls: &[AggregateCall],
+    group_by: &[Expr],
+    delta: &[(Row, Weight)],
+    entries: &[Entry],
+    out: &mut ZSet,
+) {
+    let row_of = |e: &Entry| &delta[e.at as usize];
     let mut at = 0;
-    while at < keyed.len() {
-        let end = at + keyed[at..].iter().take_while(|e| e.0 == keyed[at].0 && e.1 == keyed[at].1).count();
+    while at < entries.len() {
+        let hash = entries[at].hash;
+        let key = Key::eval(group_by, &row_of(&entries[at]).0);
+        // A run: the rows with this key from `at` on (by hash first; two keys whose
+        // hashes collide may interleave, and each piece then looks its group up on
+        // its own).
+        let end = at
+            + 1
+            + entries[at + 1..]
+                .iter()
+                .take_while(|e| {
+                    e.hash == hash && group_by.iter().zip(key.values()).all(|(g, v)| *g.eval_cow(&row_of(e).0) == *v)
+                })
+                .count();
         // Rows come in group order, not where they lie: the next groups' rows are
         // prefetched while this one's are added.
-        for (_, _, ahead, ..) in keyed.get(end..(end + crate::row::PREFETCH_AHEAD).min(keyed.len())).unwrap_or(&[]) {
-            ahead.prefetch();
+        for ahead in entries.get(end..(end + crate::row::PREFETCH_AHEAD).min(entries.len())).unwrap_or(&[]) {
+            row_of(ahead).0.prefetch();
         }
-        let key = std::mem::replace(&mut keyed[at].1, Key::empty());
-        let run = &keyed[at..end];
+        let run = entries[at..end].iter().map(row_of);
         at = end;
         match groups.entry(key) {
-            Entry::Occupied(mut o) => {
-                run.iter().for_each(|(_, _, row, w, _)| o.get_mut().add(calls, row, *w));
+            Slot::Occupied(mut o) => {
+                run.for_each(|(row, w)| o.get_mut().add(calls, row, *w));
                 o.get_mut().settle();
                 let after = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
                 let group = o.get_mut();
@@ -174,9 +198,9 @@ fn add_runs(groups: &mut HashMap<Key, Group>, calls: &[AggregateCall], keyed: &m
                     o.remove();
                 }
             }
-            Entry::Vacant(v) => {
+            Slot::Vacant(v) => {
                 let mut group = new_group(calls);
-                run.iter().for_each(|(_, _, row, w, _)| group.add(calls, row, *w));
+                run.for_each(|(row, w)| group.add(calls, row, *w));
                 group.settle();
                 let after = (group.rows > 0).then(|| output(calls, v.key(), &group));
                 group.shown = after.clone();
@@ -237,30 +261,26 @@ impl Operator for Aggregate {
         // are next to each other — one lookup, one retraction and one insertion per
         // group — and a large delta walks each table from one end to the other
         // instead of jumping about it.
+        assert!(u32::try_from(delta.len()).is_ok(), "a delta of fewer than 2^32 rows");
         if delta.len() >= SPLIT_FROM && workers::in_parallel() {
             return self.step_split(delta);
         }
-        let mut keyed: Vec<Keyed<'_>> = delta
-            .iter_prefetched()
+        let rows = delta.as_slice();
+        let mut entries: Vec<Entry> = crate::row::prefetched(rows, |(r, _)| r)
             .enumerate()
-            .map(|(i, (row, w))| {
-                let key = Key::eval(&self.group_by, row);
-                (self.hasher.hash_one(&key), key, row, *w, i)
-            })
+            .map(|(i, (row, _))| Entry { hash: self.hasher.hash_one(Key::eval(&self.group_by, row)), at: i as u32 })
             .collect();
         let mut counts = [0usize; SHARDS];
-        keyed.iter().for_each(|e| counts[shard_of(e.0)] += 1);
+        entries.iter().for_each(|e| counts[shard_of(e.hash)] += 1);
         let masks: Vec<u64> = self.shards.iter().zip(counts).map(|(g, n)| super::slot_mask(g.len() + n)).collect();
-        // By hash alone: keys are not compared (with few groups, thousands of rows
-        // share each hash, and comparing their text keys dominated). Two keys whose
-        // hashes collide may interleave; each piece then looks its group up on its own.
-        // Last by place in the delta (see `Keyed`).
-        keyed.sort_unstable_by_key(|e| (shard_of(e.0), e.0 & masks[shard_of(e.0)], e.0, e.4));
-        let mut out = ZSet::with_capacity(keyed.len().min(1024) * 2);
-        let mut rest = keyed.as_mut_slice();
+        // By hash: a group's rows next to each other (their keys compared only within
+        // a run of one hash). Last by place in the delta (see `Entry`).
+        entries.sort_unstable_by_key(|e| (shard_of(e.hash), e.hash & masks[shard_of(e.hash)], e.hash, e.at));
+        let mut out = ZSet::with_capacity(entries.len().min(1024) * 2);
+        let mut rest = entries.as_slice();
         for (groups, n) in self.shards.iter_mut().zip(counts) {
-            let (part, after) = rest.split_at_mut(n);
-            add_runs(groups, calls, part, &mut out);
+            let (part, after) = rest.split_at(n);
+            add_runs(groups, calls, &self.group_by, rows, part, &mut out);
             rest = after;
         }
         out
