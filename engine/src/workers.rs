@@ -74,6 +74,20 @@ pub(crate) enum Cost {
     Probe,
 }
 
+/// The number of shards that state split by key hash is kept in (an aggregate's
+/// groups, an arrangement's slots): fixed, so that what is computed, and in which
+/// order, does not depend on the number of threads.
+pub(crate) const SHARDS: usize = 8;
+
+/// A hash's shard: the three bits just below the seven that a hashbrown table keeps in
+/// each slot's control byte, so that within a shard those seven still tell keys apart.
+/// (The top three would leave four: a probe would then compare keys for one occupied
+/// slot in sixteen rather than one in 128.)
+#[inline]
+pub(crate) fn shard_of(hash: u64) -> usize {
+    ((hash >> 54) & (SHARDS as u64 - 1)) as usize
+}
+
 /// The number of threads an engine uses unless told otherwise: `CIUF_THREADS` if set,
 /// else the machine's cores up to [`MAX_DEFAULT_THREADS`].
 pub fn default_threads() -> usize {

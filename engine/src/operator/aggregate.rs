@@ -10,7 +10,7 @@
 //! `SELECT count(*) FROM empty` is one row, 0): its row is emitted on the first step
 //! and afterwards only ever replaced.
 //!
-//! Groups live in [`SHARDS`] tables, by the top bits of their keys' hashes: a large
+//! Groups live in [`SHARDS`] tables, by three bits of their keys' hashes: a large
 //! delta is split by shard and the shards are updated on the worker threads at once
 //! (see [`crate::workers`]). The number is fixed, so that what a step emits, and in
 //! which order, does not depend on the number of threads.
@@ -29,7 +29,7 @@ use crate::zset::{Weight, ZSet};
 use super::Operator;
 use super::accumulator::Accumulator;
 use super::index::Key;
-use crate::workers;
+use crate::workers::{self, SHARDS, shard_of};
 
 #[derive(Debug, Clone)]
 struct Group {
@@ -64,15 +64,6 @@ impl Group {
 
 fn new_group(calls: &[AggregateCall]) -> Group {
     Group { rows: 0, accumulators: calls.iter().map(Accumulator::new).collect(), shown: None }
-}
-
-/// The number of group tables (see the module docs).
-const SHARDS: usize = 8;
-
-/// A hash's shard: its top bits.
-#[inline]
-fn shard_of(hash: u64) -> usize {
-    (hash >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
 /// A delta's rows split by shard from this many on, when worker threads are there.

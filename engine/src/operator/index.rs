@@ -11,7 +11,7 @@
 //! key as a value: a single fixed-width key keeps its 8 bytes, any other is computed
 //! from the slot's rows (see [`KeyedBag`]); a slot is 24 bytes.
 //!
-//! Slots live in [`SHARDS`] tables by the top bits of their keys' hashes, so that a
+//! Slots live in [`SHARDS`] tables by three bits of their keys' hashes, so that a
 //! large delta (a load, a view built over a loaded table) is added to the shards on
 //! the worker threads at once (see [`crate::workers`]); the number is fixed, so the
 //! bag's contents do not depend on the number of threads.
@@ -24,6 +24,7 @@ use thin_vec::ThinVec;
 use crate::expr::Expr;
 use crate::row::{Columns, Row};
 use crate::value::{Value, canonical, tag};
+use crate::workers::{SHARDS, shard_of};
 use crate::zset::{Weight, ZSet};
 
 /// A join or group key: up to two values inline (no allocation), or boxed.
@@ -292,15 +293,6 @@ enum KeyMode {
     FromRows,
 }
 
-/// The number of slot tables (see the module docs).
-const SHARDS: usize = 8;
-
-/// A hash's shard: its top bits.
-#[inline]
-fn shard_of(hash: u64) -> usize {
-    (hash >> (64 - SHARDS.trailing_zeros())) as usize
-}
-
 /// A delta's rows are added shard by shard on the worker threads from this many on.
 const SPLIT_FROM: usize = 16 * 1024;
 
@@ -341,7 +333,7 @@ pub(crate) struct KeyedBag<C = Counts> {
     /// How a row's key is computed.
     keys: Vec<Expr>,
     mode: KeyMode,
-    /// The slots, in [`SHARDS`] tables by the top bits of their keys' hashes.
+    /// The slots, in [`SHARDS`] tables by their keys' hashes ([`shard_of`]).
     buckets: Vec<HashTable<Slot<C>>>,
     rows: usize,
 }
