@@ -660,10 +660,16 @@ impl Writer {
     fn stage_all(&mut self, changes: impl IntoIterator<Item = Change>, undo: &mut Vec<Undo>) -> Result<()> {
         let mut changes = changes.into_iter().peekable();
         while let Some(change) = changes.next() {
-            let Change::Insert { table, row } = change else {
+            let run_follows = matches!(
+                (&change, changes.peek()),
+                (Change::Insert { table, .. }, Some(Change::Insert { table: next, .. })) if next == table
+            );
+            // A lone change (most of a source's transactions) goes in without a run.
+            if !run_follows {
                 self.stage(change, undo)?;
                 continue;
-            };
+            }
+            let Change::Insert { table, row } = change else { unreachable!("a run starts with an insert") };
             let mut run = vec![row];
             while run.len() < MAX_INSERT_RUN
                 && let Some(Change::Insert { table: next, .. }) = changes.peek()

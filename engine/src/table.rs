@@ -232,6 +232,7 @@ impl Table {
     /// held or repeated; otherwise stores nothing and returns `false`.
     fn insert_in_slot_order(&mut self, rows: &[Row]) -> bool {
         let Rows::Keyed { key, rows: table } = &mut self.rows else { return false };
+        assert!(u32::try_from(rows.len()).is_ok(), "fewer than 2^32 rows at once");
         let (hasher, key) = (&self.hasher, &*key);
         table.reserve(rows.len(), |r| hash_key(hasher, key, r));
         let mask = crate::operator::slot_mask(table.len() + rows.len());
