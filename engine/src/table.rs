@@ -119,13 +119,9 @@ impl Table {
                 // In chunks on the worker threads when there are many (a view built
                 // over a loaded table).
                 let all: Vec<&Row> = rows.iter().collect();
-                let mut out = ZSet::new();
-                for part in crate::workers::chunked(all.len(), Cost::Row, |range| {
+                crate::workers::concat(all.len(), Cost::Row, |range| {
                     crate::row::prefetched(&all[range], |r| r).map(|r| ((*r).clone(), 1)).collect::<ZSet>()
-                }) {
-                    out.append(part);
-                }
-                out
+                })
             }
             Rows::Bag { rows, .. } => rows.iter().map(|(r, w)| (r.clone(), *w)).collect(),
         }

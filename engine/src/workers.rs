@@ -30,6 +30,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use parking_lot::Mutex;
 use rayon_core::{ThreadPool, ThreadPoolBuilder};
 
+use crate::zset::ZSet;
+
 /// The most worker threads an engine starts by default, however many cores there are.
 pub const MAX_DEFAULT_THREADS: usize = 8;
 
@@ -213,6 +215,20 @@ pub(crate) fn chunked<R: Send>(len: usize, cost: Cost, f: impl Fn(Range<usize>) 
         return vec![f(0..len)];
     }
     each((0..parts).map(|i| len * i / parts..len * (i + 1) / parts).collect(), f)
+}
+
+/// [`chunked`] for passes that each yield a delta: the chunks' deltas joined in
+/// order. With one chunk (a short input, or no worker threads: every small
+/// transaction) `f` runs on the whole range, allocating nothing of its own.
+pub(crate) fn concat(len: usize, cost: Cost, f: impl Fn(Range<usize>) -> ZSet + Sync) -> ZSet {
+    if !in_parallel() || len / min_chunk(cost) <= 1 {
+        return f(0..len);
+    }
+    let mut out = ZSet::new();
+    for part in chunked(len, cost, f) {
+        out.append(part);
+    }
+    out
 }
 
 /// Runs `f` on each item, in parallel when on worker threads, and returns the results

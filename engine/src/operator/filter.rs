@@ -30,16 +30,12 @@ impl Operator for Filter {
     /// Long inputs in chunks on the worker threads (see [`crate::workers`]).
     fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
         let rows = input_deltas[0].as_slice();
-        let mut out = ZSet::new();
-        for part in workers::chunked(rows.len(), Cost::Row, |range| {
+        Some(workers::concat(rows.len(), Cost::Row, |range| {
             crate::row::prefetched(&rows[range], |(r, _)| r)
                 .filter(|(row, _)| self.predicate.eval_truth(row) == Some(true))
                 .cloned()
                 .collect::<ZSet>()
-        }) {
-            out.append(part);
-        }
-        Some(out)
+        }))
     }
 }
 

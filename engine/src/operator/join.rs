@@ -106,7 +106,7 @@ impl Operator for Join {
         // Long deltas in chunks on the worker threads (see crate::workers).
         let (lefts, rights) = (left_delta.as_slice(), right_delta.as_slice());
         let mut out = ZSet::new();
-        for part in workers::chunked(lefts.len(), Cost::Probe, |range| {
+        out.append(workers::concat(lefts.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
             for (l, w) in &lefts[range] {
                 let Some(key) = join_key(&self.left_keys, l) else { continue };
@@ -116,19 +116,15 @@ impl Operator for Join {
                 }
             }
             out
-        }) {
-            out.append(part);
-        }
-        for part in workers::chunked(rights.len(), Cost::Probe, |range| {
+        }));
+        out.append(workers::concat(rights.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
             for (r, w) in &rights[range] {
                 let Some(key) = join_key(&self.right_keys, r) else { continue };
                 left.for_each(&key, |l, lw| out.push(self.emit.pair(l, r), lw * w));
             }
             out
-        }) {
-            out.append(part);
-        }
+        }));
         out
     }
 

@@ -206,7 +206,7 @@ impl MultiJoin {
         let width = self.offsets.len();
         if !plan.shared_probes || delta.len() < 2 {
             let rows = delta.as_slice();
-            for part in workers::chunked(rows.len(), Cost::Probe, |range| {
+            out.append(workers::concat(rows.len(), Cost::Probe, |range| {
                 let mut out = ZSet::new();
                 let mut bound: Vec<Option<&Row>> = vec![None; width];
                 for entry in &rows[range] {
@@ -214,9 +214,7 @@ impl MultiJoin {
                     self.extend(probes, plan, 0, &mut bound, 1, (i, std::slice::from_ref(&entry)), &mut out);
                 }
                 out
-            }) {
-                out.append(part);
-            }
+            }));
             return;
         }
         // Rows with equal first keys next to each other; each run probes once.
@@ -230,7 +228,7 @@ impl MultiJoin {
             }
             at
         };
-        for part in workers::chunked(keyed.len(), Cost::Probe, |range| {
+        out.append(workers::concat(keyed.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
             let mut bound: Vec<Option<&Row>> = vec![None; width];
             let mut group: Vec<&(Row, Weight)> = Vec::new();
@@ -246,9 +244,7 @@ impl MultiJoin {
                 at = next;
             }
             out
-        }) {
-            out.append(part);
-        }
+        }));
     }
 }
 
@@ -305,7 +301,7 @@ impl Operator for MultiJoin {
         if let Some(a) = probes.after[0].first() {
             a.for_each_key(|_, bucket| rows.extend(bucket.map(|(r, w)| (r.clone(), w))));
         }
-        for part in workers::chunked(rows.len(), Cost::Probe, |range| {
+        out.append(workers::concat(rows.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
             let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
             for entry in &rows[range] {
@@ -313,9 +309,7 @@ impl Operator for MultiJoin {
                 self.extend(&probes, &self.plans[0], 0, &mut bound, 1, (0, std::slice::from_ref(&entry)), &mut out);
             }
             out
-        }) {
-            out.append(part);
-        }
+        }));
         Some(out)
     }
 }

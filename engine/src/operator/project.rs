@@ -31,17 +31,13 @@ impl Operator for Project {
     /// Long inputs in chunks on the worker threads (see [`crate::workers`]).
     fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
         let rows = input_deltas[0].as_slice();
-        let mut out = ZSet::new();
-        for part in workers::chunked(rows.len(), Cost::Row, |range| {
+        Some(workers::concat(rows.len(), Cost::Row, |range| {
             let mut out = ZSet::with_capacity(range.len());
             for (row, w) in crate::row::prefetched(&rows[range], |(r, _)| r) {
                 out.push(self.exprs.iter().map(|e| e.eval(row)).collect::<Row>(), *w);
             }
             out
-        }) {
-            out.append(part);
-        }
-        Some(out)
+        }))
     }
 }
 
