@@ -14,11 +14,17 @@
 //! delta is split by shard and the shards are updated on the worker threads at once
 //! (see [`crate::workers`]). The number is fixed, so that what a step emits, and in
 //! which order, does not depend on the number of threads.
+//!
+//! A shard with few groups (they fit in cache) takes its rows in delta order, each
+//! looked up where it lies; a shard with many takes them sorted by slot, so that a
+//! large delta walks its table from one end to the other instead of missing the cache
+//! on every row (see [`add_runs`]). A dashboard's `GROUP BY region, category` over a
+//! million joined rows is the first kind; a `GROUP BY customer_id` the second.
 
 use std::hash::BuildHasher;
 
-use hashbrown::hash_map::Entry as Slot;
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::hash_table::Entry as Slot;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::expr::Expr;
 use crate::plan::AggregateCall;
@@ -39,6 +45,8 @@ struct Group {
     /// retracts the very row downstream holds, with its hash already known, so a
     /// change to the group builds one row, not two.
     shown: Option<Row>,
+    /// Whether the step under way has added rows to the group (see [`add_in_order`]).
+    touched: bool,
 }
 
 impl Group {
@@ -63,22 +71,29 @@ impl Group {
 }
 
 fn new_group(calls: &[AggregateCall]) -> Group {
-    Group { rows: 0, accumulators: calls.iter().map(Accumulator::new).collect(), shown: None }
+    Group { rows: 0, accumulators: calls.iter().map(Accumulator::new).collect(), shown: None, touched: false }
 }
 
-/// A delta's rows split by shard from this many on, when worker threads are there.
+/// A delta's keys are computed on the worker threads from this many rows on.
 const SPLIT_FROM: usize = 256;
+
+/// Up to how many groups a shard takes its rows in delta order (see the module docs):
+/// a few hundred kilobytes of groups, which stay in cache.
+const FEW_GROUPS: usize = 2048;
 
 /// A delta row: its key's hash and its place in the delta (also the last tie-break of
 /// the sort, so that a group's rows reach its accumulators — a float sum — in the
 /// delta's order, whichever path and however many threads, without a stable sort's
-/// cost). Sixteen bytes: the key is computed again from the row when its run is
-/// reached, rather than carried through the split and the sort.
+/// cost). Sixteen bytes: the key is computed again from the row when its group is
+/// looked up, rather than carried through the split and the sort.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     hash: u64,
     at: u32,
 }
+
+/// A group and its key, as a shard holds them.
+type Held = (Key, Group);
 
 /// Grouped aggregation.
 #[derive(Debug)]
@@ -87,7 +102,7 @@ pub struct Aggregate {
     calls: Vec<AggregateCall>,
     /// The hasher every shard uses (so that a key's hash picks its shard and its slot).
     hasher: DefaultHashBuilder,
-    shards: Vec<HashMap<Key, Group>>,
+    shards: Vec<HashTable<Held>>,
     /// No GROUP BY: one group that always exists.
     global: bool,
     /// For the global group: whether its row has been emitted.
@@ -99,26 +114,27 @@ impl Aggregate {
     pub fn new(group_by: Vec<Expr>, calls: Vec<AggregateCall>) -> Aggregate {
         let global = group_by.is_empty();
         let hasher = DefaultHashBuilder::default();
-        let shards = (0..SHARDS).map(|_| HashMap::with_hasher(hasher.clone())).collect();
+        let shards = (0..SHARDS).map(|_| HashTable::new()).collect();
         Aggregate { group_by, calls, hasher, shards, global, started: false }
     }
-}
 
-impl Aggregate {
-    /// A step on the worker threads: the delta's keys computed in chunks, then its rows
-    /// added shard by shard at once (see the module docs). Emits what
-    /// [`Operator::step`] on one thread emits, in the same order.
-    fn step_split(&mut self, delta: &ZSet) -> ZSet {
-        let (rows, group_by, hasher, calls) = (delta.as_slice(), &self.group_by, &self.hasher, &self.calls);
-        let chunks = workers::chunked(rows.len(), workers::Cost::Row, |range| {
-            let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::new()).collect();
+    /// The delta's rows split by shard, each shard's in delta order; the keys are
+    /// computed in chunks on the worker threads when the delta is long.
+    fn split(&self, rows: &[(Row, Weight)]) -> Vec<Vec<Entry>> {
+        let (group_by, hasher) = (&self.group_by, &self.hasher);
+        let hashes = |range: std::ops::Range<usize>| {
             let start = range.start;
+            let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::new()).collect();
             for (i, (row, _)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
                 let hash = hasher.hash_one(Key::eval(group_by, row));
                 parts[shard_of(hash)].push(Entry { hash, at: (start + i) as u32 });
             }
             parts
-        });
+        };
+        if rows.len() < SPLIT_FROM || !workers::in_parallel() {
+            return hashes(0..rows.len());
+        }
+        let chunks = workers::chunked(rows.len(), workers::Cost::Row, hashes);
         let mut parts: Vec<Vec<Entry>> =
             (0..SHARDS).map(|s| Vec::with_capacity(chunks.iter().map(|p| p[s].len()).sum())).collect();
         for chunk in chunks {
@@ -126,28 +142,114 @@ impl Aggregate {
                 all.extend(part);
             }
         }
-        let work: Vec<_> = self.shards.iter_mut().zip(parts).filter(|(_, part)| !part.is_empty()).collect();
-        let mut out = ZSet::new();
-        for part in workers::each(work, |(groups, mut part)| {
-            let mask = super::slot_mask(groups.len() + part.len());
-            part.sort_unstable_by_key(|e| (e.hash & mask, e.hash, e.at));
-            let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
-            add_runs(groups, calls, group_by, rows, &part, &mut out);
-            out
-        }) {
-            out.append(part);
-        }
-        out
+        parts
     }
+}
+
+/// Adds the rows of `delta` that `part` names (one shard's rows, in delta order) to
+/// that shard's `groups`, pushing each changed group's −old +new to `out`: in delta
+/// order while the groups are few, the rest sorted by slot; a group that takes rows
+/// both ways is pushed once.
+fn add_part(
+    groups: &mut HashTable<Held>,
+    calls: &[AggregateCall],
+    group_by: &[Expr],
+    hasher: &DefaultHashBuilder,
+    delta: &[(Row, Weight)],
+    part: &mut [Entry],
+    out: &mut ZSet,
+) {
+    let (done, touched) = if groups.len() < FEW_GROUPS {
+        add_in_order(groups, calls, group_by, hasher, delta, part)
+    } else {
+        (0, Vec::new())
+    };
+    let rest = &mut part[done..];
+    if !rest.is_empty() {
+        let mask = super::slot_mask(groups.len() + rest.len());
+        rest.sort_unstable_by_key(|e| (e.hash & mask, e.hash, e.at));
+        add_runs(groups, calls, group_by, hasher, delta, rest, out);
+    }
+    for e in touched {
+        let row = &delta[e.at as usize].0;
+        // Gone, or pushed already, if its sorted rows emptied or changed it.
+        if let Ok(mut o) = groups.find_entry(e.hash, holds(group_by, row))
+            && o.get().1.touched
+        {
+            let (key, group) = o.get_mut();
+            group.touched = false;
+            group.settle();
+            push_group_change(out, calls, key, group);
+            if group.rows == 0 {
+                o.remove();
+            }
+        }
+    }
+}
+
+/// Whether `held` is the group of `row`'s key.
+#[inline]
+fn holds<'a>(group_by: &'a [Expr], row: &'a Row) -> impl Fn(&Held) -> bool + 'a {
+    move |(key, _)| group_by.iter().zip(key.values()).all(|(g, v)| *g.eval_cow(row) == *v)
+}
+
+/// Pushes −old +new for a group whose rows changed, unless its row is the same.
+fn push_group_change(out: &mut ZSet, calls: &[AggregateCall], key: &Key, group: &mut Group) {
+    let after = (group.rows > 0).then(|| output(calls, key, group));
+    if after != group.shown {
+        let before = std::mem::replace(&mut group.shown, after.clone());
+        push_replacement(out, before, after);
+    }
+}
+
+/// Adds the rows `part` names to their groups in delta order, each looked up where it
+/// lies, until the shard holds [`FEW_GROUPS`]. Returns how many rows it took and the
+/// first row of each group it touched, in the order first touched: their changes are
+/// pushed once the shard's rows are all in (a group emptied stays until then).
+fn add_in_order(
+    groups: &mut HashTable<Held>,
+    calls: &[AggregateCall],
+    group_by: &[Expr],
+    hasher: &DefaultHashBuilder,
+    delta: &[(Row, Weight)],
+    part: &[Entry],
+) -> (usize, Vec<Entry>) {
+    let mut touched: Vec<Entry> = Vec::new();
+    let mut done = 0;
+    for e in part {
+        if groups.len() >= FEW_GROUPS {
+            break;
+        }
+        let (row, w) = &delta[e.at as usize];
+        match groups.find_mut(e.hash, holds(group_by, row)) {
+            Some((_, group)) => {
+                if !group.touched {
+                    group.touched = true;
+                    touched.push(*e);
+                }
+                group.add(calls, row, *w);
+            }
+            None => {
+                let mut group = new_group(calls);
+                group.touched = true;
+                group.add(calls, row, *w);
+                groups.insert_unique(e.hash, (Key::eval(group_by, row), group), |(k, _)| hasher.hash_one(k));
+                touched.push(*e);
+            }
+        }
+        done += 1;
+    }
+    (done, touched)
 }
 
 /// Adds the rows of `delta` that `entries` name (rows of one shard, a group's rows next
 /// to each other) to their groups in `groups`, pushing each changed group's −old +new
 /// to `out`.
 fn add_runs(
-    groups: &mut HashMap<Key, Group>,
+    groups: &mut HashTable<Held>,
     calls: &[AggregateCall],
     group_by: &[Expr],
+    hasher: &DefaultHashBuilder,
     delta: &[(Row, Weight)],
     entries: &[Entry],
     out: &mut ZSet,
@@ -156,7 +258,7 @@ fn add_runs(
     let mut at = 0;
     while at < entries.len() {
         let hash = entries[at].hash;
-        let key = Key::eval(group_by, &row_of(&entries[at]).0);
+        let first = &row_of(&entries[at]).0;
         // A run: the rows with this key from `at` on (by hash first; two keys whose
         // hashes collide may interleave, and each piece then looks its group up on
         // its own).
@@ -165,7 +267,7 @@ fn add_runs(
             + entries[at + 1..]
                 .iter()
                 .take_while(|e| {
-                    e.hash == hash && group_by.iter().zip(key.values()).all(|(g, v)| *g.eval_cow(&row_of(e).0) == *v)
+                    e.hash == hash && group_by.iter().all(|g| *g.eval_cow(&row_of(e).0) == *g.eval_cow(first))
                 })
                 .count();
         // Rows come in group order, not where they lie: the next groups' rows are
@@ -175,29 +277,28 @@ fn add_runs(
         }
         let run = entries[at..end].iter().map(row_of);
         at = end;
-        match groups.entry(key) {
+        match groups.entry(hash, holds(group_by, first), |(k, _)| hasher.hash_one(k)) {
             Slot::Occupied(mut o) => {
-                run.for_each(|(row, w)| o.get_mut().add(calls, row, *w));
-                o.get_mut().settle();
-                let after = (o.get().rows > 0).then(|| output(calls, o.key(), o.get()));
-                let group = o.get_mut();
-                if after != group.shown {
-                    let before = std::mem::replace(&mut group.shown, after.clone());
-                    push_replacement(out, before, after);
-                }
+                let (key, group) = o.get_mut();
+                run.for_each(|(row, w)| group.add(calls, row, *w));
+                group.settle();
+                // Rows it took in delta order are in too: one change for all.
+                group.touched = false;
+                push_group_change(out, calls, key, group);
                 if group.rows == 0 {
                     o.remove();
                 }
             }
             Slot::Vacant(v) => {
+                let key = Key::eval(group_by, first);
                 let mut group = new_group(calls);
                 run.for_each(|(row, w)| group.add(calls, row, *w));
                 group.settle();
-                let after = (group.rows > 0).then(|| output(calls, v.key(), &group));
+                let after = (group.rows > 0).then(|| output(calls, &key, &group));
                 group.shown = after.clone();
                 // A group whose rows net to nothing is not kept.
                 if group.rows != 0 {
-                    v.insert(group);
+                    v.insert((key, group));
                 }
                 push_replacement(out, None, after);
             }
@@ -238,41 +339,37 @@ impl Operator for Aggregate {
         let calls = &self.calls;
         if self.global {
             let started = std::mem::replace(&mut self.started, true);
-            let group = self.shards[0].entry(Key::empty()).or_insert_with(|| new_group(calls));
-            let before = started.then(|| output(calls, &Key::empty(), group));
+            let empty = Key::empty();
+            let hash = self.hasher.hash_one(&empty);
+            let (_, group) = self.shards[0]
+                .entry(hash, |(k, _)| *k == empty, |(k, _)| self.hasher.hash_one(k))
+                .or_insert_with(|| (Key::empty(), new_group(calls)))
+                .into_mut();
+            let before = started.then(|| output(calls, &empty, group));
             delta.iter().for_each(|(row, w)| group.add(calls, row, *w));
             group.settle();
-            let after = output(calls, &Key::empty(), group);
+            let after = output(calls, &empty, group);
             let mut out = ZSet::new();
             push_change(&mut out, before, Some(after));
             return out;
         }
-        // The delta's rows in the order of their groups' slots in their shard's table
-        // (the low bits of their keys' hashes; ties by hash), so that a group's rows
-        // are next to each other — one lookup, one retraction and one insertion per
-        // group — and a large delta walks each table from one end to the other
-        // instead of jumping about it.
         assert!(u32::try_from(delta.len()).is_ok(), "a delta of fewer than 2^32 rows");
-        if delta.len() >= SPLIT_FROM && workers::in_parallel() {
-            return self.step_split(delta);
-        }
         let rows = delta.as_slice();
-        let mut entries: Vec<Entry> = crate::row::prefetched(rows, |(r, _)| r)
-            .enumerate()
-            .map(|(i, (row, _))| Entry { hash: self.hasher.hash_one(Key::eval(&self.group_by, row)), at: i as u32 })
-            .collect();
-        let mut counts = [0usize; SHARDS];
-        entries.iter().for_each(|e| counts[shard_of(e.hash)] += 1);
-        let masks: Vec<u64> = self.shards.iter().zip(counts).map(|(g, n)| super::slot_mask(g.len() + n)).collect();
-        // By hash: a group's rows next to each other (their keys compared only within
-        // a run of one hash). Last by place in the delta (see `Entry`).
-        entries.sort_unstable_by_key(|e| (shard_of(e.hash), e.hash & masks[shard_of(e.hash)], e.hash, e.at));
-        let mut out = ZSet::with_capacity(entries.len().min(1024) * 2);
-        let mut rest = entries.as_slice();
-        for (groups, n) in self.shards.iter_mut().zip(counts) {
-            let (part, after) = rest.split_at(n);
-            add_runs(groups, calls, &self.group_by, rows, part, &mut out);
-            rest = after;
+        let parts = self.split(rows);
+        let (group_by, hasher) = (&self.group_by, &self.hasher);
+        let work: Vec<_> = self.shards.iter_mut().zip(parts).filter(|(_, part)| !part.is_empty()).collect();
+        let work_on = |(groups, mut part): (&mut HashTable<Held>, Vec<Entry>)| {
+            let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
+            add_part(groups, calls, group_by, hasher, rows, &mut part, &mut out);
+            out
+        };
+        // One shard's work after another, or on the worker threads at once: the same
+        // changes in the same order (shard by shard).
+        let mut out = ZSet::new();
+        if rows.len() >= SPLIT_FROM && workers::in_parallel() {
+            workers::each(work, work_on).into_iter().for_each(|part| out.append(part));
+        } else {
+            work.into_iter().map(work_on).for_each(|part| out.append(part));
         }
         out
     }
@@ -382,6 +479,38 @@ mod tests {
             let got = pool.install(|| many.step(&[&delta])).consolidated();
             assert_eq!(got, expected, "round {round}");
             assert_eq!(many.current_output().unwrap().consolidated(), one.current_output().unwrap().consolidated());
+        }
+    }
+
+    #[test]
+    fn shards_past_few_groups_give_what_grouping_from_scratch_gives() {
+        // Deltas whose shards start with few groups and pass FEW_GROUPS midway (rows
+        // in delta order, then sorted runs), and later deltas into many groups.
+        let mut a = Aggregate::new(vec![Expr::col(0)], calls());
+        let mut held: Vec<Row> = Vec::new();
+        let mut emitted = ZSet::new();
+        let mut next = crate::operator::xorshift(0x5851_F42Du64);
+        for round in 0..4 {
+            let mut delta = ZSet::new();
+            for _ in 0..FEW_GROUPS * SHARDS * 3 {
+                if round > 0 && next(2) == 0 && !held.is_empty() {
+                    delta.push(held.swap_remove(next(held.len() as u64) as usize), -1);
+                } else {
+                    let r = row![next(FEW_GROUPS as u64 * SHARDS as u64 * 4) as i64, next(1000) as i64];
+                    held.push(r.clone());
+                    delta.push(r, 1);
+                }
+            }
+            emitted.extend_from(&a.step(&[&delta]));
+            let mut groups: std::collections::BTreeMap<i64, (i64, i64, i64)> = Default::default();
+            for r in &held {
+                let (Value::Int(k), Value::Int(v)) = (r.get(0).into_owned(), r.get(1).into_owned()) else { panic!() };
+                let g = groups.entry(k).or_insert((0, 0, i64::MIN));
+                *g = (g.0 + 1, g.1 + v, g.2.max(v));
+            }
+            let expected: ZSet = groups.into_iter().map(|(k, (n, s, m))| (row![k, n, s, m], 1)).collect();
+            assert_eq!(emitted.clone().consolidated(), expected.clone().consolidated(), "round {round}");
+            assert_eq!(a.current_output().unwrap().consolidated(), expected.consolidated(), "round {round}");
         }
     }
 
