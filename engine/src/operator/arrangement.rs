@@ -62,6 +62,11 @@ impl Arrangement {
         self.bag.for_each(key, |r, c| f(r, c.weight()));
     }
 
+    /// Every row with its multiplicity, key by key.
+    pub(crate) fn for_each_row<'a>(&'a self, mut f: impl FnMut(&'a Row, Weight)) {
+        self.bag.for_each_row(|r, c| f(r, c.weight()));
+    }
+
     /// Every key with its rows and their multiplicities.
     pub(crate) fn for_each_key<'a>(&'a self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&'a Row, Weight)>)) {
         self.bag.for_each_key(|k, rows| f(k, &mut rows.map(|(r, c)| (r, c.weight()))));

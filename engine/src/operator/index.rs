@@ -525,6 +525,17 @@ impl<C: Tally> KeyedBag<C> {
         self.rows = (self.rows as isize + added) as usize;
     }
 
+    /// Every row with its tally, key by key (no key is computed).
+    pub fn for_each_row<'a>(&'a self, mut f: impl FnMut(&'a Row, C)) {
+        for s in self.buckets.iter().flatten() {
+            match &s.bucket {
+                Bucket::One(r, c) => f(r, *c),
+                Bucket::Small(v) => v.iter().for_each(|(_, c, r)| f(r, *c)),
+                Bucket::Large(m) => m.iter().for_each(|(r, c)| f(r, *c)),
+            }
+        }
+    }
+
     /// Every key with its rows.
     pub fn for_each_key<'a>(&'a self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&'a Row, C)>)) {
         for s in self.buckets.iter().flatten() {

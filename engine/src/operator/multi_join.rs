@@ -162,7 +162,7 @@ impl MultiJoin {
         k: usize,
         bound: &mut [Option<&'a Row>],
         w: Weight,
-        group: (usize, &[&'a (Row, Weight)]),
+        group: (usize, &[(&'a Row, Weight)]),
         out: &mut ZSet,
     ) {
         let Some(step) = plan.steps.get(k) else {
@@ -177,7 +177,7 @@ impl MultiJoin {
                     bound[start] = Some(row);
                     let values =
                         self.sources.iter().map(|&(i, c)| bound[i].expect("every input is bound").get(c).into_owned());
-                    out.push(values.collect(), w * gw);
+                    out.push(values.collect(), w * *gw);
                 }
             }
             return;
@@ -209,9 +209,9 @@ impl MultiJoin {
             out.append(workers::concat(rows.len(), Cost::Probe, |range| {
                 let mut out = ZSet::new();
                 let mut bound: Vec<Option<&Row>> = vec![None; width];
-                for entry in &rows[range] {
-                    bound[i] = Some(&entry.0);
-                    self.extend(probes, plan, 0, &mut bound, 1, (i, std::slice::from_ref(&entry)), &mut out);
+                for (row, w) in &rows[range] {
+                    bound[i] = Some(row);
+                    self.extend(probes, plan, 0, &mut bound, 1, (i, &[(row, *w)]), &mut out);
                 }
                 out
             }));
@@ -231,14 +231,14 @@ impl MultiJoin {
         out.append(workers::concat(keyed.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
             let mut bound: Vec<Option<&Row>> = vec![None; width];
-            let mut group: Vec<&(Row, Weight)> = Vec::new();
+            let mut group: Vec<(&Row, Weight)> = Vec::new();
             let (mut at, end) = (run_end(range.start), run_end(range.end));
             while at < end {
                 let next = at + keyed[at..end].iter().take_while(|(k, _)| *k == keyed[at].0).count();
                 if keyed[at].0.is_some() {
                     group.clear();
-                    group.extend(keyed[at..next].iter().map(|(_, e)| *e));
-                    bound[i] = Some(&group[0].0);
+                    group.extend(keyed[at..next].iter().map(|(_, (r, w))| (r, *w)));
+                    bound[i] = Some(group[0].0);
                     self.extend(probes, plan, 0, &mut bound, 1, (i, &group), &mut out);
                 }
                 at = next;
@@ -296,17 +296,18 @@ impl Operator for MultiJoin {
     fn current_output(&self) -> Option<ZSet> {
         let probes = Probes::new(&self.indexes, &[]);
         let mut out = ZSet::new();
-        // Every row of input 0 that can match is in each of its arrangements.
-        let mut rows: Vec<(Row, Weight)> = Vec::new();
+        // Every row of input 0 that can match is in each of its arrangements (borrowed
+        // from it: a million rows' counts are not touched twice over).
+        let mut rows: Vec<(&Row, Weight)> = Vec::new();
         if let Some(a) = probes.after[0].first() {
-            a.for_each_key(|_, bucket| rows.extend(bucket.map(|(r, w)| (r.clone(), w))));
+            a.for_each_row(|r, w| rows.push((r, w)));
         }
         out.append(workers::concat(rows.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
             let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
-            for entry in &rows[range] {
-                bound[0] = Some(&entry.0);
-                self.extend(&probes, &self.plans[0], 0, &mut bound, 1, (0, std::slice::from_ref(&entry)), &mut out);
+            for &(row, w) in &rows[range] {
+                bound[0] = Some(row);
+                self.extend(&probes, &self.plans[0], 0, &mut bound, 1, (0, &[(row, w)]), &mut out);
             }
             out
         }));
