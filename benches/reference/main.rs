@@ -503,8 +503,9 @@ fn build_over_loaded(args: &Args, first: &Loaded) -> f64 {
 fn report_load(loaded: &Loaded) {
     let rows_per_s = loaded.rows as f64 / loaded.seconds;
     println!(
-        "RESULT {{\"system\":\"ciuf\",\"threads\":{},\"measure\":\"load\",\"rows\":{},\"seconds\":{:.2},\"rows_per_s\":{rows_per_s:.0}}}",
+        "RESULT {{\"system\":\"ciuf\",\"threads\":{},\"allocator\":\"{}\",\"measure\":\"load\",\"rows\":{},\"seconds\":{:.2},\"rows_per_s\":{rows_per_s:.0}}}",
         threads(),
+        heap::NAME,
         loaded.rows,
         loaded.seconds
     );
