@@ -5,6 +5,7 @@
 //! no state of its own: an `Engine` is the Rust [`ciuf::Engine`], shared by the Python
 //! threads that hold it.
 
+mod alloc;
 mod engine;
 mod errors;
 mod frame;
