@@ -191,9 +191,10 @@ fn main() {
         let heap_end = heap::live();
         let stats = engine.stats();
         result(&format!(
-            "\"system\":\"ciuf\",\"materialization\":\"{mode}\",\"measure\":\"memory\",\"tables_bytes\":{},\
+            "\"system\":\"ciuf\",\"materialization\":\"{mode}\",\"measure\":\"memory\",\"allocator\":\"{}\",\"tables_bytes\":{},\
              \"views_bytes_after_registering\":{},\"engine_bytes_after_requests\":{},\
              \"operator_state_bytes\":{},\"view_state_bytes\":{},\"events_applied_meanwhile\":{applied}",
+            heap::NAME,
             heap_loaded - heap_start,
             heap_views - heap_loaded,
             heap_end.saturating_sub(heap_start),
