@@ -118,59 +118,90 @@ impl Aggregate {
         Aggregate { group_by, calls, hasher, shards, global, started: false }
     }
 
-    /// The delta's rows split by shard, each shard's in delta order; the keys are
+    /// The delta's rows by shard, each shard's in delta order, and where each shard's
+    /// rows start (one vector: a step of a few rows allocates it alone); the keys are
     /// computed in chunks on the worker threads when the delta is long.
-    fn split(&self, rows: &[(Row, Weight)]) -> Vec<Vec<Entry>> {
+    fn split(&self, rows: &[(Row, Weight)]) -> (Vec<Entry>, [usize; SHARDS + 1]) {
         let (group_by, hasher) = (&self.group_by, &self.hasher);
-        let hashes = |range: std::ops::Range<usize>| {
-            let start = range.start;
+        let entry = |i: usize, row: &Row| Entry { hash: hasher.hash_one(Key::eval(group_by, row)), at: i as u32 };
+        let mut starts = [0; SHARDS + 1];
+        if rows.len() < SPLIT_FROM || !workers::in_parallel() {
+            let entries: Vec<Entry> =
+                crate::row::prefetched(rows, |(r, _)| r).enumerate().map(|(i, (row, _))| entry(i, row)).collect();
+            let mut counts = [0usize; SHARDS];
+            entries.iter().for_each(|e| counts[shard_of(e.hash)] += 1);
+            for s in 0..SHARDS {
+                starts[s + 1] = starts[s] + counts[s];
+            }
+            if entries.len() < SORT_BELOW {
+                let mut entries = entries;
+                entries.sort_unstable_by_key(|e| (shard_of(e.hash), e.at));
+                return (entries, starts);
+            }
+            // Scattered by shard, in delta order within each.
+            let mut next = starts;
+            let mut by_shard = vec![Entry { hash: 0, at: 0 }; entries.len()];
+            for e in entries {
+                let s = shard_of(e.hash);
+                by_shard[next[s]] = e;
+                next[s] += 1;
+            }
+            return (by_shard, starts);
+        }
+        let chunks = workers::chunked(rows.len(), workers::Cost::Row, |range: std::ops::Range<usize>| {
             let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::new()).collect();
+            let start = range.start;
             for (i, (row, _)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
-                let hash = hasher.hash_one(Key::eval(group_by, row));
-                parts[shard_of(hash)].push(Entry { hash, at: (start + i) as u32 });
+                let e = entry(start + i, row);
+                parts[shard_of(e.hash)].push(e);
             }
             parts
-        };
-        if rows.len() < SPLIT_FROM || !workers::in_parallel() {
-            return hashes(0..rows.len());
-        }
-        let chunks = workers::chunked(rows.len(), workers::Cost::Row, hashes);
-        let mut parts: Vec<Vec<Entry>> =
-            (0..SHARDS).map(|s| Vec::with_capacity(chunks.iter().map(|p| p[s].len()).sum())).collect();
-        for chunk in chunks {
-            for (all, part) in parts.iter_mut().zip(chunk) {
-                all.extend(part);
+        });
+        let mut entries = Vec::with_capacity(rows.len());
+        for s in 0..SHARDS {
+            for chunk in &chunks {
+                entries.extend_from_slice(&chunk[s]);
             }
+            starts[s + 1] = entries.len();
         }
-        parts
+        (entries, starts)
     }
 }
 
-/// Adds the rows of `delta` that `part` names (one shard's rows, in delta order) to
+/// Below this many rows a delta's entries are put in shard order by a sort, from it on
+/// by a pass that scatters them.
+const SORT_BELOW: usize = 64;
+
+/// What every shard's part of a step reads: the aggregate's definition and the delta.
+#[derive(Clone, Copy)]
+struct StepOf<'a> {
+    calls: &'a [AggregateCall],
+    group_by: &'a [Expr],
+    hasher: &'a DefaultHashBuilder,
+    delta: &'a [(Row, Weight)],
+}
+
+/// Adds the rows of the delta that `part` names (one shard's rows, in delta order) to
 /// that shard's `groups`, pushing each changed group's −old +new to `out`: in delta
 /// order while the groups are few, the rest sorted by slot; a group that takes rows
-/// both ways is pushed once.
+/// both ways is pushed once. `touched` is scratch space.
 fn add_part(
+    step: StepOf<'_>,
     groups: &mut HashTable<Held>,
-    calls: &[AggregateCall],
-    group_by: &[Expr],
-    hasher: &DefaultHashBuilder,
-    delta: &[(Row, Weight)],
     part: &mut [Entry],
     out: &mut ZSet,
+    touched: &mut Vec<Entry>,
 ) {
-    let (done, touched) = if groups.len() < FEW_GROUPS {
-        add_in_order(groups, calls, group_by, hasher, delta, part)
-    } else {
-        (0, Vec::new())
-    };
+    let StepOf { calls, group_by, delta, .. } = step;
+    touched.clear();
+    let done = if groups.len() < FEW_GROUPS { add_in_order(step, groups, part, touched) } else { 0 };
     let rest = &mut part[done..];
     if !rest.is_empty() {
         let mask = super::slot_mask(groups.len() + rest.len());
         rest.sort_unstable_by_key(|e| (e.hash & mask, e.hash, e.at));
-        add_runs(groups, calls, group_by, hasher, delta, rest, out);
+        add_runs(step, groups, rest, out);
     }
-    for e in touched {
+    for e in touched.iter() {
         let row = &delta[e.at as usize].0;
         // Gone, or pushed already, if its sorted rows emptied or changed it.
         if let Ok(mut o) = groups.find_entry(e.hash, holds(group_by, row))
@@ -203,18 +234,12 @@ fn push_group_change(out: &mut ZSet, calls: &[AggregateCall], key: &Key, group: 
 }
 
 /// Adds the rows `part` names to their groups in delta order, each looked up where it
-/// lies, until the shard holds [`FEW_GROUPS`]. Returns how many rows it took and the
-/// first row of each group it touched, in the order first touched: their changes are
-/// pushed once the shard's rows are all in (a group emptied stays until then).
-fn add_in_order(
-    groups: &mut HashTable<Held>,
-    calls: &[AggregateCall],
-    group_by: &[Expr],
-    hasher: &DefaultHashBuilder,
-    delta: &[(Row, Weight)],
-    part: &[Entry],
-) -> (usize, Vec<Entry>) {
-    let mut touched: Vec<Entry> = Vec::new();
+/// lies, until the shard holds [`FEW_GROUPS`]. Returns how many rows it took, and
+/// pushes to `touched` the first row of each group it touched, in the order first
+/// touched: their changes are pushed once the shard's rows are all in (a group
+/// emptied stays until then).
+fn add_in_order(step: StepOf<'_>, groups: &mut HashTable<Held>, part: &[Entry], touched: &mut Vec<Entry>) -> usize {
+    let StepOf { calls, group_by, hasher, delta } = step;
     let mut done = 0;
     for e in part {
         if groups.len() >= FEW_GROUPS {
@@ -239,21 +264,14 @@ fn add_in_order(
         }
         done += 1;
     }
-    (done, touched)
+    done
 }
 
-/// Adds the rows of `delta` that `entries` name (rows of one shard, a group's rows next
-/// to each other) to their groups in `groups`, pushing each changed group's −old +new
-/// to `out`.
-fn add_runs(
-    groups: &mut HashTable<Held>,
-    calls: &[AggregateCall],
-    group_by: &[Expr],
-    hasher: &DefaultHashBuilder,
-    delta: &[(Row, Weight)],
-    entries: &[Entry],
-    out: &mut ZSet,
-) {
+/// Adds the rows of the delta that `entries` name (rows of one shard, a group's rows
+/// next to each other) to their groups in `groups`, pushing each changed group's −old
+/// +new to `out`.
+fn add_runs(step: StepOf<'_>, groups: &mut HashTable<Held>, entries: &[Entry], out: &mut ZSet) {
+    let StepOf { calls, group_by, hasher, delta } = step;
     let row_of = |e: &Entry| &delta[e.at as usize];
     let mut at = 0;
     while at < entries.len() {
@@ -355,21 +373,33 @@ impl Operator for Aggregate {
         }
         assert!(u32::try_from(delta.len()).is_ok(), "a delta of fewer than 2^32 rows");
         let rows = delta.as_slice();
-        let parts = self.split(rows);
-        let (group_by, hasher) = (&self.group_by, &self.hasher);
-        let work: Vec<_> = self.shards.iter_mut().zip(parts).filter(|(_, part)| !part.is_empty()).collect();
-        let work_on = |(groups, mut part): (&mut HashTable<Held>, Vec<Entry>)| {
-            let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
-            add_part(groups, calls, group_by, hasher, rows, &mut part, &mut out);
-            out
-        };
+        let (mut entries, starts) = self.split(rows);
+        let step = StepOf { calls, group_by: &self.group_by, hasher: &self.hasher, delta: rows };
+        // Each shard with its rows (slices of one vector).
+        let mut work: Vec<(&mut HashTable<Held>, &mut [Entry])> = Vec::new();
+        let mut rest = entries.as_mut_slice();
+        for (s, groups) in self.shards.iter_mut().enumerate() {
+            let (part, after) = std::mem::take(&mut rest).split_at_mut(starts[s + 1] - starts[s]);
+            rest = after;
+            if !part.is_empty() {
+                work.push((groups, part));
+            }
+        }
         // One shard's work after another, or on the worker threads at once: the same
         // changes in the same order (shard by shard).
-        let mut out = ZSet::new();
+        let mut out = ZSet::with_capacity(rows.len().min(1024) * 2);
         if rows.len() >= SPLIT_FROM && workers::in_parallel() {
-            workers::each(work, work_on).into_iter().for_each(|part| out.append(part));
+            let parts = workers::each(work, |(groups, part)| {
+                let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
+                add_part(step, groups, part, &mut out, &mut Vec::new());
+                out
+            });
+            parts.into_iter().for_each(|part| out.append(part));
         } else {
-            work.into_iter().map(work_on).for_each(|part| out.append(part));
+            let mut touched = Vec::new();
+            for (groups, part) in work {
+                add_part(step, groups, part, &mut out, &mut touched);
+            }
         }
         out
     }
