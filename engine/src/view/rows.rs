@@ -168,7 +168,9 @@ impl ViewState {
                 delta.iter().for_each(|(row, w)| add_unordered(map, row.hash_value(), row, *w));
             }
             ViewRows::Unordered(map) => {
-                // In the order of the rows' slots in the table: one pass over it.
+                // In the order of the rows' slots in the table: one pass over it, in a
+                // table grown once (a view's first rows are all inserts).
+                map.reserve(delta.len(), |(r, _)| r.hash_value());
                 let mask = slot_mask(map.len() + delta.len());
                 let mut rows: Vec<(u64, &Row, Weight)> =
                     delta.iter_prefetched().map(|(r, w)| (r.hash_value(), r, *w)).collect();
