@@ -10,6 +10,11 @@
 //!    with `grouped`; at batch 1 (one source transaction): p50 and p99 per commit for
 //!    `sync` (an fsync each) and `grouped`; bytes written per event.
 //!
+//! `--restart-only --state <dir>` only restarts from that directory (made and loaded
+//! first if it does not exist, and kept), for profiling a restart alone; with its
+//! resident memory after, as `--fresh-only` gives it after a fresh start, each in a
+//! process of its own.
+//!
 //! The state directory goes in `--state` (default: the system's temporary directory),
 //! which should be on the disk a deployment would use: fsync costs what that disk
 //! makes it cost. Lines starting with `RESULT` are the measurements.
@@ -27,15 +32,23 @@ use workload::{TABLES, VIEWS, batches, read_changes, read_table, to_change};
 struct Args {
     data: PathBuf,
     state: PathBuf,
+    /// Only restart from `state` as an earlier run left it (for profiling a restart).
+    restart_only: bool,
+    /// Only load an in-memory engine (the fresh start, in a process of its own).
+    fresh_only: bool,
 }
 
 fn parse_args() -> Args {
     let mut data = None;
     let mut state = std::env::temp_dir().join(format!("ciuf-bench-durable-{}", std::process::id()));
+    let mut restart_only = false;
+    let mut fresh_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--data" => data = it.next().map(PathBuf::from),
+            "--restart-only" => restart_only = true,
+            "--fresh-only" => fresh_only = true,
             "--state" => state = it.next().map(PathBuf::from).expect("--state <dir>"),
             "--bench" => {}
             other => {
@@ -50,7 +63,19 @@ fn parse_args() -> Args {
         eprintln!("usage: cargo bench --bench durable -- --data <dir> [--state <dir>]");
         std::process::exit(2)
     };
-    Args { data, state }
+    Args { data, state, restart_only, fresh_only }
+}
+
+/// A `/proc/self/status` figure in KiB (resident memory now, or at its peak).
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l[field.len()..].trim().split(' ').next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Bytes this process has written through system calls so far.
@@ -123,8 +148,39 @@ fn stream(engine: &Engine, txns: &[Vec<workload::Event>], size: usize, limit: us
     (events as f64 / total, percentile(&lat, 0.5), percentile(&lat, 0.99), events)
 }
 
+/// Opens the state directory and reads every view: seconds to all five readable.
+fn restart(state: &Path) -> (Engine, Vec<View>, f64) {
+    let start = Instant::now();
+    let restarted = Engine::open_with("memory:", options(state, Durability::Sync)).expect("restart");
+    let views: Vec<View> = VIEWS.iter().map(|(_, sql)| restarted.from_sql(sql).expect("view")).collect();
+    for v in &views {
+        v.rows().expect("readable");
+    }
+    (restarted, views, start.elapsed().as_secs_f64())
+}
+
 fn main() {
     let args = parse_args();
+    if args.restart_only {
+        if !args.state.exists() {
+            let durable = Engine::open_with("memory:", options(&args.state, Durability::Sync)).expect("state dir");
+            load(&durable, &args.data);
+            durable.close();
+        }
+        let (_engine, _views, restart_s) = restart(&args.state);
+        let (rss, peak) = (status_kib("VmRSS:"), status_kib("VmHWM:"));
+        println!(
+            "RESULT {{\"what\":\"restart\",\"restart_s\":{restart_s:.3},\"rss_kib\":{rss},\"peak_rss_kib\":{peak}}}"
+        );
+        return;
+    }
+    if args.fresh_only {
+        let fresh = Engine::in_memory();
+        let (_views, _, fresh_s) = load(&fresh, &args.data);
+        let (rss, peak) = (status_kib("VmRSS:"), status_kib("VmHWM:"));
+        println!("RESULT {{\"what\":\"fresh\",\"fresh_s\":{fresh_s:.3},\"rss_kib\":{rss},\"peak_rss_kib\":{peak}}}");
+        return;
+    }
     let txns = read_changes(&args.data).expect("changes.jsonl");
     let n_events: usize = txns.iter().map(Vec::len).sum();
     println!("# workload {}: {} source transactions, {n_events} events", args.data.display(), txns.len());
@@ -145,13 +201,7 @@ fn main() {
     let load_written = written() - before;
     let store = dir_bytes(&args.state);
 
-    let start = Instant::now();
-    let restarted = Engine::open_with("memory:", options(&args.state, Durability::Sync)).expect("restart");
-    let views: Vec<View> = VIEWS.iter().map(|(_, sql)| restarted.from_sql(sql).expect("view")).collect();
-    for v in &views {
-        v.rows().expect("readable");
-    }
-    let restart_s = start.elapsed().as_secs_f64();
+    let (restarted, views, restart_s) = restart(&args.state);
     for (i, v) in views.iter().enumerate() {
         assert_eq!(sorted_rows(v), expected[i], "{} after the restart", VIEWS[i].0);
     }

@@ -23,9 +23,9 @@ use petgraph::stable_graph::NodeIndex;
 use crate::arrow_out::arrow_schema;
 use crate::catalog::{Catalog, Dialect};
 use crate::change::{Change, RowData, TableRef};
-use crate::dataflow::Dataflow;
+use crate::dataflow::{Dataflow, SavedStates};
 use crate::error::{Error, Result, SchemaError, SqlError, SqlErrorKind, nearest_name};
-use crate::journal::{Committed, Journal, TableContents, is_internal};
+use crate::journal::{Committed, Journal, SavedState, TableContents, is_internal};
 use crate::partial::PartialKeys;
 use crate::plan::{Plan, TableId, ViewDef};
 use crate::profile::{Profile, Stopwatch};
@@ -81,6 +81,9 @@ struct Writer {
     profile: Option<Profile>,
     /// Where a durable engine records what it commits (see [`crate::journal`]).
     journal: Option<Arc<dyn Journal>>,
+    /// Operator states offered for the views a restart registers again (see
+    /// [`Database::offer_states`]).
+    offered: SavedStates,
 }
 
 /// Sizes of what the engine holds, for memory reports.
@@ -98,6 +101,9 @@ pub struct Stats {
     pub operator_state_bytes: usize,
     /// Approximate heap bytes of the views' published rows (not counting shared rows).
     pub view_state_bytes: usize,
+    /// Dataflow nodes whose state a restart took from a checkpoint instead of
+    /// computing it (see [`Database::offer_states`]).
+    pub restored_nodes: usize,
 }
 
 /// An incremental view-maintenance engine over in-memory tables.
@@ -134,6 +140,7 @@ impl Database {
             failed_tables: HashMap::new(),
             profile: None,
             journal: None,
+            offered: SavedStates::default(),
         };
         Database { shared: Arc::new(Shared { writer: Mutex::new(writer), published: Arc::default() }) }
     }
@@ -361,7 +368,7 @@ impl Database {
             Ok(x) => x,
             Err(panic) => return Err(w.poison(panic)),
         };
-        let initial = match w.dataflow.initialize(&created, root, &w.tables) {
+        let initial = match w.dataflow.initialize(&created, root, &w.tables, &mut w.offered) {
             Ok(initial) => initial,
             Err(why) => {
                 w.dataflow.release(root);
@@ -441,6 +448,7 @@ impl Database {
     /// `position` (recorded with the transaction by a durable engine's journal).
     pub fn apply_at<I: IntoIterator<Item = Change>>(&self, changes: I, position: Option<&str>) -> Result<()> {
         let mut w = self.writer()?;
+        w.end_restore();
         let mut undo = Vec::new();
         let watch = Stopwatch::start(w.profile.is_some());
         if let Err(e) = w.stage_all(changes, &mut undo) {
@@ -498,7 +506,7 @@ impl Database {
         {
             // The transaction is in (the journal has it); a checkpoint that fails
             // leaves the log as it was, and is asked for again.
-            let _ = j.checkpoint(w.journaled_contents());
+            let _ = j.checkpoint(w.journaled_contents(), w.saved_states());
         }
         Ok(())
     }
@@ -517,7 +525,7 @@ impl Database {
     pub fn checkpoint(&self) -> Result<()> {
         let w = self.shared.writer.lock();
         match &w.journal {
-            Some(j) => j.checkpoint(w.journaled_contents()),
+            Some(j) => j.checkpoint(w.journaled_contents(), w.saved_states()),
             None => Ok(()),
         }
     }
@@ -525,6 +533,37 @@ impl Database {
     /// Every journaled table's schema and rows (for a checkpoint, or a report).
     pub fn journaled_contents(&self) -> Vec<TableContents> {
         self.shared.writer.lock().journaled_contents()
+    }
+
+    /// Offers operator states a checkpoint saved (see [`Journal::checkpoint`]) to the
+    /// views registered next: a node that computes what a saved state's node computed
+    /// takes that state instead of computing it from its inputs. For a restart only:
+    /// the tables must hold exactly the rows they held when the states were saved, and
+    /// the views are registered before any other change. [`Database::end_restore`]
+    /// drops the states no view took.
+    pub fn offer_states(&self, states: Vec<SavedState>) {
+        let mut w = self.shared.writer.lock();
+        w.offered = states.into_iter().collect();
+        // The views about to be registered read the same tables, unchanged.
+        w.dataflow.keep_contents(true);
+    }
+
+    /// Drops the offered states that no view took.
+    pub fn end_restore(&self) {
+        self.shared.writer.lock().end_restore();
+    }
+
+    /// Stores rows that were checked when first applied (a restart's rows) in `table`,
+    /// which no view reads yet, without a transaction: no delta, no journal.
+    pub fn restore_rows(&self, table: TableId, rows: Vec<(Row, i64)>) -> Result<()> {
+        let mut w = self.writer()?;
+        if w.dataflow.source(table).is_some() {
+            return Err(Error::Internal("restored rows go in before any view reads their table".into()));
+        }
+        let t = w.tables.get_mut(table.0 as usize).and_then(Option::as_mut);
+        let t =
+            t.ok_or_else(|| Error::Internal(format!("restored rows for a table that does not exist ({table:?})")))?;
+        t.restore(rows)
     }
 
     /// Marks the views whose computation failed (see [`crate::dataflow`]) as broken.
@@ -614,6 +653,7 @@ impl Database {
             table_index_bytes: w.tables.iter().flatten().map(Table::index_bytes).sum(),
             operator_state_bytes: w.dataflow.state_bytes(),
             view_state_bytes: p.views.iter().flatten().map(ViewState::state_bytes).sum(),
+            restored_nodes: w.dataflow.restored_nodes(),
         }
     }
 
@@ -730,6 +770,24 @@ impl Writer {
             (true, Some(p)) => journal.passed(p),
             (true, None) => Ok(()),
         }
+    }
+
+    /// Ends what [`Database::offer_states`] began: valid only while the tables are
+    /// as they were.
+    fn end_restore(&mut self) {
+        if !self.offered.is_empty() {
+            self.offered = SavedStates::default();
+        }
+        self.dataflow.keep_contents(false);
+    }
+
+    /// The states of the operators that save theirs, computed from the journaled
+    /// tables only.
+    fn saved_states(&self) -> Vec<SavedState> {
+        let journaled = |t: TableId| {
+            self.tables.get(t.0 as usize).and_then(Option::as_ref).is_some_and(|t| !is_internal(&t.schema().name))
+        };
+        self.dataflow.saved_states(journaled)
     }
 
     fn journaled_contents(&self) -> Vec<TableContents> {

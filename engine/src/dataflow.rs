@@ -25,6 +25,15 @@
 //! with their inputs' whole current outputs, as if every existing row had just been
 //! inserted; new arrangements are filled with their node's output first.
 //!
+//! A durable engine's checkpoint also keeps the state of the operators that save
+//! theirs ([`Operator::save`]: grouped aggregates), each under its node's identity —
+//! its label and its inputs' identities, the same in any process that registers the
+//! same views over the same tables. At a restart, with the tables as the checkpoint
+//! holds them, a new node that a saved state names takes it instead of being computed
+//! ([`Dataflow::initialize`]); what it would have read is then computed only if
+//! something else reads it (an arrangement a join probes, another view). An
+//! aggregate over a million-row join is restored without computing the join.
+//!
 //! A node whose step fails — a value its expressions cannot compute
 //! ([`crate::expr::fault`]), or a panic — *fails*: it and every node downstream stop
 //! stepping, keep the reason, and are no longer shared with views registered later
@@ -89,7 +98,17 @@ struct Node {
     refs: usize,
     /// Arrangements of its inputs this node's operator probes.
     uses: Vec<ArrangementKey>,
+    /// What it computes, whole: its label and its inputs' identities (the same in
+    /// every process that registers the same views over the same tables), naming its
+    /// saved state in a checkpoint; `None` past [`MAX_IDENTITY`] bytes.
+    identity: Option<Arc<str>>,
 }
+
+/// The longest node identity kept (a node beyond it is never saved or restored).
+const MAX_IDENTITY: usize = 64 * 1024;
+
+/// Operator states saved for a checkpoint, by node identity (see [`Dataflow::saved_states`]).
+pub type SavedStates = HashMap<Arc<str>, Vec<crate::row::Row>>;
 
 /// An arrangement's identity: the node arranged and its key expressions.
 type ArrangementKey = (NodeIndex, String);
@@ -162,6 +181,11 @@ pub(crate) struct Dataflow {
     workers: Workers,
     /// Operator nodes without inputs.
     constants: Vec<NodeIndex>,
+    /// Nodes filled from a saved state rather than computed (see [`Dataflow::initialize`]).
+    restored: usize,
+    /// While a restart registers its views again: each table's contents, taken once
+    /// for all of them (see [`Dataflow::keep_contents`]).
+    kept_contents: Option<HashMap<TableId, ZSet>>,
 }
 
 /// A node's totals while profiling.
@@ -194,7 +218,8 @@ impl Dataflow {
                 self.arrangements.acquire(inputs[port], keys, &mut uses)
             }))),
         };
-        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses });
+        let identity = self.identity_of(&key);
+        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses, identity });
         for (port, &i) in inputs.iter().enumerate() {
             self.graph.add_edge(i, n, port);
         }
@@ -205,6 +230,75 @@ impl Dataflow {
         created.push(n);
         self.refresh_order();
         n
+    }
+
+    /// The identity of a node with this key (see [`Node::identity`]).
+    fn identity_of(&self, (label, inputs): &NodeKey) -> Option<Arc<str>> {
+        let mut id = String::with_capacity(label.len() + 2);
+        id.push_str(label);
+        id.push('(');
+        for (i, input) in inputs.iter().enumerate() {
+            if i > 0 {
+                id.push_str(", ");
+            }
+            id.push_str(self.graph[*input].identity.as_deref()?);
+        }
+        id.push(')');
+        (id.len() <= MAX_IDENTITY).then(|| Arc::from(id))
+    }
+
+    /// The state of every operator node that saves one (see [`Operator::save`]), by
+    /// identity, for a checkpoint taken after the last transaction; none while any node
+    /// has failed. `journaled(table)` says whether a table's rows are in the
+    /// checkpoint: nodes computed from other tables are left out.
+    pub fn saved_states(&self, journaled: impl Fn(TableId) -> bool) -> Vec<(Arc<str>, Vec<crate::row::Row>)> {
+        if !self.failed.is_empty() {
+            return Vec::new();
+        }
+        let mut from_journaled: HashMap<NodeIndex, bool> = HashMap::new();
+        let mut states = Vec::new();
+        for &n in &self.topo {
+            let node = &self.graph[n];
+            let ok = match &node.kind {
+                NodeKind::Source(t) => journaled(*t),
+                NodeKind::Op(_) => node.inputs.iter().all(|i| from_journaled[i]),
+            };
+            from_journaled.insert(n, ok);
+            if let (true, NodeKind::Op(op), Some(id)) = (ok, &node.kind, &node.identity)
+                && let Some(rows) = op.lock().save()
+            {
+                states.push((Arc::clone(id), rows));
+            }
+        }
+        states
+    }
+
+    /// Keeps each table's contents, once taken to fill new nodes, for the next views
+    /// registered (`true`), or lets them go (`false`). For a restart, which registers
+    /// every view again over tables that do not change meanwhile.
+    pub fn keep_contents(&mut self, on: bool) {
+        self.kept_contents = on.then(HashMap::new);
+    }
+
+    /// The contents of table `t`: kept ones if there are.
+    fn contents_of(&mut self, t: TableId, tables: &[Option<Table>]) -> ZSet {
+        match self.kept_contents.as_mut().and_then(|k| k.remove(&t)) {
+            Some(z) => z,
+            None => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
+        }
+    }
+
+    /// Lets go of the output of `node` that filling new nodes computed: kept if it is
+    /// a table's contents and contents are being kept.
+    fn let_go(&mut self, node: NodeIndex, out: ZSet) {
+        if let (Some(kept), NodeKind::Source(t)) = (&mut self.kept_contents, &self.graph[node].kind) {
+            kept.insert(*t, out);
+        }
+    }
+
+    /// How many nodes were filled from a saved state.
+    pub fn restored_nodes(&self) -> usize {
+        self.restored
     }
 
     /// Drops one reference to `node`, removing it (and, recursively, inputs nobody
@@ -545,26 +639,38 @@ impl Dataflow {
     /// Fills the nodes in `created` from their inputs' current outputs and returns the
     /// output of `root`, or why a node could not be computed (the caller releases
     /// `root`).
+    ///
+    /// A node whose identity `saved` names takes that state instead (a restart, with
+    /// tables as they were when the states were saved); the state is taken out of
+    /// `saved`. Its inputs are then computed only if something else reads them.
     pub fn initialize(
         &mut self,
         created: &[NodeIndex],
         root: NodeIndex,
         tables: &[Option<Table>],
+        saved: &mut SavedStates,
     ) -> Result<ZSet, String> {
         // Caught on the thread that ran it: faults are raised per thread.
-        let fill = |dataflow: &mut Dataflow| {
+        let fill = |dataflow: &mut Dataflow, saved: &mut SavedStates| {
             crate::expr::fault::take();
-            let filled =
-                catch_unwind(AssertUnwindSafe(|| crate::budget::in_step(|| dataflow.fill(created, root, tables))));
+            let filled = catch_unwind(AssertUnwindSafe(|| {
+                crate::budget::in_step(|| dataflow.fill(created, root, tables, saved))
+            }));
             step_outcome(filled)
         };
         match self.workers.pool() {
-            Some(pool) => pool.install(|| fill(self)),
-            None => fill(self),
+            Some(pool) => pool.install(|| fill(self, saved)),
+            None => fill(self, saved),
         }
     }
 
-    fn fill(&mut self, created: &[NodeIndex], root: NodeIndex, tables: &[Option<Table>]) -> ZSet {
+    fn fill(
+        &mut self,
+        created: &[NodeIndex],
+        root: NodeIndex,
+        tables: &[Option<Table>],
+        saved: &mut SavedStates,
+    ) -> ZSet {
         // Each node's whole output, computed once however many nodes read it.
         let mut outputs: HashMap<NodeIndex, ZSet> = HashMap::new();
         let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
@@ -582,43 +688,100 @@ impl Dataflow {
                 t.arrangements += took;
             }
         }
+        let restored = self.restore(&order, saved);
+        // What to compute, from the root down: a node whose output is read (by the
+        // view, an arrangement, or a node computed from it), or that keeps state of
+        // its own — unless its state was restored.
+        let mut read: std::collections::HashSet<NodeIndex> = unfilled.iter().map(|(n, _)| *n).collect();
+        read.insert(root);
+        let mut compute = Vec::new();
+        for &n in order.iter().rev() {
+            let keeps = match &mut self.graph[n].kind {
+                NodeKind::Source(_) => false,
+                NodeKind::Op(op) => op.get_mut().keeps_state(),
+            };
+            if !restored.contains(&n) && (keeps || read.contains(&n)) {
+                compute.push(n);
+                read.extend(self.graph[n].inputs.iter().copied());
+            }
+        }
         // How many nodes still to fill read each output: it is let go after the last.
         let mut readers: HashMap<NodeIndex, usize> = HashMap::new();
-        for n in &order {
+        for n in &compute {
             for i in &self.graph[*n].inputs {
                 *readers.entry(*i).or_default() += 1;
             }
         }
         for n in order {
-            let inputs = self.graph[n].inputs.clone();
-            for i in &inputs {
-                self.keep_output(*i, tables, &mut outputs);
-            }
-            let refs: Vec<&ZSet> = inputs.iter().map(|i| &outputs[i]).collect();
-            let watch = Stopwatch::start(timed);
-            let out = match &mut self.graph[n].kind {
-                NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
-                NodeKind::Op(op) => op.get_mut().initial(&refs),
+            let out = if compute.contains(&n) {
+                let inputs = self.graph[n].inputs.clone();
+                for i in &inputs {
+                    self.keep_output(*i, tables, &mut outputs);
+                }
+                let refs: Vec<&ZSet> = inputs.iter().map(|i| &outputs[i]).collect();
+                let watch = Stopwatch::start(timed);
+                let out = match &mut self.graph[n].kind {
+                    NodeKind::Source(t) => {
+                        let t = *t;
+                        drop(refs);
+                        self.contents_of(t, tables)
+                    }
+                    NodeKind::Op(op) => op.get_mut().initial(&refs),
+                };
+                if let Some(t) = self.timing_of(n) {
+                    t.steps += 1;
+                    t.rows_out += out.len() as u64;
+                    watch.add_to(&mut t.step);
+                }
+                for i in &inputs {
+                    let left = readers.get_mut(i).expect("counted");
+                    *left -= 1;
+                    if *left == 0
+                        && *i != root
+                        && let Some(out) = outputs.remove(i)
+                    {
+                        self.let_go(*i, out);
+                    }
+                }
+                out
+            } else if restored.contains(&n) && read.contains(&n) {
+                let NodeKind::Op(op) = &mut self.graph[n].kind else { unreachable!("sources are not restored") };
+                op.get_mut().current_output().expect("an operator that saves state knows its output")
+            } else {
+                // Restored, or computing nothing anyone reads.
+                continue;
             };
-            if let Some(t) = self.timing_of(n) {
-                t.steps += 1;
-                t.rows_out += out.len() as u64;
-                watch.add_to(&mut t.step);
-            }
             let took = fill_arrangements(unfilled.iter().filter(|(node, _)| *node == n).map(|(_, a)| (a, &out)), timed);
             if let Some(t) = self.timing_of(n) {
                 t.arrangements += took.into_iter().sum::<Duration>();
             }
-            for i in &inputs {
-                let left = readers.get_mut(i).expect("counted");
-                *left -= 1;
-                if *left == 0 && *i != root {
-                    outputs.remove(i);
-                }
-            }
             outputs.insert(n, out);
         }
-        outputs.remove(&root).unwrap_or_else(|| self.current_output(root, tables))
+        let out = outputs.remove(&root).unwrap_or_else(|| self.current_output(root, tables));
+        for (n, rest) in outputs {
+            self.let_go(n, rest);
+        }
+        out
+    }
+
+    /// Gives the operators of the new nodes in `order` the states `saved` holds for
+    /// them; returns the nodes that took one.
+    fn restore(&mut self, order: &[NodeIndex], saved: &mut SavedStates) -> std::collections::HashSet<NodeIndex> {
+        let mut restored = std::collections::HashSet::new();
+        if saved.is_empty() {
+            return restored;
+        }
+        for &n in order {
+            let node = &mut self.graph[n];
+            let (NodeKind::Op(op), Some(id)) = (&mut node.kind, &node.identity) else { continue };
+            if let Some(rows) = saved.remove(id)
+                && op.get_mut().restore(&rows)
+            {
+                restored.insert(n);
+                self.restored += 1;
+            }
+        }
+        restored
     }
 
     /// Puts `node`'s current output in `outputs` unless it is there (timed as the
@@ -628,7 +791,10 @@ impl Dataflow {
             return;
         }
         let watch = Stopwatch::start(self.timing.is_some());
-        let out = self.current_output(node, tables);
+        let out = match self.graph[node].kind {
+            NodeKind::Source(t) => self.contents_of(t, tables),
+            NodeKind::Op(_) => self.current_output(node, tables),
+        };
         if let Some(t) = self.timing_of(node) {
             watch.add_to(&mut t.step);
         }

@@ -41,6 +41,14 @@ pub struct Committed<'a> {
 /// A table's schema and rows, each with its multiplicity (1 in a keyed table).
 pub type TableContents = (Arc<TableSchema>, Vec<(Row, i64)>);
 
+/// An operator's saved state: the identity of its graph node and its state as rows
+/// (see [`crate::Database::offer_states`]).
+pub type SavedState = (Arc<str>, Vec<Row>);
+
+/// The layout of saved operator states. A journal keeps it beside the states it
+/// stores, and gives back only states of this layout: the others are computed again.
+pub const STATE_LAYOUT: u32 = 1;
+
 /// Receives what a durable engine commits (see the module docs).
 pub trait Journal: Send + Sync + std::fmt::Debug {
     /// A table was created (about to be: an error refuses it).
@@ -60,8 +68,10 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         false
     }
     /// Every journaled table's contents as of the last committed transaction, given
-    /// under the writer's lock when [`Journal::wants_checkpoint`] said so.
-    fn checkpoint(&self, _tables: Vec<TableContents>) -> Result<()> {
+    /// under the writer's lock when [`Journal::wants_checkpoint`] said so, with the
+    /// state of the operators that save theirs (computed from those tables as they
+    /// are): given back at a restart, they spare computing the views again.
+    fn checkpoint(&self, _tables: Vec<TableContents>, _states: Vec<SavedState>) -> Result<()> {
         Ok(())
     }
 }

@@ -224,6 +224,40 @@ impl Table {
         Ok(())
     }
 
+    /// Stores rows that were checked when first applied (a restart's), each with its
+    /// multiplicity, without a delta or an undo log; checks only their width and that
+    /// a keyed table's keys are unique (nothing is stored if not).
+    pub fn restore(&mut self, rows: Vec<(Row, Weight)>) -> Result<()> {
+        let name = self.schema.name.clone();
+        let width = self.schema.columns.len();
+        let bad = |what: String| Error::Internal(format!("the rows restored to table {name} {what}"));
+        if let Some((row, _)) = rows.iter().find(|(r, _)| r.len() != width) {
+            return Err(bad(format!("include {row}, which does not have its {width} columns")));
+        }
+        for (row, _) in &rows {
+            // Hashed now, as a change's rows are (see `full_row`).
+            row.hash_value();
+        }
+        if let Rows::Bag { rows: bag, len } = &mut self.rows {
+            for (row, w) in rows {
+                if w < 1 {
+                    return Err(bad(format!("include {row} {w} times")));
+                }
+                *bag.entry(row).or_insert(0) += w;
+                *len += w as usize;
+            }
+            return Ok(());
+        }
+        if let Some((row, w)) = rows.iter().find(|(_, w)| *w != 1) {
+            return Err(bad(format!("include {row} {w} times, in a table with a primary key")));
+        }
+        let rows: Vec<Row> = rows.into_iter().map(|(r, _)| r).collect();
+        if !self.insert_in_slot_order(&rows) {
+            return Err(bad("hold a primary key twice".to_string()));
+        }
+        Ok(())
+    }
+
     /// Stores `rows` in slot order if the table is keyed and none of their keys is
     /// held or repeated; otherwise stores nothing and returns `false`.
     fn insert_in_slot_order(&mut self, rows: &[Row]) -> bool {

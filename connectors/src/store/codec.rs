@@ -3,10 +3,11 @@
 //! the small integers and short texts most rows hold, and read back without copying
 //! more than the values themselves.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ciuf_engine::view::PartialLimits;
-use ciuf_engine::{Column, DataType, Decimal, Row, TableSchema, Value};
+use ciuf_engine::{Column, DataType, Decimal, Row, Str, TableSchema, Value};
 
 /// Bytes being written.
 #[derive(Debug, Default)]
@@ -263,6 +264,22 @@ impl<'a> In<'a> {
         Ok(Row::new(values))
     }
 
+    /// A row of a table whose repeated short text `texts` shares.
+    pub fn table_row(&mut self, texts: &mut SharedTexts) -> Read<Row> {
+        let n = self.count()?;
+        let mut values = Vec::with_capacity(n);
+        for column in 0..n {
+            values.push(match self.bytes.first() {
+                Some(6) => {
+                    self.u8()?;
+                    texts.text(column, self.str()?)
+                }
+                _ => self.value()?,
+            });
+        }
+        Ok(Row::new(values))
+    }
+
     pub fn data_type(&mut self) -> Read<DataType> {
         Ok(match self.u8()? {
             0 => DataType::Bool,
@@ -389,5 +406,41 @@ mod tests {
             let _ = In::new(&bytes).row();
             let _ = In::new(&bytes).schema();
         }
+    }
+}
+
+/// The text values of one table's columns, shared while its rows are read: a column
+/// of few distinct short values (a status, a region) gets one allocation per value,
+/// as the engine's tables give it when rows are inserted, instead of one per row.
+#[derive(Debug, Default)]
+pub struct SharedTexts {
+    /// Per column: its values so far, until it shows too many to share.
+    columns: Vec<Option<HashSet<Str>>>,
+}
+
+/// Distinct values past which a column's text is no longer shared.
+const SHARE_MAX_DISTINCT: usize = 1024;
+/// Longer text is never shared.
+const SHARE_MAX_LEN: usize = 48;
+
+impl SharedTexts {
+    fn text(&mut self, column: usize, s: &str) -> Value {
+        if s.len() > SHARE_MAX_LEN {
+            return Value::text(s);
+        }
+        if self.columns.len() <= column {
+            self.columns.resize_with(column + 1, || Some(HashSet::new()));
+        }
+        let Some(values) = &mut self.columns[column] else { return Value::text(s) };
+        if let Some(shared) = values.get(s) {
+            return Value::Text(shared.clone());
+        }
+        if values.len() >= SHARE_MAX_DISTINCT {
+            self.columns[column] = None;
+            return Value::text(s);
+        }
+        let shared = Str::from(s);
+        values.insert(shared.clone());
+        Value::Text(shared)
     }
 }

@@ -9,9 +9,10 @@
 //! write amplification).
 //!
 //! ```text
-//! <dir>/FORMAT                 "ciuf state directory, format 1"
+//! <dir>/FORMAT                 "ciuf state directory, format 2"
 //! <dir>/LOCK                   held (flock) by the process using the directory
-//! <dir>/checkpoint-<n>.ciuf    every table's rows, the views, the position, as of log n's start
+//! <dir>/checkpoint-<n>.ciuf    every table's rows, the views, the position, as of log n's start,
+//!                              and the state of the operators that save theirs
 //! <dir>/log-<n>.ciuf           every record since: tables made and dropped, commits, views
 //! ```
 //!
@@ -26,6 +27,11 @@
 //!   hands over every table's rows under its writer lock; the log is rotated there and
 //!   then, and a background thread writes the checkpoint (to a temporary name, fsync,
 //!   rename, fsync the directory) and deletes what it replaces.
+//! - A checkpoint also holds the state of the operators that save theirs (grouped
+//!   aggregates: one row per group), computed from the tables as it holds them. A
+//!   restart gives them back to the views it registers again instead of computing
+//!   them from the rows, and then applies what the log changed after the checkpoint
+//!   as one transaction (see [`Recovered::states`]).
 //! - Start-up reads the newest checkpoint and the logs from its number on. A record a
 //!   crash cut short at the end of the newest log was never acknowledged: it is cut
 //!   off. Anything else that does not check out is damage, refused with the file's name
@@ -43,7 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ciuf_engine::TableSchema;
-use ciuf_engine::journal::{Committed, Journal, TableContents};
+use ciuf_engine::journal::{Committed, Journal, STATE_LAYOUT, SavedState, TableContents};
 use parking_lot::{Condvar, Mutex};
 
 pub use records::ViewRecord;
@@ -53,7 +59,10 @@ use codec::Out;
 use records::Record;
 
 /// The first line of `<dir>/FORMAT`: what this ciuf reads and writes.
-pub const FORMAT: &str = "ciuf state directory, format 1";
+pub const FORMAT: &str = "ciuf state directory, format 2";
+/// The format before operator states were saved: read, and marked as [`FORMAT`] once
+/// opened (this ciuf writes checkpoints that hold states).
+const FORMAT_1: &str = "ciuf state directory, format 1";
 const LOG_MAGIC: &[u8] = b"CIUFLOG1";
 const CHECKPOINT_MAGIC: &[u8] = b"CIUFCKP1";
 /// Why a closed state directory takes no more writes.
@@ -223,7 +232,10 @@ impl StateDir {
         match std::fs::read_to_string(&format) {
             Ok(text) => {
                 let line = text.lines().next().unwrap_or("").trim().to_string();
-                if line != FORMAT {
+                if line == FORMAT_1 {
+                    write_durably(&format, format!("{FORMAT}\n").as_bytes())?;
+                    sync_dir(dir)?;
+                } else if line != FORMAT {
                     return Err(StoreError::Format { dir: dir.display().to_string(), found: line });
                 }
             }
@@ -250,7 +262,7 @@ impl StateDir {
         let base = match checkpoints.last() {
             Some((n, path)) => {
                 let mut ended = false;
-                recover::read_file(path, CHECKPOINT_MAGIC, &mut recovered, |r| {
+                recover::read_file(path, CHECKPOINT_MAGIC, &mut recovered, true, |r| {
                     ended |= matches!(r, Record::End { .. })
                 })?;
                 if !ended {
@@ -275,7 +287,7 @@ impl StateDir {
         }
         let mut end = (base, 0u64);
         for (i, (n, path)) in logs.iter().enumerate() {
-            let written = recover::read_file(path, LOG_MAGIC, &mut recovered, |_| {})?;
+            let written = recover::read_file(path, LOG_MAGIC, &mut recovered, false, |_| {})?;
             let len = std::fs::metadata(path).map_err(|e| StoreError::io(path, "reading", e))?.len();
             if (written as u64) < len {
                 if i + 1 != logs.len() {
@@ -399,6 +411,11 @@ impl StateDir {
     pub fn durable_position(&self) -> (u64, Option<String>) {
         let d = &self.durable.0.lock().durable;
         (d.2, d.3.clone())
+    }
+
+    /// Bytes of log written since the last checkpoint.
+    pub fn log_bytes(&self) -> u64 {
+        self.inner.lock().log_bytes.saturating_sub(LOG_MAGIC.len() as u64)
     }
 
     /// The number of the last transaction recorded (durable or not).
@@ -576,7 +593,7 @@ impl Journal for StateDir {
         finished && inner.log_bytes > self.options.checkpoint_floor.max(inner.checkpoint_bytes)
     }
 
-    fn checkpoint(&self, tables: Vec<TableContents>) -> ciuf_engine::Result<()> {
+    fn checkpoint(&self, tables: Vec<TableContents>, states: Vec<SavedState>) -> ciuf_engine::Result<()> {
         let mut inner = self.inner.lock();
         if let Some(h) = inner.checkpointing.take() {
             // The previous one is finished (wants_checkpoint said so).
@@ -594,6 +611,7 @@ impl Journal for StateDir {
             txn: inner.txn,
             position: inner.position.clone(),
             tables,
+            states,
         };
         let dir = self.dir.clone();
         let handle = std::thread::Builder::new()
@@ -618,6 +636,7 @@ struct Snapshot {
     txn: u64,
     position: Option<String>,
     tables: Vec<TableContents>,
+    states: Vec<SavedState>,
 }
 
 /// Writes checkpoint `number` and deletes the checkpoints and logs it replaces;
@@ -645,6 +664,12 @@ fn write_checkpoint(dir: &Path, number: u64, snapshot: Snapshot) -> Result<u64, 
             put(&mut out, &mut w)?;
         }
         put(&mut out, &mut w)?;
+    }
+    for (node, rows) in &snapshot.states {
+        for chunk in rows.chunks(ROWS_PER_RECORD) {
+            records::encode_state(&mut out, STATE_LAYOUT, node, chunk);
+            put(&mut out, &mut w)?;
+        }
     }
     for v in &snapshot.views {
         records::encode(&mut out, &Record::ViewAdded(v.clone()));

@@ -15,7 +15,7 @@
 use ciuf_engine::view::PartialLimits;
 use ciuf_engine::{Row, TableSchema};
 
-use super::codec::{In, Malformed, Out};
+use super::codec::{In, Malformed, Out, SharedTexts};
 
 const HEADER: usize = 12;
 
@@ -41,7 +41,14 @@ pub enum Record {
     End { txn: u64, position: Option<String> },
     /// A source position passed without a change to any table.
     Passed { position: String },
+    /// A checkpoint's saved state of one operator, or part of it (a state has as many
+    /// of these as it needs): the layout it is in
+    /// (`ciuf_engine::journal::STATE_LAYOUT`), its graph node's identity, its rows.
+    State { layout: u32, node: String, rows: Vec<Row> },
 }
+
+/// Per table, the text its rows share while a file is read (see [`SharedTexts`]).
+pub type TableTexts = std::collections::HashMap<String, SharedTexts>;
 
 /// A registered view, as ciuf registers it again on restart.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +72,7 @@ mod kind {
     pub const ROWS: u8 = 7;
     pub const END: u8 = 8;
     pub const PASSED: u8 = 9;
+    pub const STATE: u8 = 10;
 }
 
 /// Starts a framed record in `out` (its header filled in by [`finish`]).
@@ -116,6 +124,19 @@ pub fn encode_rows(out: &mut Out, table: &str, rows: &[(Row, i64)]) {
     out.u8(kind::ROWS);
     out.str(table);
     weighted_rows(out, rows);
+    finish(out, at);
+}
+
+/// Appends a checkpoint's record of `rows` of the state of the operator `node`.
+pub fn encode_state(out: &mut Out, layout: u32, node: &str, rows: &[Row]) {
+    let at = begin(out);
+    out.u8(kind::STATE);
+    out.u64(u64::from(layout));
+    out.str(node);
+    out.u64(rows.len() as u64);
+    for row in rows {
+        out.row(row);
+    }
     finish(out, at);
 }
 
@@ -180,15 +201,29 @@ fn body(out: &mut Out, record: &Record) {
             out.u8(kind::PASSED);
             out.str(position);
         }
+        Record::State { layout, node, rows } => {
+            out.u8(kind::STATE);
+            out.u64(u64::from(*layout));
+            out.str(node);
+            out.u64(rows.len() as u64);
+            for row in rows {
+                out.row(row);
+            }
+        }
     }
 }
 
-fn read_rows(inp: &mut In<'_>) -> Result<Vec<(Row, i64)>, Malformed> {
+/// The weighted rows of `table`, sharing its repeated text through `texts`.
+fn read_rows(inp: &mut In<'_>, table: &str, texts: &mut TableTexts) -> Result<Vec<(Row, i64)>, Malformed> {
+    let texts = match texts.get_mut(table) {
+        Some(t) => t,
+        None => texts.entry(table.to_string()).or_default(),
+    };
     let n = inp.count()?;
     let mut rows = Vec::with_capacity(n);
     for _ in 0..n {
         let w = inp.i64()?;
-        rows.push((inp.row()?, w));
+        rows.push((inp.table_row(texts)?, w));
     }
     Ok(rows)
 }
@@ -197,8 +232,9 @@ fn read_view(inp: &mut In<'_>) -> Result<ViewRecord, Malformed> {
     Ok(ViewRecord { name: inp.opt_str()?.map(str::to_string), sql: inp.str()?.to_string(), partial: inp.limits()? })
 }
 
-/// Decodes one record's payload.
-pub fn decode(payload: &[u8]) -> Result<Record, Malformed> {
+/// Decodes one record's payload; tables' rows share their repeated text through
+/// `texts`.
+pub fn decode(payload: &[u8], texts: &mut TableTexts) -> Result<Record, Malformed> {
     let mut inp = In::new(payload);
     let record = match inp.u8()? {
         kind::META => Record::Meta { key: inp.str()?.to_string(), value: inp.str()?.to_string() },
@@ -211,15 +247,30 @@ pub fn decode(payload: &[u8]) -> Result<Record, Malformed> {
             let mut tables = Vec::with_capacity(n);
             for _ in 0..n {
                 let name = inp.str()?.to_string();
-                tables.push((name, read_rows(&mut inp)?));
+                let rows = read_rows(&mut inp, &name, texts)?;
+                tables.push((name, rows));
             }
             Record::Commit { txn, position, tables }
         }
         kind::VIEW_ADDED => Record::ViewAdded(read_view(&mut inp)?),
         kind::VIEW_DROPPED => Record::ViewDropped(read_view(&mut inp)?),
-        kind::ROWS => Record::Rows { table: inp.str()?.to_string(), rows: read_rows(&mut inp)? },
+        kind::ROWS => {
+            let table = inp.str()?.to_string();
+            let rows = read_rows(&mut inp, &table, texts)?;
+            Record::Rows { table, rows }
+        }
         kind::END => Record::End { txn: inp.u64()?, position: inp.opt_str()?.map(str::to_string) },
         kind::PASSED => Record::Passed { position: inp.str()?.to_string() },
+        kind::STATE => {
+            let layout = u32::try_from(inp.u64()?).map_err(|_| Malformed("a state's layout"))?;
+            let node = inp.str()?.to_string();
+            let n = inp.count()?;
+            let mut rows = Vec::with_capacity(n);
+            for _ in 0..n {
+                rows.push(inp.row()?);
+            }
+            Record::State { layout, node, rows }
+        }
         _ => return Err(Malformed("a record kind")),
     };
     if !inp.is_empty() {
@@ -289,9 +340,9 @@ mod tests {
     fn records_frame_and_decode() {
         let bytes = two_records();
         let Framing::Record(p, next) = frame(&bytes, 0) else { panic!() };
-        assert!(matches!(decode(p).unwrap(), Record::Meta { .. }));
+        assert!(matches!(decode(p, &mut TableTexts::new()).unwrap(), Record::Meta { .. }));
         let Framing::Record(p, end) = frame(&bytes, next) else { panic!() };
-        let Record::Commit { txn, position, tables } = decode(p).unwrap() else { panic!() };
+        let Record::Commit { txn, position, tables } = decode(p, &mut TableTexts::new()).unwrap() else { panic!() };
         assert_eq!((txn, position.as_deref(), tables[0].1[0].1), (7, Some("0/16B3748"), -1));
         assert!(matches!(frame(&bytes, end), Framing::End(e) if e == end));
     }

@@ -396,6 +396,89 @@ impl Accumulator {
         }
     }
 
+    /// Appends the accumulator's state to `out` as values (a tag, then its fields; see
+    /// [`Accumulator::load`]) for a checkpoint; `false`, with `out` as it was, for the
+    /// kinds that are not saved (DISTINCT, GROUP_CONCAT: their groups are computed
+    /// again from the rows instead).
+    pub fn save(&self, out: &mut Vec<Value>) -> bool {
+        let int = |i: i64| Value::Int(i);
+        let wide = |w: &Wide| [Value::Int(w.0[0] as i64), Value::Int(w.0[1] as i64)];
+        match self {
+            Accumulator::Count(n) => out.extend([int(0), int(*n)]),
+            Accumulator::SumInt { sum, n } => {
+                out.push(int(1));
+                out.extend(wide(sum));
+                out.push(int(*n));
+            }
+            Accumulator::SumFloat { sum, compensation, n } => {
+                out.extend([int(2), Value::Float(*sum), Value::Float(*compensation), int(*n)]);
+            }
+            Accumulator::SumDecimal { sum, scale, n } => {
+                out.push(int(3));
+                out.extend(wide(sum));
+                out.extend([int(i64::from(*scale)), int(*n)]);
+            }
+            Accumulator::SumMixed(m) => {
+                out.push(int(4));
+                out.extend(wide(&m.ints));
+                out.extend([Value::Float(m.floats), Value::Float(m.compensation), int(m.n), int(m.approx)]);
+                out.extend([int(m.infinities[0]), int(m.infinities[1])]);
+            }
+            Accumulator::Extreme(values) => {
+                out.extend([int(5), int(values.len() as i64)]);
+                for (v, w) in values {
+                    out.extend([v.clone(), int(*w)]);
+                }
+            }
+            Accumulator::Distinct(_) | Accumulator::Concat(_) => return false,
+        }
+        true
+    }
+
+    /// An accumulator as [`Accumulator::save`] wrote it, taking its values from
+    /// `values`; `None` if they do not spell one.
+    pub fn load(values: &mut impl Iterator<Item = Value>) -> Option<Accumulator> {
+        let int = |values: &mut dyn Iterator<Item = Value>| match values.next()? {
+            Value::Int(i) => Some(i),
+            _ => None,
+        };
+        let float = |values: &mut dyn Iterator<Item = Value>| match values.next()? {
+            Value::Float(f) => Some(f),
+            _ => None,
+        };
+        let values: &mut dyn Iterator<Item = Value> = values;
+        let wide = |values: &mut dyn Iterator<Item = Value>| Some(Wide([int(values)? as u64, int(values)? as u64]));
+        Some(match int(values)? {
+            0 => Accumulator::Count(int(values)?),
+            1 => Accumulator::SumInt { sum: wide(values)?, n: int(values)? },
+            2 => Accumulator::SumFloat { sum: float(values)?, compensation: float(values)?, n: int(values)? },
+            3 => {
+                Accumulator::SumDecimal { sum: wide(values)?, scale: u8::try_from(int(values)?).ok()?, n: int(values)? }
+            }
+            4 => Accumulator::SumMixed(Box::new(MixedSum {
+                ints: wide(values)?,
+                floats: float(values)?,
+                compensation: float(values)?,
+                n: int(values)?,
+                approx: int(values)?,
+                infinities: [int(values)?, int(values)?],
+            })),
+            5 => {
+                let len = usize::try_from(int(values)?).ok()?;
+                let mut map = BTreeMap::new();
+                for _ in 0..len {
+                    let v = values.next()?;
+                    let w = int(values)?;
+                    if w == 0 || map.insert(v, w).is_some() {
+                        return None;
+                    }
+                }
+                Accumulator::Extreme(map)
+            }
+            _ => return None,
+        })
+    }
+
     /// Approximate heap bytes.
     pub fn state_bytes(&self) -> usize {
         match self {

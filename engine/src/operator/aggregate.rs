@@ -118,6 +118,27 @@ impl Aggregate {
         Aggregate { group_by, calls, hasher, shards, global, started: false }
     }
 
+    /// A group as [`Operator::save`] wrote it.
+    fn load_group(&self, row: &Row) -> Option<(Key, Group)> {
+        let width = self.group_by.len();
+        let mut values = row.iter().map(|v| v.into_owned());
+        let key_values: Vec<Value> = values.by_ref().take(width).collect();
+        if key_values.len() != width {
+            return None;
+        }
+        let Some(Value::Int(rows)) = values.next() else { return None };
+        let accumulators = (0..self.calls.len()).map(|_| Accumulator::load(&mut values)).collect::<Option<Box<_>>>()?;
+        if values.next().is_some() || (!self.global && rows <= 0) {
+            return None;
+        }
+        let key = Key::from_values(key_values);
+        let mut group = Group { rows, accumulators, shown: None, touched: false };
+        if !self.global {
+            group.shown = Some(output(&self.calls, &key, &group));
+        }
+        Some((key, group))
+    }
+
     /// The delta's rows by shard, each shard's in delta order, and where each shard's
     /// rows start (one vector: a step of a few rows allocates it alone); the keys are
     /// computed in chunks on the worker threads when the delta is long.
@@ -416,6 +437,48 @@ impl Operator for Aggregate {
         )
     }
 
+    /// One row per group: its key's values, its row count, then each accumulator's
+    /// state (see [`Accumulator::save`]); `None` if an accumulator is not saved.
+    fn save(&self) -> Option<Vec<Row>> {
+        let mut rows = Vec::with_capacity(self.shards.iter().map(HashTable::len).sum());
+        let mut values = Vec::new();
+        for (key, group) in self.shards.iter().flatten() {
+            values.extend(key.values().iter().cloned());
+            values.push(Value::Int(group.rows));
+            for acc in group.accumulators.iter() {
+                if !acc.save(&mut values) {
+                    return None;
+                }
+            }
+            if values.len() > usize::from(u16::MAX) {
+                return None;
+            }
+            rows.push(Row::new(std::mem::take(&mut values)));
+        }
+        Some(rows)
+    }
+
+    fn restore(&mut self, saved: &[Row]) -> bool {
+        if self.started || self.shards.iter().any(|s| !s.is_empty()) || (self.global && saved.len() > 1) {
+            return false;
+        }
+        let mut shards: Vec<HashTable<Held>> = (0..SHARDS).map(|_| HashTable::new()).collect();
+        for row in saved {
+            let Some((key, group)) = self.load_group(row) else { return false };
+            let hash = self.hasher.hash_one(&key);
+            let shard = if self.global { 0 } else { shard_of(hash) };
+            match shards[shard].entry(hash, |(k, _)| *k == key, |(k, _)| self.hasher.hash_one(k)) {
+                Slot::Occupied(_) => return false,
+                Slot::Vacant(v) => {
+                    v.insert((key, group));
+                }
+            }
+        }
+        self.started = self.global && saved.len() == 1;
+        self.shards = shards;
+        true
+    }
+
     fn state_bytes(&self) -> usize {
         let per_group = std::mem::size_of::<Row>()
             + std::mem::size_of::<Group>()
@@ -542,6 +605,100 @@ mod tests {
             assert_eq!(emitted.clone().consolidated(), expected.clone().consolidated(), "round {round}");
             assert_eq!(a.current_output().unwrap().consolidated(), expected.consolidated(), "round {round}");
         }
+    }
+
+    /// COUNT, an integer SUM, MAX, a float SUM and AVG (which an infinity turns into
+    /// the mixed sum), MIN of text, and SUM over per-value typing.
+    fn every_saved_kind() -> Vec<AggregateCall> {
+        let call = |func, col: usize, arg_type| AggregateCall {
+            func,
+            arg: Some(Expr::col(col)),
+            distinct: false,
+            arg_type,
+            separator: None,
+        };
+        let mut calls = calls();
+        calls.extend([
+            call(AggFunc::Sum, 2, DataType::Double),
+            call(AggFunc::Avg, 2, DataType::Double),
+            call(AggFunc::Min, 3, DataType::Text),
+            call(AggFunc::Sum, 4, DataType::Any),
+        ]);
+        calls
+    }
+
+    fn random_delta(next: &mut impl FnMut(u64) -> u64, held: &mut Vec<Row>, groups: u64) -> ZSet {
+        let mut delta = ZSet::new();
+        for _ in 0..300 {
+            if next(3) == 0 && !held.is_empty() {
+                delta.push(held.swap_remove(next(held.len() as u64) as usize), -1);
+            } else {
+                let float = match next(50) {
+                    0 => f64::INFINITY,
+                    _ => next(1000) as f64 / 7.0,
+                };
+                let any =
+                    if next(2) == 0 { Value::Int(next(100) as i64) } else { Value::Float(next(100) as f64 / 3.0) };
+                let r = Row::new(vec![
+                    Value::Int(next(groups) as i64),
+                    Value::Int(next(1000) as i64),
+                    Value::Float(float),
+                    Value::text(format!("t{}", next(100))),
+                    any,
+                ]);
+                held.push(r.clone());
+                delta.push(r, 1);
+            }
+        }
+        delta
+    }
+
+    #[test]
+    fn a_restored_state_steps_as_the_saved_one() {
+        for group_by in [vec![Expr::col(0)], vec![]] {
+            let mut a = Aggregate::new(group_by.clone(), every_saved_kind());
+            let mut held = Vec::new();
+            let mut next = crate::operator::xorshift(0x2545_F491u64);
+            for _ in 0..3 {
+                a.step(&[&random_delta(&mut next, &mut held, 40)]);
+            }
+            let saved = a.save().expect("these accumulators are saved");
+            let mut b = Aggregate::new(group_by.clone(), every_saved_kind());
+            assert!(b.restore(&saved));
+            let output = |x: &Aggregate| x.current_output().unwrap().consolidated();
+            assert_eq!(output(&b), output(&a));
+            // Groups changed, emptied and born again, an infinity taken away: the same
+            // changes from both, to the bit.
+            for round in 0..6 {
+                let delta = random_delta(&mut next, &mut held, 40);
+                let (x, y) = (a.step(&[&delta]).consolidated(), b.step(&[&delta]).consolidated());
+                assert_eq!(format!("{x:?}"), format!("{y:?}"), "round {round} of {group_by:?}");
+            }
+            assert!(!b.restore(&saved), "a state goes only into an empty aggregate");
+        }
+    }
+
+    #[test]
+    fn a_state_that_does_not_read_is_refused_and_distinct_is_not_saved() {
+        let mut a = Aggregate::new(vec![Expr::col(0)], every_saved_kind());
+        let mut next = crate::operator::xorshift(7);
+        a.step(&[&random_delta(&mut next, &mut Vec::new(), 5)]);
+        let saved = a.save().unwrap();
+        let fresh = || Aggregate::new(vec![Expr::col(0)], every_saved_kind());
+        let cut: Vec<Row> = saved.iter().map(|r| Row::new(r.to_vec()[..r.len() - 1].to_vec())).collect();
+        let twice: Vec<Row> = saved.iter().chain(&saved).cloned().collect();
+        let mut other_kind = saved[0].to_vec();
+        other_kind[2] = Value::Int(99);
+        for bad in [cut, twice, vec![Row::new(other_kind)]] {
+            let mut b = fresh();
+            assert!(!b.restore(&bad));
+            assert!(b.current_output().unwrap().is_empty(), "nothing taken from a refused state");
+        }
+        let mut distinct = calls();
+        distinct[1].distinct = true;
+        let mut d = Aggregate::new(vec![Expr::col(0)], distinct);
+        d.step(&[&zset! { row!["a", 1] => 1 }]);
+        assert!(d.save().is_none());
     }
 
     #[test]

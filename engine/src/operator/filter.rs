@@ -23,6 +23,10 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         self.evaluate(input_deltas).expect("stateless")
     }

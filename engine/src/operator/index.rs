@@ -50,6 +50,18 @@ impl Key {
         }
     }
 
+    /// The key of these values (as [`Key::eval`] makes it of as many expressions).
+    pub fn from_values(mut values: Vec<Value>) -> Key {
+        match values.len() {
+            1 => Key::One(values.pop().expect("one value")),
+            2 => {
+                let b = values.pop().expect("two values");
+                Key::Two([values.pop().expect("two values"), b])
+            }
+            _ => Key::Many(values.into_boxed_slice()),
+        }
+    }
+
     /// `exprs` evaluated on `row`.
     pub fn eval<R: Columns + ?Sized>(exprs: &[Expr], row: &R) -> Key {
         match exprs {

@@ -98,6 +98,10 @@ impl Join {
 }
 
 impl Operator for Join {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         let (left_delta, right_delta) = (input_deltas[0], input_deltas[1]);
         let (left, right) = (self.left.read(), self.right.read());

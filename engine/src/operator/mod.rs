@@ -31,6 +31,7 @@ pub mod values;
 
 use std::fmt::Debug;
 
+use crate::row::Row;
 use crate::zset::ZSet;
 
 /// An incremental relational operator.
@@ -76,6 +77,26 @@ pub trait Operator: Send + Debug {
     /// Approximate heap bytes held as state.
     fn state_bytes(&self) -> usize {
         0
+    }
+
+    /// Whether the operator keeps state of its own: not a filter, a projection or a
+    /// union, nor a join, whose state is the graph's arrangements of its inputs. A new
+    /// node whose operator keeps none is not filled when nothing reads its output.
+    fn keeps_state(&self) -> bool {
+        true
+    }
+
+    /// The operator's state as rows, for a checkpoint (see [`crate::dataflow`]): a
+    /// restart takes it back instead of computing it again from the inputs. `None`
+    /// where the state is not saved (it is then computed again).
+    fn save(&self) -> Option<Vec<Row>> {
+        None
+    }
+
+    /// Takes, in place of a new operator's empty state, the state
+    /// [`Operator::save`] gave; `false`, with nothing changed, if `saved` is not one.
+    fn restore(&mut self, _saved: &[Row]) -> bool {
+        false
     }
 }
 

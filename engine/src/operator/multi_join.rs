@@ -275,6 +275,10 @@ impl<'a> Probes<'a> {
 }
 
 impl Operator for MultiJoin {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         let probes = Probes::new(&self.indexes, input_deltas);
         let mut out = ZSet::new();

@@ -24,6 +24,10 @@ impl Project {
 }
 
 impl Operator for Project {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         self.evaluate(input_deltas).expect("stateless")
     }

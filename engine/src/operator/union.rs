@@ -10,6 +10,10 @@ use super::Operator;
 pub struct Union;
 
 impl Operator for Union {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         self.evaluate(input_deltas).expect("stateless")
     }
