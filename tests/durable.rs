@@ -167,22 +167,34 @@ fn same_as(e: &Engine, reference: &Engine) {
     }
 }
 
+/// A durable engine in `dir` and an in-memory one, set up alike with every view.
+fn twins(dir: &Path) -> (Engine, Engine) {
+    let pair = (Engine::in_memory_durable(dir).unwrap(), Engine::in_memory());
+    for x in [&pair.0, &pair.1] {
+        setup(x, 30);
+        for sql in [EXTREMES, SENT, RECEIVED] {
+            x.from_sql(sql).unwrap();
+        }
+    }
+    pair
+}
+
+/// [`twins`] after transfers `0..checkpointed`, a checkpoint, then transfers up to
+/// `then`.
+fn checkpointed_twins(dir: &Path, checkpointed: i64, then: i64) -> (Engine, Engine) {
+    let (e, reference) = twins(dir);
+    transfers([&e, &reference], 0..checkpointed);
+    e.checkpoint().unwrap();
+    transfers([&e, &reference], checkpointed..then);
+    (e, reference)
+}
+
 #[test]
 fn a_restart_takes_the_views_state_from_the_checkpoint_then_the_log_after_it() {
     let dir = TempDir::new("durable-states");
-    let reference = Engine::in_memory();
-    {
-        let e = Engine::in_memory_durable(&dir.0).unwrap();
-        for x in [&e, &reference] {
-            setup(x, 30);
-            x.from_sql(EXTREMES).unwrap();
-            x.from_sql(SENT).unwrap();
-            x.from_sql(RECEIVED).unwrap();
-        }
-        transfers([&e, &reference], 0..300);
-        e.checkpoint().unwrap();
+    let reference = {
         // After the checkpoint: updates, inserts and deletions, copies in a bag.
-        transfers([&e, &reference], 300..450);
+        let (e, reference) = checkpointed_twins(&dir.0, 300, 450);
         for x in [&e, &reference] {
             x.execute(
                 "INSERT INTO note VALUES ('a'); INSERT INTO note VALUES ('a'); INSERT INTO note VALUES ('b');
@@ -196,7 +208,8 @@ fn a_restart_takes_the_views_state_from_the_checkpoint_then_the_log_after_it() {
         // Dropped, not closed: no checkpoint at the end (closing writes one only past
         // megabytes of log anyway).
         drop(e);
-    }
+        reference
+    };
     for round in 0..2 {
         let e = Engine::in_memory_durable(&dir.0).unwrap();
         // The aggregates of TOTAL, PER_OWNER, MOVED, EXTREMES, SENT and RECEIVED:
@@ -213,21 +226,14 @@ fn a_restart_takes_the_views_state_from_the_checkpoint_then_the_log_after_it() {
 #[test]
 fn a_table_made_after_the_checkpoint_makes_the_restart_compute_the_views() {
     let dir = TempDir::new("durable-states-made");
-    let reference = Engine::in_memory();
-    {
-        let e = Engine::in_memory_durable(&dir.0).unwrap();
-        for x in [&e, &reference] {
-            setup(x, 30);
-            x.from_sql(EXTREMES).unwrap();
-        }
-        transfers([&e, &reference], 0..100);
-        e.checkpoint().unwrap();
-        transfers([&e, &reference], 100..150);
+    let reference = {
+        let (e, reference) = checkpointed_twins(&dir.0, 100, 150);
         for x in [&e, &reference] {
             x.execute("CREATE TABLE later (x INTEGER); INSERT INTO later VALUES (1)").unwrap();
         }
         e.close();
-    }
+        reference
+    };
     let e = Engine::in_memory_durable(&dir.0).unwrap();
     assert_eq!(e.stats().restored_nodes, 0, "the states were of the tables the checkpoint held");
     same_as(&e, &reference);
