@@ -337,3 +337,31 @@ fn small_wrong_acceptances_are_refused() {
     assert!(err.to_string().contains("names column id twice"), "{err}");
     assert!(e.database().table_rows("orders").unwrap().is_empty());
 }
+
+/// A long run of inserts (stored in bulk) followed by a change that fails: the whole
+/// transaction is taken back, the run's rows with it, in both kinds of table.
+#[test]
+fn a_run_of_inserts_before_a_failing_change_is_taken_back() {
+    let e = engine();
+    let count = e.from_sql("SELECT COUNT(*), SUM(amount) FROM orders").unwrap();
+    let tags = e.from_sql("SELECT name, n FROM tags").unwrap();
+    e.apply([Change::insert("orders", vec![Value::Int(-1), Value::Int(1), Value::Float(1.0), Value::Null])]).unwrap();
+    let orders = (0..500)
+        .map(|i| Change::insert("orders", vec![Value::Int(i), Value::Int(i % 7), Value::Float(2.0), Value::Null]));
+    let bag = (0..500).map(|i| Change::insert("tags", vec![Value::text("t"), Value::Int(i % 3)]));
+    for failing in [
+        Change::insert("orders", vec![Value::Int(-1), Value::Int(2), Value::Null, Value::Null]),
+        Change::insert("nope", vec![Value::Int(1)]),
+    ] {
+        let err = e.apply(orders.clone().chain(bag.clone()).chain([failing])).unwrap_err();
+        assert!(matches!(err, Error::Constraint(_) | Error::Schema(_)), "{err}");
+        assert_eq!(e.database().table_rows("orders").unwrap().len(), 1, "the run's rows were taken out again");
+        assert!(e.database().table_rows("tags").unwrap().is_empty());
+        assert_eq!(count.rows().unwrap()[0].to_vec(), vec![Value::Int(1), Value::Float(1.0)]);
+        assert!(tags.rows().unwrap().is_empty());
+    }
+    // Nothing of them left behind: the same rows go in now.
+    e.apply(orders.chain(bag)).unwrap();
+    assert_eq!(count.rows().unwrap()[0].to_vec(), vec![Value::Int(501), Value::Float(1001.0)]);
+    assert_eq!(tags.len().unwrap(), 500);
+}

@@ -804,6 +804,12 @@ impl Writer {
         for u in undo.into_iter().rev() {
             match u {
                 Undo::Inserted(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").unstore(&row),
+                Undo::InsertedRun(t, rows) => {
+                    let table = self.tables[t.0 as usize].as_mut().expect("exists");
+                    for (row, _) in &self.pending[t.0 as usize].as_slice()[rows] {
+                        table.unstore(row);
+                    }
+                }
                 Undo::Removed(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").store(row),
             }
         }
