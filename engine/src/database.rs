@@ -544,8 +544,6 @@ impl Database {
     pub fn offer_states(&self, states: Vec<SavedState>) {
         let mut w = self.shared.writer.lock();
         w.offered = states.into_iter().collect();
-        // The views about to be registered read the same tables, unchanged.
-        w.dataflow.keep_contents(true);
     }
 
     /// Drops the offered states that no view took.
@@ -778,7 +776,6 @@ impl Writer {
         if !self.offered.is_empty() {
             self.offered = SavedStates::default();
         }
-        self.dataflow.keep_contents(false);
     }
 
     /// The states of the operators that save theirs, computed from the journaled

@@ -69,7 +69,7 @@ use crate::plan::{JoinKind, Plan, TableId};
 use crate::profile::{NodeProfile, Stopwatch};
 use crate::table::Table;
 use crate::workers::Workers;
-use crate::zset::ZSet;
+use crate::zset::{Borrowed, ZSet};
 
 /// The nodes and, per edge, the input port it feeds.
 type Graph = StableDiGraph<Node, usize>;
@@ -183,9 +183,34 @@ pub(crate) struct Dataflow {
     constants: Vec<NodeIndex>,
     /// Nodes filled from a saved state rather than computed (see [`Dataflow::initialize`]).
     restored: usize,
-    /// While a restart registers its views again: each table's contents, taken once
-    /// for all of them (see [`Dataflow::keep_contents`]).
-    kept_contents: Option<HashMap<TableId, ZSet>>,
+}
+
+/// A node's whole output while new nodes are filled: computed, or a table's rows
+/// borrowed (see [`Borrowed`]).
+enum Output<'t> {
+    Computed(ZSet),
+    Table(Borrowed<'t>),
+}
+
+impl std::ops::Deref for Output<'_> {
+    type Target = ZSet;
+
+    fn deref(&self) -> &ZSet {
+        match self {
+            Output::Computed(z) => z,
+            Output::Table(b) => b,
+        }
+    }
+}
+
+impl Output<'_> {
+    /// The output as a Z-set of its own (a table's rows counted).
+    fn into_owned(self) -> ZSet {
+        match self {
+            Output::Computed(z) => z,
+            Output::Table(b) => ZSet::clone(&b),
+        }
+    }
 }
 
 /// A node's totals while profiling.
@@ -271,29 +296,6 @@ impl Dataflow {
             }
         }
         states
-    }
-
-    /// Keeps each table's contents, once taken to fill new nodes, for the next views
-    /// registered (`true`), or lets them go (`false`). For a restart, which registers
-    /// every view again over tables that do not change meanwhile.
-    pub fn keep_contents(&mut self, on: bool) {
-        self.kept_contents = on.then(HashMap::new);
-    }
-
-    /// The contents of table `t`: kept ones if there are.
-    fn contents_of(&mut self, t: TableId, tables: &[Option<Table>]) -> ZSet {
-        match self.kept_contents.as_mut().and_then(|k| k.remove(&t)) {
-            Some(z) => z,
-            None => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
-        }
-    }
-
-    /// Lets go of the output of `node` that filling new nodes computed: kept if it is
-    /// a table's contents and contents are being kept.
-    fn let_go(&mut self, node: NodeIndex, out: ZSet) {
-        if let (Some(kept), NodeKind::Source(t)) = (&mut self.kept_contents, &self.graph[node].kind) {
-            kept.insert(*t, out);
-        }
     }
 
     /// How many nodes were filled from a saved state.
@@ -664,15 +666,16 @@ impl Dataflow {
         }
     }
 
-    fn fill(
+    fn fill<'t>(
         &mut self,
         created: &[NodeIndex],
         root: NodeIndex,
-        tables: &[Option<Table>],
+        tables: &'t [Option<Table>],
         saved: &mut SavedStates,
     ) -> ZSet {
-        // Each node's whole output, computed once however many nodes read it.
-        let mut outputs: HashMap<NodeIndex, ZSet> = HashMap::new();
+        // Each node's whole output, computed once however many nodes read it (a
+        // table's, borrowed).
+        let mut outputs: HashMap<NodeIndex, Output<'t>> = HashMap::new();
         let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
         // New arrangements of nodes that existed already hold their current output;
         // those of new nodes are filled as each node is, before its consumers step.
@@ -682,7 +685,7 @@ impl Dataflow {
         for (node, _) in &existing {
             self.keep_output(*node, tables, &mut outputs);
         }
-        let took = fill_arrangements(existing.iter().map(|(n, a)| (a, &outputs[n])), timed);
+        let took = fill_arrangements(existing.iter().map(|(n, a)| (a, &*outputs[n])), timed);
         for ((node, _), took) in existing.iter().zip(took) {
             if let Some(t) = self.timing_of(*node) {
                 t.arrangements += took;
@@ -718,15 +721,11 @@ impl Dataflow {
                 for i in &inputs {
                     self.keep_output(*i, tables, &mut outputs);
                 }
-                let refs: Vec<&ZSet> = inputs.iter().map(|i| &outputs[i]).collect();
+                let refs: Vec<&ZSet> = inputs.iter().map(|i| &*outputs[i]).collect();
                 let watch = Stopwatch::start(timed);
                 let out = match &mut self.graph[n].kind {
-                    NodeKind::Source(t) => {
-                        let t = *t;
-                        drop(refs);
-                        self.contents_of(t, tables)
-                    }
-                    NodeKind::Op(op) => op.get_mut().initial(&refs),
+                    NodeKind::Source(t) => table_output(tables, *t),
+                    NodeKind::Op(op) => Output::Computed(op.get_mut().initial(&refs)),
                 };
                 if let Some(t) = self.timing_of(n) {
                     t.steps += 1;
@@ -736,32 +735,26 @@ impl Dataflow {
                 for i in &inputs {
                     let left = readers.get_mut(i).expect("counted");
                     *left -= 1;
-                    if *left == 0
-                        && *i != root
-                        && let Some(out) = outputs.remove(i)
-                    {
-                        self.let_go(*i, out);
+                    if *left == 0 && *i != root {
+                        outputs.remove(i);
                     }
                 }
                 out
             } else if restored.contains(&n) && read.contains(&n) {
                 let NodeKind::Op(op) = &mut self.graph[n].kind else { unreachable!("sources are not restored") };
-                op.get_mut().current_output().expect("an operator that saves state knows its output")
+                Output::Computed(op.get_mut().current_output().expect("an operator that saves state knows its output"))
             } else {
                 // Restored, or computing nothing anyone reads.
                 continue;
             };
-            let took = fill_arrangements(unfilled.iter().filter(|(node, _)| *node == n).map(|(_, a)| (a, &out)), timed);
+            let took =
+                fill_arrangements(unfilled.iter().filter(|(node, _)| *node == n).map(|(_, a)| (a, &*out)), timed);
             if let Some(t) = self.timing_of(n) {
                 t.arrangements += took.into_iter().sum::<Duration>();
             }
             outputs.insert(n, out);
         }
-        let out = outputs.remove(&root).unwrap_or_else(|| self.current_output(root, tables));
-        for (n, rest) in outputs {
-            self.let_go(n, rest);
-        }
-        out
+        outputs.remove(&root).map_or_else(|| self.current_output(root, tables), Output::into_owned)
     }
 
     /// Gives the operators of the new nodes in `order` the states `saved` holds for
@@ -786,14 +779,19 @@ impl Dataflow {
 
     /// Puts `node`'s current output in `outputs` unless it is there (timed as the
     /// node's step while profiling).
-    fn keep_output(&mut self, node: NodeIndex, tables: &[Option<Table>], outputs: &mut HashMap<NodeIndex, ZSet>) {
+    fn keep_output<'t>(
+        &mut self,
+        node: NodeIndex,
+        tables: &'t [Option<Table>],
+        outputs: &mut HashMap<NodeIndex, Output<'t>>,
+    ) {
         if outputs.contains_key(&node) {
             return;
         }
         let watch = Stopwatch::start(self.timing.is_some());
         let out = match self.graph[node].kind {
-            NodeKind::Source(t) => self.contents_of(t, tables),
-            NodeKind::Op(_) => self.current_output(node, tables),
+            NodeKind::Source(t) => table_output(tables, t),
+            NodeKind::Op(_) => Output::Computed(self.current_output(node, tables)),
         };
         if let Some(t) = self.timing_of(node) {
             watch.add_to(&mut t.step);
@@ -979,6 +977,14 @@ fn output_of(graph: &Graph, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
                 op.evaluate(&refs).expect("an operator without current output is stateless")
             })
         }
+    }
+}
+
+/// The rows of table `t`, borrowed, as a source node's output.
+fn table_output(tables: &[Option<Table>], t: TableId) -> Output<'_> {
+    match &tables[t.0 as usize] {
+        Some(table) => Output::Table(table.borrowed()),
+        None => Output::Computed(ZSet::new()),
     }
 }
 

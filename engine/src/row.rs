@@ -240,6 +240,28 @@ impl Row {
     }
 }
 
+impl Row {
+    /// A second handle to this row that was not counted (see
+    /// [`crate::zset::Borrowed`]): reading through it touches nothing but the row.
+    ///
+    /// # Safety
+    ///
+    /// The handle must be forgotten, never dropped, and not used once the row's counted
+    /// handles are all gone.
+    #[inline]
+    pub(crate) unsafe fn uncounted(&self) -> Row {
+        Row(self.0)
+    }
+}
+
+#[cfg(test)]
+impl Row {
+    /// How many handles the row has.
+    pub(crate) fn handles(&self) -> u32 {
+        self.header().count.load(AtomicOrdering::Relaxed)
+    }
+}
+
 impl Clone for Row {
     #[inline]
     fn clone(&self) -> Row {

@@ -24,7 +24,7 @@ use crate::row::{Columns, Row};
 use crate::types::{Column, DataType, TableSchema};
 use crate::value::{Str, Value};
 use crate::workers::Cost;
-use crate::zset::{Weight, ZSet};
+use crate::zset::{Borrowed, Weight, ZSet};
 
 /// What to do to put a table back after a failed transaction.
 #[derive(Debug)]
@@ -129,6 +129,14 @@ impl Table {
                 })
             }
             Rows::Bag { rows, .. } => rows.iter().map(|(r, w)| (r.clone(), *w)).collect(),
+        }
+    }
+
+    /// Every row, borrowed (see [`Borrowed`]): only the index is read.
+    pub fn borrowed(&self) -> Borrowed<'_> {
+        match &self.rows {
+            Rows::Keyed { rows, .. } => Borrowed::new(rows.iter().map(|r| (r, 1))),
+            Rows::Bag { rows, .. } => Borrowed::new(rows.iter().map(|(r, w)| (r, *w))),
         }
     }
 
@@ -798,6 +806,28 @@ mod tests {
                 assert_eq!(many.contents().consolidated(), one.contents().consolidated());
             }
         }
+    }
+
+    #[test]
+    fn borrowed_rows_are_read_without_counting_them() {
+        let mut t = orders();
+        let (mut undo, mut delta) = (Vec::new(), ZSet::new());
+        let run = (0..100).map(|i| RowData::Values(vec![i.into(), 1.into(), "n".into()])).collect();
+        t.insert_many(run, &mut undo, &mut delta).unwrap();
+        drop((undo, delta));
+        let counts = |t: &Table| t.contents().iter().map(|(r, _)| r.handles() - 1).collect::<Vec<_>>();
+        assert!(counts(&t).iter().all(|&c| c == 1), "the table's own handle only");
+        let taken: Vec<Row> = {
+            let b = t.borrowed();
+            assert_eq!(b.len(), 100);
+            assert!(b.iter().all(|(r, w)| r.handles() == 1 && *w == 1), "nothing counted");
+            assert_eq!(ZSet::clone(&b).consolidated(), t.contents().consolidated());
+            b.iter().take(10).map(|(r, _)| r.clone()).collect()
+        };
+        // The set is gone, the rows taken from it are counted, the table's are intact.
+        assert!(taken.iter().all(|r| r.handles() == 2));
+        drop(taken);
+        assert!(counts(&t).iter().all(|&c| c == 1));
     }
 
     #[test]
