@@ -47,6 +47,7 @@ pub type SavedState = (Arc<str>, Vec<Row>);
 
 /// The layout of saved operator states. A journal keeps it beside the states it
 /// stores, and gives back only states of this layout: the others are computed again.
+/// Raise it whenever what an operator saves, or what its state means, changes.
 pub const STATE_LAYOUT: u32 = 1;
 
 /// Receives what a durable engine commits (see the module docs).
