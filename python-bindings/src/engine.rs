@@ -256,7 +256,8 @@ impl Engine {
         self.run(py, changes)
     }
 
-    /// Sizes of what the engine holds: tables, rows, views, arrangements, bytes.
+    /// Sizes of what the engine holds: tables, rows, views, arrangements, bytes; and
+    /// how many view nodes a restart took from a checkpoint instead of computing them.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.engine()?.stats();
         let d = PyDict::new(py);
@@ -266,6 +267,7 @@ impl Engine {
         d.set_item("table_index_bytes", s.table_index_bytes)?;
         d.set_item("operator_state_bytes", s.operator_state_bytes)?;
         d.set_item("view_state_bytes", s.view_state_bytes)?;
+        d.set_item("restored_nodes", s.restored_nodes)?;
         Ok(d)
     }
 

@@ -39,6 +39,29 @@ APP = textwrap.dedent(
 )
 
 
+def test_a_restart_after_a_checkpoint_takes_the_views_state_from_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    engine = ciuf.Engine(state_dir=state)
+    engine.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL, amount REAL NOT NULL)")
+    totals = engine.create_view(
+        "totals", "SELECT customer, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY customer"
+    )
+    engine.insert_many("orders", [{"id": i, "customer": f"c{i % 7}", "amount": i / 3} for i in range(5_000)])
+    engine.checkpoint()
+    # After the checkpoint, in the log: an insert and a delete.
+    engine.on_insert("orders", {"id": 5_000, "customer": "c9", "amount": 2.5})
+    engine.on_delete("orders", {"id": 3, "customer": "c3", "amount": 1.0})
+    expected = sorted(totals.query().to_dicts(), key=lambda r: r["customer"])
+    engine.close()
+
+    engine = ciuf.Engine(state_dir=state)
+    assert engine.stats()["restored_nodes"] == 1, "the aggregate's state came from the checkpoint"
+    totals = engine.view("totals")
+    assert totals is not None
+    assert sorted(totals.query().to_dicts(), key=lambda r: r["customer"]) == expected
+    engine.close()
+
+
 @pytest.mark.parametrize("durability", ["sync", "grouped"])
 def test_an_app_killed_and_restarted_keeps_its_tables_and_views(tmp_path: Path, durability: str) -> None:
     state = tmp_path / "state"
