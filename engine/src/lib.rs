@@ -65,7 +65,7 @@ pub use profile::{NodeProfile, Profile};
 pub use row::Row;
 pub use table::coerce;
 pub use types::{Column, DataType, TableSchema};
-pub use value::{Str, Value};
+pub use value::{Str, TextInterner, Value};
 pub use view::{PartialLimits, View, ViewId};
 pub use zset::{Weight, ZSet};
 

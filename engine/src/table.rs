@@ -22,7 +22,7 @@ use crate::error::{ConstraintError, Error, Result, SchemaError, nearest_name};
 use crate::plan::TableId;
 use crate::row::{Columns, Row};
 use crate::types::{Column, DataType, TableSchema};
-use crate::value::{Str, Value};
+use crate::value::{TextInterner, Value};
 use crate::workers::Cost;
 use crate::zset::{Borrowed, Weight, ZSet};
 
@@ -54,40 +54,7 @@ pub(crate) struct Table {
     rows: Rows,
     hasher: DefaultHashBuilder,
     /// Per column: the interner of its short text values, while it has few of them.
-    interners: Vec<Option<Interner>>,
-}
-
-/// Text values of a column with few distinct values (statuses, categories, regions)
-/// share one allocation each, so repeated text costs a pointer rather than a copy.
-/// A column that shows many distinct values stops being interned.
-#[derive(Debug, Default)]
-struct Interner {
-    values: hashbrown::HashSet<Str>,
-}
-
-/// Distinct values past which a column stops being interned.
-const INTERN_MAX_DISTINCT: usize = 1024;
-/// Longer text is never interned.
-const INTERN_MAX_LEN: usize = 48;
-
-impl Interner {
-    /// Replaces `v` by the shared copy of its text; `false` once the column has too many
-    /// distinct values to be worth interning.
-    fn intern(&mut self, v: &mut Value) -> bool {
-        let Value::Text(s) = v else { return true };
-        if s.len() > INTERN_MAX_LEN {
-            return true;
-        }
-        if let Some(shared) = self.values.get(s.as_str()) {
-            *s = shared.clone();
-            return true;
-        }
-        if self.values.len() >= INTERN_MAX_DISTINCT {
-            return false;
-        }
-        self.values.insert(s.clone());
-        true
-    }
+    interners: Vec<Option<TextInterner>>,
 }
 
 impl Table {
@@ -98,7 +65,7 @@ impl Table {
             None => Rows::Bag { rows: HashMap::new(), len: 0 },
         };
         let interners =
-            schema.columns.iter().map(|c| (c.data_type == DataType::Text).then(Interner::default)).collect();
+            schema.columns.iter().map(|c| (c.data_type == DataType::Text).then(TextInterner::default)).collect();
         Table { id, schema: Arc::new(schema), rows, hasher: DefaultHashBuilder::default(), interners }
     }
 

@@ -93,6 +93,62 @@ impl From<String> for Str {
     }
 }
 
+/// Text values of a column with few distinct values (statuses, categories, regions)
+/// share one allocation each, so repeated text costs a pointer rather than a copy: a
+/// table's rows as they are inserted, a state directory's as they are read back. A
+/// column that shows many distinct values stops being interned.
+#[derive(Debug, Default)]
+pub struct TextInterner {
+    values: hashbrown::HashSet<Str>,
+    full: bool,
+}
+
+/// Distinct values past which a column stops being interned.
+const INTERN_MAX_DISTINCT: usize = 1024;
+/// Longer text is never interned.
+const INTERN_MAX_LEN: usize = 48;
+
+impl TextInterner {
+    /// The shared copy of `s` (`make` gives it when it is new), unless `s` is too long
+    /// or the column has too many distinct values.
+    fn shared(&mut self, s: &str, make: impl FnOnce() -> Str) -> Option<Str> {
+        if s.len() > INTERN_MAX_LEN {
+            return None;
+        }
+        if let Some(shared) = self.values.get(s) {
+            return Some(shared.clone());
+        }
+        if self.values.len() >= INTERN_MAX_DISTINCT {
+            self.full = true;
+            return None;
+        }
+        let new = make();
+        self.values.insert(new.clone());
+        Some(new)
+    }
+
+    /// Replaces `v` by the shared copy of its text; `false` once the column has too many
+    /// distinct values to be worth interning.
+    pub fn intern(&mut self, v: &mut Value) -> bool {
+        if let Value::Text(s) = v
+            && let Some(shared) = self.shared(s.as_str(), || s.clone())
+        {
+            *s = shared;
+        }
+        !self.full
+    }
+
+    /// `s` as a text value, shared if it is interned.
+    pub fn text(&mut self, s: &str) -> Value {
+        self.shared(s, || Str::from(s)).map_or_else(|| Value::text(s), Value::Text)
+    }
+
+    /// Whether the column has shown too many distinct values to be worth interning.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+}
+
 impl fmt::Debug for Str {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)

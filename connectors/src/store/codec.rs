@@ -3,11 +3,10 @@
 //! the small integers and short texts most rows hold, and read back without copying
 //! more than the values themselves.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use ciuf_engine::view::PartialLimits;
-use ciuf_engine::{Column, DataType, Decimal, Row, Str, TableSchema, Value};
+use ciuf_engine::{Column, DataType, Decimal, Row, TableSchema, TextInterner, Value};
 
 /// Bytes being written.
 #[derive(Debug, Default)]
@@ -409,38 +408,25 @@ mod tests {
     }
 }
 
-/// The text values of one table's columns, shared while its rows are read: a column
-/// of few distinct short values (a status, a region) gets one allocation per value,
-/// as the engine's tables give it when rows are inserted, instead of one per row.
+/// The text values of one table's columns, shared while its rows are read (as the
+/// engine's tables share them on insert: [`TextInterner`]), instead of one allocation
+/// per row.
 #[derive(Debug, Default)]
 pub struct SharedTexts {
-    /// Per column: its values so far, until it shows too many to share.
-    columns: Vec<Option<HashSet<Str>>>,
+    /// Per column: its interner, until it shows too many distinct values.
+    columns: Vec<Option<TextInterner>>,
 }
-
-/// Distinct values past which a column's text is no longer shared.
-const SHARE_MAX_DISTINCT: usize = 1024;
-/// Longer text is never shared.
-const SHARE_MAX_LEN: usize = 48;
 
 impl SharedTexts {
     fn text(&mut self, column: usize, s: &str) -> Value {
-        if s.len() > SHARE_MAX_LEN {
-            return Value::text(s);
-        }
         if self.columns.len() <= column {
-            self.columns.resize_with(column + 1, || Some(HashSet::new()));
+            self.columns.resize_with(column + 1, || Some(TextInterner::default()));
         }
-        let Some(values) = &mut self.columns[column] else { return Value::text(s) };
-        if let Some(shared) = values.get(s) {
-            return Value::Text(shared.clone());
-        }
-        if values.len() >= SHARE_MAX_DISTINCT {
+        let Some(interner) = &mut self.columns[column] else { return Value::text(s) };
+        let v = interner.text(s);
+        if interner.is_full() {
             self.columns[column] = None;
-            return Value::text(s);
         }
-        let shared = Str::from(s);
-        values.insert(shared.clone());
-        Value::Text(shared)
+        v
     }
 }
