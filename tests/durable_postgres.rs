@@ -176,6 +176,28 @@ fn a_restart_resumes_on_the_kept_slot_without_a_copy() {
     assert!(!dir.0.exists());
 }
 
+/// A first start that died after putting a table in its publication and before loading
+/// it leaves the table published: the next start loads it all the same.
+#[test]
+fn a_table_left_in_the_publication_by_a_start_that_died_is_loaded() {
+    let server = bank();
+    let dir = TempDir::new("durable-pg-published");
+    let mut c = server.client();
+    Engine::open_with(&server.url(), options(&dir.0)).unwrap().close();
+    let publication = {
+        let (state, _) =
+            ciuf::connectors::store::StateDir::open(&dir.0, ciuf::connectors::store::StoreOptions::default()).unwrap();
+        state.meta(ciuf::connectors::postgres::PUBLICATION_KEY).expect("the publication's name is kept")
+    };
+    c.batch_execute(&format!("CREATE PUBLICATION \"{publication}\" FOR TABLE acct")).unwrap();
+    let e = Engine::open_with(&server.url(), options(&dir.0)).unwrap();
+    register(&e);
+    for n in 0..20 {
+        transfer(&mut c, n);
+    }
+    check(&e, &mut c);
+}
+
 /// The follower a crash test kills (see `a_follower_killed_at_any_moment_comes_back_exact`).
 #[test]
 #[ignore = "the child process of a_follower_killed_at_any_moment_comes_back_exact"]

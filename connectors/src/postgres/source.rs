@@ -655,23 +655,25 @@ impl Task {
                 .map_err(query_error)?
                 .is_empty();
             let sql = if exists {
-                format!("ALTER PUBLICATION {quoted} ADD TABLE {list}")
+                // A start that died after publishing a table and before loading it
+                // left the table in the publication: only the others are added.
+                let mut missing = Vec::new();
+                for t in tables {
+                    if !self.published(&t.qualified).await? {
+                        missing.push(t.qualified.as_str());
+                    }
+                }
+                if missing.is_empty() {
+                    return Ok(());
+                }
+                format!("ALTER PUBLICATION {quoted} ADD TABLE {}", missing.join(", "))
             } else {
                 format!("CREATE PUBLICATION {quoted} FOR TABLE {list}")
             };
             self.control.batch_execute(&sql).await.map_err(query_error)?;
         } else {
             for t in tables {
-                let found = self
-                    .control
-                    .query(
-                        "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND \
-                         (quote_ident(schemaname) || '.' || quote_ident(tablename)) = $2",
-                        &[&self.publication, &t.qualified],
-                    )
-                    .await
-                    .map_err(query_error)?;
-                if found.is_empty() {
+                if !self.published(&t.qualified).await? {
                     return Err(PgError::Schema(format!(
                         "publication {} does not publish {}: ALTER PUBLICATION {quoted} ADD TABLE {}",
                         self.publication, t.qualified, t.qualified
@@ -680,6 +682,20 @@ impl Task {
             }
         }
         Ok(())
+    }
+
+    /// Whether the publication publishes the table `qualified` (quoted schema and name).
+    async fn published(&self, qualified: &str) -> Result<bool, PgError> {
+        let found = self
+            .control
+            .query(
+                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND \
+                 (quote_ident(schemaname) || '.' || quote_ident(tablename)) = $2",
+                &[&self.publication, &qualified],
+            )
+            .await
+            .map_err(query_error)?;
+        Ok(!found.is_empty())
     }
 
     /// The first tables: the slot, the snapshot, the stream.
