@@ -192,6 +192,13 @@ impl Engine {
         let (state, mut recovered) = StateDir::open(dir, store)?;
         check_source(&state, &identity, &recovered)?;
         state.set_meta("dialect", "postgres")?;
+        if recovered.position.is_none() {
+            // Tables kept without a position (a first start died between its copies
+            // and their position, before that was recorded with them): nothing can
+            // follow them from where they are, so they are loaded again.
+            let names: Vec<String> = recovered.tables.iter().map(|t| t.schema.name.clone()).collect();
+            recovered.meta.insert(ciuf_connectors::postgres::LOADING_KEY.to_string(), names.join("\n"));
+        }
         let partial = drop_interrupted(&mut recovered, ciuf_connectors::postgres::LOADING_KEY);
         let mut engine = Engine::with_dialect(Dialect::Postgres).with_threads(threads);
         let (restored, unrestored) = engine.restore_state(&state, recovered)?;

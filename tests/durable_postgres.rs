@@ -63,12 +63,15 @@ fn options(state: &Path) -> OpenOptions {
     OpenOptions { state_dir: Some(state.to_path_buf()), ..OpenOptions::default() }
 }
 
+/// Registers the views a follower keeps (each one that a killed follower did not get
+/// to register; a restart brings back those it did).
 fn register(e: &Engine) {
-    if e.view("total").is_none() {
-        e.create_view("total", TOTAL).unwrap();
-        e.create_view("per_branch", PER_BRANCH).unwrap();
-        e.from_sql(MOVES).unwrap();
+    for (name, sql) in [("total", TOTAL), ("per_branch", PER_BRANCH)] {
+        if e.view(name).is_none() {
+            e.create_view(name, sql).unwrap();
+        }
     }
+    e.from_sql(MOVES).unwrap();
 }
 
 fn text(v: &Value) -> String {
@@ -193,6 +196,47 @@ fn a_table_left_in_the_publication_by_a_start_that_died_is_loaded() {
     let e = Engine::open_with(&server.url(), options(&dir.0)).unwrap();
     register(&e);
     for n in 0..20 {
+        transfer(&mut c, n);
+    }
+    check(&e, &mut c);
+}
+
+/// Tables a state directory kept without a source position (a first start that died
+/// after its copies and before their position was recorded) are loaded again: nothing
+/// could follow them from where they are.
+#[test]
+fn tables_kept_without_a_position_are_loaded_again() {
+    use ciuf::core::{Journal, Row, ZSet, journal::Committed};
+    let server = bank();
+    let dir = TempDir::new("durable-pg-no-position");
+    let mut c = server.client();
+    // acct's schema as the source makes it.
+    let schema = {
+        let e = Engine::open(&server.url()).unwrap();
+        e.from_sql("SELECT COUNT(*) FROM acct").unwrap();
+        let schema = e.database().table_schema("acct").unwrap();
+        e.close();
+        schema
+    };
+    Engine::open_with(&server.url(), options(&dir.0)).unwrap().close();
+    {
+        // A copy of acct journaled with no position after it, every balance 0.
+        let (state, _) =
+            ciuf::connectors::store::StateDir::open(&dir.0, ciuf::connectors::store::StoreOptions::default()).unwrap();
+        state.table_created(&schema).unwrap();
+        let mut rows = ZSet::new();
+        for id in 0..ACCOUNTS {
+            rows.push(Row::new(vec![Value::Int(id), Value::Int(id % 13), Value::Int(0)]), 1);
+        }
+        state.committed(&Committed { tables: vec![("acct", &rows)], position: None }).unwrap();
+        state.close().unwrap();
+    }
+    for n in 0..20 {
+        transfer(&mut c, n);
+    }
+    let e = Engine::open_with(&server.url(), options(&dir.0)).unwrap();
+    register(&e);
+    for n in 20..40 {
         transfer(&mut c, n);
     }
     check(&e, &mut c);

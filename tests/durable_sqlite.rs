@@ -89,12 +89,15 @@ fn options(state: &Path) -> OpenOptions {
     OpenOptions { state_dir: Some(state.to_path_buf()), ..OpenOptions::default() }
 }
 
+/// Registers the views a follower keeps (each one that a killed follower did not get
+/// to register; a restart brings back those it did).
 fn register(e: &Engine) {
-    if e.view("total").is_none() {
-        e.create_view("total", TOTAL).unwrap();
-        e.create_view("per_branch", PER_BRANCH).unwrap();
-        e.from_sql(MOVES).unwrap();
+    for (name, sql) in [("total", TOTAL), ("per_branch", PER_BRANCH)] {
+        if e.view(name).is_none() {
+            e.create_view(name, sql).unwrap();
+        }
     }
+    e.from_sql(MOVES).unwrap();
 }
 
 /// Waits until the engine has applied everything the file holds, checking on the

@@ -722,11 +722,9 @@ impl Task {
                 other => other,
             })?;
         let (lsn, snapshot) = slot_result(&rows)?;
-        self.load(&tables, &snapshot, 0).await?;
-        // The position the copies reflect, journaled after them.
-        self.feed
-            .pass(&format_lsn(lsn))
-            .map_err(|e| PgError::Config(format!("recording the snapshot's position: {e}")))?;
+        // The position the copies reflect is journaled after them and before the
+        // load is marked done.
+        self.load(&tables, &snapshot, 0, Some(lsn)).await?;
         stream.start_replication(&self.start_command(lsn)).await?;
         self.stream = Some(stream);
         self.started = true;
@@ -747,23 +745,36 @@ impl Task {
             .simple_query(&format!("CREATE_REPLICATION_SLOT \"{temp}\" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"))
             .await?;
         let (lsn, snapshot) = slot_result(&rows)?;
-        let result = self.load(&tables, &snapshot, lsn).await;
+        let result = self.load(&tables, &snapshot, lsn, None).await;
         side.terminate().await;
         result
     }
 
     /// Creates the engine tables and copies `tables` under `snapshot`, keeping the
-    /// stream's slot acknowledged meanwhile; then follows them.
-    async fn load(&mut self, tables: &[PgTable], snapshot: &str, skip_before: u64) -> Result<(), PgError> {
+    /// stream's slot acknowledged meanwhile; then follows them. A first start gives
+    /// its snapshot's `position`, recorded once the copies are in.
+    async fn load(
+        &mut self,
+        tables: &[PgTable],
+        snapshot: &str,
+        skip_before: u64,
+        position: Option<u64>,
+    ) -> Result<(), PgError> {
         // A load is several engine transactions: a durable engine that dies in the
-        // middle of one must not take the part it journaled for the table.
+        // middle of one must not take the part it journaled for the table. Nor one
+        // that dies after a first start's copies and before their position is
+        // recorded: tables without a position could be followed from nowhere (the
+        // stream would start at a later snapshot, and the commits between the two
+        // would never reach them). So the load is marked done only after that.
         let names: Vec<&str> = tables.iter().map(|t| t.schema.name.as_str()).collect();
         self.note(LOADING_KEY, &names.join("\n"))?;
-        let result = self.copy_in(tables, snapshot, skip_before).await;
-        if result.is_ok() {
-            self.note(LOADING_KEY, "")?;
+        self.copy_in(tables, snapshot, skip_before).await?;
+        if let Some(lsn) = position {
+            self.feed
+                .pass(&format_lsn(lsn))
+                .map_err(|e| PgError::Config(format!("recording the snapshot's position: {e}")))?;
         }
-        result
+        self.note(LOADING_KEY, "")
     }
 
     async fn copy_in(&mut self, tables: &[PgTable], snapshot: &str, skip_before: u64) -> Result<(), PgError> {
