@@ -17,7 +17,7 @@
 
 use crate::expr::Expr;
 use crate::plan::JoinEdge;
-use crate::row::Row;
+use crate::row::{PREFETCH_AHEAD, Row};
 use crate::workers::{self, Cost};
 use crate::zset::{Weight, ZSet};
 
@@ -43,6 +43,15 @@ struct Check {
     left_keys: Vec<Expr>,
     right: usize,
     right_keys: Vec<Expr>,
+}
+
+impl Check {
+    /// Whether the bound rows of its two inputs agree on the equality.
+    fn holds(&self, bound: &[Option<&Row>]) -> bool {
+        let l = join_key(&self.left_keys, bound[self.left].expect("bound"));
+        let r = join_key(&self.right_keys, bound[self.right].expect("bound"));
+        matches!((l, r), (Some(l), Some(r)) if l == r)
+    }
 }
 
 /// The probe plan from one input.
@@ -151,11 +160,63 @@ impl MultiJoin {
         MultiJoin { offsets, sources, indexes, plans }
     }
 
-    /// Extends the bound rows by the plan's steps from `k` on, emitting each complete
-    /// combination once per row of `group` (the starting input's rows, which all agree
-    /// on what the steps from `k` on read) with its weight times theirs.
-    #[allow(clippy::too_many_arguments)]
+    /// Extends the combinations of `from` by the plan's steps from `k` on and emits
+    /// each complete one once per row of its group (the starting input's rows, which
+    /// all agree on what the steps read), with its weight times theirs.
+    ///
+    /// Breadth first: a step probes for every combination of the level before the
+    /// next step begins, so the rows the next step reads are prefetched a few
+    /// combinations ahead and their cache misses overlap, where extending one
+    /// combination to the end before the next waits for each miss in turn (an order
+    /// row, then its customer, then the next order row). A level holds at most
+    /// [`FRONTIER`] combinations before those go on (a fanning-out step does not hold
+    /// its whole output), and combinations are extended in order, so the output is
+    /// the same, in the same order, as extending each one to the end in turn.
     fn extend<'a>(
+        &'a self,
+        probes: &'a Probes<'a>,
+        plan: &'a Plan,
+        k: usize,
+        from: &Frontier<'a>,
+        groups: &Groups<'a, '_>,
+        out: &mut ZSet,
+    ) {
+        let Some(step) = plan.steps.get(k) else {
+            self.emit(plan, from, groups, out);
+            return;
+        };
+        let index = &probes.after[step.to][step.index];
+        // An input later in the rule is seen as before the transaction.
+        let added = (step.to > groups.start).then(|| probes.added[step.to][step.index].as_ref()).flatten();
+        let mut next = Frontier::new(from.width);
+        for b in 0..from.len() {
+            if let Some(ahead) = from.row(b + PREFETCH_AHEAD, step.from) {
+                ahead.prefetch();
+            }
+            let bound = from.bound(b);
+            let Some(key) = join_key(&step.from_keys, bound[step.from].expect("bound before its probe")) else {
+                continue;
+            };
+            let (w, g) = (from.weights[b], from.groups[b]);
+            index.for_each(&key, |r, rw| next.push(bound, step.to, r, w * rw, g));
+            if let Some(added) = added {
+                added.for_each(&key, |r, rw| next.push(bound, step.to, r, -w * rw, g));
+            }
+            if next.len() >= FRONTIER {
+                self.extend(probes, plan, k + 1, &next, groups, out);
+                next.clear();
+            }
+        }
+        if !next.is_empty() {
+            self.extend(probes, plan, k + 1, &next, groups, out);
+        }
+    }
+
+    /// Extends the bound rows by the plan's steps from `k` on, depth first, emitting
+    /// each complete combination once per row of `group` (the starting input's rows,
+    /// which all agree on what the steps from `k` on read) with its weight times theirs.
+    #[allow(clippy::too_many_arguments)]
+    fn extend_one<'a>(
         &'a self,
         probes: &'a Probes<'a>,
         plan: &'a Plan,
@@ -166,12 +227,7 @@ impl MultiJoin {
         out: &mut ZSet,
     ) {
         let Some(step) = plan.steps.get(k) else {
-            let holds = plan.checks.iter().all(|c| {
-                let l = join_key(&c.left_keys, bound[c.left].expect("bound"));
-                let r = join_key(&c.right_keys, bound[c.right].expect("bound"));
-                matches!((l, r), (Some(l), Some(r)) if l == r)
-            });
-            if holds {
+            if plan.checks.iter().all(|c| c.holds(bound)) {
                 let (start, rows) = group;
                 for (row, gw) in rows {
                     bound[start] = Some(row);
@@ -185,7 +241,7 @@ impl MultiJoin {
         let Some(key) = join_key(&step.from_keys, bound[step.from].expect("bound before its probe")) else { return };
         probes.after[step.to][step.index].for_each(&key, |r, rw| {
             bound[step.to] = Some(r);
-            self.extend(probes, plan, k + 1, bound, w * rw, group, out);
+            self.extend_one(probes, plan, k + 1, bound, w * rw, group, out);
         });
         // An input later in the rule is seen as before the transaction.
         if step.to > group.0
@@ -193,34 +249,93 @@ impl MultiJoin {
         {
             added.for_each(&key, |r, rw| {
                 bound[step.to] = Some(r);
-                self.extend(probes, plan, k + 1, bound, -w * rw, group, out);
+                self.extend_one(probes, plan, k + 1, bound, -w * rw, group, out);
             });
         }
         bound[step.to] = None;
+    }
+
+    /// Emits the complete combinations of `from` that pass the plan's checks, each
+    /// once per row of its group.
+    fn emit<'a>(&self, plan: &Plan, from: &Frontier<'a>, groups: &Groups<'a, '_>, out: &mut ZSet) {
+        let start = groups.start;
+        for b in 0..from.len() {
+            for i in 0..from.width {
+                if let Some(ahead) = from.row(b + PREFETCH_AHEAD, i) {
+                    ahead.prefetch();
+                }
+            }
+            let bound = from.bound(b);
+            if !plan.checks.iter().all(|c| c.holds(bound)) {
+                continue;
+            }
+            for &(row, gw) in groups.rows(from.groups[b]) {
+                let values = self.sources.iter().map(|&(i, c)| {
+                    let r = if i == start { row } else { bound[i].expect("every input is bound") };
+                    r.get(c).into_owned()
+                });
+                out.push(values.collect(), from.weights[b] * gw);
+            }
+        }
+    }
+
+    /// Extends every group of `groups` from its first row: a few (a transaction of a
+    /// few events) one combination at a time, to the end ([`MultiJoin::extend_one`]:
+    /// nothing to allocate, and little to overlap); more breadth first
+    /// ([`MultiJoin::extend`], a slice of groups at a time). Both emit the same rows
+    /// in the same order.
+    fn extend_groups<'a>(&'a self, probes: &'a Probes<'a>, plan: &'a Plan, groups: &Groups<'a, '_>, out: &mut ZSet) {
+        if groups.len() <= DEPTH_FIRST_UP_TO {
+            let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+            for g in 0..groups.len() as u32 {
+                let rows = groups.rows(g);
+                bound[groups.start] = Some(rows[0].0);
+                self.extend_one(probes, plan, 0, &mut bound, 1, (groups.start, rows), out);
+            }
+            return;
+        }
+        let mut level = Frontier::new(self.offsets.len());
+        let unbound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+        for g in 0..groups.len() as u32 {
+            level.push(&unbound, groups.start, groups.rows(g)[0].0, 1, g);
+            if level.len() >= FRONTIER {
+                self.extend(probes, plan, 0, &level, groups, out);
+                level.clear();
+            }
+        }
+        if !level.is_empty() {
+            self.extend(probes, plan, 0, &level, groups, out);
+        }
     }
 
     /// Joins input `i`'s delta rows with the other inputs' current contents, in
     /// chunks on the worker threads when there are many (see [`crate::workers`]).
     fn extend_delta<'a>(&'a self, probes: &'a Probes<'a>, i: usize, delta: &'a ZSet, out: &mut ZSet) {
         let plan = &self.plans[i];
-        let width = self.offsets.len();
-        if !plan.shared_probes || delta.len() < 2 {
-            let rows = delta.as_slice();
+        if delta.len() <= DEPTH_FIRST_UP_TO {
+            // A few rows (most transactions): each extended to the end in turn.
+            let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+            for (row, w) in delta {
+                bound[i] = Some(row);
+                self.extend_one(probes, plan, 0, &mut bound, 1, (i, &[(row, *w)]), out);
+            }
+            return;
+        }
+        if !plan.shared_probes {
+            let rows: Vec<(&Row, Weight)> = delta.iter().map(|(r, w)| (r, *w)).collect();
             out.append(workers::concat(rows.len(), Cost::Probe, |range| {
                 let mut out = ZSet::new();
-                let mut bound: Vec<Option<&Row>> = vec![None; width];
-                for (row, w) in &rows[range] {
-                    bound[i] = Some(row);
-                    self.extend(probes, plan, 0, &mut bound, 1, (i, &[(row, *w)]), &mut out);
-                }
+                self.extend_groups(probes, plan, &Groups::single(i, &rows[range]), &mut out);
                 out
             }));
             return;
         }
         // Rows with equal first keys next to each other; each run probes once.
+        assert!(u32::try_from(delta.len()).is_ok(), "fewer than 2^32 rows at once");
         let first = &plan.steps[0].from_keys;
         let mut keyed: Vec<(Option<Key>, &(Row, Weight))> = delta.iter().map(|e| (join_key(first, &e.0), e)).collect();
         keyed.sort_unstable_by(|a, b| a.0.as_ref().map(Key::values).cmp(&b.0.as_ref().map(Key::values)));
+        let members: Vec<(&Row, Weight)> = keyed.iter().map(|(_, (r, w))| (r, *w)).collect();
         // Where the run holding `at` ends: chunks are cut between runs.
         let run_end = |mut at: usize| {
             while at > 0 && at < keyed.len() && keyed[at].0 == keyed[at - 1].0 {
@@ -230,21 +345,107 @@ impl MultiJoin {
         };
         out.append(workers::concat(keyed.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
-            let mut bound: Vec<Option<&Row>> = vec![None; width];
-            let mut group: Vec<(&Row, Weight)> = Vec::new();
+            let mut bounds = Vec::new();
             let (mut at, end) = (run_end(range.start), run_end(range.end));
             while at < end {
                 let next = at + keyed[at..end].iter().take_while(|(k, _)| *k == keyed[at].0).count();
                 if keyed[at].0.is_some() {
-                    group.clear();
-                    group.extend(keyed[at..next].iter().map(|(_, (r, w))| (r, *w)));
-                    bound[i] = Some(group[0].0);
-                    self.extend(probes, plan, 0, &mut bound, 1, (i, &group), &mut out);
+                    bounds.push((at as u32, next as u32));
                 }
                 at = next;
             }
+            self.extend_groups(probes, plan, &Groups { start: i, members: &members, bounds: Some(bounds) }, &mut out);
             out
         }));
+    }
+}
+
+/// How many partial combinations a level of [`MultiJoin::extend`] holds before they
+/// go on to the next step.
+const FRONTIER: usize = 4096;
+
+/// Up to how many groups of starting rows are extended depth first.
+const DEPTH_FIRST_UP_TO: usize = 8;
+
+/// Partial combinations of the inputs' rows being extended together: per combination
+/// a row (or none yet) per input, its weight, and its group (see [`Groups`]).
+struct Frontier<'a> {
+    width: usize,
+    bound: Vec<Option<&'a Row>>,
+    weights: Vec<Weight>,
+    groups: Vec<u32>,
+}
+
+impl<'a> Frontier<'a> {
+    fn new(width: usize) -> Frontier<'a> {
+        Frontier { width, bound: Vec::new(), weights: Vec::new(), groups: Vec::new() }
+    }
+
+    fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.bound.clear();
+        self.weights.clear();
+        self.groups.clear();
+    }
+
+    /// Combination `b`'s row per input.
+    fn bound(&self, b: usize) -> &[Option<&'a Row>] {
+        &self.bound[b * self.width..(b + 1) * self.width]
+    }
+
+    /// Combination `b`'s row of input `i`, if there is such a combination and row.
+    #[inline]
+    fn row(&self, b: usize, i: usize) -> Option<&'a Row> {
+        self.bound.get(b * self.width + i).copied().flatten()
+    }
+
+    /// Adds `bound` with input `to` bound to `row`.
+    #[inline]
+    fn push(&mut self, bound: &[Option<&'a Row>], to: usize, row: &'a Row, w: Weight, g: u32) {
+        let at = self.bound.len();
+        self.bound.extend_from_slice(bound);
+        self.bound[at + to] = Some(row);
+        self.weights.push(w);
+        self.groups.push(g);
+    }
+}
+
+/// The starting input's rows, in groups that share every probe (one row each unless
+/// the plan's probes from the starting input read only its first key): a group is a
+/// range of `members`.
+struct Groups<'a, 'm> {
+    start: usize,
+    members: &'m [(&'a Row, Weight)],
+    /// Per group, its range of `members`; `None`: every member is a group.
+    bounds: Option<Vec<(u32, u32)>>,
+}
+
+impl<'a, 'm> Groups<'a, 'm> {
+    /// Every one of `members` a group of its own.
+    fn single(start: usize, members: &'m [(&'a Row, Weight)]) -> Groups<'a, 'm> {
+        assert!(u32::try_from(members.len()).is_ok(), "fewer than 2^32 rows at once");
+        Groups { start, members, bounds: None }
+    }
+
+    fn len(&self) -> usize {
+        self.bounds.as_ref().map_or(self.members.len(), Vec::len)
+    }
+
+    fn rows(&self, g: u32) -> &'m [(&'a Row, Weight)] {
+        match &self.bounds {
+            Some(bounds) => {
+                let (s, e) = bounds[g as usize];
+                &self.members[s as usize..e as usize]
+            }
+            None => std::slice::from_ref(&self.members[g as usize]),
+        }
     }
 }
 
@@ -308,11 +509,7 @@ impl Operator for MultiJoin {
         }
         out.append(workers::concat(rows.len(), Cost::Probe, |range| {
             let mut out = ZSet::new();
-            let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
-            for &(row, w) in &rows[range] {
-                bound[0] = Some(row);
-                self.extend(&probes, &self.plans[0], 0, &mut bound, 1, (0, &[(row, w)]), &mut out);
-            }
+            self.extend_groups(&probes, &self.plans[0], &Groups::single(0, &rows[range]), &mut out);
             out
         }));
         Some(out)
@@ -412,6 +609,35 @@ mod tests {
             assert_eq!(out.clone().consolidated(), expected);
             assert_eq!(j.current_output().unwrap().consolidated(), expected);
         }
+    }
+
+    #[test]
+    fn a_level_past_the_frontier_goes_on_in_parts_and_loses_nothing() {
+        // 30 a rows (one key each) × 150 b rows each × 1 c row each: levels of 4,500
+        // combinations, past FRONTIER; then every input changing at once (the later
+        // inputs' deltas probed with the opposite sign).
+        let (mut j, arrangements) = multi_join(&edges(), None);
+        let a: ZSet = (0..30i64).map(|x| (row![x, x], 1)).collect();
+        let b: ZSet = (0..30i64).flat_map(|y| (0..150i64).map(move |z| (row![y, z], 1))).collect();
+        let c: ZSet = (0..150i64).map(|z| (row![z, z % 3], 1)).collect();
+        const { assert!(30 * 150 > FRONTIER) };
+        let none = ZSet::new();
+        assert!(step(&mut j, &arrangements, &[&none, &b, &c]).is_empty());
+        let out = step(&mut j, &arrangements, &[&a, &none, &none]);
+        assert_eq!(out.clone().consolidated(), reference(&a, &b, &c));
+        // Then some of each go and come back changed.
+        let da: ZSet = (0..10i64).flat_map(|x| [(row![x, x], -1), (row![x + 100, x], 1)]).collect();
+        let db: ZSet = (0..2i64).map(|y| (row![y, 3], -1)).chain((0..2).map(|y| (row![y, 500], 1))).collect();
+        let dc: ZSet = crate::zset! { row![3, 0] => -1, row![500, 5] => 1 };
+        let mut total = out;
+        total.extend_from(&step(&mut j, &arrangements, &[&da, &db, &dc]));
+        let (mut a2, mut b2, mut c2) = (a, b, c);
+        a2.extend_from(&da);
+        b2.extend_from(&db);
+        c2.extend_from(&dc);
+        let expected = reference(&a2.consolidated(), &b2.consolidated(), &c2.consolidated());
+        assert_eq!(total.consolidated(), expected);
+        assert_eq!(j.current_output().unwrap().consolidated(), expected);
     }
 
     #[test]
