@@ -179,6 +179,22 @@ fn a_restart_resumes_on_the_kept_slot_without_a_copy() {
     assert!(!dir.0.exists());
 }
 
+/// Starts a follower on `dir`, registers its views, makes `transfers` and checks the
+/// views against the server.
+fn start_and_check(server: &PgServer, dir: &Path, c: &mut postgres::Client, transfers: std::ops::Range<i64>) {
+    let e = Engine::open_with(&server.url(), options(dir)).unwrap();
+    register(&e);
+    for n in transfers {
+        transfer(c, n);
+    }
+    check(&e, c);
+}
+
+/// The state directory `dir`, opened as an engine would (none may have it open).
+fn state_dir(dir: &Path) -> Arc<ciuf::connectors::store::StateDir> {
+    ciuf::connectors::store::StateDir::open(dir, ciuf::connectors::store::StoreOptions::default()).unwrap().0
+}
+
 /// A first start that died after putting a table in its publication and before loading
 /// it leaves the table published: the next start loads it all the same.
 #[test]
@@ -187,18 +203,10 @@ fn a_table_left_in_the_publication_by_a_start_that_died_is_loaded() {
     let dir = TempDir::new("durable-pg-published");
     let mut c = server.client();
     Engine::open_with(&server.url(), options(&dir.0)).unwrap().close();
-    let publication = {
-        let (state, _) =
-            ciuf::connectors::store::StateDir::open(&dir.0, ciuf::connectors::store::StoreOptions::default()).unwrap();
-        state.meta(ciuf::connectors::postgres::PUBLICATION_KEY).expect("the publication's name is kept")
-    };
+    let publication =
+        state_dir(&dir.0).meta(ciuf::connectors::postgres::PUBLICATION_KEY).expect("the publication's name is kept");
     c.batch_execute(&format!("CREATE PUBLICATION \"{publication}\" FOR TABLE acct")).unwrap();
-    let e = Engine::open_with(&server.url(), options(&dir.0)).unwrap();
-    register(&e);
-    for n in 0..20 {
-        transfer(&mut c, n);
-    }
-    check(&e, &mut c);
+    start_and_check(&server, &dir.0, &mut c, 0..20);
 }
 
 /// Tables a state directory kept without a source position (a first start that died
@@ -221,8 +229,7 @@ fn tables_kept_without_a_position_are_loaded_again() {
     Engine::open_with(&server.url(), options(&dir.0)).unwrap().close();
     {
         // A copy of acct journaled with no position after it, every balance 0.
-        let (state, _) =
-            ciuf::connectors::store::StateDir::open(&dir.0, ciuf::connectors::store::StoreOptions::default()).unwrap();
+        let state = state_dir(&dir.0);
         state.table_created(&schema).unwrap();
         let mut rows = ZSet::new();
         for id in 0..ACCOUNTS {
@@ -234,12 +241,7 @@ fn tables_kept_without_a_position_are_loaded_again() {
     for n in 0..20 {
         transfer(&mut c, n);
     }
-    let e = Engine::open_with(&server.url(), options(&dir.0)).unwrap();
-    register(&e);
-    for n in 20..40 {
-        transfer(&mut c, n);
-    }
-    check(&e, &mut c);
+    start_and_check(&server, &dir.0, &mut c, 20..40);
 }
 
 /// The follower a crash test kills (see `a_follower_killed_at_any_moment_comes_back_exact`).
