@@ -919,6 +919,9 @@ impl Task {
     }
 }
 
+/// How long dropping a durable engine's slot waits for the server to let go of it.
+const SLOT_RELEASE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Drops a durable engine's slot and (if it made it) publication on the server at
 /// `url`: what `ciuf state drop` does besides deleting the state directory.
 pub fn drop_replication(url: &str, slot: &str, publication: Option<&str>) -> Result<(), PgError> {
@@ -929,15 +932,24 @@ pub fn drop_replication(url: &str, slot: &str, publication: Option<&str>) -> Res
         .map_err(|e| PgError::Config(format!("cannot start a runtime: {e}")))?;
     runtime.block_on(async {
         let client = control_client(&url).await?;
-        let active: Option<bool> = client
-            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
-            .await
-            .map_err(query_error)?
-            .map(|r| r.get(0));
-        if active == Some(true) {
-            return Err(PgError::Config(format!(
-                "replication slot {slot} is in use by a running engine: close it first"
-            )));
+        // The server lets go of a slot a moment after its engine disconnects: an
+        // engine closed just before is waited for, a running one is refused.
+        let deadline = tokio::time::Instant::now() + SLOT_RELEASE_PATIENCE;
+        loop {
+            let active: Option<bool> = client
+                .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+                .await
+                .map_err(query_error)?
+                .map(|r| r.get(0));
+            if active != Some(true) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(PgError::Config(format!(
+                    "replication slot {slot} is in use by a running engine: close it first"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         client
             .execute(
