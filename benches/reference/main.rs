@@ -55,6 +55,9 @@ struct Args {
     profile: bool,
     /// The worker thread counts to measure ciuf with, in order (`--threads 1,2`).
     threads: Vec<usize>,
+    /// For comparing changes on a noisy machine: the load is timed this many times,
+    /// each in a fresh engine (`--loads N`).
+    loads: usize,
 }
 
 /// The worker threads of the engines being measured (see `Args::threads`).
@@ -71,6 +74,7 @@ fn parse_args() -> Args {
     let mut ciuf_only = false;
     let mut only_views = None;
     let mut profile = false;
+    let mut loads = 1;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = if cores > 1 { vec![1, cores] } else { vec![1] };
     let mut it = std::env::args().skip(1);
@@ -83,6 +87,7 @@ fn parse_args() -> Args {
                     .next()
                     .expect("--sizes 10000,100,1")
                     .split(',')
+                    .filter(|n| !n.is_empty())
                     .map(|n| n.parse().expect("a batch size"))
                     .collect()
             }
@@ -95,6 +100,7 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--ciuf-only" => ciuf_only = true,
+            "--loads" => loads = it.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0).expect("--loads N"),
             "--profile" => profile = true,
             "--views" => {
                 only_views = Some(
@@ -117,13 +123,14 @@ fn parse_args() -> Args {
         eprintln!("--views is for profiling and needs --ciuf-only");
         std::process::exit(2);
     }
-    Args { data, sqlite_batches, sizes, ciuf_only, only_views, profile, threads }
+    Args { data, sqlite_batches, sizes, ciuf_only, only_views, profile, threads, loads }
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench reference -- --data <dir> [--sqlite-batches N] [--sizes 10000,100,1] [--ciuf-only]\n\
          \x20      [--views 1,3 (with --ciuf-only)] [--profile] [--threads 1,2 (default: 1 and the cores)]\n\
+         \x20      [--loads N (time the load N times; with --sizes \"\" nothing else is streamed)]\n\
          make <dir> with: python3 ../shared/bench/gen_workload.py <dir> --scale 1"
     );
     std::process::exit(2)
@@ -391,6 +398,10 @@ fn measure_ciuf(args: &Args, txns: &[Vec<Event>], with_sqlite: bool) -> (usize, 
     let first = load_engine(args);
     report_load(&first);
     let load_seconds = first.seconds;
+    for _ in 1..args.loads {
+        let again = load_engine(args);
+        println!("RESULT {{\"system\":\"ciuf\",\"measure\":\"load_again\",\"seconds\":{:.3}}}", again.seconds);
+    }
     let build_seconds = build_over_loaded(args, &first);
     if !args.ciuf_only {
         check(args, txns, &first);

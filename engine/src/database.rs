@@ -714,6 +714,11 @@ impl Writer {
                 && *next == table
             {
                 let Some(Change::Insert { row, .. }) = changes.next() else { unreachable!("peeked") };
+                if run.len() == INSERT_RUN_FROM {
+                    // A long run (a load's hundred thousand rows) is sized once from
+                    // what the source says is left, not copied as it doubles.
+                    run.reserve(changes.size_hint().0.min(MAX_INSERT_RUN));
+                }
                 run.push(row);
             }
             let (table, delta) = self.staging(&table)?;

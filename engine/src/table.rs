@@ -135,6 +135,7 @@ impl Table {
             Rows::Keyed { key, rows } => {
                 let hasher = &self.hasher;
                 let key = &*key;
+                reserve_keyed(rows, 1, hasher, key);
                 rows.insert_unique(hash_key(hasher, key, &row), row, |r| hash_key(hasher, key, r));
             }
             Rows::Bag { rows, len } => {
@@ -244,7 +245,7 @@ impl Table {
         let Rows::Keyed { key, rows: table } = &mut self.rows else { return false };
         assert!(u32::try_from(rows.len()).is_ok(), "fewer than 2^32 rows at once");
         let (hasher, key) = (&self.hasher, &*key);
-        table.reserve(rows.len(), |r| hash_key(hasher, key, r));
+        reserve_keyed(table, rows.len(), hasher, key);
         let mask = crate::operator::slot_mask(table.len() + rows.len());
         let mut order: Vec<(u64, u32)> =
             rows.iter().enumerate().map(|(i, r)| (hash_key(hasher, key, r), i as u32)).collect();
@@ -601,6 +602,27 @@ fn hash_key<R: Columns + ?Sized>(hasher: &DefaultHashBuilder, key: &[usize], row
     let mut h = hasher.build_hasher();
     key.iter().for_each(|&c| row.column(c).hash(&mut h));
     h.finish()
+}
+
+/// Makes room in `table` for `additional` more rows. Growing moves every row to a
+/// larger table, which needs each row's key hash, read from the row: hashbrown's own
+/// growth reads the rows one after the other, a cache miss each (a third of loading a
+/// large table went there), so rows are moved here with each row prefetched a few
+/// rows before its hash is needed.
+fn reserve_keyed(table: &mut HashTable<Row>, additional: usize, hasher: &DefaultHashBuilder, key: &[usize]) {
+    if table.capacity() - table.len() >= additional {
+        return;
+    }
+    // At least doubled, as hashbrown grows, so that growth stays amortized.
+    let capacity = (table.len() + additional).max(table.capacity() * 2);
+    let old: Vec<Row> = std::mem::replace(table, HashTable::with_capacity(capacity)).into_iter().collect();
+    let mut rows = old.into_iter();
+    while let Some(row) = rows.next() {
+        if let Some(ahead) = rows.as_slice().get(crate::row::PREFETCH_AHEAD - 1) {
+            ahead.prefetch();
+        }
+        table.insert_unique(hash_key(hasher, key, &row), row, |_| unreachable!("room was made"));
+    }
 }
 
 /// Values a caller gave for a row: all of them, or some by name.
