@@ -797,6 +797,35 @@ mod tests {
         }
     }
 
+    /// Growing moves every row to a larger table (see `reserve_keyed`): through many
+    /// growths, by single inserts and by runs, every row is still found by its key,
+    /// and a key already held is still refused.
+    #[test]
+    fn rows_are_found_by_key_through_every_growth() {
+        let mut t = orders();
+        let (mut undo, mut delta) = (Vec::new(), ZSet::new());
+        let row = |id: i64| RowData::Values(vec![id.into(), 1.into(), "n".into()]);
+        let mut id = 0;
+        for round in 0..12 {
+            for _ in 0..(1 << round) {
+                t.insert(row(id), &mut undo, &mut delta).unwrap();
+                id += 1;
+            }
+            let run: Vec<RowData> = (id..id + 100 * (round + 1)).map(row).collect();
+            id += run.len() as i64;
+            t.insert_many(run, &mut undo, &mut delta).unwrap();
+        }
+        assert_eq!(t.len() as i64, id);
+        for k in [0, 1, id / 3, id / 2, id - 1] {
+            let dup = t.insert(row(k), &mut undo, &mut delta).unwrap_err();
+            assert_eq!(dup.to_string(), format!("duplicate primary key in orders: id = {k} already exists"));
+        }
+        for k in 0..id {
+            t.delete(vec![("id", Value::Int(k))].into(), &mut undo, &mut delta).unwrap();
+        }
+        assert_eq!(t.len(), 0);
+    }
+
     #[test]
     fn borrowed_rows_are_read_without_counting_them() {
         let mut t = orders();
