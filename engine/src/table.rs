@@ -278,6 +278,7 @@ impl Table {
         if let Rows::Keyed { key, rows } = &mut self.rows {
             // One probe finds a duplicate key or the place for the row.
             let (hasher, key) = (&self.hasher, &*key);
+            reserve_keyed(rows, 1, hasher, key);
             let same_key = |r: &Row| key.iter().all(|&c| *r.get(c) == *row.get(c));
             match rows.entry(hash_key(hasher, key, &row), same_key, |r| hash_key(hasher, key, r)) {
                 hashbrown::hash_table::Entry::Occupied(_) => {
