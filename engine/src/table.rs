@@ -617,6 +617,8 @@ fn reserve_keyed(table: &mut HashTable<Row>, additional: usize, hasher: &Default
     // At least doubled, as hashbrown grows, so that growth stays amortized.
     let capacity = (table.len() + additional).max(table.capacity() * 2);
     let old: Vec<Row> = std::mem::replace(table, HashTable::with_capacity(capacity)).into_iter().collect();
+    // Moved, not cloned (as `crate::row::prefetched`, which lends, would need): no
+    // count is taken and given back on a row.
     let mut rows = old.into_iter();
     while let Some(row) = rows.next() {
         if let Some(ahead) = rows.as_slice().get(crate::row::PREFETCH_AHEAD - 1) {
