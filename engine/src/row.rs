@@ -74,6 +74,18 @@ pub fn prefetched<'a, T>(items: &'a [T], row: impl Fn(&T) -> &Row + 'a) -> impl 
     })
 }
 
+/// Asks the processor to start loading the memory `at` points to (see
+/// [`Row::prefetch`]); for the entry that names a row, when the entries themselves
+/// are visited out of order.
+#[inline]
+pub fn prefetch_at<T>(at: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((at as *const T).cast::<i8>());
+    }
+}
+
 /// An immutable row of values.
 pub struct Row(NonNull<Header>);
 

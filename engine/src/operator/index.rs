@@ -22,7 +22,7 @@ use hashbrown::HashTable;
 use thin_vec::ThinVec;
 
 use crate::expr::Expr;
-use crate::row::{Columns, Row};
+use crate::row::{Columns, PREFETCH_AHEAD, Row};
 use crate::value::{Value, canonical, tag};
 use crate::workers::{SHARDS, shard_of};
 use crate::zset::{Weight, ZSet};
@@ -589,25 +589,25 @@ fn add_runs<C: Tally>(
         table.reserve(distinct, KeyedBag::<C>::rehash(keys, mode));
     }
     let row_of = |e: &Entry| &delta[e.at as usize];
+    let mut ahead = Ahead { entries, delta, rows: 0, names: 0 };
     let mut added = 0isize;
     let mut i = 0;
     while i < entries.len() {
-        // The rows are visited in slot order, not where they lie: prefetched ahead.
-        if let Some(ahead) = entries.get(i + crate::row::PREFETCH_AHEAD) {
-            row_of(ahead).0.prefetch();
-        }
+        ahead.reach(i);
         let hash = entries[i].hash;
         let key = Key::eval(keys, &row_of(&entries[i]).0);
         // The entries with this key, from `i` on (a hash shared by two keys is rare:
         // compared first, the key only then).
-        let run = 1 + entries[i + 1..]
-            .iter()
-            .take_while(|e| {
-                e.hash == hash && keys.iter().zip(key.values()).all(|(k, v)| *k.eval_cow(&row_of(e).0) == *v)
-            })
-            .count();
-        let mut rows = entries[i..i + run].iter().map(row_of).peekable();
-        i += run;
+        let mut end = i + 1;
+        while end < entries.len()
+            && entries[end].hash == hash
+            && keys.iter().zip(key.values()).all(|(k, v)| *k.eval_cow(&row_of(&entries[end]).0) == *v)
+        {
+            end += 1;
+            ahead.reach(end);
+        }
+        let mut rows = entries[i..end].iter().map(row_of).peekable();
+        i = end;
         let inline = inline_key(&key);
         if let Some(holds) = KeyedBag::<C>::matcher(keys, mode, &key, inline)
             && let Ok(mut o) = table.find_entry(hash, holds)
@@ -649,6 +649,36 @@ fn add_runs<C: Tally>(
         }
     }
     added
+}
+
+/// Prefetching for a pass over a delta's rows in the order `entries` name them (not
+/// the order they lie in): every row read is asked for [`PREFETCH_AHEAD`] entries
+/// before it is reached, and the delta's entry naming it (a row's handle, itself out
+/// of order) twice as far ahead, so that neither load waits on the other.
+struct Ahead<'a> {
+    entries: &'a [Entry],
+    delta: &'a [(Row, Weight)],
+    /// Entries below this have had their rows prefetched.
+    rows: usize,
+    /// Entries below this have had their delta entries prefetched.
+    names: usize,
+}
+
+impl Ahead<'_> {
+    /// Prefetches for the entries up to `at` plus the distances above.
+    #[inline]
+    fn reach(&mut self, at: usize) {
+        let names = (at + 2 * PREFETCH_AHEAD).min(self.entries.len());
+        while self.names < names {
+            crate::row::prefetch_at(&self.delta[self.entries[self.names].at as usize]);
+            self.names += 1;
+        }
+        let rows = (at + PREFETCH_AHEAD).min(self.entries.len());
+        while self.rows < rows {
+            self.delta[self.entries[self.rows].at as usize].0.prefetch();
+            self.rows += 1;
+        }
+    }
 }
 
 /// The join key of `row`: `keys` evaluated on it, or `None` if a key value is NULL
