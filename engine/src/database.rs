@@ -42,6 +42,41 @@ const INSERT_RUN_FROM: usize = 64;
 /// The longest run of inserts taken as one.
 const MAX_INSERT_RUN: usize = 1 << 20;
 
+/// A transaction's changes, each read [`crate::row::PREFETCH_AHEAD`] changes before it
+/// is staged, so that the table slot it looks up is prefetched by then
+/// ([`Database::prefetch`]): a batch's updates and deletes, each a lookup in a large
+/// table, wait on memory together instead of one after the other.
+struct Ahead<I> {
+    changes: I,
+    window: std::collections::VecDeque<Change>,
+}
+
+impl<I: Iterator<Item = Change>> Ahead<I> {
+    fn new(changes: I) -> Ahead<I> {
+        Ahead { changes, window: std::collections::VecDeque::new() }
+    }
+
+    /// The next change, with those after it read (and prefetched for) up to the window.
+    fn next(&mut self, db: &Writer) -> Option<Change> {
+        while self.window.len() <= crate::row::PREFETCH_AHEAD {
+            let Some(change) = self.changes.next() else { break };
+            db.prefetch(&change);
+            self.window.push_back(change);
+        }
+        self.window.pop_front()
+    }
+
+    /// The change [`Ahead::next`] returns next, if read already.
+    fn peek(&self) -> Option<&Change> {
+        self.window.front()
+    }
+
+    /// At least how many changes are left.
+    fn left(&self) -> usize {
+        self.window.len() + self.changes.size_hint().0
+    }
+}
+
 /// State shared by an engine and its view handles.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -696,8 +731,8 @@ impl Writer {
     /// them; stops at the first that fails. A run of inserts into one table goes in
     /// as one ([`Table::insert_many`]: a load's rows in the order of the table's slots).
     fn stage_all(&mut self, changes: impl IntoIterator<Item = Change>, undo: &mut Vec<Undo>) -> Result<()> {
-        let mut changes = changes.into_iter().peekable();
-        while let Some(change) = changes.next() {
+        let mut changes = Ahead::new(changes.into_iter());
+        while let Some(change) = changes.next(self) {
             let run_follows = matches!(
                 (&change, changes.peek()),
                 (Change::Insert { table, .. }, Some(Change::Insert { table: next, .. })) if next == table
@@ -713,11 +748,11 @@ impl Writer {
                 && let Some(Change::Insert { table: next, .. }) = changes.peek()
                 && *next == table
             {
-                let Some(Change::Insert { row, .. }) = changes.next() else { unreachable!("peeked") };
+                let Some(Change::Insert { row, .. }) = changes.next(self) else { unreachable!("peeked") };
                 if run.len() == INSERT_RUN_FROM {
                     // A long run (a load's hundred thousand rows) is sized once from
                     // what the source says is left, not copied as it doubles.
-                    run.reserve(changes.size_hint().0.min(MAX_INSERT_RUN));
+                    run.reserve(changes.left().min(MAX_INSERT_RUN));
                 }
                 run.push(row);
             }
@@ -729,6 +764,26 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Asks the processor to start loading the table slot `change` will look up, if
+    /// it finds a stored row by its key (an update or a delete).
+    fn prefetch(&self, change: &Change) {
+        let data = match change {
+            Change::Update { old, new, .. } => old.as_ref().unwrap_or(new),
+            Change::Delete { row, .. } => row,
+            _ => return,
+        };
+        let id = match change.table() {
+            TableRef::Id(id) => *id,
+            TableRef::Name(name) => match self.table_names.get(name.as_str()) {
+                Some(id) => *id,
+                None => return,
+            },
+        };
+        if let Some(Some(table)) = self.tables.get(id.0 as usize) {
+            table.prefetch_key(data);
+        }
     }
 
     /// The table `table` names, ready to take changes, and its transaction's delta.

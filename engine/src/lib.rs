@@ -41,6 +41,7 @@ mod partial;
 pub mod plan;
 #[cfg(feature = "polars")]
 pub mod polars_out;
+mod probe_ahead;
 pub mod profile;
 pub mod row;
 pub mod sort;

@@ -79,11 +79,20 @@ pub fn prefetched<'a, T>(items: &'a [T], row: impl Fn(&T) -> &Row + 'a) -> impl 
 /// are visited out of order.
 #[inline]
 pub fn prefetch_at<T>(at: &T) {
+    prefetch_address((at as *const T).cast());
+}
+
+/// Asks the processor to start loading the line holding `address`, which need not
+/// point into anything alive: the address is never read, only fetched.
+#[inline]
+pub fn prefetch_address(address: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint; it never faults, whatever the address.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((at as *const T).cast::<i8>());
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast::<i8>());
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 /// An immutable row of values.
@@ -223,11 +232,7 @@ impl Row {
     /// hash table's rows otherwise waits on memory at every row).
     #[inline]
     pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetching is a hint; it never faults, whatever the address.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(self.base().cast::<i8>());
-        }
+        prefetch_address(self.base());
     }
 
     /// Whether two handles share one allocation.

@@ -123,6 +123,17 @@ impl Table {
         h.finish()
     }
 
+    /// Asks the processor to start loading the slot a lookup of the row `data` keys
+    /// reads first (see [`crate::probe_ahead`]); nothing if the table has no key or
+    /// the key's values need converting first (the lookup then finds out why).
+    pub fn prefetch_key(&self, data: &RowData) {
+        let (Rows::Keyed { key, rows }, RowData::Values(values)) = (&self.rows, data) else { return };
+        let columns = &self.schema.columns;
+        if values.len() == columns.len() && key.iter().all(|&c| fits_exactly(&values[c], columns[c].data_type)) {
+            crate::probe_ahead::prefetch_probe(rows, self.key_hash(key.iter().map(|&c| &values[c])));
+        }
+    }
+
     /// The stored row whose key columns equal `value(c)` for each key column `c`.
     fn find_hashed<V: Deref<Target = Value>>(&self, hash: u64, value: impl Fn(usize) -> V) -> Option<&Row> {
         let Rows::Keyed { key, rows } = &self.rows else { return None };

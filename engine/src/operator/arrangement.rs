@@ -56,6 +56,12 @@ impl Arrangement {
         self.bag.add_delta(delta);
     }
 
+    /// Asks the processor to start loading what a lookup of `key` reads first.
+    #[inline]
+    pub(crate) fn prefetch(&self, key: &Key) {
+        self.bag.prefetch(key);
+    }
+
     /// Calls `f` with each row under `key` and its multiplicity.
     #[inline]
     pub(crate) fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, Weight)) {

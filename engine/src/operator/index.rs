@@ -418,6 +418,14 @@ impl<C: Tally> KeyedBag<C> {
         self.buckets[shard_of(hash)].insert_unique(hash, slot, Self::rehash(&self.keys, self.mode));
     }
 
+    /// Asks the processor to start loading the slot a lookup of `key` reads first (see
+    /// [`crate::probe_ahead`]), for a pass that looks up many keys in turn.
+    #[inline]
+    pub fn prefetch(&self, key: &Key) {
+        let hash = key_hash(key);
+        crate::probe_ahead::prefetch_probe(&self.buckets[shard_of(hash)], hash);
+    }
+
     /// Calls `f` with each row under `key`, its weight and its match count.
     #[inline]
     pub fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, C)) {

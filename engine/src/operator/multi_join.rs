@@ -190,8 +190,15 @@ impl MultiJoin {
         let added = (step.to > groups.start).then(|| probes.added[step.to][step.index].as_ref()).flatten();
         let mut next = Frontier::new(from.width);
         for b in 0..from.len() {
-            if let Some(ahead) = from.row(b + PREFETCH_AHEAD, step.from) {
+            // The row a key is read from is asked for twice as far ahead as the slot
+            // that key's probe reads first: each waits on the one before it.
+            if let Some(ahead) = from.row(b + 2 * PREFETCH_AHEAD, step.from) {
                 ahead.prefetch();
+            }
+            if let Some(ahead) = from.row(b + PREFETCH_AHEAD, step.from)
+                && let Some(key) = join_key(&step.from_keys, ahead)
+            {
+                index.prefetch(&key);
             }
             let bound = from.bound(b);
             let Some(key) = join_key(&step.from_keys, bound[step.from].expect("bound before its probe")) else {
