@@ -125,6 +125,12 @@ const LATE: &[&str] = &[
     "SELECT id, b FROM t1 ORDER BY b, id",
     "SELECT t1.id, t2.id, t3.x FROM t1, t2, t3 WHERE t1.a = t2.a AND t2.a = t3.x AND t3.z = t1.d",
     "SELECT t2.e, COUNT(*), SUM(t3.z) FROM t1 JOIN t2 ON t1.a = t2.a AND t1.d = t2.id JOIN t3 ON t3.x = t1.d GROUP BY t2.e",
+    // Aggregates over a three-way join (one fused node): global, keyed by an
+    // expression over two inputs, DISTINCT, and HAVING (group_concat over a join
+    // depends on the order SQLite scans the join in).
+    "SELECT COUNT(*), SUM(t1.b), MIN(t3.y), MAX(t2.f) FROM t1 JOIN t2 ON t1.a = t2.a JOIN t3 ON t3.x = t2.a",
+    "SELECT t2.e || '-' || t3.y, COUNT(DISTINCT t1.c), AVG(t1.b * 2), SUM(t1.d) FROM t1 JOIN t2 ON t1.a = t2.a JOIN t3 ON t3.x = t2.a GROUP BY t2.e || '-' || t3.y",
+    "SELECT t3.y, t1.c, COUNT(*) FROM t1 JOIN t2 ON t1.a = t2.a JOIN t3 ON t3.x = t1.d GROUP BY t3.y, t1.c HAVING COUNT(*) > 1",
     "SELECT t1.id, t1b.id, t2.e FROM t1 JOIN t1 AS t1b ON t1.a = t1b.d JOIN t2 ON t2.a = t1b.a WHERE t1.b > 0",
     "SELECT a.x, b.y, c.id, d.e FROM t3 a JOIN t1 c ON c.id = a.z JOIN t2 d ON d.id = c.d JOIN t3 b ON b.x = d.a WHERE b.z = a.z",
     "SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.f > t1.b)",

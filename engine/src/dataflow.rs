@@ -2,7 +2,10 @@
 //!
 //! Each plan node becomes a graph node identified by its label and its inputs' nodes,
 //! so two views (or two parts of one view) that compute the same thing from the same
-//! inputs share one node and its state; every table has at most one source node.
+//! inputs share one node and its state; every table has at most one source node. An
+//! aggregate over a delta join is one node over the join's inputs, which never builds
+//! the joined rows ([`crate::operator::join_aggregate`]); another view reading the same
+//! join itself gets a join node of its own.
 //!
 //! A transaction runs in one pass in topological order: source nodes receive their
 //! table's delta, and every node whose inputs changed steps once. Nodes whose inputs
@@ -58,6 +61,7 @@ use crate::operator::distinct::Distinct;
 use crate::operator::filter::Filter;
 use crate::operator::in_set::InSet;
 use crate::operator::join::{Emit, Join};
+use crate::operator::join_aggregate::JoinAggregate;
 use crate::operator::multi_join::MultiJoin;
 use crate::operator::outer_join::{OuterJoin, Preserve};
 use crate::operator::project::Project;
@@ -226,8 +230,19 @@ impl Dataflow {
     /// The node computing `plan`, creating missing nodes (appended to `created`). The
     /// returned node has one more reference, held by the caller.
     pub fn build(&mut self, plan: &Plan, created: &mut Vec<NodeIndex>) -> NodeIndex {
-        let inputs: Vec<NodeIndex> = plan.inputs().into_iter().map(|p| self.build(p, created)).collect();
-        let key = (plan.label(), inputs.clone());
+        // An aggregate over a delta join is one node over the join's inputs (see
+        // [`JoinAggregate`]).
+        let fused = match plan {
+            Plan::Aggregate { input, .. } if matches!(**input, Plan::MultiJoin { .. }) => Some(&**input),
+            _ => None,
+        };
+        let input_plans = fused.map_or_else(|| plan.inputs(), Plan::inputs);
+        let inputs: Vec<NodeIndex> = input_plans.into_iter().map(|p| self.build(p, created)).collect();
+        let label = match fused {
+            Some(join) => format!("{} over {}", plan.label(), join.label()),
+            None => plan.label(),
+        };
+        let key = (label, inputs.clone());
         if let Some(&n) = self.by_key.get(&key) {
             // The inputs' references taken above belong to this node already.
             for &i in &inputs {
@@ -237,11 +252,20 @@ impl Dataflow {
             return n;
         }
         let mut uses = Vec::new();
-        let kind = match plan {
-            Plan::Scan { table, .. } => NodeKind::Source(*table),
-            _ => NodeKind::Op(Mutex::new(make_operator(plan, &mut |port, keys| {
-                self.arrangements.acquire(inputs[port], keys, &mut uses)
-            }))),
+        let mut arrange = |port: usize, keys: &[Expr]| self.arrangements.acquire(inputs[port], keys, &mut uses);
+        let kind = match (plan, fused) {
+            (Plan::Scan { table, .. }, _) => NodeKind::Source(*table),
+            (Plan::Aggregate { group_by, aggregates, .. }, Some(Plan::MultiJoin { inputs: joined, edges, output })) => {
+                NodeKind::Op(Mutex::new(Box::new(JoinAggregate::new(
+                    joined.iter().map(Plan::width).collect(),
+                    edges,
+                    output.clone(),
+                    group_by,
+                    aggregates,
+                    &mut arrange,
+                ))))
+            }
+            _ => NodeKind::Op(Mutex::new(make_operator(plan, &mut arrange))),
         };
         let identity = self.identity_of(&key);
         let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses, identity });

@@ -231,6 +231,15 @@ pub(crate) fn concat(len: usize, cost: Cost, f: impl Fn(Range<usize>) -> ZSet + 
     out
 }
 
+/// [`chunked`] without cutting a range too short to be worth handing off: one chunk,
+/// `f` on the whole range, when not on worker threads or when `len` is short.
+pub(crate) fn chunks_of<R: Send>(len: usize, cost: Cost, f: impl Fn(Range<usize>) -> R + Sync) -> Vec<R> {
+    if !in_parallel() || len / min_chunk(cost) <= 1 {
+        return vec![f(0..len)];
+    }
+    chunked(len, cost, f)
+}
+
 /// Runs `f` on each item, in parallel when on worker threads, and returns the results
 /// in the items' order. Each runs as a step does (charged to the memory budget, see
 /// [`crate::budget`]); a value an item could not compute ([`crate::expr::fault`]) is

@@ -28,7 +28,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::expr::Expr;
 use crate::plan::AggregateCall;
-use crate::row::Row;
+use crate::row::{Columns, Row};
 use crate::value::Value;
 use crate::zset::{Weight, ZSet};
 
@@ -52,7 +52,7 @@ struct Group {
 impl Group {
     /// Adds `w` copies of `row` to the group.
     #[inline]
-    fn add(&mut self, calls: &[AggregateCall], row: &Row, w: Weight) {
+    fn add<R: Columns + ?Sized>(&mut self, calls: &[AggregateCall], row: &R, w: Weight) {
         self.rows += w;
         for (call, acc) in calls.iter().zip(self.accumulators.iter_mut()) {
             match &call.arg {
@@ -118,6 +118,59 @@ impl Aggregate {
         Aggregate { group_by, calls, hasher, shards, global, started: false }
     }
 
+    /// [`Operator::step`] over `delta`'s rows (see [`Input`]).
+    pub(crate) fn step_rows<D: Input + ?Sized>(&mut self, delta: &D) -> ZSet {
+        let calls = &self.calls;
+
+        if self.global {
+            let started = std::mem::replace(&mut self.started, true);
+            let empty = Key::empty();
+            let hash = self.hasher.hash_one(&empty);
+            let (_, group) = self.shards[0]
+                .entry(hash, |(k, _)| *k == empty, |(k, _)| self.hasher.hash_one(k))
+                .or_insert_with(|| (Key::empty(), new_group(calls)))
+                .into_mut();
+            let before = started.then(|| output(calls, &empty, group));
+            (0..delta.len()).for_each(|i| group.add(calls, delta.row(i), delta.weight(i)));
+            group.settle();
+            let after = output(calls, &empty, group);
+            let mut out = ZSet::new();
+            push_change(&mut out, before, Some(after));
+            return out;
+        }
+        assert!(u32::try_from(delta.len()).is_ok(), "a delta of fewer than 2^32 rows");
+        let rows = delta;
+        let (mut entries, starts) = self.split(rows);
+        let step = StepOf { calls, group_by: &self.group_by, hasher: &self.hasher, delta: rows };
+        // Each shard with its rows (slices of one vector).
+        let mut work: Vec<(&mut HashTable<Held>, &mut [Entry])> = Vec::new();
+        let mut rest = entries.as_mut_slice();
+        for (s, groups) in self.shards.iter_mut().enumerate() {
+            let (part, after) = std::mem::take(&mut rest).split_at_mut(starts[s + 1] - starts[s]);
+            rest = after;
+            if !part.is_empty() {
+                work.push((groups, part));
+            }
+        }
+        // One shard's work after another, or on the worker threads at once: the same
+        // changes in the same order (shard by shard).
+        let mut out = ZSet::with_capacity(rows.len().min(1024) * 2);
+        if rows.len() >= SPLIT_FROM && workers::in_parallel() {
+            let parts = workers::each(work, |(groups, part)| {
+                let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
+                add_part(step, groups, part, &mut out, &mut Vec::new());
+                out
+            });
+            parts.into_iter().for_each(|part| out.append(part));
+        } else {
+            let mut touched = Vec::new();
+            for (groups, part) in work {
+                add_part(step, groups, part, &mut out, &mut touched);
+            }
+        }
+        out
+    }
+
     /// A group as [`Operator::save`] wrote it.
     fn load_group(&self, row: &Row) -> Option<(Key, Group)> {
         let width = self.group_by.len();
@@ -142,13 +195,15 @@ impl Aggregate {
     /// The delta's rows by shard, each shard's in delta order, and where each shard's
     /// rows start (one vector: a step of a few rows allocates it alone); the keys are
     /// computed in chunks on the worker threads when the delta is long.
-    fn split(&self, rows: &[(Row, Weight)]) -> (Vec<Entry>, [usize; SHARDS + 1]) {
+    fn split<D: Input + ?Sized>(&self, rows: &D) -> (Vec<Entry>, [usize; SHARDS + 1]) {
         let (group_by, hasher) = (&self.group_by, &self.hasher);
-        let entry = |i: usize, row: &Row| Entry { hash: hasher.hash_one(Key::eval(group_by, row)), at: i as u32 };
+        let entry = |i: usize| {
+            rows.prefetch(i + crate::row::PREFETCH_AHEAD);
+            Entry { hash: hasher.hash_one(Key::eval(group_by, rows.row(i))), at: i as u32 }
+        };
         let mut starts = [0; SHARDS + 1];
         if rows.len() < SPLIT_FROM || !workers::in_parallel() {
-            let entries: Vec<Entry> =
-                crate::row::prefetched(rows, |(r, _)| r).enumerate().map(|(i, (row, _))| entry(i, row)).collect();
+            let entries: Vec<Entry> = (0..rows.len()).map(entry).collect();
             let mut counts = [0usize; SHARDS];
             entries.iter().for_each(|e| counts[shard_of(e.hash)] += 1);
             for s in 0..SHARDS {
@@ -171,9 +226,8 @@ impl Aggregate {
         }
         let chunks = workers::chunked(rows.len(), workers::Cost::Row, |range: std::ops::Range<usize>| {
             let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::new()).collect();
-            let start = range.start;
-            for (i, (row, _)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
-                let e = entry(start + i, row);
+            for i in range {
+                let e = entry(i);
                 parts[shard_of(e.hash)].push(e);
             }
             parts
@@ -194,20 +248,121 @@ impl Aggregate {
 const SORT_BELOW: usize = 64;
 
 /// What every shard's part of a step reads: the aggregate's definition and the delta.
-#[derive(Clone, Copy)]
-struct StepOf<'a> {
+struct StepOf<'a, D: ?Sized> {
     calls: &'a [AggregateCall],
     group_by: &'a [Expr],
     hasher: &'a DefaultHashBuilder,
-    delta: &'a [(Row, Weight)],
+    delta: &'a D,
+}
+
+impl<D: ?Sized> Clone for StepOf<'_, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D: ?Sized> Copy for StepOf<'_, D> {}
+
+/// A delta as an aggregate reads it: rows, or rows of only the values it reads (a
+/// join fused with the aggregate above it emits those, see
+/// [`super::join_aggregate`]), each with its weight.
+pub(crate) trait Input: Sync {
+    type Row: Columns + ?Sized;
+    /// The number of rows.
+    fn len(&self) -> usize;
+    /// Row `i`.
+    fn row(&self, i: usize) -> &Self::Row;
+    /// Row `i`'s weight.
+    fn weight(&self, i: usize) -> Weight;
+    /// Asks for row `i`'s memory ahead of reading it, if there is such a row.
+    fn prefetch(&self, _i: usize) {}
+}
+
+impl Input for [(Row, Weight)] {
+    type Row = Row;
+
+    #[inline]
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    #[inline]
+    fn row(&self, i: usize) -> &Row {
+        &self[i].0
+    }
+
+    #[inline]
+    fn weight(&self, i: usize) -> Weight {
+        self[i].1
+    }
+
+    #[inline]
+    fn prefetch(&self, i: usize) {
+        if let Some((row, _)) = self.get(i) {
+            row.prefetch();
+        }
+    }
+}
+
+/// Rows of `width` values each, laid end to end (no allocation per row), with their
+/// weights.
+#[derive(Debug, Default)]
+pub(crate) struct Flat {
+    width: usize,
+    values: Vec<Value>,
+    weights: Vec<Weight>,
+}
+
+impl Flat {
+    /// No rows yet, of `width` values each, with room for `rows`.
+    pub fn with_capacity(width: usize, rows: usize) -> Flat {
+        Flat { width, values: Vec::with_capacity(width * rows), weights: Vec::with_capacity(rows) }
+    }
+
+    /// Adds a row of the `width` values `values` yields, with its weight.
+    #[inline]
+    pub fn push(&mut self, values: impl Iterator<Item = Value>, w: Weight) {
+        self.values.extend(values);
+        self.weights.push(w);
+        debug_assert_eq!(self.values.len(), self.weights.len() * self.width);
+    }
+
+    /// Appends `other`'s rows.
+    pub fn append(&mut self, mut other: Flat) {
+        if self.weights.is_empty() {
+            *self = other;
+        } else {
+            self.values.append(&mut other.values);
+            self.weights.append(&mut other.weights);
+        }
+    }
+}
+
+impl Input for Flat {
+    type Row = [Value];
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    #[inline]
+    fn row(&self, i: usize) -> &[Value] {
+        &self.values[i * self.width..(i + 1) * self.width]
+    }
+
+    #[inline]
+    fn weight(&self, i: usize) -> Weight {
+        self.weights[i]
+    }
 }
 
 /// Adds the rows of the delta that `part` names (one shard's rows, in delta order) to
 /// that shard's `groups`, pushing each changed group's −old +new to `out`: in delta
 /// order while the groups are few, the rest sorted by slot; a group that takes rows
 /// both ways is pushed once. `touched` is scratch space.
-fn add_part(
-    step: StepOf<'_>,
+fn add_part<D: Input + ?Sized>(
+    step: StepOf<'_, D>,
     groups: &mut HashTable<Held>,
     part: &mut [Entry],
     out: &mut ZSet,
@@ -223,7 +378,7 @@ fn add_part(
         add_runs(step, groups, rest, out);
     }
     for e in touched.iter() {
-        let row = &delta[e.at as usize].0;
+        let row = delta.row(e.at as usize);
         // Gone, or pushed already, if its sorted rows emptied or changed it.
         if let Ok(mut o) = groups.find_entry(e.hash, holds(group_by, row))
             && o.get().1.touched
@@ -241,7 +396,7 @@ fn add_part(
 
 /// Whether `held` is the group of `row`'s key.
 #[inline]
-fn holds<'a>(group_by: &'a [Expr], row: &'a Row) -> impl Fn(&Held) -> bool + 'a {
+fn holds<'a, R: Columns + ?Sized>(group_by: &'a [Expr], row: &'a R) -> impl Fn(&Held) -> bool + 'a {
     move |(key, _)| group_by.iter().zip(key.values()).all(|(g, v)| *g.eval_cow(row) == *v)
 }
 
@@ -259,14 +414,19 @@ fn push_group_change(out: &mut ZSet, calls: &[AggregateCall], key: &Key, group: 
 /// pushes to `touched` the first row of each group it touched, in the order first
 /// touched: their changes are pushed once the shard's rows are all in (a group
 /// emptied stays until then).
-fn add_in_order(step: StepOf<'_>, groups: &mut HashTable<Held>, part: &[Entry], touched: &mut Vec<Entry>) -> usize {
+fn add_in_order<D: Input + ?Sized>(
+    step: StepOf<'_, D>,
+    groups: &mut HashTable<Held>,
+    part: &[Entry],
+    touched: &mut Vec<Entry>,
+) -> usize {
     let StepOf { calls, group_by, hasher, delta } = step;
     let mut done = 0;
     for e in part {
         if groups.len() >= FEW_GROUPS {
             break;
         }
-        let (row, w) = &delta[e.at as usize];
+        let (row, w) = (delta.row(e.at as usize), &delta.weight(e.at as usize));
         match groups.find_mut(e.hash, holds(group_by, row)) {
             Some((_, group)) => {
                 if !group.touched {
@@ -291,13 +451,13 @@ fn add_in_order(step: StepOf<'_>, groups: &mut HashTable<Held>, part: &[Entry], 
 /// Adds the rows of the delta that `entries` name (rows of one shard, a group's rows
 /// next to each other) to their groups in `groups`, pushing each changed group's −old
 /// +new to `out`.
-fn add_runs(step: StepOf<'_>, groups: &mut HashTable<Held>, entries: &[Entry], out: &mut ZSet) {
+fn add_runs<D: Input + ?Sized>(step: StepOf<'_, D>, groups: &mut HashTable<Held>, entries: &[Entry], out: &mut ZSet) {
     let StepOf { calls, group_by, hasher, delta } = step;
-    let row_of = |e: &Entry| &delta[e.at as usize];
+    let row_of = |e: &Entry| delta.row(e.at as usize);
     let mut at = 0;
     while at < entries.len() {
         let hash = entries[at].hash;
-        let first = &row_of(&entries[at]).0;
+        let first = row_of(&entries[at]);
         // A run: the rows with this key from `at` on (by hash first; two keys whose
         // hashes collide may interleave, and each piece then looks its group up on
         // its own).
@@ -305,21 +465,19 @@ fn add_runs(step: StepOf<'_>, groups: &mut HashTable<Held>, entries: &[Entry], o
             + 1
             + entries[at + 1..]
                 .iter()
-                .take_while(|e| {
-                    e.hash == hash && group_by.iter().all(|g| *g.eval_cow(&row_of(e).0) == *g.eval_cow(first))
-                })
+                .take_while(|e| e.hash == hash && group_by.iter().all(|g| *g.eval_cow(row_of(e)) == *g.eval_cow(first)))
                 .count();
         // Rows come in group order, not where they lie: the next groups' rows are
         // prefetched while this one's are added.
         for ahead in entries.get(end..(end + crate::row::PREFETCH_AHEAD).min(entries.len())).unwrap_or(&[]) {
-            row_of(ahead).0.prefetch();
+            delta.prefetch(ahead.at as usize);
         }
-        let run = entries[at..end].iter().map(row_of);
+        let run = entries[at..end].iter().map(|e| (row_of(e), delta.weight(e.at as usize)));
         at = end;
         match groups.entry(hash, holds(group_by, first), |(k, _)| hasher.hash_one(k)) {
             Slot::Occupied(mut o) => {
                 let (key, group) = o.get_mut();
-                run.for_each(|(row, w)| group.add(calls, row, *w));
+                run.for_each(|(row, w)| group.add(calls, row, w));
                 group.settle();
                 // Rows it took in delta order are in too: one change for all.
                 group.touched = false;
@@ -331,7 +489,7 @@ fn add_runs(step: StepOf<'_>, groups: &mut HashTable<Held>, entries: &[Entry], o
             Slot::Vacant(v) => {
                 let key = Key::eval(group_by, first);
                 let mut group = new_group(calls);
-                run.for_each(|(row, w)| group.add(calls, row, *w));
+                run.for_each(|(row, w)| group.add(calls, row, w));
                 group.settle();
                 let after = (group.rows > 0).then(|| output(calls, &key, &group));
                 group.shown = after.clone();
@@ -374,55 +532,7 @@ fn visible(calls: &[AggregateCall], exists: bool, key: &Key, group: &Group) -> O
 
 impl Operator for Aggregate {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
-        let delta = input_deltas[0];
-        let calls = &self.calls;
-        if self.global {
-            let started = std::mem::replace(&mut self.started, true);
-            let empty = Key::empty();
-            let hash = self.hasher.hash_one(&empty);
-            let (_, group) = self.shards[0]
-                .entry(hash, |(k, _)| *k == empty, |(k, _)| self.hasher.hash_one(k))
-                .or_insert_with(|| (Key::empty(), new_group(calls)))
-                .into_mut();
-            let before = started.then(|| output(calls, &empty, group));
-            delta.iter().for_each(|(row, w)| group.add(calls, row, *w));
-            group.settle();
-            let after = output(calls, &empty, group);
-            let mut out = ZSet::new();
-            push_change(&mut out, before, Some(after));
-            return out;
-        }
-        assert!(u32::try_from(delta.len()).is_ok(), "a delta of fewer than 2^32 rows");
-        let rows = delta.as_slice();
-        let (mut entries, starts) = self.split(rows);
-        let step = StepOf { calls, group_by: &self.group_by, hasher: &self.hasher, delta: rows };
-        // Each shard with its rows (slices of one vector).
-        let mut work: Vec<(&mut HashTable<Held>, &mut [Entry])> = Vec::new();
-        let mut rest = entries.as_mut_slice();
-        for (s, groups) in self.shards.iter_mut().enumerate() {
-            let (part, after) = std::mem::take(&mut rest).split_at_mut(starts[s + 1] - starts[s]);
-            rest = after;
-            if !part.is_empty() {
-                work.push((groups, part));
-            }
-        }
-        // One shard's work after another, or on the worker threads at once: the same
-        // changes in the same order (shard by shard).
-        let mut out = ZSet::with_capacity(rows.len().min(1024) * 2);
-        if rows.len() >= SPLIT_FROM && workers::in_parallel() {
-            let parts = workers::each(work, |(groups, part)| {
-                let mut out = ZSet::with_capacity(part.len().min(1024) * 2);
-                add_part(step, groups, part, &mut out, &mut Vec::new());
-                out
-            });
-            parts.into_iter().for_each(|part| out.append(part));
-        } else {
-            let mut touched = Vec::new();
-            for (groups, part) in work {
-                add_part(step, groups, part, &mut out, &mut touched);
-            }
-        }
-        out
+        self.step_rows(input_deltas[0].as_slice())
     }
 
     fn current_output(&self) -> Option<ZSet> {

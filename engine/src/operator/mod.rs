@@ -21,6 +21,7 @@ pub mod filter;
 pub mod in_set;
 mod index;
 pub mod join;
+pub mod join_aggregate;
 pub mod multi_join;
 pub mod outer_join;
 pub mod project;

@@ -17,7 +17,7 @@
 
 use crate::expr::Expr;
 use crate::plan::JoinEdge;
-use crate::row::{PREFETCH_AHEAD, Row};
+use crate::row::{Columns, PREFETCH_AHEAD, Ref, Row};
 use crate::workers::{self, Cost};
 use crate::zset::{Weight, ZSet};
 
@@ -172,17 +172,19 @@ impl MultiJoin {
     /// [`FRONTIER`] combinations before those go on (a fanning-out step does not hold
     /// its whole output), and combinations are extended in order, so the output is
     /// the same, in the same order, as extending each one to the end in turn.
-    fn extend<'a>(
+    #[allow(clippy::too_many_arguments)]
+    fn extend<'a, S: Sink>(
         &'a self,
         probes: &'a Probes<'a>,
         plan: &'a Plan,
         k: usize,
         from: &Frontier<'a>,
         groups: &Groups<'a, '_>,
-        out: &mut ZSet,
+        sink: &S,
+        out: &mut S::Out,
     ) {
         let Some(step) = plan.steps.get(k) else {
-            self.emit(plan, from, groups, out);
+            self.emit(plan, from, groups, sink, out);
             return;
         };
         let index = &probes.after[step.to][step.index];
@@ -210,12 +212,12 @@ impl MultiJoin {
                 added.for_each(&key, |r, rw| next.push(bound, step.to, r, -w * rw, g));
             }
             if next.len() >= FRONTIER {
-                self.extend(probes, plan, k + 1, &next, groups, out);
+                self.extend(probes, plan, k + 1, &next, groups, sink, out);
                 next.clear();
             }
         }
         if !next.is_empty() {
-            self.extend(probes, plan, k + 1, &next, groups, out);
+            self.extend(probes, plan, k + 1, &next, groups, sink, out);
         }
     }
 
@@ -223,7 +225,7 @@ impl MultiJoin {
     /// each complete combination once per row of `group` (the starting input's rows,
     /// which all agree on what the steps from `k` on read) with its weight times theirs.
     #[allow(clippy::too_many_arguments)]
-    fn extend_one<'a>(
+    fn extend_one<'a, S: Sink>(
         &'a self,
         probes: &'a Probes<'a>,
         plan: &'a Plan,
@@ -231,16 +233,15 @@ impl MultiJoin {
         bound: &mut [Option<&'a Row>],
         w: Weight,
         group: (usize, &[(&'a Row, Weight)]),
-        out: &mut ZSet,
+        sink: &S,
+        out: &mut S::Out,
     ) {
         let Some(step) = plan.steps.get(k) else {
             if plan.checks.iter().all(|c| c.holds(bound)) {
                 let (start, rows) = group;
                 for (row, gw) in rows {
-                    bound[start] = Some(row);
-                    let values =
-                        self.sources.iter().map(|&(i, c)| bound[i].expect("every input is bound").get(c).into_owned());
-                    out.push(values.collect(), w * *gw);
+                    let joined = Joined { sources: &self.sources, bound, start, row };
+                    sink.emit(out, &joined, w * *gw);
                 }
             }
             return;
@@ -248,7 +249,7 @@ impl MultiJoin {
         let Some(key) = join_key(&step.from_keys, bound[step.from].expect("bound before its probe")) else { return };
         probes.after[step.to][step.index].for_each(&key, |r, rw| {
             bound[step.to] = Some(r);
-            self.extend_one(probes, plan, k + 1, bound, w * rw, group, out);
+            self.extend_one(probes, plan, k + 1, bound, w * rw, group, sink, out);
         });
         // An input later in the rule is seen as before the transaction.
         if step.to > group.0
@@ -256,7 +257,7 @@ impl MultiJoin {
         {
             added.for_each(&key, |r, rw| {
                 bound[step.to] = Some(r);
-                self.extend_one(probes, plan, k + 1, bound, -w * rw, group, out);
+                self.extend_one(probes, plan, k + 1, bound, -w * rw, group, sink, out);
             });
         }
         bound[step.to] = None;
@@ -264,7 +265,7 @@ impl MultiJoin {
 
     /// Emits the complete combinations of `from` that pass the plan's checks, each
     /// once per row of its group.
-    fn emit<'a>(&self, plan: &Plan, from: &Frontier<'a>, groups: &Groups<'a, '_>, out: &mut ZSet) {
+    fn emit<'a, S: Sink>(&self, plan: &Plan, from: &Frontier<'a>, groups: &Groups<'a, '_>, sink: &S, out: &mut S::Out) {
         let start = groups.start;
         for b in 0..from.len() {
             for i in 0..from.width {
@@ -277,11 +278,8 @@ impl MultiJoin {
                 continue;
             }
             for &(row, gw) in groups.rows(from.groups[b]) {
-                let values = self.sources.iter().map(|&(i, c)| {
-                    let r = if i == start { row } else { bound[i].expect("every input is bound") };
-                    r.get(c).into_owned()
-                });
-                out.push(values.collect(), from.weights[b] * gw);
+                let joined = Joined { sources: &self.sources, bound, start, row };
+                sink.emit(out, &joined, from.weights[b] * gw);
             }
         }
     }
@@ -291,13 +289,20 @@ impl MultiJoin {
     /// nothing to allocate, and little to overlap); more breadth first
     /// ([`MultiJoin::extend`], a slice of groups at a time). Both emit the same rows
     /// in the same order.
-    fn extend_groups<'a>(&'a self, probes: &'a Probes<'a>, plan: &'a Plan, groups: &Groups<'a, '_>, out: &mut ZSet) {
+    fn extend_groups<'a, S: Sink>(
+        &'a self,
+        probes: &'a Probes<'a>,
+        plan: &'a Plan,
+        groups: &Groups<'a, '_>,
+        sink: &S,
+        out: &mut S::Out,
+    ) {
         if groups.len() <= DEPTH_FIRST_UP_TO {
             let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
             for g in 0..groups.len() as u32 {
                 let rows = groups.rows(g);
                 bound[groups.start] = Some(rows[0].0);
-                self.extend_one(probes, plan, 0, &mut bound, 1, (groups.start, rows), out);
+                self.extend_one(probes, plan, 0, &mut bound, 1, (groups.start, rows), sink, out);
             }
             return;
         }
@@ -306,35 +311,43 @@ impl MultiJoin {
         for g in 0..groups.len() as u32 {
             level.push(&unbound, groups.start, groups.rows(g)[0].0, 1, g);
             if level.len() >= FRONTIER {
-                self.extend(probes, plan, 0, &level, groups, out);
+                self.extend(probes, plan, 0, &level, groups, sink, out);
                 level.clear();
             }
         }
         if !level.is_empty() {
-            self.extend(probes, plan, 0, &level, groups, out);
+            self.extend(probes, plan, 0, &level, groups, sink, out);
         }
     }
 
     /// Joins input `i`'s delta rows with the other inputs' current contents, in
     /// chunks on the worker threads when there are many (see [`crate::workers`]).
-    fn extend_delta<'a>(&'a self, probes: &'a Probes<'a>, i: usize, delta: &'a ZSet, out: &mut ZSet) {
+    fn extend_delta<'a, S: Sink>(
+        &'a self,
+        probes: &'a Probes<'a>,
+        i: usize,
+        delta: &'a ZSet,
+        sink: &S,
+        out: &mut S::Out,
+    ) {
         let plan = &self.plans[i];
         if delta.len() <= DEPTH_FIRST_UP_TO {
             // A few rows (most transactions): each extended to the end in turn.
             let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
             for (row, w) in delta {
                 bound[i] = Some(row);
-                self.extend_one(probes, plan, 0, &mut bound, 1, (i, &[(row, *w)]), out);
+                self.extend_one(probes, plan, 0, &mut bound, 1, (i, &[(row, *w)]), sink, out);
             }
             return;
         }
         if !plan.shared_probes {
             let rows: Vec<(&Row, Weight)> = delta.iter().map(|(r, w)| (r, *w)).collect();
-            out.append(workers::concat(rows.len(), Cost::Probe, |range| {
-                let mut out = ZSet::new();
-                self.extend_groups(probes, plan, &Groups::single(i, &rows[range]), &mut out);
+            let parts = workers::chunks_of(rows.len(), Cost::Probe, |range| {
+                let mut out = sink.start(0);
+                self.extend_groups(probes, plan, &Groups::single(i, &rows[range]), sink, &mut out);
                 out
-            }));
+            });
+            parts.into_iter().for_each(|part| sink.append(out, part));
             return;
         }
         // Rows with equal first keys next to each other; each run probes once.
@@ -350,8 +363,8 @@ impl MultiJoin {
             }
             at
         };
-        out.append(workers::concat(keyed.len(), Cost::Probe, |range| {
-            let mut out = ZSet::new();
+        let parts = workers::chunks_of(keyed.len(), Cost::Probe, |range| {
+            let mut out = sink.start(0);
             let mut bounds = Vec::new();
             let (mut at, end) = (run_end(range.start), run_end(range.end));
             while at < end {
@@ -361,9 +374,98 @@ impl MultiJoin {
                 }
                 at = next;
             }
-            self.extend_groups(probes, plan, &Groups { start: i, members: &members, bounds: Some(bounds) }, &mut out);
+            let groups = Groups { start: i, members: &members, bounds: Some(bounds) };
+            self.extend_groups(probes, plan, &groups, sink, &mut out);
             out
-        }));
+        });
+        parts.into_iter().for_each(|part| sink.append(out, part));
+    }
+
+    /// [`Operator::step`] with the output going to `sink`.
+    pub(crate) fn step_into<S: Sink>(&mut self, input_deltas: &[&ZSet], sink: &S, out: &mut S::Out) {
+        let probes = Probes::new(&self.indexes, input_deltas);
+        for (i, delta) in input_deltas.iter().enumerate() {
+            if !delta.is_empty() {
+                self.extend_delta(&probes, i, delta, sink, out);
+            }
+        }
+    }
+
+    /// [`Operator::current_output`] with the output going to `sink`.
+    pub(crate) fn current_output_into<S: Sink>(&self, sink: &S, out: &mut S::Out) {
+        let probes = Probes::new(&self.indexes, &[]);
+        // Every row of input 0 that can match is in each of its arrangements (borrowed
+        // from it: a million rows' counts are not touched twice over).
+        let mut rows: Vec<(&Row, Weight)> = Vec::new();
+        if let Some(a) = probes.after[0].first() {
+            a.for_each_row(|r, w| rows.push((r, w)));
+        }
+        let parts = workers::chunks_of(rows.len(), Cost::Probe, |range| {
+            // Sized for one combination per row (a join along foreign keys): a
+            // million-row output is not copied as it doubles.
+            let mut out = sink.start(range.len());
+            self.extend_groups(&probes, &self.plans[0], &Groups::single(0, &rows[range]), sink, &mut out);
+            out
+        });
+        parts.into_iter().for_each(|part| sink.append(out, part));
+    }
+}
+
+/// Where a join's combinations go, each as a [`Joined`] with its weight: rows of a
+/// delta ([`JoinedRows`]), or, for a join fused with the aggregate above it, only the
+/// values the aggregate reads (see [`super::join_aggregate`]). Chunks of a long
+/// delta, probed on the worker threads, fill outputs of their own, joined in order.
+pub(crate) trait Sink: Sync {
+    type Out: Send;
+    /// An empty output, with room for `expected` combinations.
+    fn start(&self, expected: usize) -> Self::Out;
+    /// Adds a combination with its weight.
+    fn emit(&self, out: &mut Self::Out, joined: &Joined<'_, '_>, w: Weight);
+    /// Appends `part` (a later chunk's output) to `out`.
+    fn append(&self, out: &mut Self::Out, part: Self::Out);
+}
+
+/// Joined rows, built of the output columns.
+pub(crate) struct JoinedRows;
+
+impl Sink for JoinedRows {
+    type Out = ZSet;
+
+    fn start(&self, expected: usize) -> ZSet {
+        ZSet::with_capacity(expected)
+    }
+
+    #[inline]
+    fn emit(&self, out: &mut ZSet, joined: &Joined<'_, '_>, w: Weight) {
+        out.push((0..joined.width()).map(|c| joined.column(c).into_owned()).collect(), w);
+    }
+
+    fn append(&self, out: &mut ZSet, part: ZSet) {
+        out.append(part);
+    }
+}
+
+/// A complete combination, read as the joined row the join emits (its output
+/// columns) without building it.
+pub(crate) struct Joined<'r, 'a> {
+    sources: &'r [(usize, usize)],
+    bound: &'r [Option<&'a Row>],
+    /// The starting input, whose row is `row` (the group member being emitted).
+    start: usize,
+    row: &'a Row,
+}
+
+impl Columns for Joined<'_, '_> {
+    #[inline]
+    fn column(&self, i: usize) -> Ref<'_> {
+        let (input, c) = self.sources[i];
+        let row = if input == self.start { self.row } else { self.bound[input].expect("every input is bound") };
+        row.get(c)
+    }
+
+    #[inline]
+    fn width(&self) -> usize {
+        self.sources.len()
     }
 }
 
@@ -488,13 +590,8 @@ impl Operator for MultiJoin {
     }
 
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
-        let probes = Probes::new(&self.indexes, input_deltas);
         let mut out = ZSet::new();
-        for (i, delta) in input_deltas.iter().enumerate() {
-            if !delta.is_empty() {
-                self.extend_delta(&probes, i, delta, &mut out);
-            }
-        }
+        self.step_into(input_deltas, &JoinedRows, &mut out);
         out
     }
 
@@ -506,19 +603,8 @@ impl Operator for MultiJoin {
     }
 
     fn current_output(&self) -> Option<ZSet> {
-        let probes = Probes::new(&self.indexes, &[]);
         let mut out = ZSet::new();
-        // Every row of input 0 that can match is in each of its arrangements (borrowed
-        // from it: a million rows' counts are not touched twice over).
-        let mut rows: Vec<(&Row, Weight)> = Vec::new();
-        if let Some(a) = probes.after[0].first() {
-            a.for_each_row(|r, w| rows.push((r, w)));
-        }
-        out.append(workers::concat(rows.len(), Cost::Probe, |range| {
-            let mut out = ZSet::new();
-            self.extend_groups(&probes, &self.plans[0], &Groups::single(0, &rows[range]), &mut out);
-            out
-        }));
+        self.current_output_into(&JoinedRows, &mut out);
         Some(out)
     }
 }
