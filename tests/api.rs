@@ -242,6 +242,102 @@ fn joins_share_one_index_per_input_and_key() {
     assert_eq!((stats.nodes, stats.arrangements, stats.operator_state_bytes), (0, 0, 0), "nothing left but tables");
 }
 
+/// A join registered over loaded tables does not build the index of its first input
+/// (orders by product) until a change to the other input (products) needs it: the view
+/// stays exact while only orders change, and after products change it too — on one
+/// thread, and on two with every transaction on the worker threads.
+#[test]
+fn a_loaded_tables_index_is_built_when_a_join_first_needs_it() {
+    for threads in [1, 2] {
+        let e = shop();
+        e.set_threads(threads);
+        e.database().set_parallel_from(1);
+        let product = |p: i64, name: &str| {
+            vec![Value::Int(p), Value::text(name), Value::text(format!("c{}", p % 2)), Value::Float(p as f64)]
+        };
+        let mut orders: Vec<Vec<Value>> = (1..=40).map(|i| order(i, i % 5, i % 4, i as f64, "paid")).collect();
+        let mut products: Vec<Vec<Value>> = (0..4).map(|p| product(p, &format!("p{p}"))).collect();
+        e.apply(orders.iter().map(|o| Change::insert("orders", o.clone()))).unwrap();
+        e.apply(products.iter().map(|p| Change::insert("products", p.clone()))).unwrap();
+        let view = e.from_sql("SELECT o.id, p.name FROM orders o JOIN products p ON o.product_id = p.id").unwrap();
+        let expected = |orders: &[Vec<Value>], products: &[Vec<Value>]| {
+            let mut rows: Vec<ciuf::Row> = orders
+                .iter()
+                .flat_map(|o| {
+                    products.iter().filter(|p| p[0] == o[2]).map(|p| ciuf::Row::new(vec![o[0].clone(), p[1].clone()]))
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        let exact = |orders: &[Vec<Value>], products: &[Vec<Value>], when: &str| {
+            let mut rows = view.rows().unwrap();
+            rows.sort();
+            assert_eq!(rows, expected(orders, products), "{when}, {threads} threads");
+        };
+        exact(&orders, &products, "registered");
+        let stats = e.stats();
+        assert_eq!((stats.arrangements, stats.deferred_arrangements), (2, 1), "orders by product_id waits");
+        // Orders change: the join probes products by id, never orders by product_id.
+        for round in 0..3i64 {
+            let gone = orders.remove(round as usize * 3);
+            let new = order(100 + round, round, round % 4, 1.5, "paid");
+            let changed = orders[0].clone();
+            let mut moved = changed.clone();
+            moved[2] = Value::Int((round + 1) % 4);
+            orders[0] = moved.clone();
+            orders.push(new.clone());
+            e.apply([
+                Change::delete("orders", gone),
+                Change::insert("orders", new),
+                Change::update("orders", changed, moved),
+            ])
+            .unwrap();
+            exact(&orders, &products, "orders changed");
+            assert_eq!(e.stats().deferred_arrangements, 1, "still waiting");
+        }
+        // A product changes: its orders are found through the index, built now.
+        let old = products[2].clone();
+        products[2] = product(2, "renamed");
+        e.apply([Change::update("products", old, products[2].clone())]).unwrap();
+        exact(&orders, &products, "a product renamed");
+        assert_eq!(e.stats().deferred_arrangements, 0, "built");
+        // And kept up to date from then on.
+        let gone = orders.pop().unwrap();
+        e.apply([Change::delete("orders", gone), Change::delete("products", products.remove(1))]).unwrap();
+        exact(&orders, &products, "an order and a product deleted");
+    }
+}
+
+/// A top-k over a join refills from the join's whole output when deletions eat into
+/// what it keeps: the join's indexes are then built when the view is registered, never
+/// deferred, and the refill finds every row (on two threads, every transaction on the
+/// worker threads).
+#[test]
+fn a_top_k_over_a_join_keeps_the_join_indexes_built() {
+    let e = shop();
+    e.set_threads(2);
+    e.database().set_parallel_from(1);
+    e.apply((1..=30).map(|i| Change::insert("orders", order(i, i % 3, i % 2, i as f64, "paid")))).unwrap();
+    e.apply((0..2).map(|p| {
+        Change::insert(
+            "products",
+            vec![Value::Int(p), Value::text(format!("p{p}")), Value::text("c"), Value::Float(1.0)],
+        )
+    }))
+    .unwrap();
+    let top = e
+        .from_sql("SELECT o.id, p.name FROM orders o JOIN products p ON o.product_id = p.id ORDER BY o.amount DESC, o.id LIMIT 3")
+        .unwrap();
+    assert_eq!(e.stats().deferred_arrangements, 0, "a refill reads the join's whole output");
+    for gone in (20..=30).rev() {
+        e.on_delete("orders", order(gone, gone % 3, gone % 2, gone as f64, "paid")).unwrap();
+        let ids: Vec<i64> = (gone - 3..gone).rev().collect();
+        let expected: Vec<ciuf::Row> = ids.iter().map(|&i| ciuf::row![i, format!("p{}", i % 2)]).collect();
+        assert_eq!(top.rows().unwrap(), expected, "after deleting order {gone}");
+    }
+}
+
 #[test]
 fn profiling_times_each_node_only_while_on() {
     let e = shop();

@@ -130,6 +130,9 @@ pub struct Stats {
     pub nodes: usize,
     /// Join indexes (arrangements), each shared by every join that probes it.
     pub arrangements: usize,
+    /// Of those, the ones over a table that held rows when they were made and that no
+    /// join has needed since: not built yet (built from the table when first probed).
+    pub deferred_arrangements: usize,
     /// Approximate heap bytes of the tables' row indexes (not counting the rows).
     pub table_index_bytes: usize,
     /// Approximate heap bytes of operator state (not counting shared rows).
@@ -683,6 +686,7 @@ impl Database {
             base_rows: w.tables.iter().flatten().map(Table::len).sum(),
             nodes: w.dataflow.node_count(),
             arrangements: w.dataflow.arrangement_count(),
+            deferred_arrangements: w.dataflow.deferred_count(),
             table_index_bytes: w.tables.iter().flatten().map(Table::index_bytes).sum(),
             operator_state_bytes: w.dataflow.state_bytes(),
             view_state_bytes: p.views.iter().flatten().map(ViewState::state_bytes).sum(),

@@ -24,6 +24,14 @@
 //! every join that needs it, and applies a node's delta to its arrangements as soon as
 //! the node has produced it, before any consumer steps.
 //!
+//! An arrangement of a table that already holds rows when the arrangement is made is
+//! deferred, and built from the table when first needed: in a transaction, before any
+//! operator steps, when a source changes from which another input of a join holding
+//! it is computed (that join's delta rule then probes it); when a new join node is
+//! filled (its inputs but the first); and when a join's whole output is read. An
+//! arrangement a starvable operator's refill would read through a join is never
+//! deferred, so that no arrangement is built while operators run on the worker threads.
+//!
 //! New nodes (a view registered after data arrived) are filled by stepping them once
 //! with their inputs' whole current outputs, as if every existing row had just been
 //! inserted; new arrangements are filled with their node's output first.
@@ -102,6 +110,8 @@ struct Node {
     refs: usize,
     /// Arrangements of its inputs this node's operator probes.
     uses: Vec<ArrangementKey>,
+    /// The same arrangements, each with the input port it arranges.
+    held: Vec<(usize, Shared)>,
     /// What it computes, whole: its label and its inputs' identities (the same in
     /// every process that registers the same views over the same tables), naming its
     /// saved state in a checkpoint; `None` past [`MAX_IDENTITY`] bytes.
@@ -167,6 +177,20 @@ impl Arrangements {
     }
 }
 
+/// When deferred arrangements are built (see the module docs), worked out again after
+/// the graph changes.
+#[derive(Debug, Default)]
+struct Demand {
+    /// Per source node, the table arrangements (with the node each arranges) that some
+    /// join probes when that source changes.
+    by_source: HashMap<NodeIndex, Vec<(NodeIndex, Shared)>>,
+    /// Table arrangements never deferred: a starvable operator's refill computes its
+    /// inputs' whole output from them.
+    eager: Vec<Shared>,
+    /// The graph changed since this was worked out.
+    stale: bool,
+}
+
 /// The operator graph and the deltas of the transaction in flight.
 #[derive(Debug, Default)]
 pub(crate) struct Dataflow {
@@ -177,6 +201,7 @@ pub(crate) struct Dataflow {
     deltas: Vec<ZSet>,
     touched: Vec<NodeIndex>,
     arrangements: Arrangements,
+    demand: Demand,
     /// Per node index, while profiling: (steps, rows out, step time, arrangement time).
     timing: Option<Vec<NodeTiming>>,
     /// Nodes that failed, and why (see the module docs).
@@ -251,8 +276,12 @@ impl Dataflow {
             self.graph[n].refs += 1;
             return n;
         }
-        let mut uses = Vec::new();
-        let mut arrange = |port: usize, keys: &[Expr]| self.arrangements.acquire(inputs[port], keys, &mut uses);
+        let (mut uses, mut held) = (Vec::new(), Vec::new());
+        let mut arrange = |port: usize, keys: &[Expr]| {
+            let a = self.arrangements.acquire(inputs[port], keys, &mut uses);
+            held.push((port, Arc::clone(&a)));
+            a
+        };
         let kind = match (plan, fused) {
             (Plan::Scan { table, .. }, _) => NodeKind::Source(*table),
             (Plan::Aggregate { group_by, aggregates, .. }, Some(Plan::MultiJoin { inputs: joined, edges, output })) => {
@@ -268,7 +297,8 @@ impl Dataflow {
             _ => NodeKind::Op(Mutex::new(make_operator(plan, &mut arrange))),
         };
         let identity = self.identity_of(&key);
-        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses, identity });
+        let n =
+            self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses, held, identity });
         for (port, &i) in inputs.iter().enumerate() {
             self.graph.add_edge(i, n, port);
         }
@@ -363,6 +393,107 @@ impl Dataflow {
         if self.deltas.len() < self.graph.node_bound() {
             self.deltas.resize_with(self.graph.node_bound(), ZSet::new);
         }
+        self.demand.stale = true;
+    }
+
+    /// Works out [`Demand`] again if the graph changed, and builds the deferred
+    /// arrangements that may no longer wait.
+    fn refresh_demand(&mut self, tables: &[Option<Table>]) {
+        if !std::mem::take(&mut self.demand.stale) {
+            return;
+        }
+        let is_table = |graph: &Graph, n: NodeIndex| matches!(graph[n].kind, NodeKind::Source(_));
+        // The source nodes each node is computed from.
+        let mut upstream: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
+        for &n in &self.topo {
+            let node = &self.graph[n];
+            let mut from: Vec<NodeIndex> = match node.kind {
+                NodeKind::Source(_) => vec![n],
+                NodeKind::Op(_) => node.inputs.iter().flat_map(|i| upstream[i].iter().copied()).collect(),
+            };
+            from.sort_unstable();
+            from.dedup();
+            upstream.insert(n, from);
+        }
+        let mut by_source: HashMap<NodeIndex, Vec<(NodeIndex, Shared)>> = HashMap::new();
+        let mut eager: Vec<Shared> = Vec::new();
+        for &n in &self.topo {
+            let node = &self.graph[n];
+            for (port, a) in &node.held {
+                let arranged = node.inputs[*port];
+                if !is_table(&self.graph, arranged) {
+                    continue;
+                }
+                let others = node.inputs.iter().enumerate().filter(|(q, _)| q != port);
+                for source in others.flat_map(|(_, i)| &upstream[i]) {
+                    let list = by_source.entry(*source).or_default();
+                    if !list.iter().any(|(_, b)| Arc::ptr_eq(a, b)) {
+                        list.push((arranged, Arc::clone(a)));
+                    }
+                }
+            }
+            let NodeKind::Op(op) = &node.kind else { continue };
+            if !op.lock().may_starve() {
+                continue;
+            }
+            // Its refill reads its inputs' whole output: through stateless operators
+            // down to the joins that compute theirs from their arrangements.
+            let mut stack = node.inputs.clone();
+            while let Some(i) = stack.pop() {
+                let NodeKind::Op(op) = &self.graph[i].kind else { continue };
+                let op = op.lock();
+                if op.output_from_arrangements() {
+                    eager.extend(self.graph[i].held.iter().map(|(_, a)| Arc::clone(a)));
+                } else if !op.keeps_state() {
+                    stack.extend(self.graph[i].inputs.iter().copied());
+                }
+            }
+        }
+        self.demand.by_source = by_source;
+        self.demand.eager = eager;
+        for n in self.topo.clone() {
+            for (port, a) in self.graph[n].held.clone() {
+                if self.demand.eager.iter().any(|b| Arc::ptr_eq(&a, b)) {
+                    let arranged = self.graph[n].inputs[port];
+                    self.build_deferred(arranged, &a, tables);
+                }
+            }
+        }
+    }
+
+    /// Builds `a`, an arrangement of `arranged`, if it is deferred and not built.
+    fn build_deferred(&mut self, arranged: NodeIndex, a: &Shared, tables: &[Option<Table>]) {
+        if !a.read().is_deferred() {
+            return;
+        }
+        let watch = Stopwatch::start(self.timing.is_some());
+        build_from_table(&self.graph, arranged, a, tables);
+        if let Some(t) = self.timing_of(arranged) {
+            watch.add_to(&mut t.arrangements);
+        }
+    }
+
+    /// Builds the deferred arrangements the changed sources' joins are about to probe.
+    fn build_demanded(&mut self, tables: &[Option<Table>]) {
+        let mut wanted: Vec<(NodeIndex, Shared)> = Vec::new();
+        for n in &self.touched {
+            for (arranged, a) in self.demand.by_source.get(n).into_iter().flatten() {
+                if a.read().is_deferred() {
+                    wanted.push((*arranged, Arc::clone(a)));
+                }
+            }
+        }
+        for (arranged, a) in wanted {
+            self.build_deferred(arranged, &a, tables);
+        }
+    }
+
+    /// Whether a new arrangement of `node` is deferred rather than filled: `node` is a
+    /// table with rows, and no refill reads the arrangement.
+    fn defers(&self, node: NodeIndex, a: &Shared, tables: &[Option<Table>]) -> bool {
+        let NodeKind::Source(t) = self.graph[node].kind else { return false };
+        tables[t.0 as usize].as_ref().is_some_and(|t| t.len() > 0)
+            && !self.demand.eager.iter().any(|b| Arc::ptr_eq(a, b))
     }
 
     /// The source node of `table`, if a view reads it.
@@ -417,9 +548,13 @@ impl Dataflow {
             return;
         }
         if let Some(pool) = self.workers.pool_for(rows) {
-            pool.install(|| self.run_parallel(tables));
+            pool.install(|| {
+                self.refresh_demand(tables);
+                self.run_parallel(tables)
+            });
             return;
         }
+        self.refresh_demand(tables);
         for i in 0..self.touched.len() {
             let n = self.touched[i];
             let watch = Stopwatch::start(self.timing.is_some());
@@ -431,6 +566,7 @@ impl Dataflow {
                 watch.add_to(&mut t.arrangements);
             }
         }
+        self.build_demanded(tables);
         for i in 0..self.topo.len() {
             let n = self.topo[i];
             let node = &self.graph[n];
@@ -492,13 +628,36 @@ impl Dataflow {
     /// [`Dataflow::run`] on the worker threads (see [`crate::workers`]), once the
     /// sources hold their deltas: each node steps as soon as its inputs are done.
     fn run_parallel(&mut self, tables: &[Option<Table>]) {
+        let timed = self.timing.is_some();
+        let sources: Vec<NodeIndex> = self.sources.values().copied().collect();
+        // The sources' arrangements first, all at once: every consumer reads them.
+        let timings = Mutex::new(Vec::new());
+        rayon_core::scope(|s| {
+            for &n in &sources {
+                let delta = &self.deltas[n.index()];
+                if delta.is_empty() {
+                    continue;
+                }
+                for a in self.arrangements.by_node.get(&n).into_iter().flatten() {
+                    let timings = &timings;
+                    s.spawn(move |_| {
+                        let watch = Stopwatch::start(timed);
+                        a.write().apply(delta);
+                        let mut t = NodeTiming::default();
+                        watch.add_to(&mut t.arrangements);
+                        timings.lock().push((n, t));
+                    });
+                }
+            }
+        });
+        self.build_demanded(tables);
         let bound = self.graph.node_bound();
         let run = ParallelRun {
             graph: &self.graph,
             arrangements: &self.arrangements,
             failed: &self.failed,
             tables,
-            timed: self.timing.is_some(),
+            timed,
             outputs: (0..bound).map(|_| OnceLock::new()).collect(),
             waiting: (0..bound)
                 .map(|i| {
@@ -508,28 +667,8 @@ impl Dataflow {
                 .collect(),
             poisoned: (0..bound).map(|_| AtomicBool::new(false)).collect(),
             failures: Mutex::new(Vec::new()),
-            timings: Mutex::new(Vec::new()),
+            timings,
         };
-        let sources: Vec<NodeIndex> = self.sources.values().copied().collect();
-        // The sources' arrangements first, all at once: every consumer reads them.
-        rayon_core::scope(|s| {
-            for &n in &sources {
-                let delta = &self.deltas[n.index()];
-                if delta.is_empty() {
-                    continue;
-                }
-                for a in self.arrangements.by_node.get(&n).into_iter().flatten() {
-                    let run = &run;
-                    s.spawn(move |_| {
-                        let watch = Stopwatch::start(run.timed);
-                        a.write().apply(delta);
-                        let mut t = NodeTiming::default();
-                        watch.add_to(&mut t.arrangements);
-                        run.timings.lock().push((n, t));
-                    });
-                }
-            }
-        });
         for &n in &sources {
             let delta = std::mem::take(&mut self.deltas[n.index()]);
             if run.timed && !delta.is_empty() {
@@ -703,7 +842,16 @@ impl Dataflow {
         let order: Vec<NodeIndex> = self.topo.iter().copied().filter(|n| created.contains(n)).collect();
         // New arrangements of nodes that existed already hold their current output;
         // those of new nodes are filled as each node is, before its consumers step.
-        let unfilled = std::mem::take(&mut self.arrangements.unfilled);
+        self.refresh_demand(tables);
+        let mut unfilled = std::mem::take(&mut self.arrangements.unfilled);
+        // A loaded table's new arrangements wait until needed (see the module docs).
+        unfilled.retain(|(n, a)| {
+            let defers = self.defers(*n, a, tables);
+            if defers {
+                a.write().defer();
+            }
+            !defers
+        });
         let timed = self.timing.is_some();
         let existing: Vec<&(NodeIndex, Shared)> = unfilled.iter().filter(|(n, _)| !created.contains(n)).collect();
         for (node, _) in &existing {
@@ -744,6 +892,13 @@ impl Dataflow {
                 let inputs = self.graph[n].inputs.clone();
                 for i in &inputs {
                     self.keep_output(*i, tables, &mut outputs);
+                }
+                // The arrangements its inputs but the first are probed by (see
+                // `Operator::initial`), deferred ones built.
+                for (port, a) in self.graph[n].held.clone() {
+                    if port > 0 {
+                        self.build_deferred(inputs[port], &a, tables);
+                    }
                 }
                 let refs: Vec<&ZSet> = inputs.iter().map(|i| &*outputs[i]).collect();
                 let watch = Stopwatch::start(timed);
@@ -839,6 +994,11 @@ impl Dataflow {
     /// The number of arrangements.
     pub fn arrangement_count(&self) -> usize {
         self.arrangements.by_key.len()
+    }
+
+    /// The number of arrangements deferred and not built yet (see the module docs).
+    pub fn deferred_count(&self) -> usize {
+        self.arrangements.by_key.values().filter(|(a, _)| a.read().is_deferred()).count()
     }
 
     /// The number of nodes.
@@ -994,6 +1154,11 @@ fn output_of(graph: &Graph, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
         NodeKind::Source(t) => tables[t.0 as usize].as_ref().map(Table::contents).unwrap_or_default(),
         NodeKind::Op(op) => {
             let op = op.lock();
+            if op.output_from_arrangements() {
+                for (port, a) in &graph[node].held {
+                    build_from_table(graph, graph[node].inputs[*port], a, tables);
+                }
+            }
             op.current_output().unwrap_or_else(|| {
                 // A stateless operator: its output is its rule applied to its inputs'.
                 let inputs: Vec<ZSet> = graph[node].inputs.iter().map(|&i| output_of(graph, i, tables)).collect();
@@ -1001,6 +1166,20 @@ fn output_of(graph: &Graph, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
                 op.evaluate(&refs).expect("an operator without current output is stateless")
             })
         }
+    }
+}
+
+/// Builds `a`, an arrangement of `arranged`, from the table's rows if it is deferred
+/// and not built (only a table's arrangement is ever deferred).
+fn build_from_table(graph: &Graph, arranged: NodeIndex, a: &Shared, tables: &[Option<Table>]) {
+    if !a.read().is_deferred() {
+        return;
+    }
+    let NodeKind::Source(t) = graph[arranged].kind else { unreachable!("only a table's arrangements are deferred") };
+    let mut a = a.write();
+    match &tables[t.0 as usize] {
+        Some(table) => a.build(&table.borrowed()),
+        None => a.build(&ZSet::new()),
     }
 }
 

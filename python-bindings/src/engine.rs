@@ -264,6 +264,7 @@ impl Engine {
         d.set_item("base_rows", s.base_rows)?;
         d.set_item("nodes", s.nodes)?;
         d.set_item("arrangements", s.arrangements)?;
+        d.set_item("deferred_arrangements", s.deferred_arrangements)?;
         d.set_item("table_index_bytes", s.table_index_bytes)?;
         d.set_item("operator_state_bytes", s.operator_state_bytes)?;
         d.set_item("view_state_bytes", s.view_state_bytes)?;

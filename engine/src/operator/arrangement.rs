@@ -8,6 +8,15 @@
 //! and joins read them. A join thus always sees its inputs *after* the transaction;
 //! where its delta rule needs an input as it was before, it subtracts that input's
 //! delta, indexed the same way for the step ([`DeltaIndex`]).
+//!
+//! An arrangement of a base table made when the table already holds rows (a view
+//! registered over a snapshot, a restart) is *deferred*: built from the table's rows
+//! the first time a join needs it, and kept up to date from then on. A join of a fact
+//! table with its dimensions probes the fact table's arrangement by a dimension key
+//! only when that dimension changes, which for many dimensions is never: building it
+//! up front would cost a pass over the largest table, its memory, and its upkeep on
+//! every change, for nothing. The graph decides when it is needed
+//! ([`crate::dataflow`]); reading one that was not built is a bug, and panics.
 
 use std::sync::Arc;
 
@@ -27,12 +36,14 @@ pub type Shared = Arc<RwLock<Arrangement>>;
 #[derive(Debug)]
 pub struct Arrangement {
     bag: KeyedBag<Multiplicity>,
+    /// Deferred and not built: holds nothing, and ignores deltas.
+    deferred: bool,
 }
 
 impl Arrangement {
     /// An empty arrangement by `keys`.
     pub fn new(keys: Vec<Expr>) -> Arrangement {
-        Arrangement { bag: KeyedBag::new(keys) }
+        Arrangement { bag: KeyedBag::new(keys), deferred: false }
     }
 
     /// An empty arrangement by `keys`, ready to share.
@@ -47,35 +58,64 @@ impl Arrangement {
 
     /// The number of distinct keys held.
     pub fn key_count(&self) -> usize {
-        self.bag.key_count()
+        self.built().key_count()
     }
 
     /// Adds a delta of the node's output. Rows whose key has a NULL match nothing and
-    /// are not stored.
+    /// are not stored. A deferred arrangement ignores it: it is built from the whole
+    /// output when needed.
     pub fn apply(&mut self, delta: &ZSet) {
-        self.bag.add_delta(delta);
+        if !self.deferred {
+            self.bag.add_delta(delta);
+        }
+    }
+
+    /// Defers an empty arrangement: it holds nothing until [`Arrangement::build`].
+    pub fn defer(&mut self) {
+        assert!(self.bag.key_count() == 0, "only an empty arrangement is deferred");
+        self.deferred = true;
+    }
+
+    /// Whether it is deferred and not built yet.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
+    }
+
+    /// Builds a deferred arrangement from its node's whole current output `rows`;
+    /// kept up to date by [`Arrangement::apply`] from then on.
+    pub fn build(&mut self, rows: &ZSet) {
+        if std::mem::take(&mut self.deferred) {
+            self.bag.add_delta(rows);
+        }
+    }
+
+    /// The index, which must be built.
+    #[inline]
+    fn built(&self) -> &KeyedBag<Multiplicity> {
+        assert!(!self.deferred, "a deferred arrangement was read before it was built");
+        &self.bag
     }
 
     /// Asks the processor to start loading what a lookup of `key` reads first.
     #[inline]
     pub(crate) fn prefetch(&self, key: &Key) {
-        self.bag.prefetch(key);
+        self.built().prefetch(key);
     }
 
     /// Calls `f` with each row under `key` and its multiplicity.
     #[inline]
     pub(crate) fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, Weight)) {
-        self.bag.for_each(key, |r, c| f(r, c.weight()));
+        self.built().for_each(key, |r, c| f(r, c.weight()));
     }
 
     /// Every row with its multiplicity, key by key.
     pub(crate) fn for_each_row<'a>(&'a self, mut f: impl FnMut(&'a Row, Weight)) {
-        self.bag.for_each_row(|r, c| f(r, c.weight()));
+        self.built().for_each_row(|r, c| f(r, c.weight()));
     }
 
     /// Every key with its rows and their multiplicities.
     pub(crate) fn for_each_key<'a>(&'a self, mut f: impl FnMut(&Key, &mut dyn Iterator<Item = (&'a Row, Weight)>)) {
-        self.bag.for_each_key(|k, rows| f(k, &mut rows.map(|(r, c)| (r, c.weight()))));
+        self.built().for_each_key(|k, rows| f(k, &mut rows.map(|(r, c)| (r, c.weight()))));
     }
 
     /// Approximate heap bytes (not counting the rows, which are shared).

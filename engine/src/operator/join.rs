@@ -195,11 +195,19 @@ impl Operator for Join {
         Some(out)
     }
 
-    /// A join registered over loaded inputs: its arrangements already hold them (the
-    /// graph fills them first), so the output is their join, computed once — not the
-    /// step rule, which with both whole inputs as deltas would emit every pair three
-    /// times (twice added, once taken back).
-    fn initial(&mut self, _inputs: &[&ZSet]) -> ZSet {
+    fn output_from_arrangements(&self) -> bool {
+        true
+    }
+
+    /// A join registered over loaded inputs: the output is their join, computed once —
+    /// not the step rule, which with both whole inputs as deltas would emit every pair
+    /// three times (twice added, once taken back). From both arrangements where both
+    /// are built; where the left one is deferred (a loaded table's), the left rows
+    /// probe the right arrangement, which is the step rule for the left input alone.
+    fn initial(&mut self, inputs: &[&ZSet]) -> ZSet {
+        if self.left.read().is_deferred() {
+            return self.step(&[inputs[0], &ZSet::new()]);
+        }
         self.current_output().expect("a join's arrangements hold its output")
     }
 }

@@ -61,6 +61,18 @@ pub trait Operator: Send + Debug {
         false
     }
 
+    /// Whether a step can starve (see [`Operator::starved`]): the graph then keeps
+    /// every arrangement its inputs' whole contents are computed from built.
+    fn may_starve(&self) -> bool {
+        false
+    }
+
+    /// Whether [`Operator::current_output`] is computed from the arrangements the
+    /// operator probes (a join's output is their join), which must then be built.
+    fn output_from_arrangements(&self) -> bool {
+        false
+    }
+
     /// Finishes a starved step from the inputs' whole current contents (after the
     /// step's deltas), returning the step's output delta.
     fn refill(&mut self, _inputs: &[&ZSet]) -> ZSet {
@@ -69,7 +81,9 @@ pub trait Operator: Send + Debug {
 
     /// The output for whole `inputs`, when the operator is new in a graph whose inputs
     /// already hold data (a view registered over loaded tables): by default the step
-    /// rule with the contents as deltas. Operators with a cheaper way override it.
+    /// rule with the contents as deltas. Operators with a cheaper way override it. The
+    /// arrangements of inputs 1 and on are built; input 0's may be deferred (see
+    /// [`arrangement`]), its rows are in `inputs[0]`.
     fn initial(&mut self, inputs: &[&ZSet]) -> ZSet {
         let out = self.step(inputs);
         if self.starved() { self.refill(inputs) } else { out }

@@ -400,11 +400,30 @@ impl MultiJoin {
         if let Some(a) = probes.after[0].first() {
             a.for_each_row(|r, w| rows.push((r, w)));
         }
+        self.output_from(&probes, &rows, sink, out);
+    }
+
+    /// The output for whole inputs, the rows of input 0 being `first` (the other
+    /// inputs' arrangements are built; input 0's need not be).
+    pub(crate) fn initial_into<S: Sink>(&self, first: &[(Row, Weight)], sink: &S, out: &mut S::Out) {
+        let probes = Probes::new(&self.indexes, &[]);
+        let rows: Vec<(&Row, Weight)> = first.iter().map(|(r, w)| (r, *w)).collect();
+        self.output_from(&probes, &rows, sink, out);
+    }
+
+    /// Every combination that starts from `rows` of input 0, to `sink`.
+    fn output_from<'a, S: Sink>(
+        &'a self,
+        probes: &'a Probes<'a>,
+        rows: &[(&'a Row, Weight)],
+        sink: &S,
+        out: &mut S::Out,
+    ) {
         let parts = workers::chunks_of(rows.len(), Cost::Probe, |range| {
             // Sized for one combination per row (a join along foreign keys): a
             // million-row output is not copied as it doubles.
             let mut out = sink.start(range.len());
-            self.extend_groups(&probes, &self.plans[0], &Groups::single(0, &rows[range]), sink, &mut out);
+            self.extend_groups(probes, &self.plans[0], &Groups::single(0, &rows[range]), sink, &mut out);
             out
         });
         parts.into_iter().for_each(|part| sink.append(out, part));
@@ -595,11 +614,17 @@ impl Operator for MultiJoin {
         out
     }
 
-    /// With every input's contents in its arrangements already, the join is computed
-    /// once from input 0, not as the sum of one delta term per input (which would
-    /// build each joined row several times over, to cancel most of them).
-    fn initial(&mut self, _inputs: &[&ZSet]) -> ZSet {
-        self.current_output().expect("a join knows its output")
+    fn output_from_arrangements(&self) -> bool {
+        true
+    }
+
+    /// The join is computed once from input 0's rows probing the other inputs'
+    /// arrangements, not as the sum of one delta term per input (which would build
+    /// each joined row several times over, to cancel most of them).
+    fn initial(&mut self, inputs: &[&ZSet]) -> ZSet {
+        let mut out = ZSet::new();
+        self.initial_into(inputs[0].as_slice(), &JoinedRows, &mut out);
+        out
     }
 
     fn current_output(&self) -> Option<ZSet> {

@@ -189,6 +189,10 @@ impl Operator for TopK {
         self.starved
     }
 
+    fn may_starve(&self) -> bool {
+        true
+    }
+
     fn refill(&mut self, inputs: &[&ZSet]) -> ZSet {
         self.starved = false;
         self.slack = self.slack.saturating_mul(2);
