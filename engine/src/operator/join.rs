@@ -12,7 +12,7 @@
 //! ON clause are a filter on the output.
 
 use crate::expr::Expr;
-use crate::row::{PREFETCH_AHEAD, Row};
+use crate::row::{self, PREFETCH_AHEAD, Row};
 use crate::value::Value;
 use crate::zset::{Weight, ZSet};
 
@@ -155,7 +155,9 @@ impl Operator for Join {
         let mut out = ZSet::new();
         out.append(workers::concat(lefts.len(), Cost::Probe, |range| {
             let mut pairs = Pairs::new(&self.emit);
-            for (l, w) in &lefts[range] {
+            // Rows read ahead: a delta's rows are fresh, but a loaded table's (a join
+            // filled from its left input's rows) are not in cache.
+            for (l, w) in row::prefetched(&lefts[range], |(r, _)| r) {
                 let Some(key) = join_key(&self.left_keys, l) else { continue };
                 right.for_each(&key, |r, rw| pairs.push(l, r, w * rw));
                 if let Some(added) = &right_added {
@@ -166,7 +168,7 @@ impl Operator for Join {
         }));
         out.append(workers::concat(rights.len(), Cost::Probe, |range| {
             let mut pairs = Pairs::new(&self.emit);
-            for (r, w) in &rights[range] {
+            for (r, w) in row::prefetched(&rights[range], |(r, _)| r) {
                 let Some(key) = join_key(&self.right_keys, r) else { continue };
                 left.for_each(&key, |l, lw| pairs.push(l, r, lw * w));
             }
