@@ -96,16 +96,23 @@ impl Arrangement {
         &self.bag
     }
 
-    /// Asks the processor to start loading what a lookup of `key` reads first.
-    #[inline]
-    pub(crate) fn prefetch(&self, key: &Key) {
-        self.built().prefetch(key);
-    }
-
     /// Calls `f` with each row under `key` and its multiplicity.
     #[inline]
     pub(crate) fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, Weight)) {
         self.built().for_each(key, |r, c| f(r, c.weight()));
+    }
+
+    /// Asks the processor to start loading what a lookup of a key whose hash
+    /// ([`key_hash`](super::index::key_hash)) is `hash` reads first.
+    #[inline]
+    pub(crate) fn prefetch_hash(&self, hash: u64) {
+        self.built().prefetch_hash(hash);
+    }
+
+    /// [`Arrangement::for_each`] for `key`, whose hash ([`key_hash`](super::index::key_hash)) is `hash`.
+    #[inline]
+    pub(crate) fn for_each_hashed<'a>(&'a self, key: &Key, hash: u64, mut f: impl FnMut(&'a Row, Weight)) {
+        self.built().for_each_hashed(key, hash, |r, c| f(r, c.weight()));
     }
 
     /// Every row with its multiplicity, key by key.

@@ -263,7 +263,7 @@ impl<C: Tally> Bucket<C> {
 
 /// The hash of a key: one seed per process, so that every bag agrees.
 #[inline]
-fn key_hash(key: &Key) -> u64 {
+pub(crate) fn key_hash(key: &Key) -> u64 {
     static STATE: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
     STATE.get_or_init(hashbrown::DefaultHashBuilder::default).hash_one(key)
 }
@@ -397,11 +397,10 @@ impl<C: Tally> KeyedBag<C> {
         }
     }
 
-    /// The bucket of `key`.
+    /// The bucket of `key`, whose hash is `hash`.
     #[inline]
-    fn bucket(&self, key: &Key) -> Option<&Bucket<C>> {
+    fn bucket(&self, key: &Key, hash: u64) -> Option<&Bucket<C>> {
         let holds = Self::matcher(&self.keys, self.mode, key, inline_key(key))?;
-        let hash = key_hash(key);
         self.buckets[shard_of(hash)].find(hash, holds).map(|s| &s.bucket)
     }
 
@@ -418,18 +417,25 @@ impl<C: Tally> KeyedBag<C> {
         self.buckets[shard_of(hash)].insert_unique(hash, slot, Self::rehash(&self.keys, self.mode));
     }
 
-    /// Asks the processor to start loading the slot a lookup of `key` reads first (see
-    /// [`crate::probe_ahead`]), for a pass that looks up many keys in turn.
+    /// Asks the processor to start loading the slot a lookup of a key whose hash
+    /// ([`key_hash`]) is `hash` reads first (see [`crate::probe_ahead`]), for a pass
+    /// that looks up many keys in turn.
     #[inline]
-    pub fn prefetch(&self, key: &Key) {
-        let hash = key_hash(key);
+    pub fn prefetch_hash(&self, hash: u64) {
         crate::probe_ahead::prefetch_probe(&self.buckets[shard_of(hash)], hash);
     }
 
     /// Calls `f` with each row under `key`, its weight and its match count.
     #[inline]
-    pub fn for_each<'a>(&'a self, key: &Key, mut f: impl FnMut(&'a Row, C)) {
-        match self.bucket(key) {
+    pub fn for_each<'a>(&'a self, key: &Key, f: impl FnMut(&'a Row, C)) {
+        self.for_each_hashed(key, key_hash(key), f);
+    }
+
+    /// [`KeyedBag::for_each`] for `key`, whose hash ([`key_hash`]) is `hash`: a pass
+    /// that prefetched the key's slot hashed it then.
+    #[inline]
+    pub fn for_each_hashed<'a>(&'a self, key: &Key, hash: u64, mut f: impl FnMut(&'a Row, C)) {
+        match self.bucket(key, hash) {
             None => {}
             Some(Bucket::One(r, c)) => f(r, *c),
             Some(Bucket::Small(v)) => v.iter().for_each(|(_, c, r)| f(r, *c)),

@@ -25,7 +25,7 @@ use parking_lot::RwLockReadGuard;
 
 use super::Operator;
 use super::arrangement::{Arrangement, DeltaIndex, Shared};
-use super::index::{Key, join_key};
+use super::index::{Key, join_key, key_hash};
 
 /// One probe: from a bound input's row, through an index of the next input.
 #[derive(Debug)]
@@ -191,23 +191,31 @@ impl MultiJoin {
         // An input later in the rule is seen as before the transaction.
         let added = (step.to > groups.start).then(|| probes.added[step.to][step.index].as_ref()).flatten();
         let mut next = Frontier::new(from.width);
+        // Each key (and its hash) is computed once, when its slot is prefetched, and
+        // kept here until its probe.
+        let mut keys: [Option<(Key, u64)>; KEYS_AHEAD] = Default::default();
+        let hashed = |b: usize| {
+            let key = join_key(&step.from_keys, from.row(b, step.from).expect("bound before its probe"))?;
+            let hash = key_hash(&key);
+            index.prefetch_hash(hash);
+            Some((key, hash))
+        };
+        for (b, slot) in keys.iter_mut().enumerate().take(PREFETCH_AHEAD.min(from.len())) {
+            *slot = hashed(b);
+        }
         for b in 0..from.len() {
             // The row a key is read from is asked for twice as far ahead as the slot
             // that key's probe reads first: each waits on the one before it.
             if let Some(ahead) = from.row(b + 2 * PREFETCH_AHEAD, step.from) {
                 ahead.prefetch();
             }
-            if let Some(ahead) = from.row(b + PREFETCH_AHEAD, step.from)
-                && let Some(key) = join_key(&step.from_keys, ahead)
-            {
-                index.prefetch(&key);
+            if b + PREFETCH_AHEAD < from.len() {
+                keys[(b + PREFETCH_AHEAD) % KEYS_AHEAD] = hashed(b + PREFETCH_AHEAD);
             }
+            let Some((key, hash)) = keys[b % KEYS_AHEAD].take() else { continue };
             let bound = from.bound(b);
-            let Some(key) = join_key(&step.from_keys, bound[step.from].expect("bound before its probe")) else {
-                continue;
-            };
             let (w, g) = (from.weights[b], from.groups[b]);
-            index.for_each(&key, |r, rw| next.push(bound, step.to, r, w * rw, g));
+            index.for_each_hashed(&key, hash, |r, rw| next.push(bound, step.to, r, w * rw, g));
             if let Some(added) = added {
                 added.for_each(&key, |r, rw| next.push(bound, step.to, r, -w * rw, g));
             }
@@ -491,6 +499,11 @@ impl Columns for Joined<'_, '_> {
 /// How many partial combinations a level of [`MultiJoin::extend`] holds before they
 /// go on to the next step.
 const FRONTIER: usize = 4096;
+
+/// How many computed keys [`MultiJoin::extend`] keeps between a key's prefetch and its
+/// probe: more than [`PREFETCH_AHEAD`].
+const KEYS_AHEAD: usize = 16;
+const _: () = assert!(KEYS_AHEAD > PREFETCH_AHEAD);
 
 /// Up to how many groups of starting rows are extended depth first.
 const DEPTH_FIRST_UP_TO: usize = 8;
