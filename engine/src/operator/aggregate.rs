@@ -25,6 +25,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::hash_table::Entry as Slot;
 use hashbrown::{DefaultHashBuilder, HashTable};
+use smallvec::SmallVec;
 
 use crate::expr::Expr;
 use crate::plan::AggregateCall;
@@ -37,10 +38,14 @@ use super::accumulator::Accumulator;
 use super::index::Key;
 use crate::workers::{self, SHARDS, shard_of};
 
+/// A group's accumulators: up to two inline (a count and a sum, the common case), so
+/// that reaching a group's state costs one cache miss, not two.
+type Accumulators = SmallVec<[Accumulator; 2]>;
+
 #[derive(Debug, Clone)]
 struct Group {
     rows: Weight,
-    accumulators: Box<[Accumulator]>,
+    accumulators: Accumulators,
     /// The row the group last emitted (grouped aggregation only): retracting it
     /// retracts the very row downstream holds, with its hash already known, so a
     /// change to the group builds one row, not two.
@@ -180,7 +185,8 @@ impl Aggregate {
             return None;
         }
         let Some(Value::Int(rows)) = values.next() else { return None };
-        let accumulators = (0..self.calls.len()).map(|_| Accumulator::load(&mut values)).collect::<Option<Box<_>>>()?;
+        let accumulators =
+            (0..self.calls.len()).map(|_| Accumulator::load(&mut values)).collect::<Option<Accumulators>>()?;
         if values.next().is_some() || (!self.global && rows <= 0) {
             return None;
         }
@@ -590,9 +596,8 @@ impl Operator for Aggregate {
     }
 
     fn state_bytes(&self) -> usize {
-        let per_group = std::mem::size_of::<Row>()
-            + std::mem::size_of::<Group>()
-            + self.calls.len() * std::mem::size_of::<Accumulator>();
+        let spilled = if self.calls.len() > 2 { self.calls.len() * std::mem::size_of::<Accumulator>() } else { 0 };
+        let per_group = std::mem::size_of::<Row>() + std::mem::size_of::<Group>() + spilled;
         self.shards.iter().map(|g| g.capacity()).sum::<usize>() * (per_group + 1)
             + self
                 .shards
