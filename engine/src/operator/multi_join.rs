@@ -355,7 +355,7 @@ impl MultiJoin {
                 self.extend_groups(probes, plan, &Groups::single(i, &rows[range]), sink, &mut out);
                 out
             });
-            parts.into_iter().for_each(|part| sink.append(out, part));
+            sink.append_all(out, parts);
             return;
         }
         // Rows with equal first keys next to each other; each run probes once.
@@ -386,7 +386,7 @@ impl MultiJoin {
             self.extend_groups(probes, plan, &groups, sink, &mut out);
             out
         });
-        parts.into_iter().for_each(|part| sink.append(out, part));
+        sink.append_all(out, parts);
     }
 
     /// [`Operator::step`] with the output going to `sink`.
@@ -434,7 +434,7 @@ impl MultiJoin {
             self.extend_groups(probes, &self.plans[0], &Groups::single(0, &rows[range]), sink, &mut out);
             out
         });
-        parts.into_iter().for_each(|part| sink.append(out, part));
+        sink.append_all(out, parts);
     }
 }
 
@@ -450,6 +450,10 @@ pub(crate) trait Sink: Sync {
     fn emit(&self, out: &mut Self::Out, joined: &Joined<'_, '_>, w: Weight);
     /// Appends `part` (a later chunk's output) to `out`.
     fn append(&self, out: &mut Self::Out, part: Self::Out);
+    /// Appends the chunks' outputs `parts` to `out`, in order.
+    fn append_all(&self, out: &mut Self::Out, parts: Vec<Self::Out>) {
+        parts.into_iter().for_each(|part| self.append(out, part));
+    }
 }
 
 /// Joined rows, built of the output columns.
