@@ -109,9 +109,7 @@ struct Node {
     /// Parents plus views that use this node.
     refs: usize,
     /// Arrangements of its inputs this node's operator probes.
-    uses: Vec<ArrangementKey>,
-    /// The same arrangements, each with the input port it arranges.
-    held: Vec<(usize, Shared)>,
+    probes: Vec<Probed>,
     /// What it computes, whole: its label and its inputs' identities (the same in
     /// every process that registers the same views over the same tables), naming its
     /// saved state in a checkpoint; `None` past [`MAX_IDENTITY`] bytes.
@@ -127,6 +125,15 @@ pub type SavedStates = HashMap<Arc<str>, Vec<crate::row::Row>>;
 /// An arrangement's identity: the node arranged and its key expressions.
 type ArrangementKey = (NodeIndex, String);
 
+/// An arrangement a node's operator probes.
+#[derive(Debug, Clone)]
+struct Probed {
+    /// The input port it arranges.
+    port: usize,
+    key: ArrangementKey,
+    arrangement: Shared,
+}
+
 /// The arrangements joins share, with how many operators hold each.
 #[derive(Debug, Default)]
 struct Arrangements {
@@ -139,17 +146,17 @@ struct Arrangements {
 
 impl Arrangements {
     /// The arrangement of `node` by `keys`, created empty if missing; one more holder.
-    fn acquire(&mut self, node: NodeIndex, keys: &[Expr], uses: &mut Vec<ArrangementKey>) -> Shared {
+    fn acquire(&mut self, node: NodeIndex, keys: &[Expr]) -> (ArrangementKey, Shared) {
         let key = (node, format!("{keys:?}"));
-        uses.push(key.clone());
-        let (a, holders) = self.by_key.entry(key).or_insert_with(|| {
+        let (a, holders) = self.by_key.entry(key.clone()).or_insert_with(|| {
             let a = Arrangement::shared(keys.to_vec());
             self.unfilled.push((node, Arc::clone(&a)));
             self.by_node.entry(node).or_default().push(Arc::clone(&a));
             (a, 0)
         });
         *holders += 1;
-        Arc::clone(a)
+        let a = Arc::clone(a);
+        (key, a)
     }
 
     /// Drops one holder of `key`, and the arrangement with its last.
@@ -184,9 +191,9 @@ struct Demand {
     /// Per source node, the table arrangements (with the node each arranges) that some
     /// join probes when that source changes.
     by_source: HashMap<NodeIndex, Vec<(NodeIndex, Shared)>>,
-    /// Table arrangements never deferred: a starvable operator's refill computes its
-    /// inputs' whole output from them.
-    eager: Vec<Shared>,
+    /// Arrangements (with the node each arranges) never deferred: a starvable
+    /// operator's refill computes its inputs' whole output from them.
+    eager: Vec<(NodeIndex, Shared)>,
     /// The graph changed since this was worked out.
     stale: bool,
 }
@@ -276,11 +283,11 @@ impl Dataflow {
             self.graph[n].refs += 1;
             return n;
         }
-        let (mut uses, mut held) = (Vec::new(), Vec::new());
+        let mut probes = Vec::new();
         let mut arrange = |port: usize, keys: &[Expr]| {
-            let a = self.arrangements.acquire(inputs[port], keys, &mut uses);
-            held.push((port, Arc::clone(&a)));
-            a
+            let (key, arrangement) = self.arrangements.acquire(inputs[port], keys);
+            probes.push(Probed { port, key, arrangement: Arc::clone(&arrangement) });
+            arrangement
         };
         let kind = match (plan, fused) {
             (Plan::Scan { table, .. }, _) => NodeKind::Source(*table),
@@ -297,8 +304,7 @@ impl Dataflow {
             _ => NodeKind::Op(Mutex::new(make_operator(plan, &mut arrange))),
         };
         let identity = self.identity_of(&key);
-        let n =
-            self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, uses, held, identity });
+        let n = self.graph.add_node(Node { kind, inputs: inputs.clone(), key: key.clone(), refs: 1, probes, identity });
         for (port, &i) in inputs.iter().enumerate() {
             self.graph.add_edge(i, n, port);
         }
@@ -370,8 +376,8 @@ impl Dataflow {
         if self.by_key.get(&removed.key) == Some(&node) {
             self.by_key.remove(&removed.key);
         }
-        for key in &removed.uses {
-            self.arrangements.release(key);
+        for p in &removed.probes {
+            self.arrangements.release(&p.key);
         }
         if let NodeKind::Source(t) = removed.kind {
             self.sources.remove(&t);
@@ -416,19 +422,19 @@ impl Dataflow {
             upstream.insert(n, from);
         }
         let mut by_source: HashMap<NodeIndex, Vec<(NodeIndex, Shared)>> = HashMap::new();
-        let mut eager: Vec<Shared> = Vec::new();
+        let mut eager: Vec<(NodeIndex, Shared)> = Vec::new();
         for &n in &self.topo {
             let node = &self.graph[n];
-            for (port, a) in &node.held {
-                let arranged = node.inputs[*port];
+            for p in &node.probes {
+                let arranged = node.inputs[p.port];
                 if !is_table(&self.graph, arranged) {
                     continue;
                 }
-                let others = node.inputs.iter().enumerate().filter(|(q, _)| q != port);
+                let others = node.inputs.iter().enumerate().filter(|(q, _)| *q != p.port);
                 for source in others.flat_map(|(_, i)| &upstream[i]) {
                     let list = by_source.entry(*source).or_default();
-                    if !list.iter().any(|(_, b)| Arc::ptr_eq(a, b)) {
-                        list.push((arranged, Arc::clone(a)));
+                    if !list.iter().any(|(_, b)| Arc::ptr_eq(&p.arrangement, b)) {
+                        list.push((arranged, Arc::clone(&p.arrangement)));
                     }
                 }
             }
@@ -443,22 +449,18 @@ impl Dataflow {
                 let NodeKind::Op(op) = &self.graph[i].kind else { continue };
                 let op = op.lock();
                 if op.output_from_arrangements() {
-                    eager.extend(self.graph[i].held.iter().map(|(_, a)| Arc::clone(a)));
+                    let join = &self.graph[i];
+                    eager.extend(join.probes.iter().map(|p| (join.inputs[p.port], Arc::clone(&p.arrangement))));
                 } else if !op.keeps_state() {
                     stack.extend(self.graph[i].inputs.iter().copied());
                 }
             }
         }
+        for (arranged, a) in &eager {
+            self.build_deferred(*arranged, a, tables);
+        }
         self.demand.by_source = by_source;
         self.demand.eager = eager;
-        for n in self.topo.clone() {
-            for (port, a) in self.graph[n].held.clone() {
-                if self.demand.eager.iter().any(|b| Arc::ptr_eq(&a, b)) {
-                    let arranged = self.graph[n].inputs[port];
-                    self.build_deferred(arranged, &a, tables);
-                }
-            }
-        }
     }
 
     /// Builds `a`, an arrangement of `arranged`, if it is deferred and not built.
@@ -493,7 +495,7 @@ impl Dataflow {
     fn defers(&self, node: NodeIndex, a: &Shared, tables: &[Option<Table>]) -> bool {
         let NodeKind::Source(t) = self.graph[node].kind else { return false };
         tables[t.0 as usize].as_ref().is_some_and(|t| t.len() > 0)
-            && !self.demand.eager.iter().any(|b| Arc::ptr_eq(a, b))
+            && !self.demand.eager.iter().any(|(_, b)| Arc::ptr_eq(a, b))
     }
 
     /// The source node of `table`, if a view reads it.
@@ -895,9 +897,9 @@ impl Dataflow {
                 }
                 // The arrangements its inputs but the first are probed by (see
                 // `Operator::initial`), deferred ones built.
-                for (port, a) in self.graph[n].held.clone() {
-                    if port > 0 {
-                        self.build_deferred(inputs[port], &a, tables);
+                for p in self.graph[n].probes.clone() {
+                    if p.port > 0 {
+                        self.build_deferred(inputs[p.port], &p.arrangement, tables);
                     }
                 }
                 let refs: Vec<&ZSet> = inputs.iter().map(|i| &*outputs[i]).collect();
@@ -1155,8 +1157,8 @@ fn output_of(graph: &Graph, node: NodeIndex, tables: &[Option<Table>]) -> ZSet {
         NodeKind::Op(op) => {
             let op = op.lock();
             if op.output_from_arrangements() {
-                for (port, a) in &graph[node].held {
-                    build_from_table(graph, graph[node].inputs[*port], a, tables);
+                for p in &graph[node].probes {
+                    build_from_table(graph, graph[node].inputs[p.port], &p.arrangement, tables);
                 }
             }
             op.current_output().unwrap_or_else(|| {
