@@ -17,7 +17,8 @@
 //!   stream), i.e. what a full recomputation costs per batch;
 //! - the check: every view equals PostgreSQL's answer at the end.
 //!
-//! Prints one `RESULT {...}` line per measurement.
+//! Prints one `RESULT {...}` line per measurement. `--snapshot-only` stops after the
+//! snapshot and the views (to profile them).
 
 #[path = "../../tests/common/pg.rs"]
 mod pg;
@@ -35,21 +36,27 @@ use workload::{Event, TABLES, VIEWS, read_changes};
 struct Args {
     data: PathBuf,
     latency_samples: usize,
+    /// Stop after the snapshot and the views (for profiling them).
+    snapshot_only: bool,
 }
 
 fn parse_args() -> Args {
     let mut data = None;
     let mut latency_samples = 2000;
+    let mut snapshot_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--data" => data = it.next().map(PathBuf::from),
             "--latency-samples" => latency_samples = it.next().and_then(|v| v.parse().ok()).expect("a number"),
+            "--snapshot-only" => snapshot_only = true,
             "--bench" => {}
-            other => panic!("unknown argument {other}; usage: --data <workload dir> [--latency-samples N]"),
+            other => {
+                panic!("unknown argument {other}; usage: --data <workload dir> [--latency-samples N] [--snapshot-only]")
+            }
         }
     }
-    Args { data: data.expect("--data <dir made by gen_workload.py>"), latency_samples }
+    Args { data: data.expect("--data <dir made by gen_workload.py>"), latency_samples, snapshot_only }
 }
 
 const PG_TABLES: [&str; 3] = [
@@ -139,7 +146,10 @@ fn main() {
         w.write_all(&bytes).expect("copy data");
         base_rows += w.finish().expect("copy end");
     }
+    // A checkpoint after the bulk load, so that it is not written out while the
+    // snapshot is measured.
     client.batch_execute("VACUUM ANALYZE").expect("analyze");
+    server.psql("postgres", "CHECKPOINT");
     println!(
         "# PostgreSQL {} on 127.0.0.1:{}, {base_rows} base rows",
         server.psql("postgres", "SHOW server_version"),
@@ -149,6 +159,7 @@ fn main() {
     // Snapshot: open, then the five views (each names its tables: copied on first use).
     let start = Instant::now();
     let engine = Engine::open(&server.url()).expect("open");
+    println!("# opened (replication slot and snapshot) in {:.2} s", start.elapsed().as_secs_f64());
     engine.load_tables(&["customers", "products", "orders"]).expect("load");
     let loaded = start.elapsed();
     result(&format!(
@@ -176,6 +187,9 @@ fn main() {
         snapshot.as_secs_f64(),
         base_rows as f64 / snapshot.as_secs_f64()
     ));
+    if args.snapshot_only {
+        return;
+    }
 
     // The stream: first half as ~10,000-event transactions, second half as written.
     let half = txns.len() / 2;

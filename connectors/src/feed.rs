@@ -53,6 +53,12 @@ impl Feed {
         self.db.apply(rows)
     }
 
+    /// Makes room in a table for about `rows` more rows before a snapshot loads them
+    /// (a hint: the load is right whatever the estimate).
+    pub fn reserve(&self, table: TableId, rows: usize) -> Result<()> {
+        self.db.reserve_rows(table, rows)
+    }
+
     /// Makes a table to follow.
     pub fn create_table(&self, schema: TableSchema) -> Result<TableId> {
         self.db.create_table(schema)

@@ -323,6 +323,16 @@ impl Database {
         Ok(rows)
     }
 
+    /// Makes room in `table` for `rows` more rows: a hint for a load that knows its
+    /// size (a snapshot's row estimate), which then grows the table once. Changes
+    /// nothing a reader sees.
+    pub fn reserve_rows(&self, table: TableId, rows: usize) -> Result<()> {
+        let mut w = self.writer()?;
+        let id = w.resolve(&TableRef::Id(table))?;
+        w.tables[id.0 as usize].as_mut().expect("resolved ids exist").reserve(rows);
+        Ok(())
+    }
+
     /// Registers a view. `define` plans it against the catalog, under the same lock
     /// that registers it, so the catalog cannot change in between. An unnamed view
     /// equal to one already registered is that view.

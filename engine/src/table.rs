@@ -183,6 +183,16 @@ impl Table {
         self.insert_row(row, undo, delta)
     }
 
+    /// Makes room for `additional` more rows, so that a load told its size in advance
+    /// (a snapshot's row estimate) grows the table once instead of rehashing every row
+    /// at each doubling.
+    pub fn reserve(&mut self, additional: usize) {
+        match &mut self.rows {
+            Rows::Keyed { key, rows } => reserve_keyed(rows, additional, &self.hasher, key),
+            Rows::Bag { rows, .. } => rows.reserve(additional),
+        }
+    }
+
     /// Checks and applies many inserts, with the outcome of [`Table::insert`] on each
     /// in turn (the same rows stored, the same delta in the same order, the same first
     /// error). A keyed table takes the rows in the order of their slots, so that a
@@ -794,6 +804,10 @@ mod tests {
                     RowData::Values(vec![id.into(), amount, "n".into()])
                 })
                 .collect();
+            if round % 2 == 1 {
+                // A size hint, right or wrong, changes nothing but the room.
+                many.reserve(next(2 * len as u64) as usize);
+            }
             let mut first_error = None;
             for row in run.clone() {
                 if let Err(e) = one.insert(row, &mut undo_one, &mut delta_one) {
