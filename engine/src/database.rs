@@ -424,7 +424,7 @@ impl Database {
             }
         };
         let mut state = ViewState::new(order.as_ref(), info.params.as_ref().map(|k| k.positions.clone()));
-        state.apply(&initial, order.as_ref());
+        state.apply_owned(initial, order.as_ref());
         state.broken = w.failed_tables.iter().find(|(t, _)| stored_plan.reads(**t)).map(|(_, e)| e.clone());
         {
             let mut p = self.shared.published.write();
