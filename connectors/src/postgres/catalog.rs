@@ -16,6 +16,8 @@ pub struct PgTable {
     pub qualified: String,
     /// The engine schema (named as the views name it).
     pub schema: TableSchema,
+    /// Each column's PostgreSQL type (its oid), in the schema's column order.
+    pub pg_types: Vec<u32>,
 }
 
 /// Reads table `name` (as the view wrote it) from the catalog.
@@ -56,6 +58,7 @@ pub async fn discover(client: &Client, name: &str) -> Result<Option<PgTable>, Pg
         .await
         .map_err(query_error)?;
     let mut cols = Vec::with_capacity(columns.len());
+    let mut pg_types = Vec::with_capacity(columns.len());
     for c in &columns {
         let cname: String = c.get(0);
         let type_oid = c.get::<_, i64>(1) as u32;
@@ -73,6 +76,7 @@ pub async fn discover(client: &Client, name: &str) -> Result<Option<PgTable>, Pg
             column = column.not_null();
         }
         cols.push(column);
+        pg_types.push(type_oid);
     }
     // The key the stream identifies rows by: the replica identity index, else the
     // primary key.
@@ -110,7 +114,7 @@ pub async fn discover(client: &Client, name: &str) -> Result<Option<PgTable>, Pg
         let names: Vec<&str> = key.iter().map(String::as_str).collect();
         schema = schema.with_primary_key(&names);
     }
-    Ok(Some(PgTable { oid, qualified, schema }))
+    Ok(Some(PgTable { oid, qualified, schema, pg_types }))
 }
 
 /// A tokio-postgres error as a [`PgError`].
