@@ -2,7 +2,7 @@
 //! transaction that imported the replication slot's snapshot, and inserted into the
 //! engine in chunks.
 
-use ciuf_engine::{Change, DataType, RowData, TableId, TextInterner, Value};
+use ciuf_engine::{Change, DataType, RowData, TableId, Value};
 use futures_util::StreamExt;
 use tokio_postgres::Transaction;
 
@@ -10,6 +10,7 @@ use super::catalog::{PgTable, query_error};
 use super::error::PgError;
 use super::types::parse_text;
 use crate::feed::Feed;
+use crate::store::SharedTexts;
 
 /// Rows per engine transaction while loading.
 const CHUNK: usize = 65_536;
@@ -83,8 +84,7 @@ pub async fn read_rows(
     let sql = format!("COPY (SELECT {} FROM ONLY {}) TO STDOUT (FORMAT binary)", columns.join(", "), table.qualified);
     let stream = txn.copy_out(&sql).await.map_err(query_error)?;
     futures_util::pin_mut!(stream);
-    let types: Vec<DataType> = table.schema.columns.iter().map(|c| c.data_type).collect();
-    let mut reader = Reader { fields, texts: Texts::new(&types), header: false, ended: false };
+    let mut reader = Reader { fields, texts: SharedTexts::default(), header: false, ended: false };
     let protocol = |e: String| PgError::Protocol(format!("COPY of {}: {e}", table.qualified));
     // PostgreSQL sends a row per message, but a message may hold any part of the
     // data: a row split between messages is put together in `partial`.
@@ -159,7 +159,7 @@ enum Item {
 /// Reads COPY's binary format: a header, then rows, then a trailer.
 struct Reader {
     fields: Vec<Field>,
-    texts: Texts,
+    texts: SharedTexts,
     header: bool,
     ended: bool,
 }
@@ -211,7 +211,7 @@ impl Reader {
 }
 
 /// Field `i`'s value from its bytes.
-fn value(texts: &mut Texts, i: usize, field: Field, bytes: &[u8]) -> Result<Value, String> {
+fn value(texts: &mut SharedTexts, i: usize, field: Field, bytes: &[u8]) -> Result<Value, String> {
     let wrong = || format!("a field of {} bytes for {field:?}", bytes.len());
     Ok(match field {
         Field::Bool => match bytes {
@@ -236,28 +236,6 @@ fn value(texts: &mut Texts, i: usize, field: Field, bytes: &[u8]) -> Result<Valu
 
 fn be_u32(bytes: &[u8]) -> u32 {
     u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
-}
-
-/// Per text column, its values shared while the copy reads them (as the engine's
-/// tables share them on insert, see [`TextInterner`]): a column of a few distinct
-/// values (a status, a region) costs no allocation per row.
-struct Texts(Vec<Option<TextInterner>>);
-
-impl Texts {
-    fn new(types: &[DataType]) -> Texts {
-        Texts(types.iter().map(|&t| (t == DataType::Text).then(TextInterner::default)).collect())
-    }
-
-    /// `text` in column `i` (a text column) as a value, shared if the column's
-    /// interner has it.
-    fn text(&mut self, i: usize, text: &str) -> Value {
-        let Some(Some(interner)) = self.0.get_mut(i) else { return Value::text(text) };
-        let v = interner.text(text);
-        if interner.is_full() {
-            self.0[i] = None;
-        }
-        v
-    }
 }
 
 const NOT_UTF8: &str = "a field that is not UTF-8";
@@ -342,18 +320,14 @@ mod tests {
         for split in [1, 3, 7, data.len()] {
             let mut reader = Reader {
                 fields: oids.iter().zip(types).map(|(&o, t)| Field::of(o, t)).collect(),
-                texts: Texts::new(&types),
+                texts: SharedTexts::default(),
                 header: false,
                 ended: false,
             };
             assert_eq!(read_all(&mut reader, &data, split).unwrap(), expected, "in pieces of {split}");
         }
-        let reader = || Reader {
-            fields: vec![Field::Int(8)],
-            texts: Texts::new(&[DataType::BigInt]),
-            header: false,
-            ended: false,
-        };
+        let reader =
+            || Reader { fields: vec![Field::Int(8)], texts: SharedTexts::default(), header: false, ended: false };
         // A field of the wrong width, a row of the wrong arity, a missing signature.
         assert!(read_all(&mut reader(), &copy(&[vec![Some(vec![1, 2])]]), 64).is_err());
         assert!(read_all(&mut reader(), &copy(&[vec![None, None]]), 64).is_err());

@@ -418,7 +418,8 @@ pub struct SharedTexts {
 }
 
 impl SharedTexts {
-    fn text(&mut self, column: usize, s: &str) -> Value {
+    /// `s` in column `column` as a value, shared while the column has few values.
+    pub(crate) fn text(&mut self, column: usize, s: &str) -> Value {
         if self.columns.len() <= column {
             self.columns.resize_with(column + 1, || Some(TextInterner::default()));
         }

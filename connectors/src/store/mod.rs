@@ -52,6 +52,7 @@ use ciuf_engine::TableSchema;
 use ciuf_engine::journal::{Committed, Journal, STATE_LAYOUT, SavedState, TableContents};
 use parking_lot::{Condvar, Mutex};
 
+pub(crate) use codec::SharedTexts;
 pub use records::ViewRecord;
 pub use recover::{Recovered, RecoveredTable};
 

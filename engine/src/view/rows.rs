@@ -60,7 +60,7 @@ impl ViewRows {
     /// Adds `w` copies of `row` to flat rows.
     fn add(&mut self, row: &Row, w: Weight, order: Option<&Arc<OrderSpec>>) {
         match self {
-            ViewRows::Unordered(map) => add_unordered(map, row.hash_value(), row, w),
+            ViewRows::Unordered(map) => add_unordered(map, row.hash_value(), row.clone(), w),
             ViewRows::Ordered(map) => {
                 let key = OrdRow::new(row.clone(), order.expect("ordered view has a spec"));
                 match map.entry(key) {
@@ -181,7 +181,7 @@ impl ViewState {
         }
         match &mut self.rows {
             ViewRows::Unordered(map) if delta.len() < SLOT_ORDER_FROM => {
-                delta.iter().for_each(|(row, w)| add_unordered(map, row.hash_value(), row, *w));
+                delta.iter().for_each(|(row, w)| add_unordered(map, row.hash_value(), row.clone(), *w));
             }
             ViewRows::Unordered(map) => {
                 // Each row's handle is taken while the row is in cache for its hash.
@@ -269,24 +269,12 @@ fn add_unordered_in_slot_order(map: &mut HashTable<(Row, Weight)>, mut rows: Vec
     map.reserve(rows.len(), |(r, _)| r.hash_value());
     let mask = slot_mask(map.len() + rows.len());
     rows.sort_unstable_by_key(|&(h, ..)| h & mask);
-    for (hash, row, w) in rows {
-        match map.find_entry(hash, |(r, _)| *r == row) {
-            Ok(mut o) => {
-                o.get_mut().1 += w;
-                if o.get().1 == 0 {
-                    o.remove();
-                }
-            }
-            Err(_) => {
-                map.insert_unique(hash, (row, w), |(r, _)| r.hash_value());
-            }
-        }
-    }
+    rows.into_iter().for_each(|(hash, row, w)| add_unordered(map, hash, row, w));
 }
 
 /// Adds `w` copies of `row` (whose hash is `hash`) to an unordered view's rows.
-fn add_unordered(map: &mut HashTable<(Row, Weight)>, hash: u64, row: &Row, w: Weight) {
-    match map.find_entry(hash, |(r, _)| r == row) {
+fn add_unordered(map: &mut HashTable<(Row, Weight)>, hash: u64, row: Row, w: Weight) {
+    match map.find_entry(hash, |(r, _)| *r == row) {
         Ok(mut o) => {
             o.get_mut().1 += w;
             if o.get().1 == 0 {
@@ -294,7 +282,7 @@ fn add_unordered(map: &mut HashTable<(Row, Weight)>, hash: u64, row: &Row, w: We
             }
         }
         Err(_) => {
-            map.insert_unique(hash, (row.clone(), w), |(r, _)| r.hash_value());
+            map.insert_unique(hash, (row, w), |(r, _)| r.hash_value());
         }
     }
 }
