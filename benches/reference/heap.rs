@@ -1,7 +1,8 @@
 //! The benchmark's global allocator: mimalloc (or, with the cargo feature
 //! `bench-system-allocator`, the system's: what a Rust application or the Python
 //! package gets unless it chooses otherwise), counting the bytes it has handed out and
-//! not taken back.
+//! not taken back, plus the bytes the engine's rows hold (rows come from mimalloc
+//! whatever the global allocator is).
 //!
 //! Under mimalloc the count is by usable size, so size-class rounding is included: it
 //! is what the engine's data costs in memory. The system allocator does not say its
@@ -51,9 +52,10 @@ use inner::{Inner, size_of};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Bytes allocated and not yet freed.
+/// Bytes allocated and not yet freed: through the global allocator, and rows (which
+/// the engine allocates from mimalloc itself, see `ciuf_engine::row_memory`).
 pub fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
+    LIVE.load(Ordering::Relaxed) + ciuf_engine::row_memory::live_bytes()
 }
 
 pub struct Counting;

@@ -44,6 +44,7 @@ pub mod polars_out;
 mod probe_ahead;
 pub mod profile;
 pub mod row;
+pub mod row_memory;
 pub mod sort;
 mod table;
 pub mod types;

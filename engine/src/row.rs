@@ -1,12 +1,13 @@
 //! Rows: immutable, shared tuples of values, stored compactly.
 //!
-//! A [`Row`] is a thin pointer (8 bytes) to one allocation: an 8-byte header (reference
-//! count and 32 bits of the row's hash), the number of values, one tag byte per value,
-//! and then one 8-byte slot per value. A [`Value`] is 16 bytes because it carries its
-//! tag beside its payload; in a row the tags sit together and the payloads are packed,
-//! so a five-value row takes 56 bytes instead of the 96 a slice of values would. Rows
-//! are most of what the engine stores (a table's rows, and the same rows again in
-//! indexes and views, shared by pointer), so this is where memory is won.
+//! A [`Row`] is a thin pointer (8 bytes) to one allocation (from [`crate::row_memory`]):
+//! an 8-byte header (reference count and 32 bits of the row's hash), the number of
+//! values, one tag byte per value, and then one 8-byte slot per value. A [`Value`] is
+//! 16 bytes because it carries its tag beside its payload; in a row the tags sit
+//! together and the payloads are packed, so a five-value row takes 56 bytes instead of
+//! the 96 a slice of values would. Rows are most of what the engine stores (a table's
+//! rows, and the same rows again in indexes and views, shared by pointer), so this is
+//! where memory is won.
 //!
 //! Values are read through [`Row::get`], which returns a [`Ref`]: a value rebuilt on
 //! the stack from its tag and slot, that borrows the row's text or decimal instead of
@@ -18,7 +19,7 @@
 //! Expressions read values from rows and from plain slices alike, through
 //! [`Columns`].
 
-use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
+use std::alloc::Layout;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -143,14 +144,13 @@ impl Row {
     fn from_exact(values: impl Iterator<Item = Value>, len: usize) -> Row {
         let len16 = u16::try_from(len).expect("a row has at most 65,535 values");
         let (layout, slots) = layout(len);
-        // SAFETY: the layout has a non-zero size (the header).
-        let raw = unsafe { alloc(layout) };
-        let Some(header) = NonNull::new(raw.cast::<Header>()) else { handle_alloc_error(layout) };
+        // The layout has a non-zero size (the header).
+        let raw = crate::row_memory::allocate(layout);
+        let header = NonNull::new(raw.cast::<Header>()).expect("allocate never returns null");
         // SAFETY: the header's place is within the allocation and aligned; so is the
-        // rest, zeroed here rather than by asking for zeroed memory (glibc's `calloc`
-        // never takes a chunk from its per-thread cache; `malloc` does). Zeroed tags
-        // are NULLs, so the row is whole at every step below: should the iterator
-        // panic or end early, dropping it frees what was written.
+        // rest, zeroed here. Zeroed tags are NULLs, so the row is whole at every step
+        // below: should the iterator panic or end early, dropping it frees what was
+        // written.
         unsafe {
             header.write(Header { count: AtomicU32::new(1), hash: AtomicU32::new(UNHASHED) });
             raw.add(LEN).cast::<u16>().write(len16);
@@ -310,8 +310,8 @@ impl Drop for Row {
                 drop(unsafe { Value::from_slot(t, bits) });
             }
         }
-        // SAFETY: the allocation was made with this layout.
-        unsafe { dealloc(self.0.as_ptr().cast::<u8>(), layout(len).0) };
+        // SAFETY: the allocation was made with this layout and has no other handle.
+        unsafe { crate::row_memory::free(self.0.as_ptr().cast::<u8>(), layout(len).0) };
     }
 }
 

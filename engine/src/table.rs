@@ -219,6 +219,7 @@ impl Table {
             return failed.map_or(Ok(()), Err);
         }
         let from = delta.len();
+        delta.reserve(rows.len());
         for row in rows {
             delta.push(row, 1);
         }

@@ -34,6 +34,13 @@ impl ZSet {
         ZSet { entries: Vec::with_capacity(n) }
     }
 
+    /// Makes room for `n` more entries (charged to the memory budget as growth is).
+    pub fn reserve(&mut self, n: usize) {
+        let before = self.entries.capacity();
+        self.entries.reserve(n);
+        crate::budget::charge((self.entries.capacity() - before) * std::mem::size_of::<(Row, Weight)>());
+    }
+
     /// Adds `weight` copies of `row` (removes them if negative).
     #[inline]
     pub fn push(&mut self, row: Row, weight: Weight) {
