@@ -251,6 +251,22 @@ impl<C: Tally> Bucket<C> {
         }
     }
 
+    /// Asks the processor to start loading what adding a row to the bucket reads
+    /// first: the row it holds alone, the start of its vector, or its map's header.
+    #[inline]
+    fn prefetch(&self) {
+        match self {
+            Bucket::One(r, _) => r.prefetch(),
+            Bucket::Small(v) => {
+                // The vector's length and capacity lie just before its first entry.
+                let first = v.as_ptr().cast::<u8>();
+                crate::row::prefetch_address(first.wrapping_sub(16));
+                crate::row::prefetch_address(first.wrapping_add(48));
+            }
+            Bucket::Large(m) => crate::row::prefetch_at(&**m),
+        }
+    }
+
     /// Every row with its tally.
     fn rows(&self) -> Box<dyn Iterator<Item = (&Row, C)> + '_> {
         match self {
@@ -603,11 +619,11 @@ fn add_runs<C: Tally>(
         table.reserve(distinct, KeyedBag::<C>::rehash(keys, mode));
     }
     let row_of = |e: &Entry| &delta[e.at as usize];
-    let mut ahead = Ahead { entries, delta, rows: 0, names: 0 };
+    let mut ahead = Ahead { entries, delta, rows: 0, names: 0, buckets: 0 };
     let mut added = 0isize;
     let mut i = 0;
     while i < entries.len() {
-        ahead.reach(i);
+        ahead.reach(i, table, keys, mode);
         let hash = entries[i].hash;
         let key = Key::eval(keys, &row_of(&entries[i]).0);
         // The entries with this key, from `i` on (a hash shared by two keys is rare:
@@ -618,7 +634,7 @@ fn add_runs<C: Tally>(
             && keys.iter().zip(key.values()).all(|(k, v)| *k.eval_cow(&row_of(&entries[end]).0) == *v)
         {
             end += 1;
-            ahead.reach(end);
+            ahead.reach(end, table, keys, mode);
         }
         let mut rows = entries[i..end].iter().map(row_of).peekable();
         i = end;
@@ -666,22 +682,29 @@ fn add_runs<C: Tally>(
 }
 
 /// Prefetching for a pass over a delta's rows in the order `entries` name them (not
-/// the order they lie in): every row read is asked for [`PREFETCH_AHEAD`] entries
-/// before it is reached, and the delta's entry naming it (a row's handle, itself out
-/// of order) twice as far ahead, so that neither load waits on the other.
+/// the order they lie in), in three steps so that no load waits on another: the
+/// delta's entry naming a row (a row's handle, itself out of order) twice
+/// [`PREFETCH_AHEAD`] entries before it is reached; the row, and where the table's
+/// probe for its key starts, [`PREFETCH_AHEAD`] before; and, half that before, what
+/// the key's slot points to (the bucket's rows), found then through the slot and the
+/// row already fetched. A short delta (a small transaction's) touches keys far apart
+/// in the table, so that each of these is a miss of its own.
 struct Ahead<'a> {
     entries: &'a [Entry],
     delta: &'a [(Row, Weight)],
-    /// Entries below this have had their rows prefetched.
+    /// Entries below this have had their rows and probes prefetched.
     rows: usize,
     /// Entries below this have had their delta entries prefetched.
     names: usize,
+    /// Entries below this have had their buckets prefetched.
+    buckets: usize,
 }
 
 impl Ahead<'_> {
-    /// Prefetches for the entries up to `at` plus the distances above.
+    /// Prefetches for the entries up to `at` plus the distances above, in `table`,
+    /// whose bag computes keys by `keys` and compares them as `mode` says.
     #[inline]
-    fn reach(&mut self, at: usize) {
+    fn reach<C: Tally>(&mut self, at: usize, table: &HashTable<Slot<C>>, keys: &[Expr], mode: KeyMode) {
         let names = (at + 2 * PREFETCH_AHEAD).min(self.entries.len());
         while self.names < names {
             crate::row::prefetch_at(&self.delta[self.entries[self.names].at as usize]);
@@ -689,8 +712,25 @@ impl Ahead<'_> {
         }
         let rows = (at + PREFETCH_AHEAD).min(self.entries.len());
         while self.rows < rows {
-            self.delta[self.entries[self.rows].at as usize].0.prefetch();
+            let e = self.entries[self.rows];
+            self.delta[e.at as usize].0.prefetch();
+            crate::probe_ahead::prefetch_probe(table, e.hash);
             self.rows += 1;
+        }
+        let buckets = (at + PREFETCH_AHEAD / 2).min(self.entries.len());
+        while self.buckets < buckets {
+            let e = self.entries[self.buckets];
+            self.buckets += 1;
+            if self.buckets > 1 && self.entries[self.buckets - 2].hash == e.hash {
+                // The same key as the entry before (an update's old and new row).
+                continue;
+            }
+            let key = Key::eval(keys, &self.delta[e.at as usize].0);
+            if let Some(holds) = KeyedBag::<C>::matcher(keys, mode, &key, inline_key(&key))
+                && let Some(slot) = table.find(e.hash, holds)
+            {
+                slot.bucket.prefetch();
+            }
         }
     }
 }
