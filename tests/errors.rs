@@ -266,6 +266,27 @@ fn a_refused_transaction_leaves_every_table_and_view_as_before() {
 }
 
 #[test]
+fn a_run_of_inserts_refused_midway_leaves_nothing_for_the_next_transaction() {
+    let e = engine();
+    let count = e.from_sql("SELECT COUNT(*), SUM(amount) FROM orders").unwrap();
+    let order = |id: i64| Change::insert("orders", vec![Value::Int(id), Value::Int(1), Value::Float(1.0), Value::Null]);
+    e.apply([order(1)]).unwrap();
+    // A run of inserts into one table (gathered before it is stored) with a duplicate
+    // key in the middle, then the same again shorter and longer than a bulk run.
+    for len in [10, 200] {
+        let mut run: Vec<Change> = (100..100 + len).map(order).collect();
+        run.insert(len as usize / 2, order(1));
+        assert!(matches!(e.apply(run), Err(Error::Constraint(ConstraintError::DuplicateKey { .. }))));
+        assert_eq!(e.database().table_rows("orders").unwrap().len(), 1);
+        // The next transaction's run holds its own rows and nothing else.
+        e.apply((1_000..1_003).map(order)).unwrap();
+        e.apply((1_000..1_003).map(|id| Change::delete("orders", [("id", id)]))).unwrap();
+        assert_eq!(e.database().table_rows("orders").unwrap().len(), 1);
+    }
+    assert_eq!(count.rows().unwrap(), vec![ciuf::row![1, 1.0]]);
+}
+
+#[test]
 fn bad_statements_change_nothing() {
     let e = engine();
     assert!(e.execute("CREATE TABLE orders (id BIGINT)").is_err());

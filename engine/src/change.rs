@@ -136,6 +136,24 @@ impl Change {
         Change::Delete { table: table.into(), row: row.into() }
     }
 
+    /// Asks the processor to start loading the values the change carries (a
+    /// transaction built ahead of time holds each row's values wherever they were
+    /// allocated: reading them is a cache miss each).
+    pub(crate) fn prefetch_values(&self) {
+        let (first, second) = match self {
+            Change::Insert { row, .. } | Change::Delete { row, .. } => (Some(row), None),
+            Change::Update { old, new, .. } | Change::Replace { old, new, .. } => (old.as_ref(), Some(new)),
+        };
+        for data in [first, second].into_iter().flatten() {
+            if let RowData::Values(values) = data
+                && let Some(last) = values.last()
+            {
+                crate::row::prefetch_address(values.as_ptr().cast());
+                crate::row::prefetch_at(last);
+            }
+        }
+    }
+
     /// The table the change is for.
     pub fn table(&self) -> &TableRef {
         match self {

@@ -29,7 +29,7 @@ use crate::journal::{Committed, Journal, SavedState, TableContents, is_internal}
 use crate::partial::PartialKeys;
 use crate::plan::{Plan, TableId, ViewDef};
 use crate::profile::{Profile, Stopwatch};
-use crate::row::Row;
+use crate::row::{PREFETCH_AHEAD, Row};
 use crate::sort::OrderSpec;
 use crate::table::{Table, Undo};
 use crate::types::{MAX_DECIMAL_PRECISION, TableSchema};
@@ -42,13 +42,17 @@ const INSERT_RUN_FROM: usize = 64;
 /// The longest run of inserts taken as one.
 const MAX_INSERT_RUN: usize = 1 << 20;
 
-/// A transaction's changes, each read [`crate::row::PREFETCH_AHEAD`] changes before it
-/// is staged, so that the table slot it looks up is prefetched by then
-/// ([`Database::prefetch`]): a batch's updates and deletes, each a lookup in a large
-/// table, wait on memory together instead of one after the other.
+/// A transaction's changes, read ahead of where they are staged so that what each
+/// will read is in cache by then, in three steps so that no load waits on another:
+/// the values a change carries, twice [`PREFETCH_AHEAD`] changes before it is staged;
+/// the table slot its key looks up ([`Table::prefetch_key`], which needs the values),
+/// [`PREFETCH_AHEAD`] before; and, half that before, the stored row that slot points
+/// to, for an update or a delete ([`Table::prefetch_stored`]). A batch's lookups in a
+/// large table then wait on memory together instead of one after the other.
 struct Ahead<I> {
     changes: I,
-    window: std::collections::VecDeque<Change>,
+    /// The changes read, each with its key's hash once its slot has been fetched.
+    window: std::collections::VecDeque<(Change, Option<u64>)>,
 }
 
 impl<I: Iterator<Item = Change>> Ahead<I> {
@@ -58,17 +62,25 @@ impl<I: Iterator<Item = Change>> Ahead<I> {
 
     /// The next change, with those after it read (and prefetched for) up to the window.
     fn next(&mut self, db: &Writer) -> Option<Change> {
-        while self.window.len() <= crate::row::PREFETCH_AHEAD {
+        while self.window.len() <= 2 * PREFETCH_AHEAD {
             let Some(change) = self.changes.next() else { break };
-            db.prefetch(&change);
-            self.window.push_back(change);
+            change.prefetch_values();
+            // The first changes of a transaction start nearer than the distance.
+            let hash = if self.window.len() < PREFETCH_AHEAD { db.prefetch(&change) } else { None };
+            self.window.push_back((change, hash));
         }
-        self.window.pop_front()
+        if let Some((change, hash)) = self.window.get_mut(PREFETCH_AHEAD) {
+            *hash = db.prefetch(change);
+        }
+        if let Some((change, Some(hash))) = self.window.get(PREFETCH_AHEAD / 2) {
+            db.prefetch_stored(change, *hash);
+        }
+        self.window.pop_front().map(|(change, _)| change)
     }
 
     /// The change [`Ahead::next`] returns next, if read already.
     fn peek(&self) -> Option<&Change> {
-        self.window.front()
+        self.window.front().map(|(change, _)| change)
     }
 
     /// At least how many changes are left.
@@ -119,6 +131,10 @@ struct Writer {
     /// Operator states offered for the views a restart registers again (see
     /// [`Database::offer_states`]).
     offered: SavedStates,
+    /// A run of inserts into one table being gathered (see [`Writer::stage_all`]),
+    /// kept between transactions: a source's transactions are mostly short runs, and
+    /// growing a new vector for each cost more than storing the rows.
+    run: Vec<RowData>,
 }
 
 /// Sizes of what the engine holds, for memory reports.
@@ -179,6 +195,7 @@ impl Database {
             profile: None,
             journal: None,
             offered: SavedStates::default(),
+            run: Vec::new(),
         };
         Database { shared: Arc::new(Shared { writer: Mutex::new(writer), published: Arc::default() }) }
     }
@@ -757,7 +774,8 @@ impl Writer {
                 continue;
             }
             let Change::Insert { table, row } = change else { unreachable!("a run starts with an insert") };
-            let mut run = vec![row];
+            let mut run = std::mem::take(&mut self.run);
+            run.push(row);
             while run.len() < MAX_INSERT_RUN
                 && let Some(Change::Insert { table: next, .. }) = changes.peek()
                 && *next == table
@@ -772,7 +790,9 @@ impl Writer {
             }
             let (table, delta) = self.staging(&table)?;
             if run.len() < INSERT_RUN_FROM {
-                run.into_iter().try_for_each(|row| table.insert(row, undo, delta))?;
+                let staged = run.drain(..).try_for_each(|row| table.insert(row, undo, delta));
+                self.run = run;
+                staged?;
             } else {
                 table.insert_many(run, undo, delta)?;
             }
@@ -780,24 +800,35 @@ impl Writer {
         Ok(())
     }
 
-    /// Asks the processor to start loading the table slot `change` will look up, if
-    /// it finds a stored row by its key (an update or a delete).
-    fn prefetch(&self, change: &Change) {
+    /// Asks the processor to start loading the table slot `change` will look up by its
+    /// key (an insert's place, an update's or a delete's stored row), and returns the
+    /// key's hash if it did.
+    fn prefetch(&self, change: &Change) -> Option<u64> {
         let data = match change {
             Change::Update { old, new, .. } => old.as_ref().unwrap_or(new),
-            Change::Delete { row, .. } => row,
-            _ => return,
+            Change::Delete { row, .. } | Change::Insert { row, .. } => row,
+            Change::Replace { .. } => return None,
         };
+        self.table_of(change)?.prefetch_key(data)
+    }
+
+    /// Asks the processor to start loading the stored row an update or a delete will
+    /// find by the key hashed `hash` (whose slot [`Writer::prefetch`] has fetched).
+    fn prefetch_stored(&self, change: &Change, hash: u64) {
+        if matches!(change, Change::Update { .. } | Change::Delete { .. })
+            && let Some(table) = self.table_of(change)
+        {
+            table.prefetch_stored(hash);
+        }
+    }
+
+    /// The table a change names, if it exists.
+    fn table_of(&self, change: &Change) -> Option<&Table> {
         let id = match change.table() {
             TableRef::Id(id) => *id,
-            TableRef::Name(name) => match self.table_names.get(name.as_str()) {
-                Some(id) => *id,
-                None => return,
-            },
+            TableRef::Name(name) => *self.table_names.get(name.as_str())?,
         };
-        if let Some(Some(table)) = self.tables.get(id.0 as usize) {
-            table.prefetch_key(data);
-        }
+        self.tables.get(id.0 as usize)?.as_ref()
     }
 
     /// The table `table` names, ready to take changes, and its transaction's delta.

@@ -126,11 +126,29 @@ impl Table {
     /// Asks the processor to start loading the slot a lookup of the row `data` keys
     /// reads first (see [`crate::probe_ahead`]); nothing if the table has no key or
     /// the key's values need converting first (the lookup then finds out why).
-    pub fn prefetch_key(&self, data: &RowData) {
-        let (Rows::Keyed { key, rows }, RowData::Values(values)) = (&self.rows, data) else { return };
+    /// Returns the key's hash, for [`Table::prefetch_stored`].
+    pub fn prefetch_key(&self, data: &RowData) -> Option<u64> {
+        let (Rows::Keyed { key, rows }, RowData::Values(values)) = (&self.rows, data) else { return None };
         let columns = &self.schema.columns;
-        if values.len() == columns.len() && key.iter().all(|&c| fits_exactly(&values[c], columns[c].data_type)) {
-            crate::probe_ahead::prefetch_probe(rows, self.key_hash(key.iter().map(|&c| &values[c])));
+        if values.len() != columns.len() || !key.iter().all(|&c| fits_exactly(&values[c], columns[c].data_type)) {
+            return None;
+        }
+        let hash = self.key_hash(key.iter().map(|&c| &values[c]));
+        crate::probe_ahead::prefetch_probe(rows, hash);
+        Some(hash)
+    }
+
+    /// Asks the processor to start loading the stored rows whose key hashes like
+    /// `hash` (a [`Table::prefetch_key`] some changes earlier has fetched the slots
+    /// that point to them): an update or a delete then compares the row it locates
+    /// without waiting for it.
+    pub fn prefetch_stored(&self, hash: u64) {
+        if let Rows::Keyed { rows, .. } = &self.rows {
+            // Every slot whose tag matches is a candidate; none is taken.
+            rows.find(hash, |r| {
+                r.prefetch();
+                false
+            });
         }
     }
 
