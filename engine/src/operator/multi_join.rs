@@ -340,11 +340,32 @@ impl MultiJoin {
     ) {
         let plan = &self.plans[i];
         if delta.len() <= DEPTH_FIRST_UP_TO {
-            // A few rows (most transactions): each extended to the end in turn.
+            // A few rows (most transactions): each extended to the end in turn, but
+            // where only the first step reads the starting row, rows next to each
+            // other with one key (a changed row's old and new versions) share the walk,
+            // as the groups of a longer delta do below.
+            let rows = delta.as_slice();
+            let first = &plan.steps[0].from_keys;
             let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
-            for (row, w) in delta {
+            let mut at = 0;
+            while at < rows.len() {
+                let (row, w) = &rows[at];
+                let mut end = at + 1;
+                if plan.shared_probes
+                    && end < rows.len()
+                    && let Some(key) = join_key(first, row)
+                {
+                    while end < rows.len() && join_key(first, &rows[end].0).as_ref() == Some(&key) {
+                        end += 1;
+                    }
+                }
+                let mut members = [(row, *w); DEPTH_FIRST_UP_TO];
+                for (m, (r, w)) in members.iter_mut().zip(&rows[at..end]) {
+                    *m = (r, *w);
+                }
                 bound[i] = Some(row);
-                self.extend_one(probes, plan, 0, &mut bound, 1, (i, &[(row, *w)]), sink, out);
+                self.extend_one(probes, plan, 0, &mut bound, 1, (i, &members[..end - at]), sink, out);
+                at = end;
             }
             return;
         }
@@ -732,6 +753,15 @@ mod tests {
                 crate::zset! { row![4, 10] => -1, row![4, 10] => -1, row![6, 10] => 1 },
                 crate::zset! { row![10, 100] => -1, row![10, 200] => 1 },
                 ZSet::new(),
+            ],
+            // Runs of one key among others, and a key coming back after another.
+            [
+                ZSet::new(),
+                ZSet::new(),
+                crate::zset! {
+                    row![100, "z"] => -1, row![100, "y"] => 1, row![200, "c"] => -1,
+                    row![100, "q"] => 1, row![Value::Null, "n"] => 1, row![Value::Null, "m"] => 1,
+                },
             ],
         ];
         let (mut a, mut b, mut c, mut out) = (ZSet::new(), ZSet::new(), ZSet::new(), ZSet::new());
