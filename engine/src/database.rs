@@ -41,6 +41,8 @@ use crate::zset::ZSet;
 const INSERT_RUN_FROM: usize = 64;
 /// The longest run of inserts taken as one.
 const MAX_INSERT_RUN: usize = 1 << 20;
+/// The largest undo log (in entries) kept for the next transaction.
+const KEPT_UNDO: usize = 1 << 16;
 
 /// A transaction's changes, read ahead of where they are staged so that what each
 /// will read is in cache by then, in three steps so that no load waits on another:
@@ -135,6 +137,10 @@ struct Writer {
     /// kept between transactions: a source's transactions are mostly short runs, and
     /// growing a new vector for each cost more than storing the rows.
     run: Vec<RowData>,
+    /// The undo log of the transaction being staged, kept between transactions for
+    /// the same reason: a big transaction's log grown from nothing each time went
+    /// through `realloc` (and glibc's `malloc_consolidate`) a dozen times.
+    undo: Vec<Undo>,
 }
 
 /// Sizes of what the engine holds, for memory reports.
@@ -196,6 +202,7 @@ impl Database {
             journal: None,
             offered: SavedStates::default(),
             run: Vec::new(),
+            undo: Vec::new(),
         };
         Database { shared: Arc::new(Shared { writer: Mutex::new(writer), published: Arc::default() }) }
     }
@@ -514,7 +521,7 @@ impl Database {
     pub fn apply_at<I: IntoIterator<Item = Change>>(&self, changes: I, position: Option<&str>) -> Result<()> {
         let mut w = self.writer()?;
         w.end_restore();
-        let mut undo = Vec::new();
+        let mut undo = std::mem::take(&mut w.undo);
         let watch = Stopwatch::start(w.profile.is_some());
         if let Err(e) = w.stage_all(changes, &mut undo) {
             w.rollback(undo);
@@ -528,6 +535,7 @@ impl Database {
             w.rollback(undo);
             return Err(e);
         }
+        w.keep_undo(undo);
         let w = &mut *w;
         let deltas = match catch_unwind(AssertUnwindSafe(|| w.propagate())) {
             Ok(d) => d,
@@ -902,8 +910,8 @@ impl Writer {
     }
 
     /// Puts every table back as before the transaction.
-    fn rollback(&mut self, undo: Vec<Undo>) {
-        for u in undo.into_iter().rev() {
+    fn rollback(&mut self, mut undo: Vec<Undo>) {
+        for u in undo.drain(..).rev() {
             match u {
                 Undo::Inserted(t, row) => self.tables[t.0 as usize].as_mut().expect("exists").unstore(&row),
                 Undo::InsertedRun(t, rows) => {
@@ -917,6 +925,16 @@ impl Writer {
         }
         for t in self.pending_tables.drain(..) {
             self.pending[t.0 as usize].clear();
+        }
+        self.keep_undo(undo);
+    }
+
+    /// Keeps an emptied undo log for the next transaction, unless a huge transaction
+    /// grew it (its memory is not held for ever).
+    fn keep_undo(&mut self, mut undo: Vec<Undo>) {
+        if undo.capacity() <= KEPT_UNDO {
+            undo.clear();
+            self.undo = undo;
         }
     }
 
@@ -939,7 +957,7 @@ impl Writer {
         self.dataflow.clear();
         // Give the tables their (now empty) delta buffers back.
         for (t, mut d) in table_deltas {
-            d.clear();
+            d.clear_for_reuse();
             if self.pending[t.0 as usize].is_empty() {
                 self.pending[t.0 as usize] = d;
             }

@@ -542,7 +542,9 @@ impl Dataflow {
                 && !delta.is_empty()
             {
                 rows += delta.len();
-                self.deltas[n.index()] = std::mem::take(delta);
+                // The node's buffer (emptied by the last `clear`) goes back to the
+                // table in exchange, so that neither grows from nothing again.
+                std::mem::swap(&mut self.deltas[n.index()], delta);
                 self.touched.push(n);
             }
         }
@@ -794,7 +796,7 @@ impl Dataflow {
     /// Forgets the transaction's deltas.
     pub fn clear(&mut self) {
         for n in self.touched.drain(..) {
-            self.deltas[n.index()].clear();
+            self.deltas[n.index()].clear_for_reuse();
         }
     }
 

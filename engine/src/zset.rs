@@ -17,6 +17,9 @@ use crate::row::Row;
 /// The multiplicity of a row in a Z-set.
 pub type Weight = i64;
 
+/// The most entries whose room [`ZSet::clear_for_reuse`] keeps (1.5 MB).
+pub const KEPT_ENTRIES: usize = 1 << 16;
+
 /// Rows with weights: a relation or a delta.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ZSet {
@@ -98,6 +101,16 @@ impl ZSet {
     /// Removes every entry, keeping the allocation.
     pub fn clear(&mut self) {
         self.entries.clear();
+    }
+
+    /// Removes every entry, keeping the allocation for the next transaction's delta
+    /// unless it is larger than [`KEPT_ENTRIES`] (a load's delta is not held for ever).
+    pub fn clear_for_reuse(&mut self) {
+        if self.entries.capacity() > KEPT_ENTRIES {
+            self.entries = Vec::new();
+        } else {
+            self.entries.clear();
+        }
     }
 
     /// Canonical form: rows sorted, one entry per row, no zero weights.

@@ -518,7 +518,10 @@ impl<C: Tally> KeyedBag<C> {
         let parallel = rows.len() >= SPLIT_FROM && crate::workers::in_parallel();
         let entries = |range: std::ops::Range<usize>| {
             let start = range.start;
-            let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::new()).collect();
+            // Room for a shard's share and a quarter more: keys spread evenly grow
+            // none of them.
+            let room = range.len() / SHARDS + range.len() / (4 * SHARDS) + 8;
+            let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::with_capacity(room)).collect();
             let mut mode = KeyMode::Unset;
             for (i, (r, _)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
                 if let Some(k) = join_key(keys, r) {
@@ -534,8 +537,12 @@ impl<C: Tally> KeyedBag<C> {
         } else {
             vec![entries(0..rows.len())]
         };
-        let mut parts: Vec<Vec<Entry>> =
-            (0..SHARDS).map(|s| Vec::with_capacity(chunks.iter().map(|(p, _)| p[s].len()).sum())).collect();
+        let one_chunk = chunks.len() == 1;
+        let mut parts: Vec<Vec<Entry>> = if one_chunk {
+            Vec::new()
+        } else {
+            (0..SHARDS).map(|s| Vec::with_capacity(chunks.iter().map(|(p, _)| p[s].len()).sum())).collect()
+        };
         for (chunk, mode) in chunks {
             // A chunk's mode is what its keys alone make; combined in order with the
             // bag's, it is what adding them one by one would make. The mode is settled
@@ -547,6 +554,10 @@ impl<C: Tally> KeyedBag<C> {
                 (KeyMode::Inline(a), KeyMode::Inline(b)) if a == b => KeyMode::Inline(a),
                 _ => KeyMode::FromRows,
             };
+            if one_chunk {
+                parts = chunk;
+                continue;
+            }
             for (all, part) in parts.iter_mut().zip(chunk) {
                 all.extend(part);
             }
