@@ -255,18 +255,53 @@ impl MultiJoin {
             return;
         };
         let Some(key) = join_key(&step.from_keys, bound[step.from].expect("bound before its probe")) else { return };
-        probes.after[step.to][step.index].for_each(&key, |r, rw| {
-            bound[step.to] = Some(r);
-            self.extend_one(probes, plan, k + 1, bound, w * rw, group, sink, out);
-        });
+        // The rows the probe finds, the transaction's own negated after the rest. A
+        // few go on depth first from here; more (a changed product's hundred orders,
+        // each with a customer to find) go on breadth first, where the next steps'
+        // probes and rows are fetched ahead instead of waited for one after another.
+        // Either way the combinations come out in the same order.
+        let (start, members) = group;
+        // One group of every member, made only if the breadth-first path is taken.
+        let groups = std::cell::OnceCell::new();
+        let groups = || groups.get_or_init(|| Groups::one(start, members));
+        let mut few = [None; FANOUT_DEPTH_FIRST];
+        let mut found = 0;
+        let mut wide: Option<Frontier<'a>> = None;
+        let mut take = |r: &'a Row, rw: Weight| {
+            if found < FANOUT_DEPTH_FIRST {
+                few[found] = Some((r, rw));
+                found += 1;
+                return;
+            }
+            let next = wide.get_or_insert_with(|| {
+                let mut next = Frontier::new(bound.len());
+                for (fr, fw) in few.iter().flatten() {
+                    next.push(bound, step.to, fr, *fw, 0);
+                }
+                next
+            });
+            next.push(bound, step.to, r, rw, 0);
+            if next.len() >= FRONTIER {
+                self.extend(probes, plan, k + 1, next, groups(), sink, out);
+                next.clear();
+            }
+        };
+        probes.after[step.to][step.index].for_each(&key, |r, rw| take(r, w * rw));
         // An input later in the rule is seen as before the transaction.
-        if step.to > group.0
+        if step.to > start
             && let Some(added) = &probes.added[step.to][step.index]
         {
-            added.for_each(&key, |r, rw| {
-                bound[step.to] = Some(r);
-                self.extend_one(probes, plan, k + 1, bound, -w * rw, group, sink, out);
-            });
+            added.for_each(&key, |r, rw| take(r, -w * rw));
+        }
+        match wide {
+            Some(next) if !next.is_empty() => self.extend(probes, plan, k + 1, &next, groups(), sink, out),
+            Some(_) => {}
+            None => {
+                for (r, rw) in few.into_iter().flatten() {
+                    bound[step.to] = Some(r);
+                    self.extend_one(probes, plan, k + 1, bound, rw, group, sink, out);
+                }
+            }
         }
         bound[step.to] = None;
     }
@@ -533,6 +568,10 @@ const _: () = assert!(KEYS_AHEAD > PREFETCH_AHEAD);
 /// Up to how many groups of starting rows are extended depth first.
 const DEPTH_FIRST_UP_TO: usize = 8;
 
+/// Up to how many rows one probe of the depth-first path finds go on depth first;
+/// more go on breadth first (see [`MultiJoin::extend_one`]).
+const FANOUT_DEPTH_FIRST: usize = 4;
+
 /// Partial combinations of the inputs' rows being extended together: per combination
 /// a row (or none yet) per input, its weight, and its group (see [`Groups`]).
 struct Frontier<'a> {
@@ -598,6 +637,14 @@ impl<'a, 'm> Groups<'a, 'm> {
     fn single(start: usize, members: &'m [(&'a Row, Weight)]) -> Groups<'a, 'm> {
         assert!(u32::try_from(members.len()).is_ok(), "fewer than 2^32 rows at once");
         Groups { start, members, bounds: None }
+    }
+
+    /// Every one of `members` in one group.
+    fn one(start: usize, members: &'m [(&'a Row, Weight)]) -> Groups<'a, 'm> {
+        let end = u32::try_from(members.len()).expect("fewer than 2^32 rows at once");
+        // One member is a group of its own: nothing to allocate.
+        let bounds = (end > 1).then(|| vec![(0, end)]);
+        Groups { start, members, bounds }
     }
 
     fn len(&self) -> usize {
@@ -762,6 +809,24 @@ mod tests {
                     row![100, "z"] => -1, row![100, "y"] => 1, row![200, "c"] => -1,
                     row![100, "q"] => 1, row![Value::Null, "n"] => 1, row![Value::Null, "m"] => 1,
                 },
+            ],
+            // Few delta rows whose probes find many rows (past FANOUT_DEPTH_FIRST),
+            // those of the transaction itself among them, and runs of one key.
+            [(20..30).map(|x| (row![x, 30], 1)).collect(), ZSet::new(), ZSet::new()],
+            [
+                crate::zset! { row![40, 30] => 1 },
+                crate::zset! { row![30, 300] => 1, row![30, 301] => 1 },
+                crate::zset! { row![300, "p"] => 1 },
+            ],
+            [
+                ZSet::new(),
+                crate::zset! { row![30, 300] => 1 },
+                crate::zset! { row![300, "p"] => -1, row![300, "s"] => 1, row![301, "t"] => 2 },
+            ],
+            [
+                crate::zset! { row![41, 30] => 1, row![20, 30] => -1 },
+                ZSet::new(),
+                crate::zset! { row![300, "s"] => -1, row![300, "u"] => 1 },
             ],
         ];
         let (mut a, mut b, mut c, mut out) = (ZSet::new(), ZSet::new(), ZSet::new(), ZSet::new());
