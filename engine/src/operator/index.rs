@@ -155,14 +155,23 @@ enum Bucket<C> {
     /// hashes without touching the rows themselves (a thin vector: its length and
     /// capacity live in its allocation, so that a bucket stays 16 bytes).
     Small(ThinVec<(u32, C, Row)>),
-    /// Many rows, by their cached hashes (boxed: rare).
-    Large(Box<HashTable<(Row, C)>>),
+    /// Many rows, by the same 32 bits of their hashes, kept beside each row (boxed:
+    /// rare). Growing the table then reads no row: it used to read every row's
+    /// cached hash, a cache miss per row, each time a key with a hundred rows grew.
+    Large(Box<HashTable<(u32, C, Row)>>),
 }
 
-/// The part of a row's hash a small bucket keeps.
+/// The part of a row's hash a small or large bucket keeps.
 #[inline]
 fn fragment(row: &Row) -> u32 {
     row.hash_value() as u32
+}
+
+/// A large bucket's hash of a row from its [`fragment`]: the bits spread to the top,
+/// where the table takes its tags from.
+#[inline]
+fn spread(fragment: u32) -> u64 {
+    u64::from(fragment).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 impl<C: Tally> Bucket<C> {
@@ -182,7 +191,7 @@ impl<C: Tally> Bucket<C> {
         match self {
             Bucket::One(r, _) => r,
             Bucket::Small(v) => &v[0].2,
-            Bucket::Large(m) => &m.iter().next().expect("a bucket in a bag has rows").0,
+            Bucket::Large(m) => &m.iter().next().expect("a bucket in a bag has rows").2,
         }
     }
 
@@ -222,32 +231,33 @@ impl<C: Tally> Bucket<C> {
                     }
                     None => {
                         let mut m = HashTable::with_capacity(v.len() * 2);
-                        for (_, c, r) in v.drain(..) {
-                            m.insert_unique(r.hash_value(), (r, c), |(r, _)| r.hash_value());
+                        for entry in v.drain(..) {
+                            m.insert_unique(spread(entry.0), entry, |e| spread(e.0));
                         }
-                        m.insert_unique(row.hash_value(), (row.clone(), C::new(weight, matches)), |(r, _)| {
-                            r.hash_value()
-                        });
+                        m.insert_unique(spread(hash), (hash, C::new(weight, matches), row.clone()), |e| spread(e.0));
                         *self = Bucket::Large(Box::new(m));
                         1
                     }
                 }
             }
-            Bucket::Large(m) => match m.find_entry(row.hash_value(), |(r, _)| r == row) {
-                Ok(mut o) => {
-                    let c = &mut o.get_mut().1;
-                    c.add_weight(weight);
-                    if c.weight() != 0 {
-                        return 0;
+            Bucket::Large(m) => {
+                match m.find_entry(spread(fragment(row)), |(h, _, r)| *h == fragment(row) && r == row) {
+                    Ok(mut o) => {
+                        let c = &mut o.get_mut().1;
+                        c.add_weight(weight);
+                        if c.weight() != 0 {
+                            return 0;
+                        }
+                        o.remove();
+                        -1
                     }
-                    o.remove();
-                    -1
+                    Err(_) => {
+                        let hash = fragment(row);
+                        m.insert_unique(spread(hash), (hash, C::new(weight, matches), row.clone()), |e| spread(e.0));
+                        1
+                    }
                 }
-                Err(_) => {
-                    m.insert_unique(row.hash_value(), (row.clone(), C::new(weight, matches)), |(r, _)| r.hash_value());
-                    1
-                }
-            },
+            }
         }
     }
 
@@ -272,7 +282,7 @@ impl<C: Tally> Bucket<C> {
         match self {
             Bucket::One(r, c) => Box::new(std::iter::once((r, *c))),
             Bucket::Small(v) => Box::new(v.iter().map(|(_, c, r)| (r, *c))),
-            Bucket::Large(m) => Box::new(m.iter().map(|(r, c)| (r, *c))),
+            Bucket::Large(m) => Box::new(m.iter().map(|(_, c, r)| (r, *c))),
         }
     }
 }
@@ -364,12 +374,17 @@ pub(crate) struct KeyedBag<C = Counts> {
     /// The slots, in [`SHARDS`] tables by their keys' hashes ([`shard_of`]).
     buckets: Vec<HashTable<Slot<C>>>,
     rows: usize,
+    /// Per shard, the emptied key lists of the last delta taken on this thread, kept
+    /// for the next: allocating them anew cost glibc a consolidation of its fast bins
+    /// each time.
+    scratch: Vec<Vec<Entry>>,
 }
 
 impl<C: Tally> KeyedBag<C> {
     /// An empty bag of rows keyed by `keys`.
     pub fn new(keys: Vec<Expr>) -> Self {
-        KeyedBag { keys, mode: KeyMode::Unset, buckets: (0..SHARDS).map(|_| HashTable::new()).collect(), rows: 0 }
+        let buckets = (0..SHARDS).map(|_| HashTable::new()).collect();
+        KeyedBag { keys, mode: KeyMode::Unset, buckets, rows: 0, scratch: Vec::new() }
     }
 
     /// How a row's key is computed.
@@ -455,7 +470,7 @@ impl<C: Tally> KeyedBag<C> {
             None => {}
             Some(Bucket::One(r, c)) => f(r, *c),
             Some(Bucket::Small(v)) => v.iter().for_each(|(_, c, r)| f(r, *c)),
-            Some(Bucket::Large(m)) => m.iter().for_each(|(r, c)| f(r, *c)),
+            Some(Bucket::Large(m)) => m.iter().for_each(|(_, c, r)| f(r, *c)),
         }
     }
 
@@ -468,7 +483,7 @@ impl<C: Tally> KeyedBag<C> {
             None => {}
             Some(Bucket::One(r, c)) => f(r, c),
             Some(Bucket::Small(v)) => v.iter_mut().for_each(|(_, c, r)| f(r, c)),
-            Some(Bucket::Large(m)) => m.iter_mut().for_each(|(r, c)| f(r, c)),
+            Some(Bucket::Large(m)) => m.iter_mut().for_each(|(_, c, r)| f(r, c)),
         }
     }
 
@@ -516,12 +531,16 @@ impl<C: Tally> KeyedBag<C> {
         assert!(u32::try_from(rows.len()).is_ok(), "a delta of fewer than 2^32 rows");
         let keys = &self.keys;
         let parallel = rows.len() >= SPLIT_FROM && crate::workers::in_parallel();
-        let entries = |range: std::ops::Range<usize>| {
+        let entries = |range: std::ops::Range<usize>, mut parts: Vec<Vec<Entry>>| {
             let start = range.start;
             // Room for a shard's share and a quarter more: keys spread evenly grow
             // none of them.
             let room = range.len() / SHARDS + range.len() / (4 * SHARDS) + 8;
-            let mut parts: Vec<Vec<Entry>> = (0..SHARDS).map(|_| Vec::with_capacity(room)).collect();
+            parts.resize_with(SHARDS, Vec::new);
+            for part in &mut parts {
+                part.clear();
+                part.reserve(room);
+            }
             let mut mode = KeyMode::Unset;
             for (i, (r, _)) in crate::row::prefetched(&rows[range], |(r, _)| r).enumerate() {
                 if let Some(k) = join_key(keys, r) {
@@ -533,9 +552,9 @@ impl<C: Tally> KeyedBag<C> {
             (parts, mode)
         };
         let chunks = if parallel {
-            crate::workers::chunked(rows.len(), crate::workers::Cost::Row, entries)
+            crate::workers::chunked(rows.len(), crate::workers::Cost::Row, |range| entries(range, Vec::new()))
         } else {
-            vec![entries(0..rows.len())]
+            vec![entries(0..rows.len(), std::mem::take(&mut self.scratch))]
         };
         let one_chunk = chunks.len() == 1;
         let mut parts: Vec<Vec<Entry>> = if one_chunk {
@@ -568,13 +587,18 @@ impl<C: Tally> KeyedBag<C> {
             // By slot, then hash, then place in the delta: a key's rows in delta order.
             let mask = super::slot_mask(table.len() + part.len());
             part.sort_unstable_by_key(|e| (e.hash & mask, e.hash, e.at));
-            add_runs(table, keys, mode, rows, &part)
+            (add_runs(table, keys, mode, rows, &part), part)
         };
-        let added: isize = if parallel {
-            crate::workers::each(work, work_on).into_iter().sum()
-        } else {
-            work.into_iter().map(work_on).sum()
-        };
+        let done = if parallel { crate::workers::each(work, work_on) } else { work.into_iter().map(work_on).collect() };
+        let mut added = 0;
+        for (n, part) in done {
+            added += n;
+            // As much as a kept delta holds, across the shards (a big transaction's
+            // lists are freed).
+            if !parallel && part.capacity() <= crate::zset::KEPT_ENTRIES / SHARDS {
+                self.scratch.push(part);
+            }
+        }
         self.rows = (self.rows as isize + added) as usize;
     }
 
@@ -584,7 +608,7 @@ impl<C: Tally> KeyedBag<C> {
             match &s.bucket {
                 Bucket::One(r, c) => f(r, *c),
                 Bucket::Small(v) => v.iter().for_each(|(_, c, r)| f(r, *c)),
-                Bucket::Large(m) => m.iter().for_each(|(r, c)| f(r, *c)),
+                Bucket::Large(m) => m.iter().for_each(|(_, c, r)| f(r, *c)),
             }
         }
     }
@@ -607,7 +631,7 @@ impl<C: Tally> KeyedBag<C> {
                 .map(|s| match &s.bucket {
                     Bucket::One(..) => 0,
                     Bucket::Small(v) => 8 + v.capacity() * entry,
-                    Bucket::Large(m) => m.capacity() * (std::mem::size_of::<(Row, C)>() + 1),
+                    Bucket::Large(m) => m.capacity() * (std::mem::size_of::<(u32, C, Row)>() + 1),
                 })
                 .sum::<usize>()
     }
