@@ -796,11 +796,15 @@ impl Writer {
                 }
                 run.push(row);
             }
+            // A long run (a load) builds its rows on the worker threads.
+            let pool = if run.len() < INSERT_RUN_FROM { None } else { self.dataflow.pool_for(run.len()) };
             let (table, delta) = self.staging(&table)?;
             if run.len() < INSERT_RUN_FROM {
                 let staged = run.drain(..).try_for_each(|row| table.insert(row, undo, delta));
                 self.run = run;
                 staged?;
+            } else if let Some(pool) = pool {
+                pool.install(|| table.insert_many(run, undo, delta))?;
             } else {
                 table.insert_many(run, undo, delta)?;
             }

@@ -217,19 +217,9 @@ impl Table {
     /// long run of inserts (a load, a snapshot) walks its hash table from one end to
     /// the other instead of missing the cache on every row; the table is grown once.
     pub fn insert_many(&mut self, data: Vec<RowData>, undo: &mut Vec<Undo>, delta: &mut ZSet) -> Result<()> {
-        let mut rows = Vec::with_capacity(data.len());
-        let mut failed = None;
-        for d in data {
-            match self.full_row(d, None) {
-                Ok(row) => rows.push(row),
-                Err(e) => {
-                    // The rows before it go in one by one (one may be a duplicate,
-                    // which is then the first error), then this error.
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
+        // On a failure, the rows before it go in one by one (one may be a duplicate,
+        // which is then the first error), then this error.
+        let (rows, failed) = self.full_rows(data);
         if failed.is_some() || !self.insert_in_slot_order(&rows) {
             for row in rows {
                 self.insert_row(row, undo, delta)?;
@@ -243,6 +233,61 @@ impl Table {
         }
         undo.push(Undo::InsertedRun(self.id, from..delta.len()));
         Ok(())
+    }
+
+    /// The full rows of `data` ([`Table::full_row`]) in order, up to the first that
+    /// fails, and its error. On worker threads a long run is built in chunks at once,
+    /// each chunk interning its texts with a copy of the table's interners, whose new
+    /// texts then join the table's (a text new to two chunks is held twice: interning
+    /// only saves memory, rows compare texts by content).
+    fn full_rows(&mut self, mut data: Vec<RowData>) -> (Vec<Row>, Option<Error>) {
+        let parts = crate::workers::parts_for(data.len(), Cost::Row);
+        if parts <= 1 {
+            let mut rows = Vec::with_capacity(data.len());
+            for d in data {
+                match self.full_row(d, None) {
+                    Ok(row) => rows.push(row),
+                    Err(e) => return (rows, Some(e)),
+                }
+            }
+            return (rows, None);
+        }
+        let len = data.len();
+        let mut chunks: Vec<Vec<RowData>> = (0..parts).rev().map(|i| data.split_off(len * i / parts)).collect();
+        chunks.reverse();
+        let built = crate::workers::each(chunks, |chunk| {
+            let mut interners = self.interners.clone();
+            let mut rows = Vec::with_capacity(chunk.len());
+            for d in chunk {
+                match self.full_row_interned(d, None, &mut interners) {
+                    Ok(row) => rows.push(row),
+                    Err(e) => return (rows, Some(e), interners),
+                }
+            }
+            (rows, None, interners)
+        });
+        let mut all = Vec::with_capacity(len);
+        for (rows, failed, interners) in built {
+            for (mine, theirs) in self.interners.iter_mut().zip(interners) {
+                // A column that shows too many texts stops being interned, as
+                // `full_row` decides.
+                match (mine.as_mut(), theirs) {
+                    (Some(m), Some(t)) => {
+                        m.absorb(t);
+                        if m.is_full() {
+                            *mine = None;
+                        }
+                    }
+                    (Some(_), None) => *mine = None,
+                    (None, _) => {}
+                }
+            }
+            all.extend(rows);
+            if failed.is_some() {
+                return (all, failed);
+            }
+        }
+        (all, None)
     }
 
     /// Stores rows that were checked when first applied (a restart's), each with its
@@ -505,8 +550,21 @@ impl Table {
     /// Every column's value: positional rows must be complete; a named row's missing
     /// columns come from `base` (an update's old row) or are NULL.
     fn full_row(&mut self, data: RowData, base: Option<&Row>) -> Result<Row> {
+        let mut interners = std::mem::take(&mut self.interners);
+        let row = self.full_row_interned(data, base, &mut interners);
+        self.interners = interners;
+        row
+    }
+
+    /// [`Table::full_row`] with the columns' texts interned by `interners`.
+    fn full_row_interned(
+        &self,
+        data: RowData,
+        base: Option<&Row>,
+        interners: &mut [Option<TextInterner>],
+    ) -> Result<Row> {
         let mut values = self.full_values(data, base)?;
-        for (v, interner) in values.iter_mut().zip(self.interners.iter_mut()) {
+        for (v, interner) in values.iter_mut().zip(interners.iter_mut()) {
             if let Some(i) = interner
                 && !i.intern(v)
             {
@@ -840,6 +898,50 @@ mod tests {
                 assert_eq!(delta_many, delta_one, "round {round}: the delta, in order");
                 assert_eq!(inserted(&undo_many, &delta_many), inserted(&undo_one, &delta_one), "round {round}");
                 assert_eq!(many.contents().consolidated(), one.contents().consolidated());
+            }
+        }
+    }
+
+    /// A long run built in chunks on worker threads (see `full_rows`) stores the same
+    /// rows, makes the same delta in the same order, and fails with the same first
+    /// error as the run inserted one by one; texts new to several chunks are interned
+    /// once they meet in the table's interner.
+    #[test]
+    fn a_run_built_on_worker_threads_equals_inserts_one_by_one() {
+        let pool = rayon_core::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
+        let mut next = crate::operator::xorshift(0x2545_F491_4F6C_DD1D);
+        for round in 0..12 {
+            let (mut one, mut many) = (orders(), orders());
+            let (mut undo_one, mut undo_many) = (Vec::new(), Vec::new());
+            let (mut delta_one, mut delta_many) = (ZSet::new(), ZSet::new());
+            let len = 5_000 + next(5_000) as usize;
+            // Round 1 on: a duplicate key or a bad value somewhere in a later chunk.
+            let bad_at = (round % 3 != 0).then(|| len / 2 + next(len as u64 / 2) as usize);
+            let run: Vec<RowData> = (0..len)
+                .map(|i| {
+                    let id = if Some(i) == bad_at && round % 3 == 1 { 7 } else { i as i64 };
+                    let amount: Value = if Some(i) == bad_at && round % 3 == 2 { "x".into() } else { 1.into() };
+                    // Few distinct texts in most rounds; past the interning limit in some.
+                    let note = format!("n{}", next(if round % 4 == 3 { 5_000 } else { 30 }));
+                    RowData::Values(vec![id.into(), amount, note.into()])
+                })
+                .collect();
+            let mut first_error = None;
+            for row in run.clone() {
+                if let Err(e) = one.insert(row, &mut undo_one, &mut delta_one) {
+                    first_error = Some(e.to_string());
+                    break;
+                }
+            }
+            let got = pool.install(|| many.insert_many(run, &mut undo_many, &mut delta_many));
+            let got = got.err().map(|e| e.to_string());
+            assert_eq!(got, first_error, "round {round}");
+            assert_eq!(got.is_some(), bad_at.is_some(), "round {round}");
+            if got.is_none() {
+                assert_eq!(delta_many, delta_one, "round {round}: the delta, in order");
+                assert_eq!(many.contents().consolidated(), one.contents().consolidated());
+                let (texts, full) = (many.interners[2].as_ref().map(|i| i.is_full()), round % 4 == 3);
+                assert_eq!(texts, (!full).then_some(false), "round {round}: interned, and not full");
             }
         }
     }

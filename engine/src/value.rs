@@ -97,7 +97,7 @@ impl From<String> for Str {
 /// share one allocation each, so repeated text costs a pointer rather than a copy: a
 /// table's rows as they are inserted, a state directory's as they are read back. A
 /// column that shows many distinct values stops being interned.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TextInterner {
     values: hashbrown::HashSet<Str>,
     full: bool,
@@ -141,6 +141,19 @@ impl TextInterner {
     /// `s` as a text value, shared if it is interned.
     pub fn text(&mut self, s: &str) -> Value {
         self.shared(s, || Str::from(s)).map_or_else(|| Value::text(s), Value::Text)
+    }
+
+    /// Takes the texts `other` (a copy of this interner that went on alone) holds and
+    /// this one does not, up to the limit.
+    pub fn absorb(&mut self, other: TextInterner) {
+        for s in other.values {
+            if self.values.len() >= INTERN_MAX_DISTINCT {
+                self.full = true;
+                break;
+            }
+            self.values.insert(s);
+        }
+        self.full |= other.full;
     }
 
     /// Whether the column has shown too many distinct values to be worth interning.

@@ -207,10 +207,16 @@ pub(crate) fn in_parallel() -> bool {
     rayon_core::current_thread_index().is_some() && rayon_core::current_num_threads() > 1
 }
 
+/// Into how many chunks [`chunked`] cuts `len` items: 1 off the worker threads or for
+/// a short input.
+pub(crate) fn parts_for(len: usize, cost: Cost) -> usize {
+    if in_parallel() { (len / min_chunk(cost)).min(rayon_core::current_num_threads() * 4).max(1) } else { 1 }
+}
+
 /// Runs `f` over `0..len` cut into chunks, in parallel when on worker threads and
 /// `len` is long enough, and returns the chunks' results in order (see [`each`]).
 pub(crate) fn chunked<R: Send>(len: usize, cost: Cost, f: impl Fn(Range<usize>) -> R + Sync) -> Vec<R> {
-    let parts = if in_parallel() { (len / min_chunk(cost)).min(rayon_core::current_num_threads() * 4) } else { 1 };
+    let parts = parts_for(len, cost);
     if parts <= 1 {
         return vec![f(0..len)];
     }
