@@ -243,28 +243,18 @@ impl Table {
     fn full_rows(&mut self, mut data: Vec<RowData>) -> (Vec<Row>, Option<Error>) {
         let parts = crate::workers::parts_for(data.len(), Cost::Row);
         if parts <= 1 {
-            let mut rows = Vec::with_capacity(data.len());
-            for d in data {
-                match self.full_row(d, None) {
-                    Ok(row) => rows.push(row),
-                    Err(e) => return (rows, Some(e)),
-                }
-            }
-            return (rows, None);
+            let mut interners = std::mem::take(&mut self.interners);
+            let built = self.rows_interned(data, &mut interners);
+            self.interners = interners;
+            return built;
         }
         let len = data.len();
         let mut chunks: Vec<Vec<RowData>> = (0..parts).rev().map(|i| data.split_off(len * i / parts)).collect();
         chunks.reverse();
         let built = crate::workers::each(chunks, |chunk| {
             let mut interners = self.interners.clone();
-            let mut rows = Vec::with_capacity(chunk.len());
-            for d in chunk {
-                match self.full_row_interned(d, None, &mut interners) {
-                    Ok(row) => rows.push(row),
-                    Err(e) => return (rows, Some(e), interners),
-                }
-            }
-            (rows, None, interners)
+            let (rows, failed) = self.rows_interned(chunk, &mut interners);
+            (rows, failed, interners)
         });
         let mut all = Vec::with_capacity(len);
         for (rows, failed, interners) in built {
@@ -288,6 +278,19 @@ impl Table {
             }
         }
         (all, None)
+    }
+
+    /// The full rows of `data` up to the first that fails, and its error, interned by
+    /// `interners`.
+    fn rows_interned(&self, data: Vec<RowData>, interners: &mut [Option<TextInterner>]) -> (Vec<Row>, Option<Error>) {
+        let mut rows = Vec::with_capacity(data.len());
+        for d in data {
+            match self.full_row_interned(d, None, interners) {
+                Ok(row) => rows.push(row),
+                Err(e) => return (rows, Some(e)),
+            }
+        }
+        (rows, None)
     }
 
     /// Stores rows that were checked when first applied (a restart's), each with its

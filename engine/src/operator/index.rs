@@ -241,7 +241,8 @@ impl<C: Tally> Bucket<C> {
                 }
             }
             Bucket::Large(m) => {
-                match m.find_entry(spread(fragment(row)), |(h, _, r)| *h == fragment(row) && r == row) {
+                let hash = fragment(row);
+                match m.find_entry(spread(hash), |(h, _, r)| *h == hash && r == row) {
                     Ok(mut o) => {
                         let c = &mut o.get_mut().1;
                         c.add_weight(weight);
@@ -252,7 +253,6 @@ impl<C: Tally> Bucket<C> {
                         -1
                     }
                     Err(_) => {
-                        let hash = fragment(row);
                         m.insert_unique(spread(hash), (hash, C::new(weight, matches), row.clone()), |e| spread(e.0));
                         1
                     }
