@@ -54,12 +54,21 @@ const KEPT_UNDO: usize = 1 << 16;
 struct Ahead<I> {
     changes: I,
     /// The changes read, each with its key's hash once its slot has been fetched.
-    window: std::collections::VecDeque<(Change, Option<u64>)>,
+    window: Window,
 }
 
 impl<I: Iterator<Item = Change>> Ahead<I> {
-    fn new(changes: I) -> Ahead<I> {
-        Ahead { changes, window: std::collections::VecDeque::new() }
+    /// Reads `changes` ahead into `window` (empty; its room is reused).
+    fn new(changes: I, window: Window) -> Ahead<I> {
+        debug_assert!(window.is_empty());
+        Ahead { changes, window }
+    }
+
+    /// The window, emptied (the changes not staged dropped), to be kept.
+    fn into_window(self) -> Window {
+        let mut window = self.window;
+        window.clear();
+        window
     }
 
     /// The next change, with those after it read (and prefetched for) up to the window.
@@ -141,7 +150,14 @@ struct Writer {
     /// the same reason: a big transaction's log grown from nothing each time went
     /// through `realloc` (and glibc's `malloc_consolidate`) a dozen times.
     undo: Vec<Undo>,
+    /// The window of changes read ahead ([`Ahead`]), empty between transactions and
+    /// kept for the same reason.
+    window: Window,
 }
+
+/// Changes read ahead of the one being staged, each with its key's hash once its
+/// slot has been fetched.
+type Window = std::collections::VecDeque<(Change, Option<u64>)>;
 
 /// Sizes of what the engine holds, for memory reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +219,7 @@ impl Database {
             offered: SavedStates::default(),
             run: Vec::new(),
             undo: Vec::new(),
+            window: Window::new(),
         };
         Database { shared: Arc::new(Shared { writer: Mutex::new(writer), published: Arc::default() }) }
     }
@@ -770,7 +787,14 @@ impl Writer {
     /// them; stops at the first that fails. A run of inserts into one table goes in
     /// as one ([`Table::insert_many`]: a load's rows in the order of the table's slots).
     fn stage_all(&mut self, changes: impl IntoIterator<Item = Change>, undo: &mut Vec<Undo>) -> Result<()> {
-        let mut changes = Ahead::new(changes.into_iter());
+        let mut changes = Ahead::new(changes.into_iter(), std::mem::take(&mut self.window));
+        let staged = self.stage_ahead(&mut changes, undo);
+        self.window = changes.into_window();
+        staged
+    }
+
+    /// [`Writer::stage_all`] on changes read ahead.
+    fn stage_ahead<I: Iterator<Item = Change>>(&mut self, changes: &mut Ahead<I>, undo: &mut Vec<Undo>) -> Result<()> {
         while let Some(change) = changes.next(self) {
             let run_follows = matches!(
                 (&change, changes.peek()),

@@ -150,6 +150,13 @@ impl FromIterator<(Row, Weight)> for ZSet {
     }
 }
 
+/// Adds entries as [`FromIterator`] collects them (into the room already made).
+impl Extend<(Row, Weight)> for ZSet {
+    fn extend<I: IntoIterator<Item = (Row, Weight)>>(&mut self, iter: I) {
+        self.entries.extend(iter.into_iter().filter(|(_, w)| *w != 0));
+    }
+}
+
 impl IntoIterator for ZSet {
     type Item = (Row, Weight);
     type IntoIter = std::vec::IntoIter<(Row, Weight)>;

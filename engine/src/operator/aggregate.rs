@@ -148,7 +148,7 @@ impl Aggregate {
         let (mut entries, starts) = self.split(rows);
         let step = StepOf { calls, group_by: &self.group_by, hasher: &self.hasher, delta: rows };
         // Each shard with its rows (slices of one vector).
-        let mut work: Vec<(&mut HashTable<Held>, &mut [Entry])> = Vec::new();
+        let mut work: Vec<(&mut HashTable<Held>, &mut [Entry])> = Vec::with_capacity(SHARDS.min(rows.len()));
         let mut rest = entries.as_mut_slice();
         for (s, groups) in self.shards.iter_mut().enumerate() {
             let (part, after) = std::mem::take(&mut rest).split_at_mut(starts[s + 1] - starts[s]);

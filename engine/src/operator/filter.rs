@@ -35,10 +35,15 @@ impl Operator for Filter {
     fn evaluate(&self, input_deltas: &[&ZSet]) -> Option<ZSet> {
         let rows = input_deltas[0].as_slice();
         Some(workers::concat(rows.len(), Cost::Row, |range| {
-            crate::row::prefetched(&rows[range], |(r, _)| r)
-                .filter(|(row, _)| self.predicate.eval_truth(row) == Some(true))
-                .cloned()
-                .collect::<ZSet>()
+            // Room for every row of a short delta (grown from nothing, a few rows
+            // reallocated twice); a long one grows as rows pass.
+            let mut out = ZSet::with_capacity(range.len().min(1024));
+            out.extend(
+                crate::row::prefetched(&rows[range], |(r, _)| r)
+                    .filter(|(row, _)| self.predicate.eval_truth(row) == Some(true))
+                    .cloned(),
+            );
+            out
         }))
     }
 }

@@ -98,7 +98,8 @@ impl Sink for Values<'_> {
 impl Operator for JoinAggregate {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         let sink = Values { read: &self.read };
-        let mut found = sink.start(0);
+        // At least a combination per changed row where the joins follow foreign keys.
+        let mut found = sink.start(input_deltas.iter().map(|d| d.len()).sum::<usize>().min(1 << 16));
         self.join.step_into(input_deltas, &sink, &mut found);
         self.aggregate.step_rows(&found)
     }

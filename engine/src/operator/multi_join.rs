@@ -190,7 +190,8 @@ impl MultiJoin {
         let index = &probes.after[step.to][step.index];
         // An input later in the rule is seen as before the transaction.
         let added = (step.to > groups.start).then(|| probes.added[step.to][step.index].as_ref()).flatten();
-        let mut next = Frontier::new(from.width);
+        // Each combination finds at least one row where the join follows a foreign key.
+        let mut next = Frontier::with_capacity(from.width, from.len());
         // Each key (and its hash) is computed once, when its slot is prefetched, and
         // kept here until its probe.
         let mut keys: [Option<(Key, u64)>; KEYS_AHEAD] = Default::default();
@@ -274,7 +275,7 @@ impl MultiJoin {
                 return;
             }
             let next = wide.get_or_insert_with(|| {
-                let mut next = Frontier::new(bound.len());
+                let mut next = Frontier::with_capacity(bound.len(), WIDE_PROBE);
                 for (fr, fw) in few.iter().flatten() {
                     next.push(bound, step.to, fr, *fw, 0);
                 }
@@ -341,18 +342,20 @@ impl MultiJoin {
         out: &mut S::Out,
     ) {
         if groups.len() <= DEPTH_FIRST_UP_TO {
-            let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+            let (mut stack, mut heap) = ([None; ON_STACK], Vec::new());
+            let bound = unbound(self.offsets.len(), &mut stack, &mut heap);
             for g in 0..groups.len() as u32 {
                 let rows = groups.rows(g);
                 bound[groups.start] = Some(rows[0].0);
-                self.extend_one(probes, plan, 0, &mut bound, 1, (groups.start, rows), sink, out);
+                self.extend_one(probes, plan, 0, bound, 1, (groups.start, rows), sink, out);
             }
             return;
         }
-        let mut level = Frontier::new(self.offsets.len());
-        let unbound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+        let mut level = Frontier::with_capacity(self.offsets.len(), groups.len());
+        let (mut stack, mut heap) = ([None; ON_STACK], Vec::new());
+        let none = unbound(self.offsets.len(), &mut stack, &mut heap);
         for g in 0..groups.len() as u32 {
-            level.push(&unbound, groups.start, groups.rows(g)[0].0, 1, g);
+            level.push(none, groups.start, groups.rows(g)[0].0, 1, g);
             if level.len() >= FRONTIER {
                 self.extend(probes, plan, 0, &level, groups, sink, out);
                 level.clear();
@@ -381,7 +384,8 @@ impl MultiJoin {
             // as the groups of a longer delta do below.
             let rows = delta.as_slice();
             let first = &plan.steps[0].from_keys;
-            let mut bound: Vec<Option<&Row>> = vec![None; self.offsets.len()];
+            let (mut stack, mut heap) = ([None; ON_STACK], Vec::new());
+            let bound = unbound(self.offsets.len(), &mut stack, &mut heap);
             let mut at = 0;
             while at < rows.len() {
                 let (row, w) = &rows[at];
@@ -399,7 +403,7 @@ impl MultiJoin {
                     *m = (r, *w);
                 }
                 bound[i] = Some(row);
-                self.extend_one(probes, plan, 0, &mut bound, 1, (i, &members[..end - at]), sink, out);
+                self.extend_one(probes, plan, 0, bound, 1, (i, &members[..end - at]), sink, out);
                 at = end;
             }
             return;
@@ -572,6 +576,27 @@ const DEPTH_FIRST_UP_TO: usize = 8;
 /// more go on breadth first (see [`MultiJoin::extend_one`]).
 const FANOUT_DEPTH_FIRST: usize = 4;
 
+/// The room a probe that goes on breadth first starts with (a product's orders).
+const WIDE_PROBE: usize = 64;
+
+/// Up to how many inputs a combination being extended depth first is kept on the
+/// stack (most joins have two to four): a step of a few rows allocates nothing for it.
+const ON_STACK: usize = 8;
+
+/// `n` unbound inputs: in `stack` if they fit, else in `heap`.
+fn unbound<'s, 'a>(
+    n: usize,
+    stack: &'s mut [Option<&'a Row>; ON_STACK],
+    heap: &'s mut Vec<Option<&'a Row>>,
+) -> &'s mut [Option<&'a Row>] {
+    if n <= ON_STACK {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, None);
+        heap
+    }
+}
+
 /// Partial combinations of the inputs' rows being extended together: per combination
 /// a row (or none yet) per input, its weight, and its group (see [`Groups`]).
 struct Frontier<'a> {
@@ -582,8 +607,17 @@ struct Frontier<'a> {
 }
 
 impl<'a> Frontier<'a> {
-    fn new(width: usize) -> Frontier<'a> {
-        Frontier { width, bound: Vec::new(), weights: Vec::new(), groups: Vec::new() }
+    /// Room for `n` combinations: sized once from what a level is known to hold at
+    /// least, rather than grown from nothing by doubling (a changed product's hundred
+    /// orders reallocated each of the three vectors half a dozen times).
+    fn with_capacity(width: usize, n: usize) -> Frontier<'a> {
+        let n = n.min(FRONTIER);
+        Frontier {
+            width,
+            bound: Vec::with_capacity(n * width),
+            weights: Vec::with_capacity(n),
+            groups: Vec::with_capacity(n),
+        }
     }
 
     fn len(&self) -> usize {
