@@ -460,8 +460,16 @@ fn add_in_order<D: Input + ?Sized>(
 fn add_runs<D: Input + ?Sized>(step: StepOf<'_, D>, groups: &mut HashTable<Held>, entries: &[Entry], out: &mut ZSet) {
     let StepOf { calls, group_by, hasher, delta } = step;
     let row_of = |e: &Entry| delta.row(e.at as usize);
+    // The groups' slots are asked for a few entries ahead: a short delta's groups
+    // (a hundred customers of a hundred thousand) lie far apart, and their misses
+    // then overlap.
+    let mut fetched = 0;
     let mut at = 0;
     while at < entries.len() {
+        while fetched < (at + crate::row::PREFETCH_AHEAD).min(entries.len()) {
+            crate::probe_ahead::prefetch_probe(groups, entries[fetched].hash);
+            fetched += 1;
+        }
         let hash = entries[at].hash;
         let first = row_of(&entries[at]);
         // A run: the rows with this key from `at` on (by hash first; two keys whose

@@ -19,6 +19,7 @@
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 use thin_vec::ThinVec;
 
 use crate::expr::Expr;
@@ -491,7 +492,12 @@ impl<C: Tally> KeyedBag<C> {
     /// `matches`. Rows whose weight reaches zero are dropped, and so are keys left
     /// empty.
     pub fn add(&mut self, key: &Key, row: &Row, weight: Weight, matches: Weight) {
-        let (hash, inline) = (key_hash(key), inline_key(key));
+        self.add_hashed(key, key_hash(key), row, weight, matches);
+    }
+
+    /// [`KeyedBag::add`] for `key`, whose hash ([`key_hash`]) is `hash`.
+    fn add_hashed(&mut self, key: &Key, hash: u64, row: &Row, weight: Weight, matches: Weight) {
+        let inline = inline_key(key);
         if let Some(holds) = Self::matcher(&self.keys, self.mode, key, inline)
             && let Ok(mut o) = self.buckets[shard_of(hash)].find_entry(hash, holds)
         {
@@ -521,9 +527,29 @@ impl<C: Tally> KeyedBag<C> {
     pub fn add_delta(&mut self, delta: &ZSet) {
         let rows = delta.as_slice();
         if rows.len() < super::SLOT_ORDER_FROM {
-            for (row, weight) in rows {
-                if let Some(key) = join_key(&self.keys, row) {
-                    self.add(&key, row, *weight, 0);
+            // A few rows (a small transaction's) have keys far apart in the table:
+            // every slot, then every bucket a slot points to, is asked for before any
+            // is used, so that their misses overlap instead of following each other.
+            let keyed: SmallVec<[Option<(Key, u64)>; super::SLOT_ORDER_FROM]> = rows
+                .iter()
+                .map(|(row, _)| {
+                    join_key(&self.keys, row).map(|key| {
+                        let hash = key_hash(&key);
+                        self.prefetch_hash(hash);
+                        (key, hash)
+                    })
+                })
+                .collect();
+            if rows.len() > 1 {
+                for (key, hash) in keyed.iter().flatten() {
+                    if let Some(bucket) = self.bucket(key, *hash) {
+                        bucket.prefetch();
+                    }
+                }
+            }
+            for ((row, weight), keyed) in rows.iter().zip(&keyed) {
+                if let Some((key, hash)) = keyed {
+                    self.add_hashed(key, *hash, row, *weight, 0);
                 }
             }
             return;

@@ -384,6 +384,16 @@ impl MultiJoin {
             // as the groups of a longer delta do below.
             let rows = delta.as_slice();
             let first = &plan.steps[0].from_keys;
+            if rows.len() > 1 {
+                // Every row's first probe asked for before any is made: the rows'
+                // keys lie far apart in the index, and their misses then overlap.
+                let index = &probes.after[plan.steps[0].to][plan.steps[0].index];
+                for (row, _) in rows {
+                    if let Some(key) = join_key(first, row) {
+                        index.prefetch_hash(key_hash(&key));
+                    }
+                }
+            }
             let (mut stack, mut heap) = ([None; ON_STACK], Vec::new());
             let bound = unbound(self.offsets.len(), &mut stack, &mut heap);
             let mut at = 0;

@@ -17,7 +17,8 @@ use super::{ViewId, ViewInfo};
 use crate::arrow_out;
 use crate::error::Error;
 use crate::operator::{SLOT_ORDER_FROM, slot_mask};
-use crate::row::Row;
+use crate::probe_ahead::prefetch_probe;
+use crate::row::{PREFETCH_AHEAD, Row};
 use crate::sort::{OrdRow, OrderSpec};
 use crate::types::DataType;
 use crate::value::Value;
@@ -181,6 +182,8 @@ impl ViewState {
         }
         match &mut self.rows {
             ViewRows::Unordered(map) if delta.len() < SLOT_ORDER_FROM => {
+                // A few rows: every slot asked for first, so that their misses overlap.
+                delta.iter().for_each(|(row, _)| prefetch_probe(map, row.hash_value()));
                 delta.iter().for_each(|(row, w)| add_unordered(map, row.hash_value(), row.clone(), *w));
             }
             ViewRows::Unordered(map) => {
@@ -269,7 +272,17 @@ fn add_unordered_in_slot_order(map: &mut HashTable<(Row, Weight)>, mut rows: Vec
     map.reserve(rows.len(), |(r, _)| r.hash_value());
     let mask = slot_mask(map.len() + rows.len());
     rows.sort_unstable_by_key(|&(h, ..)| h & mask);
-    rows.into_iter().for_each(|(hash, row, w)| add_unordered(map, hash, row, w));
+    // In slot order the lookups of a long delta walk the table; a short one's (a
+    // hundred rows in a view of a million) are far apart, and wait on memory
+    // together when their slots are asked for a few rows ahead.
+    rows.iter().take(PREFETCH_AHEAD).for_each(|&(h, ..)| prefetch_probe(map, h));
+    let mut rows = rows.into_iter();
+    while let Some((hash, row, w)) = rows.next() {
+        if let Some(&(h, ..)) = rows.as_slice().get(PREFETCH_AHEAD - 1) {
+            prefetch_probe(map, h);
+        }
+        add_unordered(map, hash, row, w);
+    }
 }
 
 /// Adds `w` copies of `row` (whose hash is `hash`) to an unordered view's rows.
