@@ -333,6 +333,17 @@ impl Flat {
         debug_assert_eq!(self.values.len(), self.weights.len() * self.width);
     }
 
+    /// Drops the rows, keeping the room for the next step's unless it is more than
+    /// [`crate::zset::KEPT_ENTRIES`] rows' (a big transaction's is freed).
+    pub fn clear_for_reuse(&mut self) {
+        if self.weights.capacity() > crate::zset::KEPT_ENTRIES {
+            *self = Flat::with_capacity(self.width, 0);
+        } else {
+            self.values.clear();
+            self.weights.clear();
+        }
+    }
+
     /// Appends `other`'s rows.
     pub fn append(&mut self, mut other: Flat) {
         if self.weights.is_empty() {

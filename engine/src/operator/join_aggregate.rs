@@ -35,6 +35,10 @@ pub struct JoinAggregate {
     read: Vec<Expr>,
     /// The aggregate, over rows of the values `read` gives.
     aggregate: Aggregate,
+    /// The values of a step's combinations, emptied after the step: its room is
+    /// kept, as a changed product's hundred combinations grew it from a few rows
+    /// (reallocated half a dozen times) in every transaction.
+    found: Flat,
 }
 
 impl JoinAggregate {
@@ -62,7 +66,8 @@ impl JoinAggregate {
             })
             .collect();
         let aggregate = Aggregate::new((0..group_by.len()).map(Expr::col).collect(), calls);
-        JoinAggregate { join, read, aggregate }
+        let found = Flat::with_capacity(read.len(), 0);
+        JoinAggregate { join, read, aggregate, found }
     }
 }
 
@@ -98,10 +103,12 @@ impl Sink for Values<'_> {
 impl Operator for JoinAggregate {
     fn step(&mut self, input_deltas: &[&ZSet]) -> ZSet {
         let sink = Values { read: &self.read };
-        // At least a combination per changed row where the joins follow foreign keys.
-        let mut found = sink.start(input_deltas.iter().map(|d| d.len()).sum::<usize>().min(1 << 16));
-        self.join.step_into(input_deltas, &sink, &mut found);
-        self.aggregate.step_rows(&found)
+        // Empty unless a step failed half way.
+        self.found.clear_for_reuse();
+        self.join.step_into(input_deltas, &sink, &mut self.found);
+        let out = self.aggregate.step_rows(&self.found);
+        self.found.clear_for_reuse();
+        out
     }
 
     /// The join's whole output, aggregated (the aggregate's rule with it as the
