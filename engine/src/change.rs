@@ -43,6 +43,39 @@ pub enum RowData {
     Named(Vec<(String, Value)>),
 }
 
+impl RowData {
+    /// Asks the processor to start loading the values (wherever the caller allocated
+    /// them).
+    pub(crate) fn prefetch_values(&self) {
+        if let RowData::Values(values) = self
+            && !values.is_empty()
+        {
+            // From the allocator's header before the values (read when they are
+            // freed) to the last value, line by line.
+            let start = values.as_ptr().cast::<u8>().wrapping_sub(16);
+            let end = values.as_ptr_range().end.cast::<u8>();
+            let mut at = start;
+            while at < end {
+                crate::row::prefetch_address(at);
+                at = at.wrapping_add(64);
+            }
+            crate::row::prefetch_address(end.wrapping_sub(1));
+        }
+    }
+
+    /// Asks the processor to start loading the texts the values point to; the values
+    /// themselves should have been fetched by then ([`RowData::prefetch_values`]).
+    pub(crate) fn prefetch_texts(&self) {
+        if let RowData::Values(values) = self {
+            for v in values {
+                if let Value::Text(t) = v {
+                    crate::row::prefetch_address(t.as_str().as_ptr());
+                }
+            }
+        }
+    }
+}
+
 impl From<Vec<Value>> for RowData {
     fn from(v: Vec<Value>) -> Self {
         RowData::Values(v)
@@ -145,12 +178,7 @@ impl Change {
             Change::Update { old, new, .. } | Change::Replace { old, new, .. } => (old.as_ref(), Some(new)),
         };
         for data in [first, second].into_iter().flatten() {
-            if let RowData::Values(values) = data
-                && let Some(last) = values.last()
-            {
-                crate::row::prefetch_address(values.as_ptr().cast());
-                crate::row::prefetch_at(last);
-            }
+            data.prefetch_values();
         }
     }
 

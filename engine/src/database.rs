@@ -94,6 +94,30 @@ impl<I: Iterator<Item = Change>> Ahead<I> {
         self.window.front().map(|(change, _)| change)
     }
 
+    /// The next change if it inserts into `table`, read without prefetching: inside a
+    /// long run of inserts, whose rows are built later in one pass that prefetches
+    /// for itself (see `Table::insert_many`), what reading ahead fetches would be
+    /// evicted before it is used. A change that does not continue the run is kept,
+    /// to be staged next.
+    fn next_insert_into(&mut self, table: &TableRef) -> Option<RowData> {
+        if !self.window.is_empty() {
+            return match self.window.front() {
+                Some((Change::Insert { table: next, .. }, _)) if next == table => match self.window.pop_front() {
+                    Some((Change::Insert { row, .. }, _)) => Some(row),
+                    _ => unreachable!("looked at"),
+                },
+                _ => None,
+            };
+        }
+        match self.changes.next()? {
+            Change::Insert { table: next, row } if next == *table => Some(row),
+            other => {
+                self.window.push_back((other, None));
+                None
+            }
+        }
+    }
+
     /// At least how many changes are left.
     fn left(&self) -> usize {
         self.window.len() + self.changes.size_hint().0
@@ -809,10 +833,8 @@ impl Writer {
             let mut run = std::mem::take(&mut self.run);
             run.push(row);
             while run.len() < MAX_INSERT_RUN
-                && let Some(Change::Insert { table: next, .. }) = changes.peek()
-                && *next == table
+                && let Some(row) = changes.next_insert_into(&table)
             {
-                let Some(Change::Insert { row, .. }) = changes.next(self) else { unreachable!("peeked") };
                 if run.len() == INSERT_RUN_FROM {
                     // A long run (a load's hundred thousand rows) is sized once from
                     // what the source says is left, not copied as it doubles.

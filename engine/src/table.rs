@@ -284,7 +284,25 @@ impl Table {
     /// `interners`.
     fn rows_interned(&self, data: Vec<RowData>, interners: &mut [Option<TextInterner>]) -> (Vec<Row>, Option<Error>) {
         let mut rows = Vec::with_capacity(data.len());
-        for d in data {
+        // A run's values were allocated as it was read, long enough ago to have left
+        // the cache: each row's values are asked for twice `PREFETCH_AHEAD` rows before
+        // it is built, and the texts they point to (read to intern them) half as far.
+        let ahead = crate::row::PREFETCH_AHEAD;
+        for (i, d) in data.iter().take(2 * ahead).enumerate() {
+            d.prefetch_values();
+            if i < ahead {
+                d.prefetch_texts();
+            }
+        }
+        let mut data = data.into_iter();
+        while let Some(d) = data.next() {
+            let left = data.as_slice();
+            if let Some(later) = left.get(2 * ahead - 1) {
+                later.prefetch_values();
+            }
+            if let Some(later) = left.get(ahead - 1) {
+                later.prefetch_texts();
+            }
             match self.full_row_interned(d, None, interners) {
                 Ok(row) => rows.push(row),
                 Err(e) => return (rows, Some(e)),
@@ -339,6 +357,11 @@ impl Table {
             rows.iter().enumerate().map(|(i, r)| (hash_key(hasher, key, r), i as u32)).collect();
         order.sort_unstable_by_key(|&(h, i)| (h & mask, h, i));
         for (n, &(hash, i)) in order.iter().enumerate() {
+            // Taken in slot order, the rows themselves come out of order: each is
+            // fetched (its count is taken below) some rows before it is reached.
+            if let Some(&(_, ahead)) = order.get(n + crate::row::PREFETCH_AHEAD) {
+                rows[ahead as usize].prefetch();
+            }
             let row = &rows[i as usize];
             let same_key = |r: &Row| key.iter().all(|&c| *r.get(c) == *row.get(c));
             match table.entry(hash, same_key, |r| hash_key(hasher, key, r)) {
