@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::change::RowData;
 use crate::datetime;
@@ -25,6 +25,10 @@ use crate::types::{Column, DataType, TableSchema};
 use crate::value::{TextInterner, Value};
 use crate::workers::Cost;
 use crate::zset::{Borrowed, Weight, ZSet};
+
+mod keyed;
+
+use keyed::KeyedRows;
 
 /// What to do to put a table back after a failed transaction.
 #[derive(Debug)]
@@ -42,7 +46,7 @@ pub(crate) enum Undo {
 
 #[derive(Debug)]
 enum Rows {
-    Keyed { key: Vec<usize>, rows: HashTable<Row> },
+    Keyed { key: Vec<usize>, rows: KeyedRows },
     Bag { rows: HashMap<Row, Weight>, len: usize },
 }
 
@@ -61,7 +65,7 @@ impl Table {
     /// An empty table.
     pub fn new(id: TableId, schema: TableSchema) -> Table {
         let rows = match &schema.primary_key {
-            Some(key) => Rows::Keyed { key: key.clone(), rows: HashTable::new() },
+            Some(key) => Rows::Keyed { key: key.clone(), rows: KeyedRows::new() },
             None => Rows::Bag { rows: HashMap::new(), len: 0 },
         };
         let interners =
@@ -134,7 +138,7 @@ impl Table {
             return None;
         }
         let hash = self.key_hash(key.iter().map(|&c| &values[c]));
-        crate::probe_ahead::prefetch_probe(rows, hash);
+        crate::probe_ahead::prefetch_probe(rows.shard(hash), hash);
         Some(hash)
     }
 
@@ -145,7 +149,7 @@ impl Table {
     pub fn prefetch_stored(&self, hash: u64) {
         if let Rows::Keyed { rows, .. } = &self.rows {
             // Every slot whose tag matches is a candidate; none is taken.
-            rows.find(hash, |r| {
+            rows.shard(hash).find(hash, |r| {
                 r.prefetch();
                 false
             });
@@ -155,7 +159,7 @@ impl Table {
     /// The stored row whose key columns equal `value(c)` for each key column `c`.
     fn find_hashed<V: Deref<Target = Value>>(&self, hash: u64, value: impl Fn(usize) -> V) -> Option<&Row> {
         let Rows::Keyed { key, rows } = &self.rows else { return None };
-        rows.find(hash, |r| key.iter().all(|&c| *r.get(c) == *value(c)))
+        rows.shard(hash).find(hash, |r| key.iter().all(|&c| *r.get(c) == *value(c)))
     }
 
     /// Stores `row` (already checked). Used by changes and by rollback.
@@ -164,8 +168,10 @@ impl Table {
             Rows::Keyed { key, rows } => {
                 let hasher = &self.hasher;
                 let key = &*key;
-                reserve_keyed(rows, 1, hasher, key);
-                rows.insert_unique(hash_key(hasher, key, &row), row, |r| hash_key(hasher, key, r));
+                let hash = hash_key(hasher, key, &row);
+                let shard = rows.shard_mut(hash);
+                keyed::reserve(shard, 1, hasher, key);
+                shard.insert_unique(hash, row, |r| hash_key(hasher, key, r));
             }
             Rows::Bag { rows, len } => {
                 *rows.entry(row).or_insert(0) += 1;
@@ -179,7 +185,8 @@ impl Table {
         match &mut self.rows {
             Rows::Keyed { key, rows } => {
                 let hash = hash_key(&self.hasher, key, row);
-                if let Ok(e) = rows.find_entry(hash, |r| key.iter().all(|&c| *r.get(c) == *row.get(c))) {
+                if let Ok(e) = rows.shard_mut(hash).find_entry(hash, |r| key.iter().all(|&c| *r.get(c) == *row.get(c)))
+                {
                     e.remove();
                 }
             }
@@ -206,7 +213,7 @@ impl Table {
     /// at each doubling.
     pub fn reserve(&mut self, additional: usize) {
         match &mut self.rows {
-            Rows::Keyed { key, rows } => reserve_keyed(rows, additional, &self.hasher, key),
+            Rows::Keyed { key, rows } => rows.reserve(additional, &self.hasher, key),
             Rows::Bag { rows, .. } => rows.reserve(additional),
         }
     }
@@ -349,39 +356,7 @@ impl Table {
     /// held or repeated; otherwise stores nothing and returns `false`.
     fn insert_in_slot_order(&mut self, rows: &[Row]) -> bool {
         let Rows::Keyed { key, rows: table } = &mut self.rows else { return false };
-        assert!(u32::try_from(rows.len()).is_ok(), "fewer than 2^32 rows at once");
-        let (hasher, key) = (&self.hasher, &*key);
-        reserve_keyed(table, rows.len(), hasher, key);
-        let mask = crate::operator::slot_mask(table.len() + rows.len());
-        let mut order: Vec<(u64, u32)> =
-            rows.iter().enumerate().map(|(i, r)| (hash_key(hasher, key, r), i as u32)).collect();
-        order.sort_unstable_by_key(|&(h, i)| (h & mask, h, i));
-        for (n, &(hash, i)) in order.iter().enumerate() {
-            // Taken in slot order, the rows themselves come out of order: each is
-            // fetched (its count is taken below) some rows before it is reached.
-            if let Some(&(_, ahead)) = order.get(n + crate::row::PREFETCH_AHEAD) {
-                rows[ahead as usize].prefetch();
-            }
-            let row = &rows[i as usize];
-            let same_key = |r: &Row| key.iter().all(|&c| *r.get(c) == *row.get(c));
-            match table.entry(hash, same_key, |r| hash_key(hasher, key, r)) {
-                hashbrown::hash_table::Entry::Vacant(v) => {
-                    v.insert(row.clone());
-                }
-                hashbrown::hash_table::Entry::Occupied(_) => {
-                    // Taken out again: the caller inserts them one by one, which
-                    // finds the first duplicate in the given order.
-                    for &(hash, i) in &order[..n] {
-                        let stored = &rows[i as usize];
-                        if let Ok(e) = table.find_entry(hash, |r| r.ptr_eq(stored)) {
-                            e.remove();
-                        }
-                    }
-                    return false;
-                }
-            }
-        }
-        true
+        table.insert_run(rows, &self.hasher, key)
     }
 
     /// Checks and applies the insert of a full row.
@@ -389,9 +364,11 @@ impl Table {
         if let Rows::Keyed { key, rows } = &mut self.rows {
             // One probe finds a duplicate key or the place for the row.
             let (hasher, key) = (&self.hasher, &*key);
-            reserve_keyed(rows, 1, hasher, key);
+            let hash = hash_key(hasher, key, &row);
+            let shard = rows.shard_mut(hash);
+            keyed::reserve(shard, 1, hasher, key);
             let same_key = |r: &Row| key.iter().all(|&c| *r.get(c) == *row.get(c));
-            match rows.entry(hash_key(hasher, key, &row), same_key, |r| hash_key(hasher, key, r)) {
+            match shard.entry(hash, same_key, |r| hash_key(hasher, key, r)) {
                 hashbrown::hash_table::Entry::Occupied(_) => {
                     let key_values: Vec<Value> = key.iter().map(|&c| row.get(c).into_owned()).collect();
                     return Err(self.duplicate(&key_values));
@@ -480,7 +457,8 @@ impl Table {
             // The same key: the new row takes the stored row's slot.
             Rows::Keyed { key, rows } if !key_changed => {
                 let hash = hash_key(&self.hasher, key, &stored);
-                let mut slot = rows.find_entry(hash, |r| r.ptr_eq(&stored)).expect("a located row is stored");
+                let mut slot =
+                    rows.shard_mut(hash).find_entry(hash, |r| r.ptr_eq(&stored)).expect("a located row is stored");
                 *slot.get_mut() = row.clone();
             }
             _ => {
@@ -729,29 +707,6 @@ fn hash_key<R: Columns + ?Sized>(hasher: &DefaultHashBuilder, key: &[usize], row
     h.finish()
 }
 
-/// Makes room in `table` for `additional` more rows. Growing moves every row to a
-/// larger table, which needs each row's key hash, read from the row: hashbrown's own
-/// growth reads the rows one after the other, a cache miss each (a third of loading a
-/// large table went there), so rows are moved here with each row prefetched a few
-/// rows before its hash is needed.
-fn reserve_keyed(table: &mut HashTable<Row>, additional: usize, hasher: &DefaultHashBuilder, key: &[usize]) {
-    if table.capacity() - table.len() >= additional {
-        return;
-    }
-    // At least doubled, as hashbrown grows, so that growth stays amortized.
-    let capacity = (table.len() + additional).max(table.capacity() * 2);
-    let old: Vec<Row> = std::mem::replace(table, HashTable::with_capacity(capacity)).into_iter().collect();
-    // Moved, not cloned (as `crate::row::prefetched`, which lends, would need): no
-    // count is taken and given back on a row.
-    let mut rows = old.into_iter();
-    while let Some(row) = rows.next() {
-        if let Some(ahead) = rows.as_slice().get(crate::row::PREFETCH_AHEAD - 1) {
-            ahead.prefetch();
-        }
-        table.insert_unique(hash_key(hasher, key, &row), row, |_| unreachable!("room was made"));
-    }
-}
-
 /// Values a caller gave for a row: all of them, or some by name.
 enum Given<'d> {
     Full(std::borrow::Cow<'d, [Value]>),
@@ -941,11 +896,19 @@ mod tests {
             let (mut undo_one, mut undo_many) = (Vec::new(), Vec::new());
             let (mut delta_one, mut delta_many) = (ZSet::new(), ZSet::new());
             let len = 5_000 + next(5_000) as usize;
-            // Round 1 on: a duplicate key or a bad value somewhere in a later chunk.
+            // A key held before the run, which some rounds' run repeats.
+            let held = len as i64 + 5;
+            for t in [&mut one, &mut many] {
+                t.insert(RowData::Values(vec![held.into(), 1.into(), "h".into()]), &mut Vec::new(), &mut ZSet::new())
+                    .expect("a first row");
+            }
+            // Round 1 on: a duplicate key (of a row of the run, or of the row held) or
+            // a bad value somewhere in a later chunk.
             let bad_at = (round % 3 != 0).then(|| len / 2 + next(len as u64 / 2) as usize);
+            let duplicate = if round % 2 == 0 { 7 } else { held };
             let run: Vec<RowData> = (0..len)
                 .map(|i| {
-                    let id = if Some(i) == bad_at && round % 3 == 1 { 7 } else { i as i64 };
+                    let id = if Some(i) == bad_at && round % 3 == 1 { duplicate } else { i as i64 };
                     let amount: Value = if Some(i) == bad_at && round % 3 == 2 { "x".into() } else { 1.into() };
                     // Few distinct texts in most rounds; past the interning limit in some.
                     let note = format!("n{}", next(if round % 4 == 3 { 5_000 } else { 30 }));
@@ -963,16 +926,19 @@ mod tests {
             let got = got.err().map(|e| e.to_string());
             assert_eq!(got, first_error, "round {round}");
             assert_eq!(got.is_some(), bad_at.is_some(), "round {round}");
+            // A failed run leaves what the inserts before the failure left (the
+            // transaction's rollback then takes those out too).
+            assert_eq!(delta_many, delta_one, "round {round}: the delta, in order");
+            assert_eq!(many.contents().consolidated(), one.contents().consolidated(), "round {round}");
+            assert_eq!(many.len(), one.len(), "round {round}");
             if got.is_none() {
-                assert_eq!(delta_many, delta_one, "round {round}: the delta, in order");
-                assert_eq!(many.contents().consolidated(), one.contents().consolidated());
                 let (texts, full) = (many.interners[2].as_ref().map(|i| i.is_full()), round % 4 == 3);
                 assert_eq!(texts, (!full).then_some(false), "round {round}: interned, and not full");
             }
         }
     }
 
-    /// Growing moves every row to a larger table (see `reserve_keyed`): through many
+    /// Growing moves every row to a larger table (see `keyed::reserve`): through many
     /// growths, by single inserts and by runs, every row is still found by its key,
     /// and a key already held is still refused.
     #[test]
