@@ -24,6 +24,7 @@ use crate::arrow_out::arrow_schema;
 use crate::catalog::{Catalog, Dialect};
 use crate::change::{Change, RowData, TableRef};
 use crate::dataflow::{Dataflow, SavedStates};
+use crate::drop_later::Dropper;
 use crate::error::{Error, Result, SchemaError, SqlError, SqlErrorKind, nearest_name};
 use crate::journal::{Committed, Journal, SavedState, TableContents, is_internal};
 use crate::partial::PartialKeys;
@@ -177,6 +178,8 @@ struct Writer {
     /// The window of changes read ahead ([`Ahead`]), empty between transactions and
     /// kept for the same reason.
     window: Window,
+    /// What a large transaction leaves is dropped on the worker threads.
+    dropper: Dropper,
 }
 
 /// Changes read ahead of the one being staged, each with its key's hash once its
@@ -244,6 +247,7 @@ impl Database {
             run: Vec::new(),
             undo: Vec::new(),
             window: Window::new(),
+            dropper: Dropper::default(),
         };
         Database { shared: Arc::new(Shared { writer: Mutex::new(writer), published: Arc::default() }) }
     }
@@ -600,7 +604,7 @@ impl Database {
                 let order = views[i].as_ref().and_then(|v| v.info.order.as_ref());
                 Some((state.as_mut()?, delta?, order))
             });
-            match pool {
+            match &pool {
                 Some(pool) if deltas.len() > 1 => pool.install(|| {
                     rayon_core::scope(|s| {
                         for (state, delta, order) in work {
@@ -611,6 +615,7 @@ impl Database {
                 _ => work.for_each(|(state, delta, order)| state.apply(delta, order)),
             }
             drop(p);
+            w.dropper.drop_later(pool.as_deref(), deltas);
             if let Some(p) = &mut w.profile {
                 watch.add_to(&mut p.publish);
             }
@@ -754,8 +759,17 @@ impl Database {
         Profile { nodes: w.dataflow.profile(), ..w.profile.clone().unwrap_or_default() }
     }
 
+    /// Returns once what finished transactions left to be dropped on the worker
+    /// threads is freed, so that the memory the rows hold is counted exactly
+    /// ([`crate::row_memory::live_bytes`]); [`Database::stats`] waits for it too.
+    pub fn settle(&self) {
+        let dropper = self.shared.writer.lock().dropper.clone();
+        dropper.settle();
+    }
+
     /// Sizes of what the engine holds.
     pub fn stats(&self) -> Stats {
+        self.settle();
         let w = self.shared.writer.lock();
         let p = self.shared.published.read();
         Stats {
@@ -982,6 +996,13 @@ impl Writer {
     /// Keeps an emptied undo log for the next transaction, unless a huge transaction
     /// grew it (its memory is not held for ever).
     fn keep_undo(&mut self, mut undo: Vec<Undo>) {
+        // A large transaction's old rows are let go of on the worker threads.
+        if let Some(pool) = self.dataflow.pool_for(undo.len()) {
+            // Moved out, the log keeping its room.
+            let mut entries = Vec::with_capacity(undo.len());
+            entries.append(&mut undo);
+            self.dropper.drop_later(Some(&pool), entries);
+        }
         if undo.capacity() <= KEPT_UNDO {
             undo.clear();
             self.undo = undo;
@@ -1004,13 +1025,23 @@ impl Writer {
             }
             out.push((views[0], self.dataflow.take_delta(*root)));
         }
-        self.dataflow.clear();
+        // A large transaction's rows are let go of on the worker threads.
+        let held = self.dataflow.delta_rows() + table_deltas.iter().map(|(_, d)| d.len()).sum::<usize>();
+        let pool = self.dataflow.pool_for(held);
+        let mut dropped = pool.as_ref().map(|_| Vec::with_capacity(held));
+        self.dataflow.clear(dropped.as_mut());
         // Give the tables their (now empty) delta buffers back.
         for (t, mut d) in table_deltas {
-            d.clear_for_reuse();
+            match &mut dropped {
+                Some(rows) => d.move_into(rows),
+                None => d.clear_for_reuse(),
+            }
             if self.pending[t.0 as usize].is_empty() {
                 self.pending[t.0 as usize] = d;
             }
+        }
+        if let Some(rows) = dropped {
+            self.dropper.drop_later(pool.as_deref(), rows);
         }
         out
     }

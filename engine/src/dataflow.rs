@@ -79,9 +79,10 @@ use crate::operator::union::Union;
 use crate::operator::values::Values;
 use crate::plan::{JoinKind, Plan, TableId};
 use crate::profile::{NodeProfile, Stopwatch};
+use crate::row::Row;
 use crate::table::Table;
 use crate::workers::Workers;
-use crate::zset::{Borrowed, ZSet};
+use crate::zset::{Borrowed, Weight, ZSet};
 
 /// The nodes and, per edge, the input port it feeds.
 type Graph = StableDiGraph<Node, usize>;
@@ -793,10 +794,18 @@ impl Dataflow {
         std::mem::take(&mut self.deltas[node.index()])
     }
 
-    /// Forgets the transaction's deltas.
-    pub fn clear(&mut self) {
+    /// The rows the transaction's deltas hold.
+    pub fn delta_rows(&self) -> usize {
+        self.touched.iter().map(|n| self.deltas[n.index()].len()).sum()
+    }
+
+    /// Forgets the transaction's deltas, their entries moved to `rows` if given.
+    pub fn clear(&mut self, mut rows: Option<&mut Vec<(Row, Weight)>>) {
         for n in self.touched.drain(..) {
-            self.deltas[n.index()].clear_for_reuse();
+            match rows.as_deref_mut() {
+                Some(rows) => self.deltas[n.index()].move_into(rows),
+                None => self.deltas[n.index()].clear_for_reuse(),
+            }
         }
     }
 

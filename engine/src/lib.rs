@@ -32,6 +32,7 @@ pub mod database;
 mod dataflow;
 pub mod datetime;
 pub mod decimal;
+mod drop_later;
 pub mod error;
 pub mod expr;
 pub mod journal;

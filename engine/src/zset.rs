@@ -103,6 +103,13 @@ impl ZSet {
         self.entries.clear();
     }
 
+    /// Moves the entries to the end of `out`, keeping this set's room as
+    /// [`ZSet::clear_for_reuse`] does.
+    pub fn move_into(&mut self, out: &mut Vec<(Row, Weight)>) {
+        out.append(&mut self.entries);
+        self.clear_for_reuse();
+    }
+
     /// Removes every entry, keeping the allocation for the next transaction's delta
     /// unless it is larger than [`KEPT_ENTRIES`] (a load's delta is not held for ever).
     pub fn clear_for_reuse(&mut self) {
