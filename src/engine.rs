@@ -331,9 +331,10 @@ impl Engine {
     /// partial parameterized view for it, so that string-built queries cost a lookup,
     /// not a view each. Repeated SQL text is not parsed again.
     pub fn from_sql(&self, sql: &str) -> Result<View> {
-        // A view that failed computing is registered afresh.
+        // A view that failed computing, or was dropped through the database beneath,
+        // is registered afresh.
         if let Some(v) = self.by_sql.lock().get(sql)
-            && !matches!(v.version(), Err(Error::Evaluation { .. }))
+            && v.version().is_ok()
         {
             return Ok(v.clone());
         }

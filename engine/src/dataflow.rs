@@ -223,7 +223,8 @@ pub(crate) struct Dataflow {
 }
 
 /// A node's whole output while new nodes are filled: computed, or a table's rows
-/// borrowed (see [`Borrowed`]).
+/// borrowed (see [`Borrowed`]) — all of them, or those a filter over the table keeps
+/// (see [`Operator::kept`]).
 enum Output<'t> {
     Computed(ZSet),
     Table(Borrowed<'t>),
@@ -917,7 +918,21 @@ impl Dataflow {
                 let watch = Stopwatch::start(timed);
                 let out = match &mut self.graph[n].kind {
                     NodeKind::Source(t) => table_output(tables, *t),
-                    NodeKind::Op(op) => Output::Computed(op.get_mut().initial(&refs)),
+                    NodeKind::Op(op) => {
+                        let op = op.get_mut();
+                        // A filter over a table's rows borrows the rows it keeps:
+                        // counting each (and letting each go after the fill) touched
+                        // a million rows twice more where a view is built over a
+                        // loaded table.
+                        let kept = match inputs.as_slice() {
+                            [input] => match &outputs[input] {
+                                Output::Table(rows) => op.kept(rows).map(|at| Output::Table(rows.pick(&at))),
+                                Output::Computed(_) => None,
+                            },
+                            _ => None,
+                        };
+                        kept.unwrap_or_else(|| Output::Computed(op.initial(&refs)))
+                    }
                 };
                 if let Some(t) = self.timing_of(n) {
                     t.steps += 1;

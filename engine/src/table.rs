@@ -987,6 +987,21 @@ mod tests {
         assert!(taken.iter().all(|r| r.handles() == 2));
         drop(taken);
         assert!(counts(&t).iter().all(|&c| c == 1));
+
+        // Some of them picked (a filter's output over the table) are borrowed alike.
+        let taken: Vec<Row> = {
+            let all = t.borrowed();
+            let at: Vec<u32> = (0..all.len() as u32).filter(|i| i % 3 == 0).collect();
+            let picked = all.pick(&at);
+            assert_eq!(picked.len(), at.len());
+            assert!(picked.iter().zip(&at).all(|((r, w), &i)| r.ptr_eq(&all.as_slice()[i as usize].0) && *w == 1));
+            assert!(picked.iter().all(|(r, _)| r.handles() == 1), "nothing counted");
+            drop(all);
+            picked.iter().map(|(r, _)| r.clone()).collect()
+        };
+        assert!(taken.iter().all(|r| r.handles() == 2));
+        drop(taken);
+        assert!(counts(&t).iter().all(|&c| c == 1));
     }
 
     #[test]

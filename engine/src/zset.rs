@@ -202,11 +202,11 @@ macro_rules! zset {
     };
 }
 
-/// Rows borrowed from a store that outlives the set — a table's rows, while new graph
-/// nodes are filled from them — read as a [`ZSet`]. Its handles were never counted
-/// (see [`Row::uncounted`]), so making it touches no row, only the store's index, and
-/// letting it go touches none either; a row taken from it is cloned, and so counted,
-/// as from any Z-set. For a million-row table read by each view registered over it,
+/// Rows borrowed from a store that outlives the set — a table's rows, or those a filter
+/// over it keeps, while new graph nodes are filled from them — read as a [`ZSet`]. Its
+/// handles were never counted (see [`Row::uncounted`]), so making it touches no row,
+/// only the store's index, and letting it go touches none either; a row taken from it
+/// is cloned, and so counted, as from any Z-set. For a million-row table read by each view registered over it,
 /// that is a million counts taken and given back (each a cache miss) fewer per view.
 pub(crate) struct Borrowed<'a> {
     set: std::mem::ManuallyDrop<ZSet>,
@@ -221,6 +221,21 @@ impl<'a> Borrowed<'a> {
         // dropped by an unwinding `collect` either (an allocation failure aborts).
         let entries = rows.map(|(r, w)| (unsafe { r.uncounted() }, w)).collect();
         Borrowed { set: std::mem::ManuallyDrop::new(ZSet { entries }), _rows: std::marker::PhantomData }
+    }
+
+    /// The rows at places `at` (in order), borrowed from where these are.
+    pub(crate) fn pick(&self, at: &[u32]) -> Borrowed<'a> {
+        let entries = &self.set.entries;
+        // SAFETY: as in `new`: these handles are as uncounted as the ones they copy,
+        // forgotten in `drop`, and the rows live for `'a`, as this set's do.
+        let picked = at.iter().map(|&i| {
+            let (r, w) = &entries[i as usize];
+            (unsafe { r.uncounted() }, *w)
+        });
+        Borrowed {
+            set: std::mem::ManuallyDrop::new(ZSet { entries: picked.collect() }),
+            _rows: std::marker::PhantomData,
+        }
     }
 }
 

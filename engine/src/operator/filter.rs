@@ -46,6 +46,21 @@ impl Operator for Filter {
             out
         }))
     }
+
+    /// In chunks on the worker threads, as [`Operator::evaluate`].
+    fn kept(&self, input: &ZSet) -> Option<Vec<u32>> {
+        let rows = input.as_slice();
+        assert!(u32::try_from(rows.len()).is_ok(), "fewer than 2^32 rows at once");
+        let parts = workers::chunks_of(rows.len(), Cost::Row, |range| {
+            let start = range.start;
+            crate::row::prefetched(&rows[range], |(r, _)| r)
+                .enumerate()
+                .filter(|(_, (row, _))| self.predicate.eval_truth(row) == Some(true))
+                .map(|(i, _)| (start + i) as u32)
+                .collect::<Vec<u32>>()
+        });
+        Some(if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { parts.concat() })
+    }
 }
 
 #[cfg(test)]

