@@ -206,8 +206,9 @@ macro_rules! zset {
 /// over it keeps, while new graph nodes are filled from them — read as a [`ZSet`]. Its
 /// handles were never counted (see [`Row::uncounted`]), so making it touches no row,
 /// only the store's index, and letting it go touches none either; a row taken from it
-/// is cloned, and so counted, as from any Z-set. For a million-row table read by each view registered over it,
-/// that is a million counts taken and given back (each a cache miss) fewer per view.
+/// is cloned, and so counted, as from any Z-set. For a million-row table read by each
+/// view registered over it, that is a million counts taken and given back (each a cache
+/// miss) fewer per view.
 pub(crate) struct Borrowed<'a> {
     set: std::mem::ManuallyDrop<ZSet>,
     _rows: std::marker::PhantomData<&'a Row>,
