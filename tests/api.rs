@@ -309,6 +309,94 @@ fn a_loaded_tables_index_is_built_when_a_join_first_needs_it() {
     }
 }
 
+/// A join of three loaded tables builds a deferred index of orders only when an input
+/// that probes it changes: a product change builds orders by product, never orders by
+/// customer (which only a customer change probes), and the view stays exact throughout
+/// (on one thread, and on two with every transaction on the worker threads).
+#[test]
+fn a_three_way_join_builds_only_the_indexes_a_change_probes() {
+    for threads in [1, 2] {
+        let e = shop();
+        e.execute("CREATE TABLE customers (id BIGINT PRIMARY KEY, name TEXT, region TEXT)").unwrap();
+        e.set_threads(threads);
+        e.database().set_parallel_from(1);
+        let product = |p: i64, category: &str| {
+            vec![Value::Int(p), Value::text(format!("p{p}")), Value::text(category), Value::Float(1.0)]
+        };
+        let customer = |c: i64, region: &str| vec![Value::Int(c), Value::text(format!("c{c}")), Value::text(region)];
+        let mut orders: Vec<Vec<Value>> = (1..=60).map(|i| order(i, i % 6, i % 4, i as f64, "paid")).collect();
+        let mut products: Vec<Vec<Value>> =
+            (0..4).map(|p| product(p, if p % 2 == 0 { "even" } else { "odd" })).collect();
+        let mut customers: Vec<Vec<Value>> =
+            (0..6).map(|c| customer(c, if c < 3 { "north" } else { "south" })).collect();
+        e.apply(orders.iter().map(|o| Change::insert("orders", o.clone()))).unwrap();
+        e.apply(products.iter().map(|p| Change::insert("products", p.clone()))).unwrap();
+        e.apply(customers.iter().map(|c| Change::insert("customers", c.clone()))).unwrap();
+        let view = e
+            .from_sql(
+                "SELECT c.region, p.category, COUNT(*) AS n, SUM(o.amount) AS revenue FROM orders o \
+                 JOIN customers c ON o.customer_id = c.id JOIN products p ON o.product_id = p.id \
+                 GROUP BY c.region, p.category",
+            )
+            .unwrap();
+        let exact = |orders: &[Vec<Value>], products: &[Vec<Value>], customers: &[Vec<Value>], when: &str| {
+            let mut groups: std::collections::BTreeMap<(String, String), (i64, f64)> = Default::default();
+            for o in orders {
+                let (Some(c), Some(p)) =
+                    (customers.iter().find(|c| c[0] == o[1]), products.iter().find(|p| p[0] == o[2]))
+                else {
+                    continue;
+                };
+                let g = groups.entry((format!("{:?}", c[2]), format!("{:?}", p[2]))).or_default();
+                g.0 += 1;
+                let Value::Float(amount) = o[3] else { unreachable!("amounts are floats") };
+                g.1 += amount;
+            }
+            let mut rows: Vec<((String, String), (i64, f64))> = view
+                .rows()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let (Value::Int(n), Value::Float(sum)) = (r.get(2).into_owned(), r.get(3).into_owned()) else {
+                        panic!("count and sum: {r:?}")
+                    };
+                    ((format!("{:?}", r.get(0).into_owned()), format!("{:?}", r.get(1).into_owned())), (n, sum))
+                })
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            let expected: Vec<((String, String), (i64, f64))> = groups.into_iter().collect();
+            assert_eq!(rows, expected, "{when}, {threads} threads");
+        };
+        exact(&orders, &products, &customers, "registered");
+        // Orders by customer and by product wait; customers and products by id are
+        // probed by the first fill and built.
+        assert_eq!((e.stats().arrangements, e.stats().deferred_arrangements), (4, 2), "{threads} threads");
+        // Orders change: they probe customers and products, never orders.
+        let gone = orders.remove(5);
+        let new = order(100, 2, 3, 2.5, "paid");
+        orders.push(new.clone());
+        e.apply([Change::delete("orders", gone), Change::insert("orders", new)]).unwrap();
+        exact(&orders, &products, &customers, "orders changed");
+        assert_eq!(e.stats().deferred_arrangements, 2, "both wait, {threads} threads");
+        // A product changes category: its orders are found by product; orders by
+        // customer still wait.
+        let old = products[1].clone();
+        products[1] = product(1, "even");
+        e.apply([Change::update("products", old, products[1].clone())]).unwrap();
+        exact(&orders, &products, &customers, "a product moved");
+        assert_eq!(e.stats().deferred_arrangements, 1, "orders by customer waits, {threads} threads");
+        // A customer moves: now orders by customer is built, and kept up from then on.
+        let old = customers[0].clone();
+        customers[0] = customer(0, "south");
+        e.apply([Change::update("customers", old, customers[0].clone())]).unwrap();
+        exact(&orders, &products, &customers, "a customer moved");
+        assert_eq!(e.stats().deferred_arrangements, 0, "{threads} threads");
+        let gone = orders.pop().unwrap();
+        e.apply([Change::delete("orders", gone), Change::delete("customers", customers.remove(4))]).unwrap();
+        exact(&orders, &products, &customers, "an order and a customer deleted");
+    }
+}
+
 /// A top-k over a join refills from the join's whole output when deletions eat into
 /// what it keeps: the join's indexes are then built when the view is registered, never
 /// deferred, and the refill finds every row (on two threads, every transaction on the

@@ -432,7 +432,13 @@ impl Dataflow {
                 if !is_table(&self.graph, arranged) {
                     continue;
                 }
-                let others = node.inputs.iter().enumerate().filter(|(q, _)| *q != p.port);
+                // The inputs whose changes make the node probe the arrangement.
+                let by = match &node.kind {
+                    NodeKind::Op(op) => op.lock().probed_by(&p.arrangement),
+                    NodeKind::Source(_) => None,
+                };
+                let probing = |q: usize| by.as_ref().map_or(q != p.port, |ports| ports.contains(&q));
+                let others = node.inputs.iter().enumerate().filter(|(q, _)| probing(*q));
                 for source in others.flat_map(|(_, i)| &upstream[i]) {
                     let list = by_source.entry(*source).or_default();
                     if !list.iter().any(|(_, b)| Arc::ptr_eq(&p.arrangement, b)) {

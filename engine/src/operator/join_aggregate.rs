@@ -136,6 +136,10 @@ impl Operator for JoinAggregate {
         self.aggregate.current_output()
     }
 
+    fn probed_by(&self, arrangement: &Shared) -> Option<Vec<usize>> {
+        Some(self.join.probed_by(arrangement))
+    }
+
     fn state_bytes(&self) -> usize {
         self.aggregate.state_bytes()
     }

@@ -98,6 +98,15 @@ pub trait Operator: Send + Debug {
         None
     }
 
+    /// The input ports whose deltas make a step probe `arrangement` (one the operator
+    /// was built with), for an operator that knows better than the default, every
+    /// input but the arranged one: a delta join of three inputs probes orders by
+    /// customer only when customers change, never when products do. The graph builds
+    /// a deferred arrangement when such a port's input changes ([`arrangement`]).
+    fn probed_by(&self, _arrangement: &arrangement::Shared) -> Option<Vec<usize>> {
+        None
+    }
+
     /// Approximate heap bytes held as state.
     fn state_bytes(&self) -> usize {
         0

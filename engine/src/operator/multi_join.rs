@@ -459,6 +459,13 @@ impl MultiJoin {
         sink.append_all(out, parts);
     }
 
+    /// The inputs whose delta rows probe `arrangement`: those whose plan has a step
+    /// through it (see [`Operator::probed_by`]).
+    pub(crate) fn probed_by(&self, arrangement: &Shared) -> Vec<usize> {
+        let through = |step: &Step| std::sync::Arc::ptr_eq(&self.indexes[step.to][step.index], arrangement);
+        (0..self.plans.len()).filter(|&i| self.plans[i].steps.iter().any(through)).collect()
+    }
+
     /// [`Operator::step`] with the output going to `sink`.
     pub(crate) fn step_into<S: Sink>(&mut self, input_deltas: &[&ZSet], sink: &S, out: &mut S::Out) {
         let probes = Probes::new(&self.indexes, input_deltas);
@@ -760,6 +767,10 @@ impl Operator for MultiJoin {
         let mut out = ZSet::new();
         self.current_output_into(&JoinedRows, &mut out);
         Some(out)
+    }
+
+    fn probed_by(&self, arrangement: &Shared) -> Option<Vec<usize>> {
+        Some(self.probed_by(arrangement))
     }
 }
 
